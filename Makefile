@@ -1,0 +1,47 @@
+# bulkpipe: FHIR Bulk Data export → NDJSON folder → DuckDB, as small Unix tools.
+GO      ?= go
+PREFIX  ?= /usr/local
+BIN     := bin
+TOOLS   := bulk-kickoff bulk-poll bulk-fetch ndjson-inline ndjson-merge etl-load bulk-testserver
+
+.PHONY: all build test test-short lint man install demo e2e bench chaos clean
+.DELETE_ON_ERROR:
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The one test command (README, CI): unit, CLI (testscript) and end-to-end tests, race detector on.
+test:
+	$(GO) test -race -timeout 15m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet ./...
+	shellcheck $$(git ls-files 'scripts/*.sh') .ci/run
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed; skipped"; fi
+	$(MAKE) man
+
+# Man pages are hand-written man(7); groff lints them (warnings are errors).
+man:
+	@for p in man/*.1; do out=$$(groff -man -ww -z "$$p" 2>&1); if [ -n "$$out" ]; then echo "$$p: $$out"; exit 1; fi; done; echo "man pages: ok"
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	for t in $(TOOLS); do [ -f $(BIN)/$$t ] && install -m 755 $(BIN)/$$t $(DESTDIR)$(PREFIX)/bin/; done; true
+	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+# The main job end to end against the built-in test server.
+demo: build
+	sh scripts/demo.sh
+
+e2e:
+	$(GO) test -race -run 'E2E|Pipeline' ./pkg/e2e/...
+
+clean:
+	rm -rf $(BIN)
