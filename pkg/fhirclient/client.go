@@ -1,0 +1,496 @@
+package fhirclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Credentials supplies the Authorization header for requests to trusted origins.
+// smartauth.Source, smartauth.Bearer and smartauth.Basic implement it (no import either way).
+type Credentials interface {
+	// Authorization returns the full header value: "Bearer x" or "Basic y".
+	Authorization(ctx context.Context) (string, error)
+	// Reauthorize drops a cached token after a 401; static credentials return ErrCannotReauthorize.
+	Reauthorize(ctx context.Context) error
+}
+
+// Options configure a Client. Only FHIRBase is required.
+type Options struct {
+	FHIRBase       string                                           // base URL; its origin is trusted
+	Credentials    Credentials                                      // nil = no auth
+	Header         http.Header                                      // extra headers from --header; sent on every request to trusted origins only; never logged
+	TrustedOrigins []string                                         // from --token-origin (URLs or scheme://host:port)
+	MaxAttempts    int                                              // total tries per request; 0 → 6
+	MaxWait        map[Route]time.Duration                          // per-route cap on any single wait; missing or ≤0 entries → defaults
+	HTTPClient     *http.Client                                     // nil → a tuned default (see Do); its Transport is wrapped, not replaced
+	Now            func() time.Time                                 // nil → time.Now
+	Sleep          func(ctx context.Context, d time.Duration) error // nil → timer+ctx
+	Rand           func() float64                                   // jitter source in [0,1); nil → math/rand/v2
+	Version        string                                           // "bulkpipe/<Version>" User-Agent
+	ClientID       string                                           // sent as Epic-Client-ID once Metadata() saw an Epic server
+	OnRetry        func(RetryEvent)                                 // progress callback (tools print it on stderr); nil = silent
+}
+
+// RetryEvent describes one retry, for progress lines on stderr (STYLE.md §9).
+type RetryEvent struct {
+	Method, URL string // URL redacted
+	Route       Route
+	Attempt     int           // the try that just failed, 1-based
+	Wait        time.Duration // before the next try
+	Reason      string        // "503 Service Unavailable", or the transport error
+}
+
+// Request is one logical request; Do may send it several times.
+type Request struct {
+	Method string // "" → GET
+	URL    string // absolute, or relative to the FHIR base (see Resolve)
+	Header http.Header
+	Body   []byte // replayed on every attempt and redirect
+	Route  Route
+	Auth   Auth
+	// Budget bounds the total time spent on this request's retries (kickoff --wait); 0 = none.
+	// With a budget, retries the server asks for (429, 503 with Retry-After) are limited by
+	// the budget rather than by MaxAttempts.
+	Budget time.Duration
+}
+
+// Client talks to one FHIR server and whatever file and attachment origins its manifests name.
+// It is safe for concurrent use.
+type Client struct {
+	base        *url.URL
+	creds       Credentials
+	header      http.Header
+	maxAttempts int
+	maxWait     map[Route]time.Duration
+	hc          *http.Client
+	now         func() time.Time
+	sleep       func(context.Context, time.Duration) error
+	rand        func() float64
+	userAgent   string
+	clientID    string
+	onRetry     func(RetryEvent)
+
+	mu      sync.RWMutex
+	trusted map[string]bool // origins (see origin) that may receive credentials
+
+	epic atomic.Bool // set by Metadata
+}
+
+// New checks opts and returns a Client. Errors never quote a --header value or a password.
+func New(opts Options) (*Client, error) {
+	base, err := parseBase(opts.FHIRBase)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHeader(opts.Header); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		base:        base,
+		creds:       opts.Credentials,
+		header:      opts.Header.Clone(),
+		maxAttempts: opts.MaxAttempts,
+		maxWait:     map[Route]time.Duration{},
+		now:         opts.Now,
+		sleep:       opts.Sleep,
+		rand:        opts.Rand,
+		userAgent:   "bulkpipe",
+		clientID:    opts.ClientID,
+		onRetry:     opts.OnRetry,
+		trusted:     map[string]bool{},
+	}
+	if opts.Version != "" {
+		c.userAgent += "/" + opts.Version
+	}
+	if c.maxAttempts <= 0 {
+		c.maxAttempts = defaultMaxAttempts
+	}
+	for r, d := range defaultMaxWait {
+		c.maxWait[r] = d
+	}
+	for r, d := range opts.MaxWait {
+		if d > 0 {
+			c.maxWait[r] = d
+		}
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.sleep == nil {
+		c.sleep = sleepCtx
+	}
+	if c.rand == nil {
+		c.rand = rand.Float64
+	}
+	o, _ := origin(base)
+	c.trusted[o] = true
+	for _, t := range opts.TrustedOrigins {
+		if err := c.Trust(t); err != nil {
+			return nil, err
+		}
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = newHTTPClient()
+	}
+	wrapped := *hc
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	wrapped.Transport = &transport{c: c, base: rt}
+	wrapped.CheckRedirect = redirectPolicy(hc.CheckRedirect)
+	c.hc = &wrapped
+	return c, nil
+}
+
+// parseBase checks the FHIR base URL and drops a trailing slash, so Resolve and callers join
+// paths one way.
+func parseBase(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("no FHIR base URL")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("FHIR base URL %s: %w", Redact(raw), urlErr(err))
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("FHIR base URL %s: want an http or https URL", Redact(raw))
+	case u.Host == "":
+		return nil, fmt.Errorf("FHIR base URL %s: no host", Redact(raw))
+	case u.User != nil:
+		return nil, fmt.Errorf("FHIR base URL %s: credentials in the URL are not supported (use a credentials file)", Redact(raw))
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return nil, fmt.Errorf("FHIR base URL %s: a base URL has no query or fragment", Redact(raw))
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = strings.TrimRight(u.RawPath, "/")
+	return u, nil
+}
+
+// checkHeader rejects --header entries Go would refuse at request time; the error names the
+// header, never its value.
+func checkHeader(h http.Header) error {
+	for k, vs := range h {
+		if k == "" || strings.ContainsFunc(k, func(r rune) bool {
+			return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r)
+		}) {
+			return fmt.Errorf("header %q: invalid name", k)
+		}
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n\x00") {
+				return fmt.Errorf("header %q: invalid value (it holds a line break or NUL)", k)
+			}
+		}
+	}
+	return nil
+}
+
+// urlErr strips the *url.Error wrapper, whose message repeats the URL unredacted.
+func urlErr(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// Base returns a copy of the FHIR base URL, without a trailing slash.
+func (c *Client) Base() *url.URL {
+	u := *c.base
+	return &u
+}
+
+// Trust adds rawURL's origin (scheme, host and port) to those that may receive credentials:
+// the status URL's, or one given with --token-origin (DESIGN.md §2).
+func (c *Client) Trust(rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("trusting origin %s: %w", Redact(rawURL), urlErr(err))
+	}
+	o, ok := origin(u)
+	if !ok {
+		return fmt.Errorf("trusting origin %s: want scheme://host[:port] with scheme http or https", Redact(rawURL))
+	}
+	c.mu.Lock()
+	c.trusted[o] = true
+	c.mu.Unlock()
+	return nil
+}
+
+// Trusted reports whether u's scheme, host and port equal a trusted origin's (default ports
+// normalized, host compared case-insensitively).
+func (c *Client) Trusted(u *url.URL) bool {
+	o, ok := origin(u)
+	if !ok {
+		return false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.trusted[o]
+}
+
+// Resolve turns a reference from a manifest or resource into a URL: "Binary/1" against
+// "https://x/fhir" is "https://x/fhir/Binary/1" (the base path is kept, unlike plain RFC 3986
+// resolution against a base without a trailing slash); absolute URLs come back unchanged.
+func (c *Client) Resolve(ref string) (*url.URL, error) {
+	if ref == "" {
+		return nil, errors.New("resolving an empty reference")
+	}
+	u, err := url.Parse(ref)
+	if err != nil {
+		return nil, fmt.Errorf("resolving %s: %w", Redact(ref), urlErr(err))
+	}
+	if !u.IsAbs() {
+		b := *c.base
+		b.Path += "/"
+		if b.RawPath != "" {
+			b.RawPath += "/"
+		}
+		u = b.ResolveReference(u)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("resolving %s: not an http or https URL", Redact(ref))
+	}
+	return u, nil
+}
+
+// Reauthorize drops cached credentials (passthrough to Credentials), for callers driving their
+// own 401 handling, such as bulk-fetch's file sequence (DESIGN.md §2). Without credentials it
+// returns ErrCannotReauthorize.
+func (c *Client) Reauthorize(ctx context.Context) error {
+	if c.creds == nil {
+		return ErrCannotReauthorize
+	}
+	return c.creds.Reauthorize(ctx)
+}
+
+// Do sends req with the retry table of DESIGN.md §2 and returns the first response that is not
+// retried. 2xx (and 3xx not followed) come back with the body unread: the caller closes it.
+// Any other status becomes a *StatusError (body read up to 64 KiB, then closed), after:
+//   - retries of 408/425/429/500/502/503/504 and transport errors (exponential backoff with
+//     jitter, base 1 s, doubling, single wait ≤ MaxWait[route]; Retry-After honoured in every
+//     form, capped), up to MaxAttempts tries; the final error says how many and the last failure;
+//   - RouteKickoff: retried ONLY after 429, 503 with Retry-After, or a transport failure before
+//     the request was written; after sending, a timeout or reset returns an error wrapping
+//     ErrMaybeSent ("an export may already exist on the server");
+//   - one Reauthorize and retry on a 401 when the token was sent. A 401 from an untrusted origin
+//     returns an error that names --token-origin.
+//
+// Authorization is set per hop, including redirects, and only when the hop's origin is trusted
+// and req.Auth allows it. Every body not returned is drained and closed. Every retry calls
+// OnRetry. Errors carry the redacted URL and never a token or a --header value.
+func (c *Client) Do(ctx context.Context, req *Request) (*http.Response, error) {
+	r, err := c.run(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if r.resp.StatusCode < 400 {
+		return r.resp, nil
+	}
+	se := newStatusError(r.method, r.shown, r.resp, r.secrets)
+	switch {
+	case r.untrusted != "":
+		return nil, &untrustedError{StatusError: se, origin: r.untrusted}
+	case r.gaveUp:
+		return nil, &giveUpError{method: r.method, url: r.shown, attempts: r.attempts, note: r.note, detail: se.detail(), err: se}
+	}
+	return nil, se
+}
+
+// result is the outcome of run: the final response, to be returned as is (Doer) or turned into
+// a *StatusError (Do).
+type result struct {
+	resp          *http.Response
+	method, shown string
+	secrets       []string
+	attempts      int
+	gaveUp        bool   // resp is retryable but the attempts or the budget ran out
+	note          string // why the budget stopped the retries
+	untrusted     string // origin of an untrusted hop that answered 401
+}
+
+// run is the retry loop shared by Do and Doer.
+func (c *Client) run(ctx context.Context, req *Request) (result, error) {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	u, err := c.Resolve(req.URL)
+	if err != nil {
+		return result{}, fmt.Errorf("%s %w", method, err)
+	}
+	target := u.String()
+	shown := Redact(target)
+	start := c.now()
+	var (
+		tries    int  // requests sent
+		counted  int  // tries counted against MaxAttempts
+		failures int  // retryable failures so far, for the backoff exponent
+		reauthed bool // the one re-authorization after a 401 is spent
+	)
+	for {
+		tries++
+		resp, x, err := c.attempt(ctx, method, target, req)
+		var (
+			reason, detail string
+			lastErr        error
+			raWait         time.Duration
+			hasRA, isBusy  bool
+		)
+		if err != nil {
+			inner := hopError(x, target, urlErr(err))
+			if req.Route == RouteKickoff && x.sent.Load() && (ctx.Err() != nil || retryableTransport(err)) {
+				// Cut off once sent, by the network or by the user: say an export may exist.
+				return result{}, &maybeSentError{method: method, url: shown, err: inner}
+			}
+			if ctx.Err() != nil || !retryableTransport(err) {
+				return result{}, fmt.Errorf("%s %s: %w", method, shown, inner)
+			}
+			reason, detail, lastErr = inner.Error(), inner.Error(), inner
+		} else {
+			last, trusted, credsSent := x.hop()
+			status := resp.StatusCode
+			done := result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header), attempts: tries}
+			switch {
+			case status == http.StatusUnauthorized && credsSent && !reauthed:
+				reauthed = true
+				rerr := c.creds.Reauthorize(ctx)
+				if errors.Is(rerr, ErrCannotReauthorize) {
+					return done, nil
+				}
+				drain(resp)
+				if rerr != nil {
+					return result{}, fmt.Errorf("%s %s: %s; renewing credentials: %w", method, shown, statusLine(status, resp.Status), rerr)
+				}
+				c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: tries,
+					Reason: statusLine(status, resp.Status) + ": credentials renewed"})
+				continue
+			case status == http.StatusUnauthorized && !trusted && req.Auth == AuthIfTrusted && c.creds != nil:
+				done.untrusted, _ = origin(last)
+				return done, nil
+			}
+			raWait, hasRA = RetryAfter(resp.Header, c.now())
+			if !retryStatus(req.Route, status, hasRA) {
+				return done, nil
+			}
+			isBusy = busy(status, hasRA)
+			reason = statusLine(status, resp.Status)
+		}
+
+		failures++
+		if !(isBusy && req.Budget > 0) {
+			counted++
+		}
+		wait := c.delay(req.Route, failures, raWait, hasRA)
+		if isBusy && req.Budget > 0 && wait == 0 {
+			// "Retry-After: 0" with a long budget would otherwise become a tight loop.
+			wait = c.backoff(failures, c.maxWaitFor(req.Route))
+		}
+		stop, note := counted >= c.maxAttempts, ""
+		if !stop && req.Budget > 0 && c.now().Add(wait).Sub(start) > req.Budget {
+			stop, note = true, fmt.Sprintf(" (the next try, in %v, would pass the %v budget)", wait.Round(time.Millisecond), req.Budget)
+		}
+		if stop {
+			if resp != nil {
+				return result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header),
+					attempts: tries, gaveUp: true, note: note}, nil
+			}
+			return result{}, &giveUpError{method: method, url: shown, attempts: tries, note: note, detail: detail, err: lastErr}
+		}
+		if resp != nil {
+			drain(resp)
+		}
+		c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: tries, Wait: wait, Reason: reason})
+		if err := c.sleep(ctx, wait); err != nil {
+			return result{}, fmt.Errorf("%s %s: waiting to retry after %s: %w", method, shown, reason, err)
+		}
+	}
+}
+
+// attempt sends req once, following redirects, with a fresh exchange for the transport.
+func (c *Client) attempt(ctx context.Context, method, target string, req *Request) (*http.Response, *exchange, error) {
+	x := &exchange{auth: req.Auth, creds: c.creds}
+	if u, err := url.Parse(target); err == nil {
+		x.initial, _ = origin(u)
+	}
+	ctx = context.WithValue(ctx, exchangeKey{}, x)
+	// Kickoff's rule needs to know whether the server could have seen the request. Headers
+	// written count as seen: a GET kickoff is complete once its headers are out.
+	mark := func() { x.sent.Store(true) }
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: mark,
+		WroteRequest: func(httptrace.WroteRequestInfo) { mark() },
+	})
+	var body io.Reader
+	if req.Body != nil {
+		body = bytes.NewReader(req.Body) // NewRequest sets GetBody, so 307/308 redirects replay it
+	}
+	hr, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return nil, x, err
+	}
+	for k, vs := range req.Header {
+		hr.Header[k] = append([]string(nil), vs...)
+	}
+	resp, err := c.hc.Do(hr)
+	return resp, x, err
+}
+
+// hopError names the redirect target when a later hop failed, since the address in the error
+// is then not the one the user gave.
+func hopError(x *exchange, target string, err error) error {
+	if last, _, _ := x.hop(); last != nil && last.String() != target {
+		return fmt.Errorf("redirected to %s: %w", Redact(last.String()), err)
+	}
+	return err
+}
+
+func (c *Client) retried(e RetryEvent) {
+	if c.onRetry != nil {
+		c.onRetry(e)
+	}
+}
+
+// Doer returns an http-client-like value for smartauth's token requests: Do(*http.Request)
+// retries per the table on the given route, sends no credentials, sets User-Agent, and — like
+// http.Client — returns every final response, error statuses included, with its body unread.
+func (c *Client) Doer(route Route) interface {
+	Do(*http.Request) (*http.Response, error)
+} {
+	return doer{c: c, route: route}
+}
+
+type doer struct {
+	c     *Client
+	route Route
+}
+
+func (d doer) Do(r *http.Request) (*http.Response, error) {
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		b, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: reading the request body: %w", r.Method, Redact(r.URL.String()), err)
+		}
+		body = b
+	}
+	res, err := d.c.run(r.Context(), &Request{Method: r.Method, URL: r.URL.String(), Header: r.Header,
+		Body: body, Route: d.route, Auth: AuthNever})
+	if err != nil {
+		return nil, err
+	}
+	return res.resp, nil
+}

@@ -1,0 +1,259 @@
+package tool
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+	"github.com/bulkpipe/bulkpipe/pkg/smartauth"
+	"github.com/urfave/cli/v2"
+)
+
+// NewClient builds the FHIR client for base (the --fhir-url value when base is "") from the
+// shared server flags: credentials, extra headers, trusted origins and the retry count. types
+// are the resource types the run is about, used for SMART scopes when --scope is not given.
+func NewClient(c *cli.Context, base string, types []string) (*fhirclient.Client, error) {
+	if base == "" {
+		base = c.String("fhir-url")
+	}
+	header, err := parseHeaders(c.StringSlice("header"), os.Getenv("BULK_HEADERS"))
+	if err != nil {
+		return nil, err
+	}
+	opts := fhirclient.Options{
+		FHIRBase:       base,
+		Header:         header,
+		TrustedOrigins: c.StringSlice("token-origin"),
+		MaxAttempts:    c.Int("retries"),
+		Version:        Version(),
+	}
+	if !quiet(c) {
+		stderr := c.App.ErrWriter
+		name := c.App.Name
+		opts.OnRetry = func(e fhirclient.RetryEvent) {
+			fmt.Fprintf(stderr, "%s: %s %s: %s; retrying in %s (attempt %d)\n",
+				name, e.Method, e.URL, e.Reason, e.Wait.Round(100_000_000), e.Attempt+1)
+		}
+	}
+	// Auth flags are checked before the base URL, so a half-given SMART setup is reported as such.
+	creds, clientID, err := credentials(c, base, types)
+	if err != nil {
+		return nil, err
+	}
+	if base == "" {
+		return nil, UsageErrorf("no FHIR base URL: give --fhir-url or set BULK_FHIR_URL")
+	}
+	// Token requests go through a client of their own: same retry table, no credentials.
+	tokenClient, err := fhirclient.New(opts)
+	if err != nil {
+		return nil, UsageErrorf("--fhir-url: %v", err)
+	}
+	if l, ok := creds.(*lazySMART); ok {
+		l.doer = tokenClient.Doer(fhirclient.RouteToken)
+	}
+	if creds == nil {
+		return tokenClient, nil
+	}
+	opts.Credentials, opts.ClientID = creds, clientID
+	client, err := fhirclient.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	return client, nil
+}
+
+func quiet(c *cli.Context) bool {
+	for _, f := range c.App.Flags {
+		for _, n := range f.Names() {
+			if n == "quiet" {
+				return c.Bool("quiet")
+			}
+		}
+	}
+	return false
+}
+
+// credentials picks the one auth method the flags and environment describe.
+func credentials(c *cli.Context, base string, types []string) (fhirclient.Credentials, string, error) {
+	var methods []string
+	smartID, smartKey := c.String("smart-client-id"), c.Path("smart-key")
+	if smartID != "" || smartKey != "" {
+		methods = append(methods, "SMART")
+	}
+	bearerFile, bearerEnv := c.Path("bearer-token"), os.Getenv("BULK_BEARER_TOKEN")
+	if bearerFile != "" || bearerEnv != "" {
+		methods = append(methods, "bearer")
+	}
+	user := c.String("basic-user")
+	if user != "" {
+		methods = append(methods, "basic")
+	}
+	if len(methods) > 1 {
+		return nil, "", UsageErrorf("choose one way to authenticate, not %s", strings.Join(methods, " and "))
+	}
+	switch {
+	case smartID != "" || smartKey != "":
+		if smartID == "" || smartKey == "" {
+			return nil, "", UsageErrorf("SMART auth needs both --smart-client-id and --smart-key")
+		}
+		id, err := smartauth.ClientID(smartID)
+		if err != nil {
+			return nil, "", UsageErrorf("--smart-client-id: %v", err)
+		}
+		key, err := smartauth.LoadKey(smartKey)
+		if err != nil {
+			return nil, "", UsageErrorf("--smart-key: %v", err)
+		}
+		if w := smartauth.KeyFileWarning(smartKey); w != "" {
+			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", c.App.Name, w)
+		}
+		tokenURL := c.String("token-url")
+		if tokenURL == "" && base == "" {
+			return nil, "", UsageErrorf("SMART auth cannot find the token endpoint: give --fhir-url (or BULK_FHIR_URL) or --token-url")
+		}
+		var scopes []string
+		if s := c.String("scope"); s != "" {
+			scopes = strings.Fields(s)
+		}
+		return &lazySMART{
+			base: base, tokenURL: tokenURL,
+			clientID: id, key: key, scopes: scopes, types: types,
+		}, id, nil
+	case bearerFile != "":
+		b, err := os.ReadFile(bearerFile)
+		if err != nil {
+			return nil, "", UsageErrorf("--bearer-token: %v", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return nil, "", UsageErrorf("--bearer-token: %s is empty", bearerFile)
+		}
+		return smartauth.Bearer(tok), "", nil
+	case bearerEnv != "":
+		return smartauth.Bearer(strings.TrimSpace(bearerEnv)), "", nil
+	case user != "":
+		pw := os.Getenv("BULK_BASIC_PASSWORD")
+		if f := c.Path("basic-password"); f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, "", UsageErrorf("--basic-password: %v", err)
+			}
+			pw = strings.TrimRight(string(b), "\r\n")
+		}
+		if pw == "" {
+			return nil, "", UsageErrorf("basic auth needs a password: --basic-password FILE or BULK_BASIC_PASSWORD")
+		}
+		return smartauth.Basic(user, pw), "", nil
+	}
+	if c.Path("basic-password") != "" {
+		return nil, "", UsageErrorf("--basic-password needs --basic-user")
+	}
+	return nil, "", nil
+}
+
+// lazySMART discovers the token endpoint on first use, so runs that never need a token (a
+// server without auth, --help) never touch .well-known.
+type lazySMART struct {
+	doer           smartauth.Doer
+	base, tokenURL string
+	clientID       string
+	key            *smartauth.Key
+	scopes, types  []string
+	once           sync.Mutex
+	src            *smartauth.Source
+}
+
+func (l *lazySMART) source(ctx context.Context) (*smartauth.Source, error) {
+	l.once.Lock()
+	defer l.once.Unlock()
+	if l.src != nil {
+		return l.src, nil
+	}
+	tokenURL, scopes := l.tokenURL, l.scopes
+	if tokenURL == "" || scopes == nil {
+		d, err := smartauth.Discover(ctx, l.doer, l.base)
+		if err != nil {
+			if tokenURL == "" {
+				return nil, fmt.Errorf("find the token endpoint (or give --token-url): %w", err)
+			}
+			d = &smartauth.Discovery{}
+		}
+		if tokenURL == "" {
+			tokenURL = d.TokenEndpoint
+		}
+		if scopes == nil {
+			scopes = smartauth.Scopes(l.types, d.V2)
+		}
+	}
+	l.src = smartauth.NewSource(smartauth.Config{ClientID: l.clientID, Key: l.key, TokenURL: tokenURL, Scopes: scopes, HTTP: l.doer})
+	return l.src, nil
+}
+
+func (l *lazySMART) Authorization(ctx context.Context) (string, error) {
+	s, err := l.source(ctx)
+	if err != nil {
+		return "", err
+	}
+	return s.Authorization(ctx)
+}
+
+func (l *lazySMART) Reauthorize(ctx context.Context) error {
+	s, err := l.source(ctx)
+	if err != nil {
+		return err
+	}
+	return s.Reauthorize(ctx)
+}
+
+// parseHeaders reads --header values ("Name: value", or @FILE holding such lines) and the
+// newline-separated BULK_HEADERS variable. Values are secrets as often as not (API keys), so
+// errors name the header, never its value.
+func parseHeaders(flags []string, env string) (http.Header, error) {
+	h := http.Header{}
+	var lines []string
+	for _, f := range flags {
+		if file, ok := strings.CutPrefix(f, "@"); ok {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, UsageErrorf("--header: %v", err)
+			}
+			sc := bufio.NewScanner(strings.NewReader(string(b)))
+			for sc.Scan() {
+				lines = append(lines, sc.Text())
+			}
+			continue
+		}
+		lines = append(lines, f)
+	}
+	lines = append(lines, strings.Split(env, "\n")...)
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(l, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, UsageErrorf("--header: want 'Name: value', got a line starting %q", firstWord(l))
+		}
+		switch strings.ToLower(name) {
+		case "authorization":
+			return nil, UsageErrorf("--header: use --bearer-token or --basic-user for Authorization, so it is only sent to trusted origins")
+		}
+		h.Add(textproto.CanonicalMIMEHeaderKey(name), strings.TrimSpace(value))
+	}
+	return h, nil
+}
+
+func firstWord(s string) string {
+	if i := strings.IndexAny(s, ": \t"); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
