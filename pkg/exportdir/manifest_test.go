@@ -1,0 +1,132 @@
+package exportdir
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+func TestParseManifest(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want Manifest
+	}{
+		{
+			"v2 with error and deleted",
+			`{"transactionTime":"2024-01-01T00:00:00Z","request":"https://x/fhir/Group/g/$export","requiresAccessToken":true,
+			  "output":[{"type":"Patient","url":"https://x/files/1","count":3},{"type":"Observation","url":"https://x/files/2"}],
+			  "deleted":[{"type":"Bundle","url":"https://x/files/d1"}],
+			  "error":[{"type":"OperationOutcome","url":"https://x/files/e1","count":1}],
+			  "extension":{"x":1}}`,
+			Manifest{
+				TransactionTime: "2024-01-01T00:00:00Z", Request: "https://x/fhir/Group/g/$export", RequiresAccessToken: true,
+				Output:  []Item{{Type: "Patient", URL: "https://x/files/1", Count: 3, HasCount: true}, {Type: "Observation", URL: "https://x/files/2"}},
+				Deleted: []Item{{Type: "Bundle", URL: "https://x/files/d1"}},
+				Error:   []Item{{Type: "OperationOutcome", URL: "https://x/files/e1", Count: 1, HasCount: true}},
+			},
+		},
+		{
+			"v4 with outcome and no request",
+			`{"transactionTime":"2024-01-01T00:00:00.123+02:00","requiresAccessToken":false,"output":[],"outcome":[{"type":"OperationOutcome","url":"o1"}]}`,
+			Manifest{TransactionTime: "2024-01-01T00:00:00.123+02:00", Output: []Item{}, Error: []Item{{Type: "OperationOutcome", URL: "o1"}}},
+		},
+		{
+			"error and outcome both kept",
+			`{"output":[],"error":[{"type":"OperationOutcome","url":"e"}],"outcome":[{"url":"o"}]}`,
+			Manifest{Output: []Item{}, Error: []Item{{Type: "OperationOutcome", URL: "e"}, {Type: "OperationOutcome", URL: "o"}}},
+		},
+		{
+			"partial with link next",
+			`{"transactionTime":"2024-01-01T00:00:00Z","output":[{"type":"Patient","url":"p"}],"link":[{"relation":"self","url":"s"},{"relation":"next","url":"https://x/status/1?page=2"}]}`,
+			Manifest{TransactionTime: "2024-01-01T00:00:00Z", Output: []Item{{Type: "Patient", URL: "p"}}, Next: "https://x/status/1?page=2"},
+		},
+		{
+			"lenient: no output, string boolean, odd counts, continuesInFile",
+			`{"requiresAccessToken":"true","deleted":[{"url":"d"}],"output":null,"x":[],
+			  "error":[{"url":"e","count":"7","continuesInFile":"e2"},{"url":"f","count":-1,"extension":{"continuesInFile":"f2"}},{"url":"g","count":1.5}]}`,
+			Manifest{RequiresAccessToken: true, Deleted: []Item{{Type: "Bundle", URL: "d"}},
+				Error: []Item{{Type: "OperationOutcome", URL: "e", Count: 7, HasCount: true, ContinuesInFile: "e2"},
+					{Type: "OperationOutcome", URL: "f", ContinuesInFile: "f2"}, {Type: "OperationOutcome", URL: "g"}}},
+		},
+		{"empty object", `{}`, Manifest{}},
+	}
+	for _, tt := range tests {
+		got, err := ParseManifest([]byte(tt.in))
+		if err != nil {
+			t.Errorf("%s: ParseManifest = %v", tt.name, err)
+			continue
+		}
+		if string(got.Raw) != tt.in {
+			t.Errorf("%s: Raw = %q, want the input", tt.name, got.Raw)
+		}
+		if diff := cmp.Diff(&tt.want, got, cmpopts.IgnoreFields(Manifest{}, "Raw"), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: ParseManifest mismatch (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}
+
+func TestParseManifestRawIsACopy(t *testing.T) {
+	b := []byte(`{"output":[]}`)
+	m, err := ParseManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[2] = 'X'
+	if string(m.Raw) != `{"output":[]}` {
+		t.Errorf("Raw = %s after the input changed, want a copy", m.Raw)
+	}
+}
+
+func TestParseManifestErrors(t *testing.T) {
+	tests := map[string]string{
+		``:                         "manifest: empty",
+		`[]`:                       "manifest: not a JSON object",
+		`null`:                     "manifest: not a JSON object",
+		`"x"`:                      "manifest: not a JSON object",
+		`{"output":[}`:             "manifest: invalid character",
+		`{"output":{}}`:            "manifest: output is not an array of objects",
+		`{"output":[1]}`:           "manifest: output is not an array of objects",
+		`{"output":[null]}`:        "manifest: output[0]: not an object",
+		`{"output":[{"url":"u"}]}`: "manifest: output[0]: no type",
+		`{"output":[{"type":"P","url":"u"},{"type":"P"}]}`: "manifest: output[1]: no url",
+		`{"deleted":[{"type":"Bundle","url":""}]}`:         "manifest: deleted[0]: no url",
+		`{"outcome":[{"url":5}]}`:                          "manifest: outcome[0]: url is not a string",
+		`{"transactionTime":5}`:                            "manifest: transactionTime is not a string",
+		`{"requiresAccessToken":"yes"}`:                    "manifest: requiresAccessToken is not a boolean",
+		`{"link":{"relation":"next"}}`:                     "manifest: link is not an array of objects",
+		`{"link":[{"relation":"next","url":1}]}`:           "manifest: link[0]: url is not a string",
+	}
+	for in, want := range tests {
+		if _, err := ParseManifest([]byte(in)); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("ParseManifest(%s) error = %v, want %q", in, err, want)
+		}
+	}
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(`{"transactionTime":"2024-01-01T00:00:00Z","requiresAccessToken":true,"output":[{"type":"Patient","url":"u","count":1}],"link":[{"relation":"next","url":"n"}]}`))
+	f.Add([]byte(`{"outcome":[{"url":"o","extension":{"continuesInFile":"p"}}],"deleted":null}`))
+	f.Add([]byte(`{"output":[{"type":"P","url":"u","count":1e300}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseManifest(b)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "manifest: ") {
+				t.Fatalf("ParseManifest error %q lacks the manifest: prefix", err)
+			}
+			return
+		}
+		for _, items := range [][]Item{m.Output, m.Deleted, m.Error} {
+			for _, it := range items {
+				if it.URL == "" || it.Type == "" || it.Count < 0 || (!it.HasCount && it.Count != 0) {
+					t.Fatalf("ParseManifest(%q): bad item %+v", b, it)
+				}
+			}
+		}
+		if string(m.Raw) != string(b) {
+			t.Fatalf("ParseManifest(%q): Raw = %q", b, m.Raw)
+		}
+	})
+}

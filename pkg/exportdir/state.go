@@ -1,0 +1,105 @@
+package exportdir
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
+)
+
+// MetaDir is the folder's private subfolder (DESIGN.md §3): state and lock. It is part of the archive.
+const MetaDir = ".bulkpipe"
+
+// stateVersion is written into state.json so a future format change is detected, not misread.
+const stateVersion = 1
+
+// State records what was verified in an export folder (DESIGN.md §3): a rerun trusts it instead of
+// downloading again, and ndjson-inline updates it after rewriting a file, so the rewritten file is
+// never fetched over.
+type State struct {
+	Version         int         `json:"version"`
+	ExportID        string      `json:"exportId"`
+	TransactionTime string      `json:"transactionTime"`
+	Files           []FileState `json:"files"`
+}
+
+// FileState is the identity and checksum of one verified file. The identity (export transaction
+// time, item type, resource type, ordinal) says which manifest entry it is; name, size, SHA-256 and
+// lines say what is on disk now.
+type FileState struct {
+	Name         string   `json:"name"` // relative to DIR, slash-separated: "deleted/Bundle.000.ndjson"
+	ItemType     ItemType `json:"itemType"`
+	ResourceType string   `json:"resourceType"`
+	Ordinal      int      `json:"ordinal"`
+	Size         int64    `json:"size"`
+	SHA256       string   `json:"sha256"` // hex
+	Lines        int      `json:"lines"`
+	Inlined      bool     `json:"inlined,omitempty"` // rewritten by ndjson-inline since download
+}
+
+// File returns the state of the file named name (relative to DIR).
+func (s *State) File(name string) (FileState, bool) {
+	for _, f := range s.Files {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return FileState{}, false
+}
+
+// Put records f, replacing the entry of the same name.
+func (s *State) Put(f FileState) {
+	for i := range s.Files {
+		if s.Files[i].Name == f.Name {
+			s.Files[i] = f
+			return
+		}
+	}
+	s.Files = append(s.Files, f)
+}
+
+func statePath(dir string) string { return filepath.Join(dir, MetaDir, "state.json") }
+
+// ReadState reads DIR/.bulkpipe/state.json. A folder without one has an empty state and no error:
+// nothing is verified yet.
+func ReadState(dir string) (*State, error) {
+	path := statePath(dir)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &State{Version: stateVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("read state %s: %w", path, err)
+	}
+	if s.Version > stateVersion {
+		return nil, fmt.Errorf("read state %s: version %d was written by a newer bulkpipe (this one knows %d)", path, s.Version, stateVersion)
+	}
+	s.Version = stateVersion
+	return &s, nil
+}
+
+// WriteState replaces DIR/.bulkpipe/state.json atomically, so a crash leaves the old state or the
+// new one, never a mix.
+func WriteState(dir string, s *State) error {
+	if err := os.MkdirAll(filepath.Join(dir, MetaDir), 0o755); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	c := *s
+	c.Version = stateVersion
+	if c.Files == nil {
+		c.Files = []FileState{}
+	}
+	b, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return atomicfile.WriteFile(statePath(dir), append(b, '\n'), 0o644)
+}
