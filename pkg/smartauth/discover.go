@@ -1,0 +1,211 @@
+package smartauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+)
+
+// maxBody bounds what is read from discovery and token responses; real ones are a few KiB.
+const maxBody = 1 << 20
+
+// ClientID resolves --smart-client-id: a path to a file holding the ID (Epic's IDs are long
+// enough that users keep them in files, as the seed's docs suggest), else the value itself.
+// Surrounding whitespace is trimmed either way.
+func ClientID(value string) (string, error) {
+	if fi, err := os.Stat(value); err == nil && fi.Mode().IsRegular() {
+		f, err := os.Open(value)
+		if err != nil {
+			return "", fmt.Errorf("read client id: %w", err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+		if err != nil {
+			return "", fmt.Errorf("read client id: %w", err)
+		}
+		id := strings.TrimSpace(string(b))
+		if id == "" {
+			return "", fmt.Errorf("client id file %s is empty", value)
+		}
+		return id, nil
+	}
+	id := strings.TrimSpace(value)
+	if id == "" {
+		return "", errors.New("client id is empty")
+	}
+	return id, nil
+}
+
+// Discovery is what a server's SMART configuration says about its token endpoint.
+type Discovery struct {
+	TokenEndpoint   string   // absolute URL
+	ScopesSupported []string // as advertised; may be empty
+	V2              bool     // the server speaks only SMART v2 scopes (system/T.rs), not v1 (.read)
+}
+
+// Discover GETs {fhirBase}/.well-known/smart-configuration (SMART App Launch §2.1) and returns
+// its token endpoint. A missing token_endpoint is an error: the caller then needs --token-url.
+func Discover(ctx context.Context, d Doer, fhirBase string) (*Discovery, error) {
+	if d == nil {
+		d = http.DefaultClient
+	}
+	u := strings.TrimRight(fhirBase, "/") + "/.well-known/smart-configuration"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("discover SMART configuration: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := d.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("discover SMART configuration: GET %s: %w", u, err)
+	}
+	defer drainClose(resp.Body)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, fmt.Errorf("discover SMART configuration: GET %s: %s", u, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("discover SMART configuration: GET %s: read body: %w", u, err)
+	}
+	return parseDiscovery(body, resp.Request, u)
+}
+
+func parseDiscovery(body []byte, req *http.Request, rawURL string) (*Discovery, error) {
+	var doc struct {
+		TokenEndpoint   string   `json:"token_endpoint"`
+		ScopesSupported []string `json:"scopes_supported"`
+		Capabilities    []string `json:"capabilities"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("discover SMART configuration: GET %s: parse JSON: %w", rawURL, err)
+	}
+	if doc.TokenEndpoint == "" {
+		return nil, fmt.Errorf("discover SMART configuration: GET %s: no token_endpoint", rawURL)
+	}
+	// The spec wants an absolute URL; resolve a relative one against where the document came
+	// from (after redirects) rather than failing later with "unsupported protocol scheme".
+	tok, err := url.Parse(doc.TokenEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("discover SMART configuration: GET %s: bad token_endpoint %q", rawURL, doc.TokenEndpoint)
+	}
+	if req != nil && req.URL != nil {
+		tok = req.URL.ResolveReference(tok)
+	} else if base, err := url.Parse(rawURL); err == nil {
+		tok = base.ResolveReference(tok)
+	}
+	if tok.Scheme != "http" && tok.Scheme != "https" {
+		return nil, fmt.Errorf("discover SMART configuration: GET %s: token_endpoint %q is not an http(s) URL", rawURL, doc.TokenEndpoint)
+	}
+	return &Discovery{
+		TokenEndpoint:   tok.String(),
+		ScopesSupported: doc.ScopesSupported,
+		V2:              onlyV2(doc.ScopesSupported, doc.Capabilities),
+	}, nil
+}
+
+// onlyV2 reports whether a server accepts SMART v2 scopes but not v1 ones. A server that lists
+// both kinds (most do, for compatibility) gets v1 scopes, which every server version accepts.
+// Without resource scopes in scopes_supported, the permission-v1/v2 capabilities decide.
+func onlyV2(scopes, capabilities []string) bool {
+	var v1, v2 bool
+	for _, s := range scopes {
+		switch scopeVersion(s) {
+		case 1:
+			v1 = true
+		case 2:
+			v2 = true
+		}
+	}
+	if v1 || v2 {
+		return v2 && !v1
+	}
+	return slices.Contains(capabilities, "permission-v2") && !slices.Contains(capabilities, "permission-v1")
+}
+
+// scopeVersion classifies a resource scope "context/Type.perm[?query]": 1 for read/write/*,
+// 2 for a c?r?u?d?s? permission string, 0 for anything else (openid, launch/patient, ...).
+func scopeVersion(scope string) int {
+	scope, _, _ = strings.Cut(scope, "?")
+	if !strings.Contains(scope, "/") {
+		return 0
+	}
+	i := strings.LastIndexByte(scope, '.')
+	if i < 0 {
+		return 0
+	}
+	switch perm := scope[i+1:]; perm {
+	case "read", "write", "*":
+		return 1
+	case "":
+		return 0
+	default:
+		rest := perm
+		for _, c := range "cruds" {
+			rest = strings.TrimPrefix(rest, string(c))
+		}
+		if rest == "" {
+			return 2
+		}
+	}
+	return 0
+}
+
+// linked lists the types an export of a type needs to read afterwards: attachments are
+// Binary/{id} on Epic, and MedicationRequest.medicationReference points at Medications the
+// export does not include (DESIGN.md §2, Auth).
+var linked = map[string][]string{
+	"DocumentReference": {"Binary"},
+	"DiagnosticReport":  {"Binary"},
+	"MedicationRequest": {"Medication"},
+}
+
+// Scopes returns the system scopes an export of types needs: system/T.read per type (v2:
+// system/T.rs) with linked types right after the type that needs them, deduplicated, in the
+// order given. No types, or "*", means everything: system/*.read (v2: system/*.rs).
+// Elements may be comma lists, as _type values are.
+func Scopes(types []string, v2 bool) []string {
+	perm := ".read"
+	if v2 {
+		perm = ".rs"
+	}
+	var out []string
+	seen := map[string]bool{}
+	add := func(t string) {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, "system/"+t+perm)
+		}
+	}
+	for _, list := range types {
+		for t := range strings.SplitSeq(list, ",") {
+			t = strings.TrimSpace(t)
+			if t == "" {
+				continue
+			}
+			if t == "*" {
+				return []string{"system/*" + perm}
+			}
+			add(t)
+			for _, l := range linked[t] {
+				add(l)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return []string{"system/*" + perm}
+	}
+	return out
+}
+
+// drainClose reads a little of what is left so the connection can be reused, then closes.
+func drainClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	_ = body.Close()
+}
