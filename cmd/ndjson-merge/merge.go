@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
+	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
+	"github.com/tidwall/gjson"
+)
+
+// options of one merge, filled from the flags by run (and directly by tests).
+type options struct {
+	sources   []string
+	out       string // a folder, or "-" for NDJSON on stdout
+	force     bool
+	mem       int64
+	maxFile   int64
+	maxLine   int
+	tmp       string // where sorted runs go; "" = inside the staging folder (or $TMPDIR for --out -)
+	group     string
+	timestamp time.Time
+	hasTime   bool
+
+	stdin    io.Reader
+	stdout   io.Writer
+	warn     func(msg string) // one diagnostic line (without the tool name)
+	progress func(p progress) // called every few thousand records; nil = silent
+	now      func() time.Time
+	version  string
+}
+
+// progress is what the tool shows on a terminal, and what tests hook to interrupt a merge.
+type progress struct {
+	phase   string // "reading", "merging", "writing"
+	records int64  // records read, or written
+	bytes   int64  // bytes read, or written
+	runs    int    // sorted runs spilled to disk
+}
+
+// result summarizes a merge for the closing line.
+type result struct {
+	read, written, deleted, errors int64
+	types                          []string
+	files                          int
+}
+
+// merger carries one merge from the sources to the output.
+type merger struct {
+	o       *options
+	srcs    []*source
+	rules   *rules
+	sort    *sorter
+	seq     uint64
+	types   []string // resource types seen, sorted
+	errs    []exportdir.File
+	warned  map[string]bool
+	res     result
+	key     []byte
+	counter int64
+	read    int64 // bytes read
+	started time.Time
+}
+
+// merge runs a whole merge: sources, sort, output. Nothing appears at o.out unless it returns nil.
+func merge(ctx context.Context, o *options) (*result, error) {
+	srcs, err := openSources(o)
+	if err != nil {
+		return nil, err
+	}
+	m := &merger{o: o, srcs: srcs, warned: map[string]bool{}, started: o.now()}
+	times := make([]time.Time, len(srcs))
+	for i, s := range srcs {
+		times[i] = s.time
+	}
+	m.rules = newRules(times)
+
+	var out *outDir
+	runDir := o.tmp
+	if o.out != "-" {
+		if out, err = createOutDir(o.out, o.force); err != nil {
+			return nil, err
+		}
+		defer out.abort() // no-op after commit
+		if runDir == "" {
+			runDir = out.staging
+		}
+	} else if runDir == "" {
+		runDir = os.TempDir()
+	}
+	runs, err := os.MkdirTemp(runDir, ".ndjson-merge-runs-")
+	if err != nil {
+		return nil, fmt.Errorf("create a folder for sorted runs: %w", err)
+	}
+	defer os.RemoveAll(runs)
+	m.sort = newSorter(m.rules, o.mem, runs)
+
+	if err := m.readAll(ctx); err != nil {
+		return nil, err
+	}
+	if o.out == "-" {
+		return m.toStdout(ctx)
+	}
+	return m.toFolder(ctx, out, runs)
+}
+
+// readAll feeds every record of every source to the sort, in argument order.
+func (m *merger) readAll(ctx context.Context) error {
+	for _, src := range m.srcs {
+		for _, f := range src.files {
+			var err error
+			switch f.ItemType {
+			case exportdir.ItemOutput:
+				err = m.readFile(ctx, src, f, m.addResource)
+			case exportdir.ItemDeleted:
+				err = m.readFile(ctx, src, f, m.addDeletes)
+			case exportdir.ItemError:
+				m.errs = append(m.errs, f) // copied as they are once the merge is written
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	m.report("merging", m.counter, m.read)
+	return nil
+}
+
+// lineFunc handles one valid JSON line of a file; where names it for messages ("FILE:LINE").
+type lineFunc func(ctx context.Context, src *source, where func() string, line []byte) error
+
+func (m *merger) readFile(ctx context.Context, src *source, f exportdir.File, fn lineFunc) error {
+	name := f.Path
+	if src.stdin {
+		name = "stdin"
+	}
+	r, err := m.o.open(f)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", name, unwrapPathError(err))
+	}
+	defer r.Close()
+	sc := ndjson.NewScanner(r, m.o.maxLine)
+	where := func() string { return fmt.Sprintf("%s:%d", name, sc.Line()) }
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !gjson.ValidBytes(line) {
+			return fmt.Errorf("%s: invalid JSON", where())
+		}
+		if err := fn(ctx, src, where, line); err != nil {
+			return err
+		}
+		m.read += int64(len(line)) + 1
+		if m.counter++; m.counter&0x3ff == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			m.report("reading", m.counter, m.read)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// addResource checks a resource line and adds it to the sort.
+func (m *merger) addResource(ctx context.Context, src *source, where func() string, line []byte) error {
+	typ := fhirjson.ResourceType(line)
+	switch {
+	case typ == "":
+		return fmt.Errorf("%s: no resourceType (want one FHIR resource per line)", where())
+	case !validTypeName(typ):
+		return fmt.Errorf("%s: resourceType %q is not a FHIR resource type", where(), typ)
+	}
+	id := fhirjson.ID(line)
+	if id == "" {
+		return fmt.Errorf("%s: %s has no id", where(), typ)
+	}
+	e := entry{kind: kindResource, slice: uint32(src.index), seq: m.seq, body: line}
+	m.seq++
+	if lu, ok := fhirjson.LastUpdated(line); ok {
+		if e.lu, ok = parseInstant(lu); !ok {
+			m.warnOnce("lastUpdated", fmt.Sprintf("%s: meta.lastUpdated %q is not an instant: treated as missing (oldest); further such values are not reported", where(), lu))
+		}
+	}
+	m.key = makeKey(m.key, typ, id)
+	e.key = m.key
+	if i, found := slices.BinarySearch(m.types, typ); !found {
+		m.types = slices.Insert(m.types, i, typ)
+		if m.o.out == "-" && len(m.types) > 1 {
+			return m.severalTypes() // before reading everything, and before writing anything
+		}
+	}
+	m.res.read++
+	return m.sort.add(ctx, &e)
+}
+
+// addDeletes adds the DELETE entries of one deleted/ Bundle to the sort.
+func (m *merger) addDeletes(ctx context.Context, src *source, where func() string, line []byte) error {
+	dels := exportdir.Deletions(line)
+	if len(dels) == 0 {
+		m.warnOnce("bundle", fmt.Sprintf("%s: not a transaction Bundle of DELETE entries: ignored; further such lines are not reported", where()))
+	}
+	for _, d := range dels {
+		if !validTypeName(d.ResourceType) || d.ID == "" {
+			m.warnOnce("delete", fmt.Sprintf("%s: DELETE %s/%s is not a resource type and id: ignored", where(), d.ResourceType, d.ID))
+			continue
+		}
+		m.key = makeKey(m.key, d.ResourceType, d.ID)
+		e := entry{kind: kindDelete, slice: uint32(src.index), seq: m.seq, key: m.key}
+		m.seq++
+		if err := m.sort.add(ctx, &e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *merger) warnOnce(what, msg string) {
+	if !m.warned[what] {
+		m.warned[what] = true
+		m.o.warn(msg)
+	}
+}
+
+func (m *merger) report(phase string, records, bytes int64) {
+	if m.o.progress != nil {
+		m.o.progress(progress{phase: phase, records: records, bytes: bytes, runs: m.sort.nextRun})
+	}
+}
+
+// toStdout writes the merged resources of the one resource type to stdout, in id order.
+func (m *merger) toStdout(ctx context.Context) (*result, error) {
+	if len(m.types) > 1 {
+		return nil, m.severalTypes()
+	}
+	w := m.o.stdout
+	var dels int64
+	err := m.sort.each(ctx, func(g []entry) error {
+		if g[0].kind == kindDelete {
+			dels++
+			return nil
+		}
+		if _, err := w.Write(g[0].body); err != nil {
+			return err
+		}
+		if _, err := w.Write(newline); err != nil {
+			return err
+		}
+		m.res.written++
+		if m.res.written&0xfff == 0 {
+			m.report("writing", m.res.written, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if dels > 0 {
+		m.o.warn(fmt.Sprintf("%d deletions are not written to stdout: use --out DIR to keep deleted/", dels))
+	}
+	if len(m.errs) > 0 {
+		m.o.warn(fmt.Sprintf("%d error/ files are not written to stdout: use --out DIR to keep them", len(m.errs)))
+	}
+	m.res.deleted, m.res.types = dels, m.types
+	return &m.res, nil
+}
+
+var newline = []byte{'\n'}
+
+func (m *merger) severalTypes() error {
+	return tool.UsageErrorf("--out - writes one resource type, and the sources hold %s: use --out DIR", strings.Join(m.types, " and "))
+}
+
+// toFolder writes the merged export folder into the staging folder and renames it into place.
+func (m *merger) toFolder(ctx context.Context, out *outDir, runs string) (*result, error) {
+	out.maxFile = m.o.maxFile
+	err := m.sort.each(ctx, func(g []entry) error {
+		typ, id := splitKey(g[0].key)
+		var err error
+		if g[0].kind == kindDelete {
+			err = out.deletion(typ, id)
+			m.res.deleted++
+		} else {
+			err = out.resource(typ, g[0].body)
+			m.res.written++
+		}
+		if n := m.res.written + m.res.deleted; n&0xfff == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			m.report("writing", n, out.bytes)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := out.endResources(); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(runs); err != nil {
+		return nil, fmt.Errorf("remove sorted runs: %w", err)
+	}
+	for _, f := range m.errs {
+		n, err := out.copyErrors(ctx, f, m.o.maxLine)
+		if err != nil {
+			return nil, err
+		}
+		m.res.errors += n
+	}
+	if err := out.endErrors(); err != nil {
+		return nil, err
+	}
+	if err := m.writeMetadata(out); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	tool.Failpoint("merge.before-rename") // DESIGN.md §8: a kill here must leave --out untouched
+	if err := out.commit(); err != nil {
+		return nil, err
+	}
+	m.res.types, m.res.files = m.types, len(out.files)
+	return &m.res, nil
+}
+
+// absPath is filepath.Abs, falling back to the path as given.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
+	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+)
+
+// manifest is the merged folder's manifest.json: the Bulk Data manifest shape, describing the
+// merged files with URLs relative to the folder.
+type manifest struct {
+	TransactionTime     string         `json:"transactionTime"`
+	Request             string         `json:"request"`
+	RequiresAccessToken bool           `json:"requiresAccessToken"`
+	Output              []manifestItem `json:"output"`
+	Deleted             []manifestItem `json:"deleted,omitempty"`
+	Error               []manifestItem `json:"error"`
+}
+
+type manifestItem struct {
+	Type  string `json:"type"`
+	URL   string `json:"url"`
+	Count int64  `json:"count"`
+}
+
+// kickoffDetail is the kickoff event of the merged log, in bulk-data-client's field order.
+type kickoffDetail struct {
+	ExportURL           string         `json:"exportUrl"`
+	ErrorCode           any            `json:"errorCode"`
+	ErrorBody           any            `json:"errorBody"`
+	SoftwareName        any            `json:"softwareName"`
+	SoftwareVersion     any            `json:"softwareVersion"`
+	SoftwareReleaseDate any            `json:"softwareReleaseDate"`
+	FHIRVersion         any            `json:"fhirVersion"`
+	RequestParameters   map[string]any `json:"requestParameters"`
+	ResponseHeaders     map[string]any `json:"responseHeaders"`
+	LogVersion          string         `json:"logVersion"`
+}
+
+// earliest is the slice whose transactionTime the merged export takes (DESIGN.md §6: everything in
+// the folder is at least that fresh, so completion tracking may claim no later time).
+func earliest(srcs []*source) *source {
+	e := srcs[0]
+	for _, s := range srcs[1:] {
+		if s.time.Before(e.time) {
+			e = s
+		}
+	}
+	return e
+}
+
+// mergedExportURL is the kickoff URL the merged log records: the earliest logged slice's, without its
+// query (each slice's query is in _bulkpipeSlices), which keeps the Group readers take from it. With
+// no log at all, a relative "/Group/ID/$export" (or "/$export") still names the Group.
+func mergedExportURL(srcs []*source) string {
+	var first *source
+	for _, s := range srcs {
+		if s.export != nil && s.export.ExportURL != "" && (first == nil || s.time.Before(first.time)) {
+			first = s
+		}
+	}
+	if first != nil {
+		u, _, _ := strings.Cut(first.export.ExportURL, "?")
+		u, _, _ = strings.Cut(u, "#")
+		return u
+	}
+	if g := srcs[0].group; g != "" {
+		return "/Group/" + url.PathEscape(g) + "/$export"
+	}
+	return "/$export"
+}
+
+// writeMetadata writes manifest.json, log.ndjson and .bulkpipe/state.json into the staging folder.
+func (m *merger) writeMetadata(out *outDir) error {
+	first := earliest(m.srcs)
+	txTime := first.time.Format(time.RFC3339Nano)
+	exportURL := mergedExportURL(m.srcs)
+
+	man := manifest{TransactionTime: txTime, Request: exportURL, Output: []manifestItem{}, Error: []manifestItem{}}
+	counts := map[exportdir.ItemType]int{}
+	for _, f := range out.files {
+		it := manifestItem{Type: f.resourceType, URL: f.rel, Count: f.lines}
+		counts[f.itemType]++
+		switch f.itemType {
+		case exportdir.ItemOutput:
+			man.Output = append(man.Output, it)
+		case exportdir.ItemDeleted:
+			man.Deleted = append(man.Deleted, it)
+		case exportdir.ItemError:
+			man.Error = append(man.Error, it)
+		}
+	}
+	mb, err := json.MarshalIndent(man, "", "  ")
+	if err != nil {
+		return err
+	}
+	mb = append(mb, '\n')
+	if err := atomicfile.WriteFile(filepath.Join(out.staging, "manifest.json"), mb, 0o644); err != nil {
+		return fmt.Errorf("write manifest.json: %w", err)
+	}
+	// DESIGN.md §4: without a status URL the exportId is derived from the manifest.
+	sum := sha256.Sum256(mb)
+	exportID := "urn:bulkpipe:manifest:" + hex.EncodeToString(sum[:])
+
+	params, notes := mergeParams(m.srcs)
+	for _, n := range notes {
+		m.o.warn(n)
+	}
+	kick := kickoffDetail{ExportURL: exportURL, RequestParameters: params, ResponseHeaders: map[string]any{}, LogVersion: "2"}
+	if s := firstLogged(m.srcs); s != nil {
+		if d := kickoffOf(s.export); d != nil {
+			kick.SoftwareName, kick.SoftwareVersion = d["softwareName"], d["softwareVersion"]
+			kick.SoftwareReleaseDate, kick.FHIRVersion = d["softwareReleaseDate"], d["fhirVersion"]
+		}
+	}
+	var size int64
+	for _, f := range out.files {
+		size += f.size
+	}
+	now := m.o.now()
+	events := []struct {
+		id     string
+		detail any
+		sync   bool
+	}{
+		{"kickoff", kick, true},
+		{"status_complete", map[string]any{"transactionTime": txTime}, true},
+		{"manifest_complete", map[string]any{"transactionTime": txTime, "totalOutputFileCount": counts[exportdir.ItemOutput],
+			"totalDeletedFileCount": counts[exportdir.ItemDeleted], "totalErrorFileCount": counts[exportdir.ItemError], "totalManifests": 1}, false},
+		{"export_complete", map[string]any{"files": len(out.files), "resources": m.res.written, "bytes": size,
+			"attachments": nil, "duration": now.Sub(m.started).Milliseconds()}, true},
+	}
+	lw, err := exportdir.OpenLog(filepath.Join(out.staging, exportdir.LogName))
+	if err != nil {
+		return err
+	}
+	for _, ev := range events {
+		e, err := exportdir.NewEvent(exportID, ev.id, ev.detail, now)
+		if err == nil {
+			if ev.id == "kickoff" {
+				e.Client, e.ClientVersion = "bulkpipe ndjson-merge", m.o.version
+			}
+			err = lw.Write(e, ev.sync)
+		}
+		if err != nil {
+			lw.Close()
+			return err
+		}
+	}
+	if err := lw.Close(); err != nil {
+		return fmt.Errorf("write log.ndjson: %w", err)
+	}
+
+	st := &exportdir.State{ExportID: exportID, TransactionTime: txTime}
+	for _, f := range out.files {
+		st.Files = append(st.Files, exportdir.FileState{Name: f.rel, ItemType: f.itemType, ResourceType: f.resourceType,
+			Ordinal: f.ordinal, Size: f.size, SHA256: f.sum, Lines: int(f.lines)})
+	}
+	if err := exportdir.WriteState(out.staging, st); err != nil {
+		return fmt.Errorf("write .bulkpipe/state.json: %w", err)
+	}
+	return nil
+}
+
+// firstLogged is the earliest slice that has a log.
+func firstLogged(srcs []*source) *source {
+	var first *source
+	for _, s := range srcs {
+		if s.export != nil && (first == nil || s.time.Before(first.time)) {
+			first = s
+		}
+	}
+	return first
+}
+
+// kickoffOf returns the detail of the export's kickoff event.
+func kickoffOf(e *exportdir.Export) map[string]any {
+	for i := len(e.Events) - 1; i >= 0; i-- {
+		if e.Events[i].EventID == "kickoff" {
+			return rawDetail(e.Events[i].EventDetail)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+#!/bin/sh
+# Export one resource type (Observations by default) of a Group in slices, one per category, run
+# concurrently, plus a remainder slice for resources with no category; fetch each slice; merge
+# the slices into one complete export folder with ndjson-merge; load it with etl-load.
+# (DESIGN.md §6; the seed's "No Partial Group Exports": slices must be recombined before loading.)
+#
+#   scripts/export-sliced.sh GROUP_URL [WORKDIR]
+#
+#   GROUP_URL  e.g. "$BULK_FHIR_URL/Group/abc" (server and auth settings come from the usual
+#              BULK_* environment variables or flags' defaults, see bulk-kickoff(1))
+#   WORKDIR    default ./sliced-export: WORKDIR/slices/NAME/ per slice, WORKDIR/merged/ the result
+#
+# Environment:
+#   TYPE             resource type to slice (default Observation)
+#   CATEGORIES       space-separated category codes (default: the FHIR observation-category value set)
+#   MISSING=0        no remainder slice (TYPE?category:missing=true), for servers that reject :missing;
+#                    resources without a category are then NOT exported: see the note below
+#   PARALLEL=0       run the slices one after another (Epic allows one export per client and Group
+#                    at a time; bulk-kickoff --wait retries its 429 meanwhile, but only so long)
+#   ASSUME_COMPLETE=1  tell etl-load that the slices hold the whole Group (--assume-complete TYPE):
+#                    only when CATEGORIES lists every category code the server uses
+#   LOAD=0           stop after the merge
+#   MERGE_MEM        ndjson-merge --mem (default 512MB)
+#
+# Rerunning the same command resumes: a slice with a status URL is never kicked off again (a
+# kickoff is not idempotent), a finished poll is not repeated, and bulk-fetch resumes its folder.
+#
+# A server that rejects "category:missing=true" answers the remainder's kickoff with a 400 and
+# this script stops there. Without :missing there is no filter for "no category": either rerun
+# with MISSING=0 and accept that Observations without a category are left out (and do not set
+# ASSUME_COMPLETE), or export the type once unsliced instead.
+set -eu
+
+usage() {
+	echo "usage: $0 GROUP_URL [WORKDIR]" >&2
+	exit 2
+}
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+	usage
+fi
+group_url=$1
+work=${2:-sliced-export}
+type=${TYPE:-Observation}
+categories=${CATEGORIES:-"laboratory vital-signs social-history imaging procedure survey exam therapy activity"}
+missing=${MISSING:-1}
+parallel=${PARALLEL:-1}
+
+for tool in bulk-kickoff bulk-poll bulk-fetch ndjson-merge etl-load; do
+	command -v "$tool" >/dev/null 2>&1 || {
+		echo "$0: $tool not found on PATH (go build -o bin/ ./cmd/... and add bin/ to PATH)" >&2
+		exit 1
+	}
+done
+mkdir -p "$work/slices" "$work/state"
+
+# run CMD [ARG...]: runs CMD and returns its status. CMD runs in the background and is waited for,
+# so that a TERM sent to this slice's subshell is passed on to CMD, which then stops cleanly (the
+# tools resume where they stopped).
+run() {
+	"$@" &
+	child=$!
+	trap 'kill -TERM "$child" 2>/dev/null' TERM
+	while :; do
+		wait "$child" && return 0
+		status=$?
+		kill -0 "$child" 2>/dev/null || return "$status"
+	done
+}
+
+# slice NAME FILTER: kickoff, poll and fetch for one slice. Each step writes its result with -o
+# (atomically), so its exit status is checked and a rerun skips what is done.
+slice() {
+	name=$1
+	filter=$2
+	st=$work/state/$name
+	if [ ! -s "$st.status" ]; then
+		run bulk-kickoff "$group_url" --type "$type" --type-filter "$filter" \
+			--log "$st.log.ndjson" -o "$st.status" || return 1
+	fi
+	if [ ! -s "$st.manifest" ]; then
+		run bulk-poll "$(cat "$st.status")" --log "$st.log.ndjson" -o "$st.manifest" || return 1
+	fi
+	run bulk-fetch --dir "$work/slices/$name" --log "$st.log.ndjson" "$st.manifest" >/dev/null || return 1
+}
+
+# start NAME FILTER: runs a slice in the background, its stderr in state/NAME.err.
+pids=
+start() {
+	slice "$1" "$2" 2>"$work/state/$1.err" &
+	pids="$pids $!:$1"
+}
+
+# finish: waits for the started slices and reports each; fails if one did.
+finish() {
+	failed=0
+	for p in $pids; do
+		if wait "${p%%:*}"; then
+			echo "$0: slice ${p#*:} done" >&2
+		else
+			failed=1
+			echo "$0: slice ${p#*:} failed:" >&2
+			cat "$work/state/${p#*:}.err" >&2
+		fi
+	done
+	pids=
+	return "$failed"
+}
+
+# An interrupt stops the running slices cleanly (each tool resumes on the next run).
+on_signal() {
+	for p in $pids; do
+		kill -TERM "${p%%:*}" 2>/dev/null || :
+	done
+	wait
+	echo "$0: interrupted; rerun the same command to resume" >&2
+	exit 130
+}
+trap on_signal INT TERM
+
+# The slices: one per category, then the remainder.
+names=
+for c in $categories; do
+	names="$names $c"
+done
+if [ "$missing" = 1 ]; then
+	names="$names missing"
+fi
+filters=
+for name in $names; do
+	if [ "$name" = missing ]; then
+		filter="$type?category:missing=true"
+	else
+		filter="$type?category=$name"
+	fi
+	filters="$filters $filter"
+	echo "$0: exporting slice $name ($filter)" >&2
+	start "$name" "$filter"
+	if [ "$parallel" != 1 ] && ! finish; then
+		echo "$0: fix the cause and rerun the same command to resume" >&2
+		exit 1
+	fi
+done
+if ! finish; then
+	echo "$0: rerun the same command to resume the failed slices (finished ones are kept)" >&2
+	exit 1
+fi
+
+# Merge: nothing appears at WORKDIR/merged unless the merge completes. --force replaces an earlier
+# merge, so a rerun after adding slices merges them all again.
+set --
+for name in $names; do
+	set -- "$@" "$work/slices/$name"
+done
+ndjson-merge "$@" --out "$work/merged" --force --mem "${MERGE_MEM:-512MB}"
+echo "$0: merged $# slices into $work/merged (filters:$filters)" >&2
+
+if [ "${LOAD:-1}" = 1 ]; then
+	if [ "${ASSUME_COMPLETE:-0}" = 1 ]; then
+		etl-load --assume-complete "$type" "$work/merged"
+	else
+		etl-load "$work/merged"
+		echo "$0: etl-load kept no completion row for $type (its log records category filters);" \
+			"if CATEGORIES covers every category code of the server, rerun with ASSUME_COMPLETE=1" >&2
+	fi
+fi
