@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/smartauth"
@@ -19,6 +20,31 @@ import (
 // shared server flags: credentials, extra headers, trusted origins and the retry count. types
 // are the resource types the run is about, used for SMART scopes when --scope is not given.
 func NewClient(c *cli.Context, base string, types []string) (*fhirclient.Client, error) {
+	return NewClientWith(c, ClientConfig{Base: base, Types: types})
+}
+
+// ClientConfig is what a tool adds to the shared flags when it builds its client.
+type ClientConfig struct {
+	// Base is the FHIR base: a trusted origin, where SMART discovery looks, and what relative
+	// URLs resolve against. "" means the --fhir-url value.
+	Base string
+	// Origin stands in as the client's base when no FHIR base is known (bulk-poll given only a
+	// status URL): requests still work, but SMART auth then needs --token-url.
+	Origin string
+	// Types are the resource types of the run, for SMART scopes when --scope is not given.
+	Types []string
+	// MaxWait caps single waits per route (e.g. bulk-poll's --max-wait); nil keeps the defaults.
+	MaxWait map[fhirclient.Route]time.Duration
+	// Now and Sleep replace the clock and sleeps of every retry and token refresh (tests).
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+	// OnRetry reports retries; nil prints one line per retry on stderr unless --quiet.
+	OnRetry func(fhirclient.RetryEvent)
+}
+
+// NewClientWith is NewClient with the tool's own settings.
+func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error) {
+	base := cfg.Base
 	if base == "" {
 		base = c.String("fhir-url")
 	}
@@ -26,46 +52,51 @@ func NewClient(c *cli.Context, base string, types []string) (*fhirclient.Client,
 	if err != nil {
 		return nil, err
 	}
+	clientBase := base
+	if clientBase == "" {
+		clientBase = cfg.Origin
+	}
 	opts := fhirclient.Options{
-		FHIRBase:       base,
+		FHIRBase:       clientBase,
 		Header:         header,
 		TrustedOrigins: c.StringSlice("token-origin"),
 		MaxAttempts:    c.Int("retries"),
+		MaxWait:        cfg.MaxWait,
+		Now:            cfg.Now,
+		Sleep:          cfg.Sleep,
 		Version:        Version(),
+		OnRetry:        cfg.OnRetry,
 	}
-	if !quiet(c) {
-		stderr := c.App.ErrWriter
-		name := c.App.Name
+	if opts.OnRetry == nil && !quiet(c) {
+		stderr, name := c.App.ErrWriter, c.App.Name
 		opts.OnRetry = func(e fhirclient.RetryEvent) {
 			fmt.Fprintf(stderr, "%s: %s %s: %s; retrying in %s (attempt %d)\n",
-				name, e.Method, e.URL, e.Reason, e.Wait.Round(100_000_000), e.Attempt+1)
+				name, e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
 		}
 	}
 	// Auth flags are checked before the base URL, so a half-given SMART setup is reported as such.
-	creds, clientID, err := credentials(c, base, types)
+	creds, clientID, err := credentials(c, base, cfg.Types)
 	if err != nil {
 		return nil, err
 	}
-	if base == "" {
+	if clientBase == "" {
 		return nil, UsageErrorf("no FHIR base URL: give --fhir-url or set BULK_FHIR_URL")
 	}
-	// Token requests go through a client of their own: same retry table, no credentials.
-	tokenClient, err := fhirclient.New(opts)
+	// Discovery and token requests go through a client of their own: same retry table, no
+	// credentials.
+	plain, err := fhirclient.New(opts)
 	if err != nil {
 		return nil, UsageErrorf("--fhir-url: %v", err)
 	}
-	if l, ok := creds.(*lazySMART); ok {
-		l.doer = tokenClient.Doer(fhirclient.RouteToken)
-	}
 	if creds == nil {
-		return tokenClient, nil
+		return plain, nil
+	}
+	if l, ok := creds.(*lazySMART); ok {
+		l.doer, l.metaDoer = plain.Doer(fhirclient.RouteToken), plain.Doer(fhirclient.RouteMetadata)
+		l.now, l.sleep = cfg.Now, cfg.Sleep
 	}
 	opts.Credentials, opts.ClientID = creds, clientID
-	client, err := fhirclient.New(opts)
-	if err != nil {
-		return nil, err
-	}
-	return client, nil
+	return fhirclient.New(opts)
 }
 
 func quiet(c *cli.Context) bool {
@@ -160,24 +191,26 @@ func credentials(c *cli.Context, base string, types []string) (fhirclient.Creden
 // lazySMART discovers the token endpoint on first use, so runs that never need a token (a
 // server without auth, --help) never touch .well-known.
 type lazySMART struct {
-	doer           smartauth.Doer
+	doer, metaDoer smartauth.Doer
+	now            func() time.Time
+	sleep          func(context.Context, time.Duration) error
 	base, tokenURL string
 	clientID       string
 	key            *smartauth.Key
 	scopes, types  []string
-	once           sync.Mutex
+	mu             sync.Mutex
 	src            *smartauth.Source
 }
 
 func (l *lazySMART) source(ctx context.Context) (*smartauth.Source, error) {
-	l.once.Lock()
-	defer l.once.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.src != nil {
 		return l.src, nil
 	}
 	tokenURL, scopes := l.tokenURL, l.scopes
 	if tokenURL == "" || scopes == nil {
-		d, err := smartauth.Discover(ctx, l.doer, l.base)
+		d, err := smartauth.Discover(ctx, l.metaDoer, l.base)
 		if err != nil {
 			if tokenURL == "" {
 				return nil, fmt.Errorf("find the token endpoint (or give --token-url): %w", err)
@@ -191,7 +224,8 @@ func (l *lazySMART) source(ctx context.Context) (*smartauth.Source, error) {
 			scopes = smartauth.Scopes(l.types, d.V2)
 		}
 	}
-	l.src = smartauth.NewSource(smartauth.Config{ClientID: l.clientID, Key: l.key, TokenURL: tokenURL, Scopes: scopes, HTTP: l.doer})
+	l.src = smartauth.NewSource(smartauth.Config{ClientID: l.clientID, Key: l.key, TokenURL: tokenURL, Scopes: scopes,
+		HTTP: l.doer, Now: l.now, Sleep: l.sleep})
 	return l.src, nil
 }
 

@@ -1,0 +1,276 @@
+// Command bulk-kickoff starts a FHIR Bulk Data export and prints its status URL, the first step
+// of `bulk-kickoff URL | bulk-poll | bulk-fetch --dir DIR` (DESIGN.md §1, §2).
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
+	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
+)
+
+func main() { os.Exit(tool.Main(newApp())) }
+
+const description = `Starts a Bulk Data export (system, Patient or Group level) and prints its status URL on
+stdout, one line, for bulk-poll. FHIR_URL is a FHIR base URL (system level), BASE/Patient,
+BASE/Group/ID, or a complete .../$export?... URL whose parameters are kept; "-" reads it from
+the first line of stdin; without it, --fhir-url is used.
+
+The request is a GET, with repeated values joined in one comma list (some servers reject
+repeated parameters); --post, or any --patient, sends a FHIR Parameters body instead. A kickoff
+is not idempotent: it is retried only after 429 (another export still running; see --wait),
+503 with Retry-After, or a failure before the request was sent.
+
+Examples:
+   bulk-kickoff https://ehr.example/fhir/Group/abc --type Patient,Condition --since 2024-01-01
+   bulk-kickoff "$BULK_FHIR_URL/Group/abc" --type-filter 'Observation?category=laboratory,vital-signs' | bulk-poll > manifest.ndjson
+   bulk-kickoff https://ehr.example/fhir/Patient --patient 123 --patient 456 --log log.ndjson -o status-url.txt
+   bulk-kickoff 'https://ehr.example/fhir/$export?_type=Patient&_elements=id' --param organizeOutputBy=Patient`
+
+func newApp() *cli.App { return newAppWith(deps{}) }
+
+func newAppWith(d deps) *cli.App {
+	return &cli.App{
+		Name:        "bulk-kickoff",
+		Usage:       "start a FHIR Bulk Data export and print its status URL",
+		UsageText:   "bulk-kickoff [options] [FHIR_URL|-]",
+		ArgsUsage:   "[FHIR_URL|-]",
+		Description: description,
+		Flags:       tool.Flags(kickoffFlags(), tool.ServerFlags()),
+		Action:      func(c *cli.Context) error { return run(c, d.withDefaults()) },
+	}
+}
+
+func kickoffFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the status URL to `FILE` (atomically) instead of stdout"},
+		&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "resource `TYPE`s to export (repeatable; comma lists ok)"},
+		&cli.StringFlag{Name: "since", Usage: "only resources changed after `TIME` (a FHIR date or dateTime; sent as an instant)"},
+		&cli.StringFlag{Name: "until", Usage: "only resources changed before `TIME` (a FHIR date or dateTime; sent as an instant)"},
+		&cli.StringSliceFlag{Name: "elements", Usage: "only these `ELEMENTS` of each resource (repeatable; comma lists ok)"},
+		&cli.StringSliceFlag{Name: "type-filter", Usage: "a FHIR search `QUERY` such as 'Observation?category=laboratory' (repeatable; never split on commas)"},
+		&cli.StringSliceFlag{Name: "patient", Usage: "only this patient `ID` (repeatable; implies --post)"},
+		&cli.StringSliceFlag{Name: "include-associated-data", Usage: "includeAssociatedData `VALUE`s such as LatestProvenanceResources (repeatable; comma lists ok)"},
+		&cli.StringFlag{Name: "output-format", Usage: "_outputFormat `MIME` type (default: the server's, application/fhir+ndjson)"},
+		&cli.BoolFlag{Name: "allow-partial-manifests", Usage: "let the server hand out the manifest in pages while the export runs (STU3)"},
+		&cli.BoolFlag{Name: "lenient", Usage: "send Prefer: handling=lenient (ignore unsupported parameters instead of failing)"},
+		&cli.StringSliceFlag{Name: "param", Usage: "any other kickoff parameter, `NAME=VALUE` (repeatable; never split on commas)"},
+		&cli.BoolFlag{Name: "post", Usage: "POST a FHIR Parameters body instead of a GET"},
+		&cli.DurationFlag{Name: "wait", Value: time.Hour, Usage: "keep retrying 429 (another export running) and 503 for up to `DURATION`"},
+		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append the kickoff event to the export log `FILE` (log.ndjson format)"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors and warnings on stderr"},
+	}
+}
+
+func run(c *cli.Context, d deps) error {
+	ctx := c.Context
+	stderr := c.App.ErrWriter
+	say := func(format string, a ...any) {
+		if !c.Bool("quiet") {
+			fmt.Fprintf(stderr, "bulk-kickoff: "+format+"\n", a...)
+		}
+	}
+	target, err := fhirURL(c)
+	if err != nil {
+		return err
+	}
+	req := bulk.KickoffRequest{URL: target, Types: bulk.SplitList(c.StringSlice("type")...),
+		Elements: bulk.SplitList(c.StringSlice("elements")...), TypeFilters: nonEmpty(c.StringSlice("type-filter")),
+		Patients: nonEmpty(c.StringSlice("patient")), IncludeAssociatedData: bulk.SplitList(c.StringSlice("include-associated-data")...),
+		OutputFormat: c.String("output-format"), AllowPartialManifests: c.Bool("allow-partial-manifests"),
+		Lenient: c.Bool("lenient"), Post: c.Bool("post"), Wait: c.Duration("wait"), ReadTimeout: d.readTimeout}
+	for _, name := range []string{"since", "until"} {
+		v := c.String(name)
+		if v == "" {
+			continue
+		}
+		n, err := bulk.NormalizeTime(v)
+		if err != nil {
+			return tool.UsageErrorf("--%s: %v", name, err)
+		}
+		if name == "since" {
+			req.Since = n
+		} else {
+			req.Until = n
+		}
+	}
+	for _, p := range c.StringSlice("param") {
+		name, value, ok := strings.Cut(p, "=")
+		if !ok || strings.TrimSpace(name) == "" {
+			return tool.UsageErrorf("--param %q: want NAME=VALUE", p)
+		}
+		req.Params = append(req.Params, [2]string{strings.TrimSpace(name), value})
+	}
+	pk, err := req.Prepare()
+	if err != nil {
+		return tool.UsageErrorf("%v", err)
+	}
+	for _, name := range []string{bulk.ParamSince, bulk.ParamUntil} {
+		if v, ok := pk.Parameters[name].(string); ok {
+			say("%s=%s", name, v)
+		}
+	}
+
+	var log *exportdir.LogWriter
+	if path := c.String("log"); path != "" {
+		if log, err = exportdir.OpenLog(path); err != nil {
+			return err
+		}
+		defer log.Close()
+	}
+	out, err := tool.CreateOutput(c, c.String("output"))
+	if err != nil {
+		return err
+	}
+	defer out.Abort()
+
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep,
+		OnRetry: func(e fhirclient.RetryEvent) {
+			say("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
+		}})
+	if err != nil {
+		return err
+	}
+	// The CapabilityStatement fills the log's software fields and tells whether the server is
+	// Epic (Epic-Client-ID); an export works without it.
+	capa, merr := client.Metadata(ctx)
+	if merr != nil {
+		if ctx.Err() != nil {
+			return merr
+		}
+		fmt.Fprintf(stderr, "bulk-kickoff: warning: %v (continuing without the server's CapabilityStatement)\n", merr)
+	}
+
+	say("%s %s", pk.Method, fhirclient.Redact(pk.URL))
+	res, kerr := pk.Send(ctx, client)
+	if log != nil && ctx.Err() == nil {
+		id := "urn:uuid:" + randomUUID()
+		if kerr == nil {
+			id = res.StatusURL
+		}
+		if err := log.Write(kickoffEvent(id, pk, res, kerr, capa, d.now()), true); err != nil {
+			return errors.Join(kerr, err)
+		}
+	}
+	if kerr != nil {
+		return kerr
+	}
+	if o := res.Outcome; o != nil {
+		// Warnings (parameters ignored under --lenient) matter even with --quiet; the usual
+		// "export started" information does not.
+		if slices.ContainsFunc(o.Issues, func(i fhirclient.Issue) bool { return i.Severity != "information" }) {
+			fmt.Fprintf(stderr, "bulk-kickoff: warning: the server says: %v\n", o)
+		} else {
+			say("the server says: %v", o)
+		}
+	}
+	if _, err := io.WriteString(out, res.StatusURL+"\n"); err != nil {
+		return err
+	}
+	if err := out.Commit(); err != nil {
+		return err
+	}
+	say("to resume: bulk-poll %s", shellQuote(res.StatusURL))
+	return nil
+}
+
+// fhirURL is the FHIR_URL argument, the first line of stdin for "-", or --fhir-url.
+func fhirURL(c *cli.Context) (string, error) {
+	switch n := c.NArg(); {
+	case n > 1:
+		return "", tool.UsageErrorf("too many arguments (want one FHIR_URL): %q", c.Args().Slice())
+	case n == 1 && c.Args().First() != "-":
+		return c.Args().First(), nil
+	case n == 1:
+		in, err := tool.Input(c, "-")
+		if err != nil {
+			return "", err
+		}
+		defer in.Close()
+		return tool.FirstLine(in)
+	}
+	if u := c.String("fhir-url"); u != "" {
+		return u, nil
+	}
+	return "", tool.UsageErrorf("no FHIR_URL: give a FHIR base, BASE/Patient, BASE/Group/ID or $export URL (or set --fhir-url)")
+}
+
+// kickoffEvent is the kickoff event of DESIGN.md §4 (bulk-data-client's logVersion 2 fields).
+func kickoffEvent(exportID string, pk *bulk.PreparedKickoff, res *bulk.KickoffResult, kerr error,
+	capa *fhirclient.Capability, now time.Time) exportdir.Event {
+	detail := map[string]any{"exportUrl": pk.URL, "errorCode": nil, "errorBody": nil,
+		"softwareName": nil, "softwareVersion": nil, "softwareReleaseDate": nil, "fhirVersion": nil,
+		"requestParameters": pk.Parameters, "responseHeaders": map[string]string{}, "logVersion": "2"}
+	if capa != nil {
+		for k, v := range map[string]string{"softwareName": capa.SoftwareName, "softwareVersion": capa.SoftwareVersion,
+			"softwareReleaseDate": capa.SoftwareReleaseDate, "fhirVersion": capa.FHIRVersion} {
+			if v != "" {
+				detail[k] = v
+			}
+		}
+	}
+	if res != nil {
+		detail["responseHeaders"] = headerMap(res.Header)
+	}
+	if kerr != nil {
+		detail["errorBody"] = kerr.Error()
+		if se, ok := errors.AsType[*fhirclient.StatusError](kerr); ok {
+			detail["errorCode"] = se.StatusCode
+			detail["responseHeaders"] = headerMap(se.Header)
+			if len(se.Body) > 0 {
+				detail["errorBody"] = string(se.Body)
+			}
+		}
+	}
+	e, _ := exportdir.NewEvent(exportID, "kickoff", detail, now) // a map of strings always marshals
+	e.Client, e.ClientVersion = "bulkpipe", tool.Version()
+	return e
+}
+
+// headerMap is a response's headers as the log records them: lowercase names, values joined.
+// Set-Cookie is left out: a session cookie is a credential.
+func headerMap(h http.Header) map[string]string {
+	m := map[string]string{}
+	for k, vs := range h {
+		if strings.EqualFold(k, "Set-Cookie") {
+			continue
+		}
+		m[strings.ToLower(k)] = strings.Join(vs, ", ")
+	}
+	return m
+}
+
+// randomUUID names a kickoff that failed: there is no status URL to serve as its exportId.
+func randomUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// shellQuote quotes s for a POSIX shell, so the resume hint can be pasted as is.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// nonEmpty drops blank values of a repeatable flag that is not split on commas.
+func nonEmpty(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		if strings.TrimSpace(v) != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,25 @@
+package main
+
+import (
+	"flag"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
+)
+
+var update = flag.Bool("update", false, "rewrite testscript golden files")
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){"bulk-kickoff": main})
+}
+
+func TestScript(t *testing.T) {
+	testscript.Run(t, fhirtest.ScriptParams("testdata/script", *update))
+}
+
+func TestManPage(t *testing.T) {
+	tooltest.CheckManPage(t, newApp(), tooltest.ManPage(t, "bulk-kickoff"))
+}

@@ -1,0 +1,371 @@
+// Command bulk-poll waits on a FHIR Bulk Data status URL and prints the export's manifest, one
+// line of JSON per manifest page, the second step of `bulk-kickoff URL | bulk-poll | bulk-fetch`
+// (DESIGN.md §1, §2). Rerunning it with the same URL is how a user resumes.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/urfave/cli/v2"
+
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
+	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
+)
+
+func main() { os.Exit(tool.Main(newApp())) }
+
+const description = `Polls a Bulk Data status URL until the export is complete, then prints the manifest on
+stdout as one line of JSON with a "_bulkpipe" member (statusUrl, fhirBase, exportUrl, expires,
+page) for bulk-fetch. With partial manifests (--allow-partial-manifests at kickoff) each page is
+printed as soon as it arrives, so bulk-fetch can start while the export runs; --merge prints one
+merged manifest at the end instead. The status URL is the argument, or the first line of stdin.
+
+Waits honour Retry-After (capped by --max-wait) and back off exponentially otherwise; progress
+goes to stderr. Interrupted, killed or timed out, bulk-poll is resumed by running it again with
+the same URL. --cancel deletes the export on the server instead.
+
+Examples:
+   bulk-kickoff "$BULK_FHIR_URL/Group/abc" --type Patient,Condition | bulk-poll > manifest.ndjson
+   bulk-poll 'https://ehr.example/fhir/status/42' --log log.ndjson -o manifest.ndjson
+   bulk-poll --merge --max-wait 1m < status-url.txt
+   bulk-poll --cancel 'https://ehr.example/fhir/status/42'`
+
+func newApp() *cli.App { return newAppWith(deps{}) }
+
+func newAppWith(d deps) *cli.App {
+	return &cli.App{
+		Name:        "bulk-poll",
+		Usage:       "wait for a FHIR Bulk Data export and print its manifest",
+		UsageText:   "bulk-poll [options] [STATUS_URL|-]",
+		ArgsUsage:   "[STATUS_URL|-]",
+		Description: description,
+		Flags:       tool.Flags(pollFlags(), tool.ServerFlags()),
+		Action:      func(c *cli.Context) error { return run(c, d.withDefaults()) },
+	}
+}
+
+func pollFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `FILE` (atomically, when complete) instead of stdout"},
+		&cli.BoolFlag{Name: "merge", Usage: "print one merged manifest at the end instead of each page as it arrives"},
+		&cli.BoolFlag{Name: "cancel", Usage: "DELETE the export on the server instead of polling (202 or 404 both succeed)"},
+		&cli.DurationFlag{Name: "max-wait", Value: bulk.DefaultMaxWait, Usage: "longest single wait between polls and retries, whatever Retry-After says (`DURATION`)"},
+		&cli.DurationFlag{Name: "timeout", Value: bulk.DefaultTimeout, Usage: "give up when the export is not complete after `DURATION`"},
+		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append status events to the export log `FILE` (log.ndjson format)"},
+		&cli.BoolFlag{Name: "log-progress", Usage: "also log a status_progress event for every 202"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors and warnings on stderr"},
+	}
+}
+
+// export is what bulk-poll knows of the export besides its status URL.
+type export struct {
+	base, exportURL string
+	types           []string
+}
+
+func run(c *cli.Context, d deps) error {
+	ctx := c.Context
+	st := &statusLine{w: c.App.ErrWriter, tty: tool.IsTerminal(c.App.ErrWriter), quiet: c.Bool("quiet")}
+	defer st.end()
+	statusURL, err := statusURLArg(c)
+	if err != nil {
+		return err
+	}
+	maxWait := c.Duration("max-wait")
+	if maxWait <= 0 || c.Duration("timeout") < 0 {
+		return tool.UsageErrorf("--max-wait must be > 0 and --timeout >= 0")
+	}
+	var log *exportdir.LogWriter
+	logPath := c.String("log")
+	ex, err := findExport(c.String("fhir-url"), logPath, statusURL)
+	if err != nil {
+		return err
+	}
+	if logPath != "" {
+		if log, err = exportdir.OpenLog(logPath); err != nil {
+			return err
+		}
+		defer log.Close()
+	}
+	su, _ := url.Parse(statusURL)
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.base, Origin: su.Scheme + "://" + su.Host, Types: ex.types,
+		Now: d.now, Sleep: d.sleep, MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: maxWait},
+		OnRetry: func(e fhirclient.RetryEvent) {
+			st.line("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
+		}})
+	if err != nil {
+		return err
+	}
+	// The status URL's origin is trusted (DESIGN.md §2, Token safety): it comes from the server.
+	if err := client.Trust(statusURL); err != nil {
+		return tool.UsageErrorf("status URL: %v", err)
+	}
+	hint := func(err error) error { return authHint(c, err) }
+
+	if c.Bool("cancel") {
+		if err := bulk.Cancel(ctx, client, statusURL); err != nil {
+			return hint(err)
+		}
+		st.line("cancelled %s", fhirclient.Redact(statusURL))
+		return nil
+	}
+
+	out, err := tool.CreateOutput(c, c.String("output"))
+	if err != nil {
+		return err
+	}
+	defer out.Abort()
+	logEvent := func(id string, detail any, sync bool) error {
+		if log == nil {
+			return nil
+		}
+		e, err := exportdir.NewEvent(statusURL, id, detail, d.now())
+		if err != nil {
+			return err
+		}
+		return log.Write(e, sync)
+	}
+
+	st.line("polling %s", fhirclient.Redact(statusURL))
+	var pages [][]byte
+	var expires, txTime string
+	npages := 0
+	total := [3]int{}
+	opts := bulk.PollOptions{MaxWait: maxWait, Timeout: c.Duration("timeout"), Now: d.now, Sleep: d.sleep,
+		ReadTimeout: d.readTimeout,
+		Progress: func(p bulk.Progress) {
+			st.progress(progressText(p))
+			if c.Bool("log-progress") && p.Err == nil {
+				if err := logEvent("status_progress", map[string]any{"body": nil, "xProgressHeader": p.XProgress,
+					"retryAfterHeader": p.RetryAfter}, false); err != nil {
+					st.warn("%v", err)
+				}
+			}
+			tool.Failpoint("poll.wait")
+		}}
+	perr := bulk.Poll(ctx, client, statusURL, opts, func(p bulk.Page) error {
+		ex.learn(p.Raw)
+		if txTime == "" {
+			txTime = p.TransactionTime
+		}
+		o, del, e := bulk.FileCounts(p.Raw)
+		total[0], total[1], total[2] = total[0]+o, total[1]+del, total[2]+e
+		if p.Expires != "" && (expires == "" || earlier(p.Expires, expires)) {
+			expires = p.Expires
+		}
+		if c.Bool("merge") {
+			pages = append(pages, p.Raw)
+		} else if err := writeManifest(out, p.Raw, bulk.Context{StatusURL: statusURL, FHIRBase: ex.base,
+			ExportURL: ex.exportURL, Expires: p.Expires, Page: p.Number}); err != nil {
+			return err
+		}
+		npages = p.Number
+		running := ""
+		if p.Partial {
+			running = " (export still running)"
+		}
+		st.line("manifest page %d: %d output, %d deleted, %d error files%s", p.Number, o, del, e, running)
+		tool.Failpoint("poll.page")
+		return logEvent("status_page_complete", map[string]any{"transactionTime": p.TransactionTime,
+			"outputFileCount": o, "deletedFileCount": del, "errorFileCount": e}, false)
+	})
+	if perr != nil {
+		if ctx.Err() == nil {
+			if err := logEvent("status_error", statusError(perr), false); err != nil {
+				st.warn("%v", err)
+			}
+		}
+		if errors.Is(perr, bulk.ErrTimeout) {
+			perr = fmt.Errorf("%w; raise --timeout, or run bulk-poll again with the same URL", perr)
+		}
+		return hint(perr)
+	}
+	if c.Bool("merge") {
+		merged, err := bulk.MergePages(pages)
+		if err != nil {
+			return err
+		}
+		if err := writeManifest(out, merged, bulk.Context{StatusURL: statusURL, FHIRBase: ex.base,
+			ExportURL: ex.exportURL, Expires: expires, Page: 1}); err != nil {
+			return err
+		}
+	}
+	if err := logEvent("status_complete", map[string]any{"transactionTime": txTime}, true); err != nil {
+		return err
+	}
+	if err := logEvent("manifest_complete", map[string]any{"transactionTime": txTime, "totalOutputFileCount": total[0],
+		"totalDeletedFileCount": total[1], "totalErrorFileCount": total[2], "totalManifests": npages}, false); err != nil {
+		return err
+	}
+	if err := out.Commit(); err != nil {
+		return err
+	}
+	st.line("export complete: %d output, %d deleted, %d error files", total[0], total[1], total[2])
+	return nil
+}
+
+// statusURLArg is the STATUS_URL argument, or the first line of stdin ("-" or no argument).
+func statusURLArg(c *cli.Context) (string, error) {
+	if c.NArg() > 1 {
+		return "", tool.UsageErrorf("too many arguments (want one STATUS_URL): %q", c.Args().Slice())
+	}
+	arg := c.Args().First()
+	raw := arg
+	if arg == "" || arg == "-" {
+		in, err := tool.Input(c, arg)
+		if err != nil {
+			return "", err
+		}
+		defer in.Close()
+		if raw, err = tool.FirstLine(in); err != nil {
+			return "", err
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		msg := fmt.Sprintf("status URL %q: want an absolute http or https URL", fhirclient.Redact(raw))
+		if arg == "" || arg == "-" {
+			return "", errors.New(msg + " on the first line of stdin")
+		}
+		return "", tool.UsageErrorf("%s", msg)
+	}
+	return raw, nil
+}
+
+// findExport gathers the FHIR base, kickoff URL and types: --fhir-url first, then the kickoff
+// event that --log holds for this status URL (bulk-kickoff --log writes it). The base is what
+// SMART discovery needs; without it, SMART auth needs --token-url.
+func findExport(fhirURL, logPath, statusURL string) (*export, error) {
+	ex := &export{base: strings.TrimRight(fhirURL, "/")}
+	if logPath == "" {
+		return ex, nil
+	}
+	events, err := exportdir.LogEvents(logPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return ex, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range events {
+		if e.EventID != "kickoff" || e.ExportID != statusURL {
+			continue
+		}
+		detail := gjson.ParseBytes(e.EventDetail)
+		ex.exportURL = detail.Get("exportUrl").String()
+		ex.types = bulk.SplitList(detail.Get("requestParameters._type").String())
+	}
+	if ex.base == "" && ex.exportURL != "" {
+		ex.base, _ = bulk.BaseURL(ex.exportURL)
+	}
+	return ex, nil
+}
+
+// learn fills what is still unknown from a manifest's request member (the kickoff URL; STU1–3).
+func (ex *export) learn(manifest []byte) {
+	req := gjson.GetBytes(manifest, "request").String()
+	if req == "" {
+		return
+	}
+	if ex.exportURL == "" {
+		ex.exportURL = req
+	}
+	if ex.base == "" {
+		ex.base, _ = bulk.BaseURL(req)
+	}
+}
+
+func writeManifest(out *tool.Output, raw []byte, ctx bulk.Context) error {
+	line, err := bulk.WithContext(raw, ctx)
+	if err != nil {
+		return fmt.Errorf("manifest page %d: %w", ctx.Page, err)
+	}
+	if _, err := out.Write(append(line, '\n')); err != nil {
+		return err
+	}
+	// Each page reaches bulk-fetch as soon as it is complete.
+	return out.Flush()
+}
+
+// earlier reports whether HTTP-date a is before b; unparseable dates are never earlier.
+func earlier(a, b string) bool {
+	ta, err1 := http.ParseTime(a)
+	tb, err2 := http.ParseTime(b)
+	return err1 == nil && (err2 != nil || ta.Before(tb))
+}
+
+// statusError is the status_error event's detail (DESIGN.md §4).
+func statusError(err error) map[string]any {
+	detail := map[string]any{"body": nil, "code": nil, "message": err.Error(), "responseHeaders": map[string]string{}}
+	if se, ok := errors.AsType[*fhirclient.StatusError](err); ok {
+		detail["code"] = se.StatusCode
+		h := map[string]string{}
+		for k, vs := range se.Header {
+			if !strings.EqualFold(k, "Set-Cookie") {
+				h[strings.ToLower(k)] = strings.Join(vs, ", ")
+			}
+		}
+		detail["responseHeaders"] = h
+		if json.Valid(se.Body) {
+			detail["body"] = json.RawMessage(se.Body)
+		} else if len(se.Body) > 0 {
+			detail["body"] = string(se.Body)
+		}
+	}
+	return detail
+}
+
+// authHint explains a 401 when bulk-poll had no way to get a token (DESIGN.md §1).
+func authHint(c *cli.Context, err error) error {
+	se, ok := errors.AsType[*fhirclient.StatusError](err)
+	if !ok || se.StatusCode != http.StatusUnauthorized {
+		return err
+	}
+	if c.String("smart-client-id") == "" && c.String("bearer-token") == "" && os.Getenv("BULK_BEARER_TOKEN") == "" &&
+		c.String("basic-user") == "" {
+		return fmt.Errorf("%w (the server asks for a token: give SMART credentials, --smart-client-id and --smart-key, "+
+			"with --fhir-url or --token-url so bulk-poll can find the token endpoint, or --bearer-token)", err)
+	}
+	return err
+}
+
+// progressText is one progress report, for the live line or a plain line.
+func progressText(p bulk.Progress) string {
+	var b strings.Builder
+	if p.Page > 1 {
+		fmt.Fprintf(&b, "page %d: ", p.Page)
+	}
+	next := "next poll"
+	if p.Err != nil {
+		// A transient OperationOutcome or a body cut short: the export itself is fine.
+		fmt.Fprintf(&b, "%v", p.Err)
+		next = "trying again"
+	} else {
+		b.WriteString("in progress")
+		if p.XProgress != "" {
+			fmt.Fprintf(&b, " (%s)", oneLine(p.XProgress, 100))
+		}
+	}
+	fmt.Fprintf(&b, "; %s in %v (poll %d, %v elapsed)", next, p.Wait.Round(time.Millisecond), p.Attempt,
+		p.Elapsed.Round(time.Second))
+	return b.String()
+}
+
+// oneLine keeps server text from breaking the line it is shown on.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n]) + "…"
+	}
+	return s
+}

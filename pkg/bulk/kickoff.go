@@ -1,0 +1,398 @@
+package bulk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+)
+
+// Level is the scope of an export: the three kickoff endpoints of the IG.
+type Level string
+
+// Export levels.
+const (
+	LevelSystem  Level = "system"  // [base]/$export
+	LevelPatient Level = "patient" // [base]/Patient/$export
+	LevelGroup   Level = "group"   // [base]/Group/[id]/$export
+)
+
+// Target is what an export URL names: the FHIR base, the level and the Group.
+type Target struct {
+	Base   string // the FHIR base URL, without a trailing slash
+	Level  Level
+	Group  string   // the Group id at group level, else ""
+	Export *url.URL // the $export endpoint, without a query
+}
+
+// ParseExportURL reads any URL a user may give bulk-kickoff: a FHIR base, [base]/Patient,
+// [base]/Group/ID, or the $export endpoint of any level with or without a query. The query is
+// returned apart, undecoded, so that the order and spelling of its parameters survive. A base
+// whose last path segment is "Patient", or whose last two are "Group" and an id, is taken for
+// that level: give the full $export URL to say otherwise.
+func ParseExportURL(raw string) (*Target, string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return nil, "", fmt.Errorf("export URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, "", fmt.Errorf("export URL %q: want an absolute http or https URL", fhirclient.Redact(raw))
+	}
+	query := u.RawQuery
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	segs := strings.Split(strings.TrimRight(u.Path, "/"), "/") // segs[0] is "" (the leading slash)
+	if n := len(segs); n > 1 && segs[n-1] == "$export" {
+		segs = segs[:n-1]
+	}
+	t := &Target{Level: LevelSystem}
+	switch n := len(segs); {
+	case n > 1 && segs[n-1] == "Patient":
+		t.Level, segs = LevelPatient, segs[:n-1]
+	case n > 2 && segs[n-2] == "Group" && segs[n-1] != "":
+		t.Level, t.Group, segs = LevelGroup, segs[n-1], segs[:n-2]
+	}
+	base := *u
+	base.Path, base.RawPath = strings.Join(segs, "/"), ""
+	t.Base = base.String()
+	exp := base
+	switch t.Level {
+	case LevelPatient:
+		exp.Path += "/Patient"
+	case LevelGroup:
+		exp.Path += "/Group/" + t.Group
+	}
+	exp.Path += "/$export"
+	t.Export = &exp
+	return t, query, nil
+}
+
+// BaseURL returns the FHIR base of an export URL (as logged in a kickoff event's exportUrl).
+func BaseURL(exportURL string) (string, error) {
+	t, _, err := ParseExportURL(exportURL)
+	if err != nil {
+		return "", err
+	}
+	return t.Base, nil
+}
+
+// KickoffRequest describes an export to start. Values are taken as given: list flags are split by
+// the caller (SplitList), and each TypeFilters entry is one filter, escaped here (EscapeTypeFilter).
+type KickoffRequest struct {
+	URL                   string   // base, [base]/Patient, [base]/Group/ID or a full $export URL
+	Types                 []string // _type
+	Elements              []string // _elements
+	TypeFilters           []string // _typeFilter, one filter each, never split on commas
+	Patients              []string // patient: "123" or "Patient/123"; forces POST (the IG allows it only there)
+	IncludeAssociatedData []string
+	Since, Until          string // a FHIR date or dateTime; sent as an instant (NormalizeTime)
+	OutputFormat          string
+	AllowPartialManifests bool
+	Lenient               bool        // Prefer: handling=lenient
+	Post                  bool        // POST a Parameters body instead of GET
+	Params                [][2]string // anything else (organizeOutputBy, vendor parameters), each one value
+
+	// Wait bounds the time spent retrying 429s (another export still running) and 503s with
+	// Retry-After; 0 means only the client's attempt limit applies.
+	Wait time.Duration
+	// ReadTimeout abandons a 202 body that sends nothing for this long (0 = DefaultReadTimeout);
+	// the body is informational, the status URL is in the headers.
+	ReadTimeout time.Duration
+}
+
+// PreparedKickoff is a KickoffRequest turned into the HTTP request to send.
+type PreparedKickoff struct {
+	Target
+	Method string
+	URL    string // the request URL: with the query on GET, without on POST
+	Header http.Header
+	Body   []byte // the Parameters resource on POST
+
+	Wait, ReadTimeout time.Duration // from the KickoffRequest
+
+	// Parameters is what the kickoff event of the log records as requestParameters (DESIGN.md §4):
+	// each parameter's values as one comma list (as a GET sends them), patient replaced by
+	// _patientCount, allowPartialManifests as a boolean.
+	Parameters map[string]any
+}
+
+// param is one kickoff parameter with its values, in the order first seen.
+type param struct {
+	name   string
+	values []string
+}
+
+type params []param
+
+func (ps *params) find(name string) *param {
+	for i := range *ps {
+		if (*ps)[i].name == name {
+			return &(*ps)[i]
+		}
+	}
+	*ps = append(*ps, param{name: name})
+	return &(*ps)[len(*ps)-1]
+}
+
+// add appends values, skipping repeats (a repeated value only makes servers reject the request).
+func (ps *params) add(name string, values ...string) {
+	p := ps.find(name)
+	for _, v := range values {
+		if !slices.Contains(p.values, v) {
+			p.values = append(p.values, v)
+		}
+	}
+}
+
+// set replaces the value of a single-valued parameter.
+func (ps *params) set(name, value string) { ps.find(name).values = []string{value} }
+
+// Prepare builds the request without sending it, so that every mistake in the request is found
+// before anything reaches the server (the tool reports them as usage errors).
+//
+// Parameters of a full $export URL are kept in their order; list parameters (_type, _elements,
+// _typeFilter, patient, includeAssociatedData) merge with the flags' values, and a flag or Params
+// entry replaces a single-valued one. A single-valued parameter set both by a field and by Params
+// with different values is an error.
+func (r KickoffRequest) Prepare() (*PreparedKickoff, error) {
+	t, rawQuery, err := ParseExportURL(r.URL)
+	if err != nil {
+		return nil, err
+	}
+	var ps params
+	for kv := range strings.SplitSeq(rawQuery, "&") {
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		name, err1 := url.QueryUnescape(k)
+		value, err2 := url.QueryUnescape(v)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("export URL query %q: %w", kv, err)
+		}
+		if IsListParam(name) {
+			ps.add(name, SplitList(value)...)
+		} else {
+			ps.set(name, value)
+		}
+	}
+	fromFields := map[string]string{}
+	single := func(name, value string) {
+		if value != "" {
+			ps.set(name, value)
+			fromFields[name] = value
+		}
+	}
+	single(ParamOutputFormat, r.OutputFormat)
+	single(ParamSince, r.Since)
+	single(ParamUntil, r.Until)
+	ps.add(ParamType, r.Types...)
+	ps.add(ParamElements, r.Elements...)
+	for _, f := range r.TypeFilters {
+		ps.add(ParamTypeFilter, EscapeTypeFilter(f))
+	}
+	ps.add(ParamIncludeAssociatedData, r.IncludeAssociatedData...)
+	for _, p := range r.Patients {
+		ps.add(ParamPatient, PatientReference(p))
+	}
+	if r.AllowPartialManifests {
+		single(ParamAllowPartialManifests, "true")
+	}
+	for _, kv := range r.Params {
+		name, value := kv[0], kv[1]
+		if name == "" {
+			return nil, fmt.Errorf("parameter %q=%q: empty name", name, value)
+		}
+		if IsListParam(name) {
+			ps.add(name, value)
+			continue
+		}
+		if prev, ok := fromFields[name]; ok && prev != value {
+			return nil, fmt.Errorf("parameter %s given twice, as %q and %q", name, prev, value)
+		}
+		ps.set(name, value)
+	}
+	ps = slices.DeleteFunc(ps, func(p param) bool { return len(p.values) == 0 })
+	for i, p := range ps {
+		if p.name == ParamSince || p.name == ParamUntil {
+			for j, v := range p.values {
+				n, err := NormalizeTime(v)
+				if err != nil {
+					return nil, fmt.Errorf("parameter %s: %w", p.name, err)
+				}
+				ps[i].values[j] = n
+			}
+		}
+		if p.name == ParamAllowPartialManifests {
+			if _, err := strconv.ParseBool(p.values[0]); err != nil {
+				return nil, fmt.Errorf("parameter %s=%q: want true or false", p.name, p.values[0])
+			}
+		}
+	}
+
+	pk := &PreparedKickoff{Target: *t, Header: http.Header{}, Parameters: map[string]any{},
+		Wait: r.Wait, ReadTimeout: r.ReadTimeout}
+	pk.Header.Set("Accept", "application/fhir+json")
+	// Separate header lines, respond-async first: some servers compare the first Prefer value
+	// with "respond-async" verbatim.
+	pk.Header.Add("Prefer", "respond-async")
+	if r.Lenient {
+		pk.Header.Add("Prefer", "handling=lenient")
+	}
+	for _, p := range ps {
+		switch p.name {
+		case ParamPatient:
+			pk.Parameters["_patientCount"] = len(p.values)
+		case ParamAllowPartialManifests:
+			b, _ := strconv.ParseBool(p.values[0])
+			pk.Parameters[p.name] = b
+		default:
+			pk.Parameters[p.name] = strings.Join(p.values, ",")
+		}
+	}
+
+	post := r.Post || slices.ContainsFunc(ps, func(p param) bool { return p.name == ParamPatient })
+	if !post {
+		pk.Method = http.MethodGet
+		var q []string
+		for _, p := range ps {
+			vs := make([]string, len(p.values))
+			for i, v := range p.values {
+				vs[i] = queryEscape(v)
+			}
+			q = append(q, url.QueryEscape(p.name)+"="+strings.Join(vs, ","))
+		}
+		u := *t.Export
+		u.RawQuery = strings.Join(q, "&")
+		pk.URL = u.String()
+		return pk, nil
+	}
+	pk.Method = http.MethodPost
+	pk.URL = t.Export.String()
+	pk.Header.Set("Content-Type", "application/fhir+json")
+	body := struct {
+		ResourceType string           `json:"resourceType"`
+		Parameter    []map[string]any `json:"parameter"`
+	}{ResourceType: "Parameters", Parameter: []map[string]any{}}
+	for _, p := range ps {
+		for _, v := range p.values {
+			var value any = v
+			switch valueType(p.name) {
+			case "valueBoolean":
+				value, _ = strconv.ParseBool(v)
+			case "valueReference":
+				value = map[string]string{"reference": v}
+			}
+			body.Parameter = append(body.Parameter, map[string]any{"name": p.name, valueType(p.name): value})
+		}
+	}
+	pk.Body, err = json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode Parameters: %w", err)
+	}
+	return pk, nil
+}
+
+// ExportURL returns the URL the kickoff request goes to (with its query on GET).
+func (r KickoffRequest) ExportURL() (*url.URL, error) {
+	pk, err := r.Prepare()
+	if err != nil {
+		return nil, err
+	}
+	return url.Parse(pk.URL)
+}
+
+// KickoffResult is an export the server accepted.
+type KickoffResult struct {
+	StatusURL         string // absolute: a relative Content-Location is resolved against the request URL
+	ExportURL         string // the URL the kickoff went to (with the query on GET)
+	Method            string
+	Header            http.Header    // the 202's headers, for the log's responseHeaders
+	RequestParameters map[string]any // as PreparedKickoff.Parameters
+	// Outcome is the OperationOutcome some servers put in the 202 body (warnings about ignored
+	// parameters under handling=lenient); nil when there is none.
+	Outcome *fhirclient.OperationOutcome
+}
+
+// ErrMaybeExported wraps a kickoff that failed after the request was sent: the server may have
+// started the export anyway, and kickoff is not idempotent (DESIGN.md §2).
+var ErrMaybeExported = errors.New("an export may already exist on the server")
+
+// Kickoff starts an export and returns its status URL. It expects 202 Accepted with a
+// Content-Location; anything else is an error naming the request, the status and the
+// OperationOutcome's text. Retries follow the kickoff rules of fhirclient (only after a 429, a 503
+// with Retry-After, or a failure before sending), within r.Wait.
+func Kickoff(ctx context.Context, c *fhirclient.Client, r KickoffRequest) (*KickoffResult, error) {
+	pk, err := r.Prepare()
+	if err != nil {
+		return nil, err
+	}
+	return pk.Send(ctx, c)
+}
+
+// Send sends a prepared kickoff; see Kickoff.
+func (pk *PreparedKickoff) Send(ctx context.Context, c *fhirclient.Client) (*KickoffResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := c.Do(ctx, &fhirclient.Request{Method: pk.Method, URL: pk.URL, Header: pk.Header.Clone(),
+		Body: pk.Body, Route: fhirclient.RouteKickoff, Budget: pk.Wait})
+	if err != nil {
+		if errors.Is(err, fhirclient.ErrMaybeSent) {
+			return nil, fmt.Errorf("%w: %w; check the server before kicking off again", err, ErrMaybeExported)
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	// The body is at most an OperationOutcome; a cut or stalled one loses nothing that matters.
+	body, _ := readBody(resp.Body, 1<<20, pk.ReadTimeout, cancel)
+	what := pk.Method + " " + fhirclient.Redact(pk.URL)
+	outcome, _ := fhirclient.ParseOperationOutcome(body)
+	if resp.StatusCode != http.StatusAccepted {
+		msg := fmt.Sprintf("%s: %s: expected 202 Accepted (an asynchronous export)", what, resp.Status)
+		if outcome != nil {
+			msg += ": " + outcome.Error()
+		}
+		return nil, errors.New(msg)
+	}
+	loc := strings.TrimSpace(resp.Header.Get("Content-Location"))
+	if loc == "" {
+		return nil, fmt.Errorf("%s: %s without a Content-Location header (no status URL to poll)", what, resp.Status)
+	}
+	status, err := responseURL(resp, pk.URL).Parse(loc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: Content-Location %q: %w", what, loc, err)
+	}
+	return &KickoffResult{StatusURL: status.String(), ExportURL: pk.URL, Method: pk.Method,
+		Header: resp.Header, RequestParameters: pk.Parameters, Outcome: outcome}, nil
+}
+
+// responseURL is the URL that answered (after redirects), against which relative URLs in the
+// response resolve.
+func responseURL(resp *http.Response, sent string) *url.URL {
+	if resp.Request != nil && resp.Request.URL != nil {
+		return resp.Request.URL
+	}
+	u, err := url.Parse(sent)
+	if err != nil {
+		return &url.URL{}
+	}
+	return u
+}
+
+// compactJSON removes insignificant whitespace, so that a pretty-printed manifest becomes one
+// line with every value byte-for-byte as the server wrote it.
+func compactJSON(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

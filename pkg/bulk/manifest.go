@@ -1,0 +1,119 @@
+package bulk
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+)
+
+// ContextMember is the name of the member bulk-poll adds to each manifest line (DESIGN.md §1).
+// The leading underscore keeps it clear of any name the IG may define.
+const ContextMember = "_bulkpipe"
+
+// Context is what bulk-fetch needs and a manifest lacks, carried in the ContextMember of each
+// manifest line from bulk-poll to bulk-fetch (DESIGN.md §1).
+type Context struct {
+	StatusURL string `json:"statusUrl"`           // to DELETE the export and to refetch expired links
+	FHIRBase  string `json:"fhirBase,omitempty"`  // to find the token endpoint and resolve relative URLs
+	ExportURL string `json:"exportUrl,omitempty"` // the kickoff URL, for the log's kickoff event
+	Expires   string `json:"expires,omitempty"`   // the Expires header of the manifest response
+	Page      int    `json:"page"`                // 1-based page number (a merged manifest is page 1)
+}
+
+// WithContext returns manifest as one line of compact JSON with ctx in its ContextMember. Every
+// other member keeps its bytes (only insignificant whitespace goes); an existing ContextMember is
+// replaced.
+func WithContext(manifest []byte, ctx Context) ([]byte, error) {
+	m, err := compactJSON(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if !gjson.ParseBytes(m).IsObject() {
+		return nil, errors.New("manifest: not a JSON object")
+	}
+	c, err := json.Marshal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sjson.SetRawBytes(m, ContextMember, c)
+}
+
+// ContextOf reads the ContextMember of a manifest line; ok is false when it has none.
+func ContextOf(line []byte) (ctx Context, ok bool) {
+	r := gjson.GetBytes(line, ContextMember)
+	if !r.IsObject() {
+		return Context{}, false
+	}
+	if err := json.Unmarshal([]byte(r.Raw), &ctx); err != nil {
+		return Context{}, false
+	}
+	return ctx, true
+}
+
+// WithoutContext removes the ContextMember, giving back the manifest as the server sent it
+// (compacted): bulk-fetch saves that as manifest.json.
+func WithoutContext(line []byte) []byte {
+	out, err := sjson.DeleteBytes(line, ContextMember)
+	if err != nil {
+		return line
+	}
+	return out
+}
+
+// fileArrays are the manifest members that list files: error in STU1–3, outcome in the v4 build.
+var fileArrays = []string{"output", "deleted", "error", "outcome"}
+
+// MergePages joins the pages of a partial manifest into one manifest: the first page's members
+// (the IG requires the other members to be equal on every page), with the output, deleted, error
+// and outcome arrays of every page concatenated in page order, and without link or ContextMember.
+func MergePages(pages [][]byte) ([]byte, error) {
+	if len(pages) == 0 {
+		return nil, errors.New("merge manifest pages: no pages")
+	}
+	out, err := compactJSON(pages[0])
+	if err != nil {
+		return nil, fmt.Errorf("manifest page 1: %w", err)
+	}
+	for _, key := range []string{"link", ContextMember} {
+		if out, err = sjson.DeleteBytes(out, key); err != nil {
+			return nil, err
+		}
+	}
+	for _, key := range fileArrays {
+		var items []string
+		present := false
+		for i, p := range pages {
+			r := gjson.GetBytes(p, key)
+			if !r.Exists() {
+				continue
+			}
+			if !r.IsArray() {
+				return nil, fmt.Errorf("manifest page %d: %s is not an array", i+1, key)
+			}
+			present = true
+			for _, item := range r.Array() {
+				c, err := compactJSON([]byte(item.Raw))
+				if err != nil {
+					return nil, fmt.Errorf("manifest page %d: %s: %w", i+1, key, err)
+				}
+				items = append(items, string(c))
+			}
+		}
+		if present {
+			if out, err = sjson.SetRawBytes(out, key, []byte("["+strings.Join(items, ",")+"]")); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// FileCounts counts a manifest's file items: output, deleted, and error plus outcome (v4).
+func FileCounts(manifest []byte) (output, deleted, errs int) {
+	r := gjson.GetManyBytes(manifest, "output.#", "deleted.#", "error.#", "outcome.#")
+	return int(r[0].Int()), int(r[1].Int()), int(r[2].Int() + r[3].Int())
+}
