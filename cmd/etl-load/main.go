@@ -1,0 +1,346 @@
+// Command etl-load loads export folders into a DuckDB database (and on request snapshots it as
+// Parquet or in Cumulus ETL's output layout), with Cumulus-style completion tracking
+// (DESIGN.md §7).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
+	"github.com/bulkpipe/bulkpipe/pkg/store"
+	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
+	"github.com/urfave/cli/v2"
+)
+
+func main() { os.Exit(tool.Main(newApp())) }
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:      "etl-load",
+		Usage:     "load Bulk Data export folders into DuckDB, with Cumulus completion tracking",
+		ArgsUsage: "DIR...",
+		Description: `Each export folder (ours, SMART bulk-data-client's, Cumulus/SMART Fetch's) is loaded in
+one transaction: one table per resource type, the later export winning per id, deletes from
+deleted/, and the folder's completion rows. The Group and time come from the folder's log,
+or from --export-group and --export-timestamp.
+
+Examples:
+   etl-load export/                         load into ./bulkpipe.duckdb
+   etl-load --db site.duckdb enc/ cond/     load two folders, in that order
+   etl-load --export-group g1 --export-timestamp 2024-05-01T00:00:00Z old-export/
+   etl-load --db site.duckdb --format parquet --out snapshot/
+   etl-load --format ndjson --out cumulus-out/ export/
+   etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
+                                            also download missing Medications, inline notes`,
+		HideHelpCommand: true,
+		Flags: tool.Flags([]cli.Flag{
+			&cli.PathFlag{Name: "db", Value: "bulkpipe.duckdb", EnvVars: []string{"BULK_DB"}, Usage: "DuckDB database `FILE` (created if missing)"},
+			&cli.StringFlag{Name: "format", Value: "duckdb", Usage: "`FORMAT`: duckdb, or also write a snapshot of every table: parquet or ndjson (Cumulus ETL layout)"},
+			&cli.PathFlag{Name: "out", Usage: "`DIR` for the parquet or ndjson snapshot"},
+			&cli.StringFlag{Name: "export-group", Usage: "Group `NAME` of the export (overrides the log; \"\" for a system-level export)"},
+			&cli.StringFlag{Name: "export-timestamp", Usage: "`TIME` of the export, RFC 3339 (overrides the log's transactionTime)"},
+			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
+			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter)"},
+			&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+		}, tool.ServerFlags()),
+		Action: run,
+	}
+}
+
+// config is the validated command line.
+type config struct {
+	db, format, out string
+	group           *string
+	timestamp       *time.Time
+	exclude, assume []string
+	maxLine         int
+	progress        bool
+	stderr          io.Writer
+	dirs            []string
+	sources         []store.Source
+	now             func() time.Time
+}
+
+func run(c *cli.Context) error {
+	cfg, err := parseConfig(c)
+	if err != nil {
+		return err
+	}
+	// Every folder is checked before anything is loaded, so a usage error in the third folder
+	// does not leave the first two loaded.
+	for _, dir := range cfg.dirs {
+		src, err := readFolder(cfg, dir)
+		if err != nil {
+			return err
+		}
+		cfg.sources = append(cfg.sources, src)
+	}
+	ctx := c.Context
+	srv, err := newServer(c, cfg)
+	if err != nil {
+		return err
+	}
+	db, err := duckdb.Open(ctx, cfg.db)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var medsFailed int
+	for _, src := range cfg.sources {
+		st, err := loadFolder(ctx, cfg, db, src, srv)
+		if err != nil {
+			return err
+		}
+		medsFailed += st.MedicationsFailed
+	}
+	switch cfg.format {
+	case "parquet":
+		err = db.ExportParquet(ctx, cfg.out)
+	case "ndjson":
+		err = db.ExportNDJSON(ctx, cfg.out)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s snapshot to %s: %w", cfg.format, cfg.out, err)
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	if srv != nil {
+		if n := srv.failedAttachments(); medsFailed > 0 || n > 0 {
+			return fmt.Errorf("%d medications and %d attachments could not be downloaded (reported above); everything else is loaded, and a rerun tries them again", medsFailed, n)
+		}
+	}
+	return nil
+}
+
+func parseConfig(c *cli.Context) (*config, error) {
+	cfg := &config{
+		db:       c.Path("db"),
+		format:   c.String("format"),
+		out:      c.Path("out"),
+		exclude:  splitList(c.StringSlice("exclude-resources")),
+		assume:   splitList(c.StringSlice("assume-complete")),
+		maxLine:  c.Int("max-line"),
+		progress: !c.Bool("quiet") && tool.IsTerminal(c.App.ErrWriter),
+		stderr:   c.App.ErrWriter,
+		dirs:     c.Args().Slice(),
+		now:      time.Now,
+	}
+	switch cfg.format {
+	case "duckdb":
+		if cfg.out != "" {
+			return nil, tool.UsageErrorf("--out needs --format parquet or ndjson")
+		}
+		if len(cfg.dirs) == 0 {
+			return nil, tool.UsageErrorf("no export folder given (usage: etl-load DIR...)")
+		}
+	case "parquet", "ndjson":
+		if cfg.out == "" {
+			return nil, tool.UsageErrorf("--format %s needs --out DIR", cfg.format)
+		}
+	default:
+		return nil, tool.UsageErrorf("--format %q: want duckdb, parquet or ndjson", cfg.format)
+	}
+	if cfg.db == "" {
+		return nil, tool.UsageErrorf("--db must name a file")
+	}
+	if cfg.maxLine <= 0 {
+		return nil, tool.UsageErrorf("--max-line must be positive")
+	}
+	for _, t := range append(append([]string{}, cfg.exclude...), cfg.assume...) {
+		if !store.ValidResourceType(t) {
+			return nil, tool.UsageErrorf("%q is not a resource type", t)
+		}
+	}
+	if c.IsSet("export-group") {
+		g := c.String("export-group")
+		cfg.group = &g
+	}
+	if c.IsSet("export-timestamp") {
+		ts, err := store.ParseTime(c.String("export-timestamp"))
+		if err != nil {
+			return nil, tool.UsageErrorf("--export-timestamp: %v", err)
+		}
+		cfg.timestamp = &ts
+	}
+	return cfg, nil
+}
+
+// splitList splits comma-separated values of a repeatable flag (a list is meant here: DESIGN.md §1).
+func splitList(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		for s := range strings.SplitSeq(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// readFolder discovers a folder's files and its export metadata (DESIGN.md §4): the log's Group
+// and transactionTime, each overridden by its flag; missing either is a usage error naming both.
+func readFolder(cfg *config, dir string) (store.Source, error) {
+	files, err := exportdir.Discover(dir)
+	if err != nil {
+		return store.Source{}, err
+	}
+	if part := partFile(dir); part != "" {
+		// Completion rows would claim whole tables for a folder that lacks some of its files.
+		return store.Source{}, fmt.Errorf("%s: %s is an unfinished download: finish it with bulk-fetch (or remove it) before loading", dir, part)
+	}
+	src := store.Source{Dir: dir}
+	var exp *exportdir.Export
+	logPath, err := exportdir.FindLog(dir)
+	switch {
+	case errors.Is(err, exportdir.ErrNoLog):
+	case err != nil:
+		return src, err
+	default:
+		exp, err = exportdir.ReadLog(logPath)
+		if errors.Is(err, exportdir.ErrNoKickoff) {
+			exp, err = nil, nil
+		}
+		if err != nil {
+			return src, err
+		}
+	}
+	var haveGroup, haveTime bool
+	if exp != nil {
+		src.Export = store.Export{Group: exp.Group, URL: exp.ExportURL, RequestParameters: exp.RequestParameters}
+		haveGroup = true
+		if exp.HasTime {
+			src.Export.Time, haveTime = store.Micro(exp.TransactionTime), true
+		}
+	}
+	if cfg.group != nil {
+		src.Export.Group, haveGroup = *cfg.group, true
+	}
+	if cfg.timestamp != nil {
+		src.Export.Time, haveTime = *cfg.timestamp, true
+	}
+	if !haveGroup || !haveTime {
+		what := "no export log"
+		if exp != nil {
+			what = "the export log has no transactionTime (export not finished?)"
+		}
+		return src, tool.UsageErrorf("%s: %s: give the export's Group and time with --export-group and --export-timestamp", dir, what)
+	}
+	for _, f := range files {
+		if f.ItemType == exportdir.ItemError {
+			continue // error/ holds OperationOutcomes, not data (DESIGN.md §7)
+		}
+		path := f.Path
+		src.Files = append(src.Files, store.File{
+			Path:         path,
+			Deleted:      f.ItemType == exportdir.ItemDeleted,
+			ResourceType: f.ResourceType,
+			Open:         func() (io.ReadCloser, error) { return exportdir.OpenFile(path) },
+		})
+	}
+	return src, nil
+}
+
+// partFile returns a download in progress (bulk-fetch's NAME.part) in dir or its deleted/.
+func partFile(dir string) string {
+	for _, sub := range []string{"", "deleted"} {
+		entries, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".part") && !e.IsDir() {
+				return filepath.Join(dir, sub, e.Name())
+			}
+		}
+	}
+	return ""
+}
+
+func deletions(line []byte) []store.Deletion {
+	var out []store.Deletion
+	for _, d := range exportdir.Deletions(line) {
+		out = append(out, store.Deletion{ResourceType: d.ResourceType, ID: d.ID})
+	}
+	return out
+}
+
+func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Source, srv *server) (store.Stats, error) {
+	warn := func(s string) { fmt.Fprintf(cfg.stderr, "etl-load: %s\n", s) }
+	p := newProgress(cfg, src.Dir)
+	opts := store.Options{
+		Exclude:        cfg.exclude,
+		AssumeComplete: cfg.assume,
+		Deletions:      deletions,
+		MaxLine:        cfg.maxLine,
+		Now:            cfg.now,
+		Version:        tool.Version(),
+		Warn:           warn,
+		Progress:       p.update,
+	}
+	if srv != nil {
+		opts.Medications = srv
+		for i, f := range src.Files {
+			src.Files[i] = srv.inline(ctx, f)
+		}
+	}
+	st, err := store.Load(ctx, db, src, opts)
+	p.done(st, err)
+	if err != nil {
+		return st, fmt.Errorf("load %s: %w", src.Dir, err)
+	}
+	for _, s := range st.Skipped {
+		warn(fmt.Sprintf("%s: %s loaded without a completion row: %s (--assume-complete %s if it holds the whole Group)",
+			src.Dir, s.Table, s.Reason, s.Table))
+	}
+	return st, nil
+}
+
+// progress draws one line on stderr while a folder loads, when stderr is a terminal.
+type progress struct {
+	cfg   *config
+	dir   string
+	start time.Time
+	last  time.Time
+}
+
+func newProgress(cfg *config, dir string) *progress {
+	return &progress{cfg: cfg, dir: dir, start: time.Now()}
+}
+
+func (p *progress) line(files int, rows, bytes int64) string {
+	secs := max(time.Since(p.start).Seconds(), 1e-3)
+	return fmt.Sprintf("%s: %d files, %d resources, %.1f MB, %.1f MB/s",
+		filepath.Clean(p.dir), files, rows, float64(bytes)/1e6, float64(bytes)/1e6/secs)
+}
+
+func (p *progress) update(pr store.Progress) {
+	if !p.cfg.progress || (!pr.Merging && time.Since(p.last) < 200*time.Millisecond) {
+		return
+	}
+	p.last = time.Now()
+	line := p.line(pr.Files, pr.Rows, pr.Bytes)
+	if pr.Merging {
+		line = fmt.Sprintf("%s: %d files, %d resources read; merging", filepath.Clean(p.dir), pr.Files, pr.Rows)
+	}
+	fmt.Fprintf(p.cfg.stderr, "\r\x1b[K%s", line)
+}
+
+func (p *progress) done(st store.Stats, err error) {
+	if !p.cfg.progress {
+		return
+	}
+	if err != nil {
+		fmt.Fprint(p.cfg.stderr, "\r\x1b[K")
+		return
+	}
+	fmt.Fprintf(p.cfg.stderr, "\r\x1b[K%s, %d deletes\n", p.line(st.Files, st.Rows, st.Bytes), st.Deletes)
+}

@@ -1,0 +1,488 @@
+// Package duckdb is the DuckDB backend of package store: one table per resource type, the
+// Cumulus completion tables and the "Encounters first" views (DESIGN.md §7). It is the only
+// package that links DuckDB (cgo, slow to link), so only the tools that need it pay for it.
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/bulkpipe/bulkpipe/pkg/failpoint"
+	"github.com/bulkpipe/bulkpipe/pkg/store"
+	duckdb "github.com/duckdb/duckdb-go/v2"
+)
+
+// DB is an open DuckDB database file. It holds one connection: DuckDB's Appender and explicit
+// transactions both belong to a connection, and a load is one transaction.
+type DB struct {
+	connector *duckdb.Connector
+	db        *sql.DB
+	conn      *sql.Conn
+	drv       driver.Conn
+	batch     *batch
+	closed    bool
+}
+
+// schema creates the bookkeeping tables and the views. The encounter table exists from the start
+// because the views read it.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS etl__completion (
+		table_name VARCHAR NOT NULL,
+		group_name VARCHAR NOT NULL,
+		export_time TIMESTAMPTZ NOT NULL,
+		export_url VARCHAR,
+		etl_version VARCHAR,
+		etl_time TIMESTAMPTZ,
+		excluded_resources VARCHAR)`,
+	`CREATE TABLE IF NOT EXISTS etl__completion_encounters (
+		encounter_id VARCHAR NOT NULL,
+		group_name VARCHAR NOT NULL,
+		export_time TIMESTAMPTZ NOT NULL,
+		excluded_resources VARCHAR,
+		PRIMARY KEY (encounter_id, group_name))`,
+	`CREATE TABLE IF NOT EXISTS etl__deleted (
+		table_name VARCHAR NOT NULL,
+		id VARCHAR NOT NULL,
+		export_group VARCHAR NOT NULL,
+		export_time TIMESTAMPTZ NOT NULL,
+		source_file VARCHAR,
+		PRIMARY KEY (table_name, id, export_group, export_time))`,
+	createTable("encounter"),
+	encounterCompletionView,
+	`CREATE OR REPLACE VIEW complete_encounter AS
+	SELECT e.* FROM encounter AS e
+	WHERE NOT EXISTS (SELECT 1 FROM etl__encounter_completion AS c
+		WHERE c.encounter_id = e.id AND NOT c.is_complete)`,
+	`CREATE OR REPLACE VIEW incomplete_encounter AS
+	SELECT e.* FROM encounter AS e
+	JOIN etl__encounter_completion AS c ON c.encounter_id = e.id
+	WHERE NOT c.is_complete`,
+}
+
+// encounterCompletionView is Cumulus Library's completion rule ("Encounters first"), one row per
+// tracked encounter: its earliest export time over all its groups, and the linked tables that
+// lack a completion row in one of its groups at or after that time (instants compared as
+// instants: TIMESTAMPTZ). A table listed in excluded_resources of the encounter's rows is not
+// waited for: the site said it never exports it. Untracked encounters have no row here and count
+// as complete. etl__completion is a growing history, so it is first reduced to the latest time
+// per group and table (a row at or after the encounter's time exists iff the latest one is),
+// which keeps the join to a few rows per encounter.
+var encounterCompletionView = `CREATE OR REPLACE VIEW etl__encounter_completion AS
+WITH linked(table_name) AS (VALUES ` + linkedValues() + `),
+tracked AS (
+	SELECT encounter_id, min(export_time) AS earliest,
+		list_distinct(flatten(list(string_split(coalesce(excluded_resources, ''), ',')))) AS excluded
+	FROM etl__completion_encounters
+	GROUP BY encounter_id),
+latest AS (
+	SELECT group_name, table_name, max(export_time) AS export_time
+	FROM etl__completion WHERE table_name IN (SELECT table_name FROM linked)
+	GROUP BY group_name, table_name),
+satisfied AS (
+	SELECT ece.encounter_id, c.table_name
+	FROM etl__completion_encounters AS ece
+	JOIN tracked AS t ON t.encounter_id = ece.encounter_id
+	JOIN latest AS c ON c.group_name = ece.group_name AND c.export_time >= t.earliest
+	UNION
+	SELECT t.encounter_id, l.table_name
+	FROM tracked AS t JOIN linked AS l ON list_contains(t.excluded, l.table_name)),
+missing AS (
+	SELECT t.encounter_id, l.table_name FROM tracked AS t CROSS JOIN linked AS l
+	EXCEPT
+	SELECT encounter_id, table_name FROM satisfied),
+missing_list AS (
+	SELECT encounter_id, string_agg(table_name, ',' ORDER BY table_name) AS missing_tables
+	FROM missing GROUP BY encounter_id)
+SELECT t.encounter_id, t.earliest AS export_time, m.missing_tables IS NULL AS is_complete, m.missing_tables
+FROM tracked AS t LEFT JOIN missing_list AS m ON m.encounter_id = t.encounter_id`
+
+func linkedValues() string {
+	var vs []string
+	for _, t := range store.LinkedTables {
+		vs = append(vs, "('"+t+"')")
+	}
+	return strings.Join(vs, ", ")
+}
+
+// createTable is the DDL of a resource table (DESIGN.md §7).
+func createTable(table string) string {
+	return `CREATE TABLE IF NOT EXISTS ` + ident(table) + ` (
+		id VARCHAR PRIMARY KEY,
+		resource JSON,
+		export_group VARCHAR,
+		export_time TIMESTAMPTZ,
+		source_file VARCHAR)`
+}
+
+// ident quotes a table name. Names come from store.ValidResourceType (letters and digits), so
+// quoting is belt and braces.
+func ident(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+// Open opens (or creates) the database file at path and brings its schema up to date. A file
+// held by another process fails here, naming the lock.
+func Open(ctx context.Context, path string) (*DB, error) {
+	c, err := duckdb.NewConnector(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	d := &DB{connector: c, db: sql.OpenDB(c)}
+	d.db.SetMaxOpenConns(1)
+	if d.conn, err = d.db.Conn(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := d.conn.Raw(func(dc any) error {
+		d.drv = dc.(driver.Conn)
+		return nil
+	}); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	for _, q := range schema {
+		if err := d.exec(ctx, q); err != nil {
+			d.exec(context.WithoutCancel(ctx), "ROLLBACK")
+			d.Close()
+			return nil, fmt.Errorf("create schema in %s: %w", path, err)
+		}
+	}
+	if err := d.exec(ctx, "COMMIT"); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("create schema in %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Close closes the database; a batch still open is rolled back. Closing twice is a no-op.
+func (d *DB) Close() error {
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if d.batch != nil {
+		d.batch.Rollback()
+	}
+	var errs []error
+	if d.conn != nil {
+		errs = append(errs, d.conn.Close())
+	}
+	errs = append(errs, d.db.Close(), d.connector.Close())
+	return errors.Join(errs...)
+}
+
+// Conn is the database's one connection, for queries (tests, exports). Do not use it while a
+// batch is open.
+func (d *DB) Conn() *sql.Conn { return d.conn }
+
+func (d *DB) exec(ctx context.Context, q string, args ...any) error {
+	_, err := d.conn.ExecContext(ctx, q, args...)
+	return err
+}
+
+// Tables lists the base tables of the database (resource tables and etl__ tables), sorted.
+func (d *DB) Tables(ctx context.Context) ([]string, error) {
+	rows, err := d.conn.QueryContext(ctx, `SELECT table_name FROM information_schema.tables
+		WHERE table_schema = 'main' AND table_type = 'BASE TABLE' AND table_catalog = current_database()
+		ORDER BY table_name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Begin starts the transaction of one folder (store.Backend).
+func (d *DB) Begin(ctx context.Context) (store.Batch, error) {
+	if d.batch != nil {
+		return nil, errors.New("a load is already in progress")
+	}
+	if err := d.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	d.batch = &batch{d: d, stages: map[string]*duckdb.Appender{}}
+	return d.batch, nil
+}
+
+// batch stages a folder in temporary tables, one per resource table plus one for deletes, through
+// DuckDB's Appender (the fast path: no SQL per row), and merges them at Commit.
+type batch struct {
+	d       *DB
+	stages  map[string]*duckdb.Appender // table → appender on temp.stage_<table>
+	deletes *duckdb.Appender
+	seq     int64
+	done    bool
+}
+
+func stageName(table string) string { return "stage_" + table }
+
+func (b *batch) appender(ctx context.Context, name, cols string) (*duckdb.Appender, error) {
+	if err := b.d.exec(ctx, `CREATE TEMP TABLE `+ident(name)+` (`+cols+`)`); err != nil {
+		return nil, err
+	}
+	return duckdb.NewAppender(b.d.drv, "temp", "main", name)
+}
+
+// Add stages one resource; seq orders duplicates so the last one of the folder wins.
+func (b *batch) Add(table, id string, resource []byte, sourceFile string) error {
+	a := b.stages[table]
+	if a == nil {
+		var err error
+		a, err = b.appender(context.Background(), stageName(table),
+			`seq BIGINT, id VARCHAR, resource VARCHAR, source_file VARCHAR`)
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", table, err)
+		}
+		b.stages[table] = a
+	}
+	b.seq++
+	if err := a.AppendRow(b.seq, id, resource, sourceFile); err != nil {
+		return fmt.Errorf("stage %s/%s: %w", table, id, err)
+	}
+	return nil
+}
+
+// Delete stages one delete entry.
+func (b *batch) Delete(table, id, sourceFile string) error {
+	if b.deletes == nil {
+		var err error
+		b.deletes, err = b.appender(context.Background(), "stage__deleted",
+			`seq BIGINT, table_name VARCHAR, id VARCHAR, source_file VARCHAR`)
+		if err != nil {
+			return fmt.Errorf("stage deletes: %w", err)
+		}
+	}
+	b.seq++
+	return b.deletes.AppendRow(b.seq, table, id, sourceFile)
+}
+
+// Existing returns those of ids that table holds (committed rows: the batch's own are staged).
+func (b *batch) Existing(ctx context.Context, table string, ids []string) ([]string, error) {
+	if len(ids) == 0 || !store.ValidResourceType(table) {
+		return nil, nil
+	}
+	var n int
+	if err := b.d.conn.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.tables
+		WHERE table_schema = 'main' AND table_name = $1 AND table_catalog = current_database()`, table).Scan(&n); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	rows, err := b.d.conn.QueryContext(ctx, `SELECT id FROM `+ident(table)+` WHERE list_contains($1::VARCHAR[], id) ORDER BY id`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// Rollback discards the batch.
+func (b *batch) Rollback() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	b.d.batch = nil
+	var errs []error
+	for _, a := range b.stages {
+		errs = append(errs, a.Close())
+	}
+	if b.deletes != nil {
+		errs = append(errs, b.deletes.Close())
+	}
+	errs = append(errs, b.d.exec(context.Background(), "ROLLBACK"))
+	return errors.Join(errs...)
+}
+
+// Commit merges the folder into the database in its one transaction.
+func (b *batch) Commit(ctx context.Context, p store.Plan) (err error) {
+	if b.done {
+		return errors.New("batch already finished")
+	}
+	defer func() {
+		if err != nil {
+			b.Rollback()
+		}
+	}()
+	for t, a := range b.stages {
+		if err := a.Close(); err != nil {
+			return fmt.Errorf("stage %s: %w", t, err)
+		}
+	}
+	if b.deletes != nil {
+		if err := b.deletes.Close(); err != nil {
+			return fmt.Errorf("stage deletes: %w", err)
+		}
+	}
+	failpoint.Hit("load.after-stage")
+
+	staged := make([]string, 0, len(b.stages))
+	for t := range b.stages {
+		staged = append(staged, t)
+	}
+	slices.Sort(staged)
+	tables := slices.Concat(p.Tables, staged)
+	slices.Sort(tables)
+	for _, t := range slices.Compact(tables) {
+		if err := b.d.exec(ctx, createTable(t)); err != nil {
+			return fmt.Errorf("create table %s: %w", t, err)
+		}
+	}
+	for _, t := range staged {
+		if err := b.merge(ctx, t, p); err != nil {
+			return fmt.Errorf("merge %s: %w", t, err)
+		}
+		failpoint.Hit("load.after-merge")
+	}
+	if b.deletes != nil {
+		if err := b.applyDeletes(ctx, p); err != nil {
+			return err
+		}
+	}
+	if err := b.completion(ctx, p); err != nil {
+		return err
+	}
+	for _, t := range staged {
+		if err := b.d.exec(ctx, `DROP TABLE temp.main.`+ident(stageName(t))); err != nil {
+			return err
+		}
+	}
+	if b.deletes != nil {
+		if err := b.d.exec(ctx, `DROP TABLE temp.main.stage__deleted`); err != nil {
+			return err
+		}
+	}
+	failpoint.Hit("load.before-commit")
+	if err := b.d.exec(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	b.done = true
+	b.d.batch = nil
+	failpoint.Hit("load.after-commit")
+	return nil
+}
+
+// merge upserts one staged table: the folder's last row per id, unless a delete at least as new
+// is recorded (an older folder loaded later must not resurrect it); an existing row is replaced
+// only by a row from a later export, or from the same export when it differs (so a reload
+// rewrites nothing).
+func (b *batch) merge(ctx context.Context, table string, p store.Plan) error {
+	t := ident(table)
+	q := `INSERT INTO ` + t + ` (id, resource, export_group, export_time, source_file)
+	SELECT s.id, s.resource, $1, $2, s.source_file
+	FROM (SELECT id, resource, source_file FROM temp.main.` + ident(stageName(table)) + `
+		QUALIFY row_number() OVER (PARTITION BY id ORDER BY seq DESC) = 1) AS s
+	WHERE NOT EXISTS (SELECT 1 FROM etl__deleted AS d
+		WHERE d.table_name = $3 AND d.id = s.id AND d.export_time >= $2)
+	ON CONFLICT (id) DO UPDATE SET
+		resource = excluded.resource,
+		export_group = excluded.export_group,
+		export_time = excluded.export_time,
+		source_file = excluded.source_file
+	WHERE excluded.export_time > ` + t + `.export_time
+		OR (excluded.export_time = ` + t + `.export_time
+			AND (excluded.resource::VARCHAR <> ` + t + `.resource::VARCHAR
+				OR excluded.export_group <> ` + t + `.export_group))`
+	return b.d.exec(ctx, q, p.Group, p.ExportTime, table)
+}
+
+// applyDeletes records the folder's deletes in etl__deleted and removes rows that are not newer
+// than the delete. An id the same folder also exports is kept: the output is the resource as of
+// the export, so it was re-created after the delete.
+func (b *batch) applyDeletes(ctx context.Context, p store.Plan) error {
+	rows, err := b.d.conn.QueryContext(ctx, `SELECT DISTINCT table_name FROM temp.main.stage__deleted ORDER BY 1`)
+	if err != nil {
+		return err
+	}
+	var tables []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			rows.Close()
+			return err
+		}
+		tables = append(tables, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, table := range tables {
+		if !store.ValidResourceType(table) {
+			continue
+		}
+		keep := `TRUE`
+		if _, ok := b.stages[table]; ok {
+			keep = `s.id NOT IN (SELECT id FROM temp.main.` + ident(stageName(table)) + `)`
+		}
+		if err := b.d.exec(ctx, createTable(table)); err != nil {
+			return err
+		}
+		q := `INSERT INTO etl__deleted (table_name, id, export_group, export_time, source_file)
+		SELECT s.table_name, s.id, $1, $2, s.source_file
+		FROM (SELECT * FROM temp.main.stage__deleted WHERE table_name = $3
+			QUALIFY row_number() OVER (PARTITION BY id ORDER BY seq DESC) = 1) AS s
+		WHERE ` + keep + `
+		ON CONFLICT DO NOTHING`
+		if err := b.d.exec(ctx, q, p.Group, p.ExportTime, table); err != nil {
+			return fmt.Errorf("record deletes of %s: %w", table, err)
+		}
+		q = `DELETE FROM ` + ident(table) + ` AS t
+		WHERE t.export_time <= $1
+			AND t.id IN (SELECT s.id FROM temp.main.stage__deleted AS s WHERE s.table_name = $2 AND ` + keep + `)`
+		if err := b.d.exec(ctx, q, p.ExportTime, table); err != nil {
+			return fmt.Errorf("delete from %s: %w", table, err)
+		}
+	}
+	return nil
+}
+
+// completion writes the folder's etl__completion rows (one per table, skipped when the same
+// export was already recorded, so a reload adds nothing) and the first export time of each of
+// its encounters per group (never overwritten).
+func (b *batch) completion(ctx context.Context, p store.Plan) error {
+	for _, t := range p.Completion {
+		q := `INSERT INTO etl__completion
+		SELECT $1, $2, $3, NULLIF($4, ''), $5, $6, NULLIF($7, '')
+		WHERE NOT EXISTS (SELECT 1 FROM etl__completion
+			WHERE table_name = $1 AND group_name = $2 AND export_time = $3
+			AND export_url IS NOT DISTINCT FROM NULLIF($4, '')
+			AND excluded_resources IS NOT DISTINCT FROM NULLIF($7, ''))`
+		if err := b.d.exec(ctx, q, t, p.Group, p.CompletionTime, p.ExportURL, p.ETLVersion, p.ETLTime, p.Excluded); err != nil {
+			return fmt.Errorf("record completion of %s: %w", t, err)
+		}
+	}
+	if _, ok := b.stages["encounter"]; ok {
+		q := `INSERT INTO etl__completion_encounters
+		SELECT DISTINCT id, $1, $2, NULLIF($3, '') FROM temp.main.stage_encounter
+		ON CONFLICT DO NOTHING`
+		if err := b.d.exec(ctx, q, p.Group, p.CompletionTime, p.Excluded); err != nil {
+			return fmt.Errorf("record encounters: %w", err)
+		}
+	}
+	return nil
+}
