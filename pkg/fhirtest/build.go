@@ -1,0 +1,476 @@
+package fhirtest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/synth"
+)
+
+// Item types of a manifest (Bulk Data IG: output, deleted, error).
+const (
+	itemOutput  = "output"
+	itemDeleted = "deleted"
+	itemError   = "error"
+)
+
+// exportFile is one file of an export, written once and then only read.
+type exportFile struct {
+	item   string // itemOutput, itemDeleted, itemError
+	typ    string // resource type of its lines
+	path   string
+	size   int64
+	etag   string
+	gzPath string // "" without Options.Gzip
+	gzSize int64
+	gzETag string
+	count  int // lines
+}
+
+// build is the result of writing one distinct export request's files.
+type build struct {
+	done  chan struct{}
+	files []*exportFile
+	err   error
+}
+
+// buildCache writes each distinct export once: kickoffs of the same request (a benchmark's
+// repeated runs, every test of a suite) share files, so a kickoff costs O(1) after the first.
+type buildCache struct {
+	dir string
+	mu  sync.Mutex
+	m   map[string]*build
+	wg  sync.WaitGroup
+}
+
+func newBuildCache(dir string) *buildCache { return &buildCache{dir: dir, m: map[string]*build{}} }
+
+// get returns the build of req, starting it in the background the first time.
+func (c *buildCache) get(s *Server, req *exportRequest) *build {
+	key := req.key()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.m[key]; ok {
+		return b
+	}
+	b := &build{done: make(chan struct{})}
+	c.m[key] = b
+	dir := filepath.Join(c.dir, strconv.Itoa(len(c.m)))
+	c.wg.Go(func() {
+		defer close(b.done)
+		b.files, b.err = s.write(req, dir)
+	})
+	return b
+}
+
+// wait waits for running builds (Close removes their folder after).
+func (c *buildCache) wait() { c.wg.Wait() }
+
+// FilesBasePlaceholder stands in generated attachment URLs for the origin that serves them.
+const filesBasePlaceholder = synth.FilesBasePlaceholder
+
+// attachmentBase is what replaces the placeholder: the files origin, else the FHIR base.
+func (s *Server) attachmentBase() string {
+	if s.filesBase != nil {
+		return s.FilesURL()
+	}
+	return s.URL()
+}
+
+// write filters the data set for req and writes its files into dir.
+func (s *Server) write(req *exportRequest, dir string) ([]*exportFile, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	has := func(kind string) (Fault, bool) {
+		i := slices.IndexFunc(req.Faults, func(f Fault) bool { return f.Kind == kind })
+		if i < 0 {
+			return Fault{}, false
+		}
+		return req.Faults[i], true
+	}
+	fw := &fileWriter{dir: dir, maxLines: s.opts.FileLines, gzip: s.opts.Gzip}
+	if f, ok := has(FaultDupLines); ok {
+		fw.dupEvery = f.argInt(10)
+	}
+	_, fw.noFinalNL = has(FaultNoFinalNL)
+	_, b64Size := has(FaultB64Size)
+	_, noLastUpdated := has(FaultNoLastUpd)
+
+	// Output follows the data set's type order; requested types it lacks export nothing.
+	types := s.data.types
+	if req.Types != nil {
+		types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return !slices.Contains(req.Types, t) })
+	}
+	scope := s.scope(req)
+	placeholder := []byte(filesBasePlaceholder)
+	filesBase := []byte(s.attachmentBase())
+	var since, until int64
+	if req.Since != nil {
+		since = req.Since.UnixNano()
+	}
+	if req.Until != nil {
+		until = req.Until.UnixNano()
+	}
+	var deleted []string
+	for _, typ := range types {
+		rs := s.data.res[typ]
+		elements := req.elementsOf(typ)
+		fw.start(itemOutput, typ)
+		gone := 0
+		for i := range rs {
+			r := &rs[i]
+			if i%4096 == 0 && s.closing() {
+				return nil, errors.New("server closed")
+			}
+			if scope != nil && !scope[r.patient] {
+				continue
+			}
+			if r.hasUpd && req.Since != nil && r.updated < since {
+				// Changed before _since: a few of these are reported deleted, deterministically
+				// (never a Patient, whose other resources would be left dangling).
+				if gone < 2 && typ != "Patient" {
+					deleted = append(deleted, typ+"/"+r.id)
+					gone++
+				}
+				continue
+			}
+			if r.hasUpd && req.Until != nil && r.updated > until {
+				continue
+			}
+			if !req.matches(typ, r) {
+				continue
+			}
+			line := r.raw
+			if bytes.Contains(line, placeholder) {
+				line = bytes.ReplaceAll(line, placeholder, filesBase)
+			}
+			if elements != nil {
+				line = subset(line, elements)
+			}
+			if b64Size {
+				line = s.base64Sizes(line)
+			}
+			if noLastUpdated {
+				line = dropLastUpdated(line)
+			}
+			if err := fw.line(line); err != nil {
+				return nil, err
+			}
+		}
+		if err := fw.end(); err != nil {
+			return nil, err
+		}
+	}
+	if len(deleted) > 0 {
+		fw.start(itemDeleted, "Bundle")
+		if err := fw.line(deletionBundle(deleted)); err != nil {
+			return nil, err
+		}
+		if err := fw.end(); err != nil {
+			return nil, err
+		}
+	}
+	fw.start(itemError, "OperationOutcome")
+	if err := fw.line(s.warning()); err != nil {
+		return nil, err
+	}
+	if err := fw.end(); err != nil {
+		return nil, err
+	}
+	return fw.files, nil
+}
+
+// scope returns the patients whose compartments the export covers; nil means everything.
+func (s *Server) scope(req *exportRequest) map[string]bool {
+	var set map[string]bool
+	switch req.Level {
+	case levelSystem.String():
+		return nil
+	case levelPatient.String():
+		set = map[string]bool{}
+		for _, r := range s.data.res["Patient"] {
+			set[r.id] = true
+		}
+	case levelGroup.String():
+		set = map[string]bool{}
+		for _, id := range s.data.groups[req.Group] {
+			set[id] = true
+		}
+	}
+	if req.Patients != nil {
+		only := map[string]bool{}
+		for _, id := range req.Patients {
+			only[id] = set[id]
+		}
+		set = only
+	}
+	return set
+}
+
+// elementsOf returns the elements kept for typ, or nil when _elements does not restrict it.
+func (req *exportRequest) elementsOf(typ string) []string {
+	els := slices.Concat(req.Elements[""], req.Elements[typ])
+	if len(els) == 0 {
+		return nil
+	}
+	return els
+}
+
+// subsetTag marks a resource that lacks elements (Bulk Data IG: _elements).
+const subsetTag = `{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED","display":"subsetted"}`
+
+// subset keeps the listed top-level elements and those no resource may lose.
+func subset(line []byte, elements []string) []byte {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	gjson.ParseBytes(line).ForEach(func(k, v gjson.Result) bool {
+		if k.Str == "resourceType" || k.Str == "id" || k.Str == "meta" || slices.Contains(elements, k.Str) {
+			if b.Len() > 1 {
+				b.WriteByte(',')
+			}
+			b.WriteString(k.Raw)
+			b.WriteByte(':')
+			b.WriteString(v.Raw)
+		}
+		return true
+	})
+	b.WriteByte('}')
+	out, _ := sjson.SetRawBytes(b.Bytes(), "meta.tag.-1", []byte(subsetTag))
+	return out
+}
+
+// base64Sizes sets each attachment's size to the length of its content in base64, the mistake
+// DESIGN.md §9 says some servers make.
+func (s *Server) base64Sizes(line []byte) []byte {
+	var paths []string
+	gjson.GetBytes(line, "content").ForEach(func(i, _ gjson.Result) bool {
+		paths = append(paths, "content."+i.String()+".attachment")
+		return true
+	})
+	gjson.GetBytes(line, "presentedForm").ForEach(func(i, _ gjson.Result) bool {
+		paths = append(paths, "presentedForm."+i.String())
+		return true
+	})
+	for _, p := range paths {
+		a := gjson.GetBytes(line, p)
+		n := -1
+		if d := a.Get("data"); d.Exists() {
+			if b, err := decodeB64(d.Str); err == nil {
+				n = len(b)
+			}
+		} else if id := binaryID(a.Get("url").Str); id != "" {
+			if b, ok := s.data.binaries[id]; ok {
+				n = len(b.Data)
+			}
+		}
+		if n >= 0 {
+			line, _ = sjson.SetBytes(line, p+".size", base64.StdEncoding.EncodedLen(n))
+		}
+	}
+	return line
+}
+
+// dropLastUpdated removes meta.lastUpdated (and meta, when nothing else is left in it).
+func dropLastUpdated(line []byte) []byte {
+	line, _ = sjson.DeleteBytes(line, "meta.lastUpdated")
+	if m := gjson.GetBytes(line, "meta"); m.IsObject() && len(m.Map()) == 0 {
+		line, _ = sjson.DeleteBytes(line, "meta")
+	}
+	return line
+}
+
+// deletionBundle is the transaction Bundle of DELETE entries that a manifest's deleted item holds.
+func deletionBundle(keys []string) []byte {
+	type request struct {
+		Method string `json:"method"`
+		URL    string `json:"url"`
+	}
+	type entry struct {
+		Request request `json:"request"`
+	}
+	type bundle struct {
+		ResourceType string  `json:"resourceType"`
+		ID           string  `json:"id"`
+		Type         string  `json:"type"`
+		Entry        []entry `json:"entry"`
+	}
+	b := bundle{ResourceType: "Bundle", ID: "deleted", Type: "transaction"}
+	for _, k := range keys {
+		b.Entry = append(b.Entry, entry{request{"DELETE", k}})
+	}
+	out, _ := marshal(b)
+	return out
+}
+
+// warning is the line of the error file every export has: a warning, which clients must keep
+// and not treat as a failure.
+func (s *Server) warning() []byte {
+	msg := "bulkpipe test server: synthetic data"
+	if len(s.data.medications) > 0 {
+		msg = "Medication resources referenced by MedicationRequest are not part of this export; read them at Medication/{id}"
+	}
+	o := outcome("warning", "informational", msg)
+	o.ID = "export-warning"
+	b, _ := marshal(o)
+	return b
+}
+
+// fileWriter writes the lines of one item type and resource type into files of at most maxLines
+// lines and DefaultFileBytes bytes, with the dup-lines and no-final-newline faults applied.
+type fileWriter struct {
+	dir       string
+	maxLines  int
+	gzip      bool
+	dupEvery  int
+	noFinalNL bool
+	files     []*exportFile
+
+	item, typ string
+	seq       int // lines seen of this type
+	last      []byte
+	cur       *openFile
+	n         int // files written
+}
+
+type openFile struct {
+	ef     *exportFile
+	f, gzf *os.File
+	bw     *bufio.Writer
+	gw     *gzip.Writer
+	sum    hash.Hash
+	gzSum  hash.Hash
+	w      io.Writer
+	nl     bool // a newline is owed before the next line
+}
+
+func (fw *fileWriter) start(item, typ string) { fw.item, fw.typ, fw.seq, fw.last = item, typ, 0, nil }
+
+// line writes one line (twice under dup-lines, every dupEvery-th line).
+func (fw *fileWriter) line(b []byte) error {
+	fw.seq++
+	if err := fw.put(b); err != nil {
+		return err
+	}
+	if fw.dupEvery > 0 && fw.seq%fw.dupEvery == 0 {
+		return fw.put(b)
+	}
+	return nil
+}
+
+func (fw *fileWriter) put(b []byte) error {
+	if fw.cur != nil && (fw.cur.ef.count >= fw.maxLines || fw.cur.ef.size+int64(len(b)) >= DefaultFileBytes) {
+		if err := fw.end(); err != nil {
+			return err
+		}
+		if fw.dupEvery > 0 && fw.last != nil {
+			// dup-lines also repeats a resource across files: the last line of one file
+			// opens the next.
+			if err := fw.put(fw.last); err != nil {
+				return err
+			}
+		}
+	}
+	if fw.cur == nil {
+		if err := fw.open(); err != nil {
+			return err
+		}
+	}
+	o := fw.cur
+	if o.nl {
+		o.w.Write([]byte{'\n'})
+		o.ef.size++
+	}
+	if _, err := o.w.Write(b); err != nil {
+		return err
+	}
+	o.nl = true
+	o.ef.size += int64(len(b))
+	o.ef.count++
+	fw.last = b
+	return nil
+}
+
+func (fw *fileWriter) open() error {
+	fw.n++
+	path := filepath.Join(fw.dir, fmt.Sprintf("%03d.%s.%s.ndjson", fw.n, fw.item, fw.typ))
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	o := &openFile{ef: &exportFile{item: fw.item, typ: fw.typ, path: path}, f: f, sum: sha256.New()}
+	o.bw = bufio.NewWriterSize(f, 1<<20)
+	ws := []io.Writer{o.bw, o.sum}
+	if fw.gzip {
+		o.ef.gzPath = path + ".gz"
+		if o.gzf, err = os.Create(o.ef.gzPath); err != nil {
+			f.Close()
+			return err
+		}
+		o.gzSum = sha256.New()
+		o.gw, _ = gzip.NewWriterLevel(io.MultiWriter(o.gzf, o.gzSum), gzip.BestSpeed)
+		ws = append(ws, o.gw)
+	}
+	o.w = io.MultiWriter(ws...)
+	fw.cur = o
+	return nil
+}
+
+// end closes the current file, if any.
+func (fw *fileWriter) end() error {
+	o := fw.cur
+	if o == nil {
+		return nil
+	}
+	fw.cur = nil
+	if !fw.noFinalNL {
+		o.w.Write([]byte{'\n'})
+		o.ef.size++
+	}
+	err := o.bw.Flush()
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	o.ef.etag = etag(o.sum)
+	if o.gw != nil {
+		if cerr := o.gw.Close(); err == nil {
+			err = cerr
+		}
+		if st, serr := o.gzf.Stat(); serr == nil {
+			o.ef.gzSize = st.Size()
+		}
+		if cerr := o.gzf.Close(); err == nil {
+			err = cerr
+		}
+		o.ef.gzETag = etag(o.gzSum)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", o.ef.path, err)
+	}
+	fw.files = append(fw.files, o.ef)
+	return nil
+}
+
+// etag is a strong entity tag from the content's hash, so If-Range works across restarts of a
+// download and differs between the identity and gzip variants.
+func etag(h hash.Hash) string { return `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"` }
+
+// modTime is the Last-Modified of every export file: fixed, so responses are deterministic.
+var modTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)

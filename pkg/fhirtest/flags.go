@@ -1,0 +1,183 @@
+package fhirtest
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FlagSpec describes one command-line flag of the server. cmd/bulk-testserver builds its
+// urfave/cli flags from these, and ScriptParams reads a txtar's .fhirserver/flags with
+// ParseFlags, so the program and the test harness accept exactly the same flags.
+type FlagSpec struct {
+	Name       string
+	Usage      string
+	Default    string // "" = none
+	Bool       bool
+	Repeatable bool
+}
+
+// Flags returns the server's flags, in the order --help lists them.
+func Flags() []FlagSpec {
+	return []FlagSpec{
+		{Name: "addr", Default: DefaultAddr, Usage: "listen `ADDRESS` (host:port; port 0 picks a free one)"},
+		{Name: "base-path", Default: DefaultBasePath, Usage: "`PATH` of the FHIR base URL"},
+		{Name: "patients", Default: strconv.Itoa(DefaultPatients), Usage: "generate `N` synthetic patients"},
+		{Name: "seed", Default: "0", Usage: "`SEED` of the generated data and of fault rates"},
+		{Name: "data", Usage: "serve the NDJSON files of `DIR` (Patient.ndjson, 1.Patient.ndjson, Patient.000.ndjson.gz) instead"},
+		{Name: "auth", Default: AuthNone, Usage: "`MODE`: none, or smart (SMART Backend Services)"},
+		{Name: "client-id", Usage: "registered SMART client `ID` (a value, or a file holding it)"},
+		{Name: "public-key", Repeatable: true, Usage: "the client's public key `FILE` (JWKS or PEM; repeatable)"},
+		{Name: "token-ttl", Default: "5m", Usage: "access token lifetime `DURATION` (such as 90s or 500ms)"},
+		{Name: "requires-token", Bool: true, Usage: "manifest says requiresAccessToken: files need the Bearer token"},
+		{Name: "files-origin", Bool: true, Usage: "serve files and absolute attachment URLs from a second origin"},
+		{Name: "files-reject-auth", Bool: true, Usage: "that origin answers 400 to requests with Authorization (presigned storage)"},
+		{Name: "gzip", Bool: true, Usage: "send files gzipped to clients that accept it (without Range)"},
+		{Name: "page-size", Default: "0", Usage: "with allowPartialManifests, `N` output items per manifest page (0: one page)"},
+		{Name: "polls", Default: "2", Usage: "answer `K` status requests with 202 before the manifest"},
+		{Name: "retry-after", Default: "1s", Usage: "Retry-After `DURATION` of those 202s (0: fast mode)"},
+		{Name: "profile", Default: ProfileV3, Usage: "Bulk Data IG `VERSION` of the manifest: v2, v3 or v4"},
+		{Name: "file-lines", Default: strconv.Itoa(DefaultFileLines), Usage: "continue a type's output in a new file after `N` lines"},
+		{Name: "fault", Repeatable: true, Usage: "inject a fault `SPEC` KIND[:ARG][@ROUTE][*COUNT|%RATE] (repeatable; see FAULTS)"},
+	}
+}
+
+// repeated collects the values of a repeatable flag.
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, " ") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+// ParseFlags reads server flags (--name=value or --name value) into Options. Relative paths
+// (--data, --public-key, a --client-id file) are resolved against dir ("" = the working
+// directory). Errors name the flag and say what was expected.
+func ParseFlags(args []string, dir string) (Options, error) {
+	fs := flag.NewFlagSet("bulk-testserver", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	str := map[string]*string{}
+	bools := map[string]*bool{}
+	reps := map[string]*repeated{}
+	for _, f := range Flags() {
+		switch {
+		case f.Bool:
+			bools[f.Name] = fs.Bool(f.Name, false, f.Usage)
+		case f.Repeatable:
+			reps[f.Name] = &repeated{}
+			fs.Var(reps[f.Name], f.Name, f.Usage)
+		default:
+			str[f.Name] = fs.String(f.Name, f.Default, f.Usage)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return Options{}, err
+	}
+	if fs.NArg() > 0 {
+		return Options{}, fmt.Errorf("unexpected argument %q (the server takes only flags)", fs.Arg(0))
+	}
+	path := func(p string) string {
+		if p == "" || filepath.IsAbs(p) || dir == "" {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	var errs []error
+	bad := func(name string, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("--%s %s: %s", name, *str[name], fmt.Sprintf(format, a...)))
+	}
+	num := func(name string) int {
+		n, err := strconv.Atoi(*str[name])
+		if err != nil || n < 0 {
+			bad(name, "want a whole number >= 0")
+		}
+		return n
+	}
+	dur := func(name string) time.Duration {
+		d, err := time.ParseDuration(*str[name])
+		if err != nil || d < 0 {
+			bad(name, "want a duration such as 1s, 90s or 500ms")
+		}
+		return d
+	}
+	o := Options{
+		Addr:            *str["addr"],
+		BasePath:        *str["base-path"],
+		Patients:        num("patients"),
+		DataDir:         path(*str["data"]),
+		Auth:            *str["auth"],
+		ClientID:        *str["client-id"],
+		TokenTTL:        dur("token-ttl"),
+		RequiresToken:   *bools["requires-token"],
+		FilesOrigin:     *bools["files-origin"],
+		FilesRejectAuth: *bools["files-reject-auth"],
+		Gzip:            *bools["gzip"],
+		PageSize:        num("page-size"),
+		Polls:           num("polls"),
+		RetryAfter:      dur("retry-after"),
+		Profile:         *str["profile"],
+		FileLines:       num("file-lines"),
+	}
+	seed, err := strconv.ParseInt(*str["seed"], 10, 64)
+	if err != nil {
+		bad("seed", "want a whole number")
+	}
+	o.Seed = seed
+	if o.TokenTTL == 0 {
+		bad("token-ttl", "must be more than 0")
+	}
+	if o.FileLines == 0 {
+		bad("file-lines", "must be at least 1")
+	}
+	switch o.Auth {
+	case AuthNone, AuthSMART:
+	default:
+		bad("auth", "want none or smart")
+	}
+	switch o.Profile {
+	case ProfileV2, ProfileV3, ProfileV4:
+	default:
+		bad("profile", "want v2, v3 or v4")
+	}
+	if id := o.ClientID; id != "" {
+		// A value, or a path to a file holding it (as bulk-kickoff's --smart-client-id).
+		if b, err := os.ReadFile(path(id)); err == nil {
+			o.ClientID = strings.TrimSpace(string(b))
+		}
+	}
+	for _, p := range *reps["public-key"] {
+		b, err := os.ReadFile(path(p))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--public-key: %w", err))
+			continue
+		}
+		o.PublicKeys = append(o.PublicKeys, b)
+	}
+	for _, spec := range *reps["fault"] {
+		f, err := ParseFault(spec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--fault: %w", err))
+			continue
+		}
+		o.Faults = append(o.Faults, f)
+	}
+	switch {
+	case len(errs) > 0:
+	case o.Auth == AuthSMART && o.ClientID == "":
+		errs = append(errs, errors.New("--auth smart needs --client-id"))
+	case o.Auth == AuthSMART && len(o.PublicKeys) == 0:
+		errs = append(errs, errors.New("--auth smart needs --public-key (the client's JWKS or PEM public key)"))
+	case o.Auth != AuthSMART && (o.ClientID != "" || len(o.PublicKeys) > 0):
+		errs = append(errs, errors.New("--client-id and --public-key need --auth smart"))
+	case o.FilesRejectAuth && !o.FilesOrigin:
+		errs = append(errs, errors.New("--files-reject-auth needs --files-origin"))
+	}
+	if len(errs) > 0 {
+		return Options{}, errs[0] // one line: the first problem
+	}
+	return o, nil
+}

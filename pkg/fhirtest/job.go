@@ -1,0 +1,393 @@
+package fhirtest
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// job is one export: a kickoff's request, its build, and the links handed out for its files.
+type job struct {
+	id        string
+	req       *exportRequest
+	txTime    time.Time // transactionTime: the kickoff instant
+	build     *build
+	polls     int       // 202s answered so far
+	completed time.Time // first manifest; Expires counts from here
+	gen       int       // link generation: expire-links makes the next manifest issue new names
+	expired   bool
+	names     []string        // current generation's name of each file
+	links     map[string]link // every name ever issued
+}
+
+// link is a file name handed out in a manifest.
+type link struct {
+	file int
+	gen  int
+}
+
+// newName is an opaque file name: clients must take names from the manifest, never derive them.
+func newName() string { return strings.ToLower(rand.Text()[:20]) + ".ndjson" }
+
+// startJob registers an export and starts (or reuses) the build of its files.
+func (s *Server) startJob(req *exportRequest) string {
+	j := &job{id: strings.ToLower(rand.Text()[:16]), req: req, txTime: s.now().UTC(), links: map[string]link{}}
+	j.build = s.builds.get(s, req)
+	s.mu.Lock()
+	s.jobs[j.id] = j
+	s.mu.Unlock()
+	return j.id
+}
+
+// buildWait bounds how long a status request waits for files still being written before it
+// answers 202 instead: long enough that small test exports never show the extra poll.
+const buildWait = 5 * time.Second
+
+// statusHandler answers GET (progress or manifest) and DELETE (cancel) on a status URL.
+func (s *Server) statusHandler(id string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		j := s.jobs[id]
+		s.mu.Unlock()
+		if j == nil {
+			writeOutcome(w, http.StatusNotFound, "not-found", "no export "+id+" (never started, or deleted)")
+			return
+		}
+		switch r.Method {
+		case http.MethodDelete:
+			s.mu.Lock()
+			delete(s.jobs, id)
+			s.mu.Unlock()
+			writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "export "+id+" deleted")
+			return
+		case http.MethodGet, http.MethodHead:
+		default:
+			w.Header().Set("Allow", "GET, DELETE")
+			writeOutcome(w, http.StatusMethodNotAllowed, "not-supported", "a status URL takes GET or DELETE")
+			return
+		}
+		page := 1
+		if p := r.URL.Query().Get("page"); p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 1 {
+				writeOutcome(w, http.StatusNotFound, "not-found", "no manifest page "+p)
+				return
+			}
+			page = n
+		}
+		s.mu.Lock()
+		if page == 1 && j.polls < s.opts.Polls {
+			j.polls++
+			n := j.polls
+			s.mu.Unlock()
+			s.progress(w, "step "+strconv.Itoa(n)+" of "+strconv.Itoa(s.opts.Polls))
+			return
+		}
+		s.mu.Unlock()
+		t := time.NewTimer(buildWait)
+		select {
+		case <-j.build.done:
+			t.Stop()
+		case <-t.C:
+			s.progress(w, "writing files")
+			return
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+		if j.build.err != nil {
+			writeOutcome(w, http.StatusInternalServerError, "exception", "export failed: "+j.build.err.Error())
+			return
+		}
+		s.manifest(w, j, page)
+	}
+}
+
+// progress answers 202 with X-Progress and Retry-After in whole seconds ("0" in fast mode).
+func (s *Server) progress(w http.ResponseWriter, msg string) {
+	w.Header().Set("X-Progress", msg)
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((s.opts.RetryAfter+time.Second-1)/time.Second), 10))
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// manifestItem is an entry of output, deleted or error.
+type manifestItem struct {
+	Type  string `json:"type"`
+	URL   string `json:"url"`
+	Count int    `json:"count"`
+}
+
+type manifestLink struct {
+	Relation string `json:"relation"`
+	URL      string `json:"url"`
+}
+
+// manifest writes page of the job's manifest, issuing a new generation of links first when
+// expire-links killed the last one.
+func (s *Server) manifest(w http.ResponseWriter, j *job, page int) {
+	files := j.build.files
+	s.mu.Lock()
+	if j.completed.IsZero() {
+		j.completed = s.now()
+	}
+	if j.names == nil || j.expired {
+		j.gen++
+		j.expired = false
+		j.names = make([]string, len(files))
+		for i := range files {
+			j.names[i] = newName()
+			j.links[j.names[i]] = link{file: i, gen: j.gen}
+		}
+	}
+	names := j.names
+	completed := j.completed
+	s.mu.Unlock()
+
+	base := s.URL()
+	if s.filesBase != nil {
+		base = s.FilesURL()
+	}
+	var out, del, errs []manifestItem
+	for i, f := range files {
+		it := manifestItem{Type: f.typ, URL: base + "/files/" + j.id + "/" + names[i], Count: f.count}
+		switch f.item {
+		case itemOutput:
+			out = append(out, it)
+		case itemDeleted:
+			del = append(del, it)
+		default:
+			errs = append(errs, it)
+		}
+	}
+	pages := 1
+	size := s.opts.PageSize
+	paged := size > 0 && j.req.Partial && s.opts.Profile != ProfileV2
+	if paged {
+		pages = max(1, (len(out)+size-1)/size)
+		lo := min((page-1)*size, len(out))
+		out = out[lo:min(lo+size, len(out))]
+	}
+	if page > pages {
+		writeOutcome(w, http.StatusNotFound, "not-found", "no manifest page "+strconv.Itoa(page))
+		return
+	}
+	// deleted goes on the first page and error on the last, so a client must read every page.
+	if page != 1 {
+		del = nil
+	}
+	if page != pages {
+		errs = nil
+	}
+	if out == nil {
+		out = []manifestItem{}
+	}
+	if errs == nil {
+		errs = []manifestItem{}
+	}
+	// Field order follows the IG's examples; v4 renames error to outcome and drops request.
+	type manifestV3 struct {
+		TransactionTime     string         `json:"transactionTime"`
+		Request             string         `json:"request,omitempty"`
+		RequiresAccessToken bool           `json:"requiresAccessToken"`
+		Output              []manifestItem `json:"output"`
+		Deleted             []manifestItem `json:"deleted,omitempty"`
+		Error               []manifestItem `json:"error"`
+		Link                []manifestLink `json:"link,omitempty"`
+	}
+	type manifestV4 struct {
+		TransactionTime     string         `json:"transactionTime"`
+		RequiresAccessToken bool           `json:"requiresAccessToken"`
+		Output              []manifestItem `json:"output"`
+		Deleted             []manifestItem `json:"deleted,omitempty"`
+		Outcome             []manifestItem `json:"outcome"`
+		Link                []manifestLink `json:"link,omitempty"`
+	}
+	var links []manifestLink
+	if page < pages {
+		links = []manifestLink{{Relation: "next", URL: s.URL() + "/status/" + j.id + "?page=" + strconv.Itoa(page+1)}}
+	}
+	tx := j.txTime.Format("2006-01-02T15:04:05.000Z07:00")
+	var body any = manifestV3{TransactionTime: tx, Request: j.req.URL, RequiresAccessToken: s.opts.RequiresToken,
+		Output: out, Deleted: del, Error: errs, Link: links}
+	if s.opts.Profile == ProfileV4 {
+		body = manifestV4{TransactionTime: tx, RequiresAccessToken: s.opts.RequiresToken,
+			Output: out, Deleted: del, Outcome: errs, Link: links}
+	}
+	w.Header().Set("Expires", completed.Add(ManifestLifetime).UTC().Format(http.TimeFormat))
+	writeJSON(w, http.StatusOK, "application/json", body)
+}
+
+// fileHandler serves one export file from disk: Range, If-Range and conditional requests come
+// from http.ServeContent; the gzip variant goes to clients that accept it and ask no Range.
+// main is false on the files origin.
+func (s *Server) fileHandler(jobID, name string, main bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeOutcome(w, http.StatusMethodNotAllowed, "not-supported", "files take GET")
+			return
+		}
+		s.mu.Lock()
+		j := s.jobs[jobID]
+		var l link
+		var ok, live bool
+		if j != nil {
+			l, ok = j.links[name]
+			live = ok && l.gen == j.gen && !j.expired
+		}
+		s.mu.Unlock()
+		switch {
+		case j == nil || !ok:
+			writeOutcome(w, http.StatusNotFound, "not-found", "no such export file")
+			return
+		case live && s.fireKind(FaultExpireLinks):
+			s.mu.Lock()
+			j.expired = true
+			s.mu.Unlock()
+			live = false
+		}
+		if !live {
+			writeOutcome(w, http.StatusGone, "expired", "this file link has expired; fetch the manifest again for new links")
+			return
+		}
+		f := j.build.files[l.file]
+		path, tag := f.path, f.etag
+		h := w.Header()
+		h.Set("Content-Type", "application/fhir+ndjson")
+		if s.opts.Gzip {
+			h.Set("Vary", "Accept-Encoding")
+			if r.Header.Get("Range") == "" && acceptsGzip(r.Header.Values("Accept-Encoding")) {
+				path, tag = f.gzPath, f.gzETag
+				h.Set("Content-Encoding", "gzip")
+			}
+		}
+		h.Set("ETag", tag)
+		fh, err := os.Open(path)
+		if err != nil {
+			writeOutcome(w, http.StatusInternalServerError, "exception", "open export file: "+err.Error())
+			return
+		}
+		defer fh.Close()
+		http.ServeContent(w, r, "", modTime, fh)
+	}
+}
+
+// acceptsGzip reports whether Accept-Encoding allows gzip (and does not give it q=0).
+func acceptsGzip(values []string) bool {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if strings.EqualFold(strings.TrimSpace(enc), "gzip") {
+				q := strings.ReplaceAll(params, " ", "")
+				return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+			}
+		}
+	}
+	return false
+}
+
+// binaryHandler answers Binary/{id}: the raw content for an Accept of its MIME type (or none, or
+// */*), and a FHIR Binary resource for application/fhir+json or application/json.
+func (s *Server) binaryHandler(id string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tok := tokenOf(r); !tok.can("Binary") {
+			forbidden(w, tok, "Binary")
+			return
+		}
+		b, ok := s.data.binaries[id]
+		if !ok {
+			writeOutcome(w, http.StatusNotFound, "not-found", "Binary/"+id+" is not known to this server")
+			return
+		}
+		own, _, _ := mime.ParseMediaType(b.ContentType)
+		wantJSON := wantsResource(r.Header.Values("Accept"), own)
+		if wantJSON {
+			writeJSON(w, http.StatusOK, "application/fhir+json", map[string]string{"resourceType": "Binary",
+				"id": id, "contentType": b.ContentType, "data": base64.StdEncoding.EncodeToString(b.Data)})
+			return
+		}
+		writeBody(w, http.StatusOK, b.ContentType, b.Data)
+	}
+}
+
+// wantsResource reports whether Accept asks for FHIR JSON rather than the content's own type.
+func wantsResource(accept []string, own string) bool {
+	resource := false
+	for _, v := range accept {
+		for part := range strings.SplitSeq(v, ",") {
+			switch mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part)); mt {
+			case own:
+				return false
+			case "application/fhir+json", "application/json":
+				resource = true
+			}
+		}
+	}
+	return resource
+}
+
+// medicationHandler answers Medication/{id}: Medications are referenced by MedicationRequests
+// but not exported, as on Epic, so clients must read them one by one.
+func (s *Server) medicationHandler(id string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tok := tokenOf(r); !tok.can("Medication") {
+			forbidden(w, tok, "Medication")
+			return
+		}
+		m, ok := s.data.medications[id]
+		if !ok {
+			writeOutcome(w, http.StatusNotFound, "not-found", "Medication/"+id+" is not known to this server")
+			return
+		}
+		writeBody(w, http.StatusOK, "application/fhir+json", m)
+	}
+}
+
+// groupHandler answers Group/{id} with the Group's members.
+func (s *Server) groupHandler(id string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tok := tokenOf(r); !tok.can("Group") {
+			forbidden(w, tok, "Group")
+			return
+		}
+		if g, ok := s.data.groupRes[id]; ok {
+			writeBody(w, http.StatusOK, "application/fhir+json", g)
+			return
+		}
+		ids, ok := s.data.groups[id]
+		if !ok {
+			writeOutcome(w, http.StatusNotFound, "not-found", "Group/"+id+" is not known to this server")
+			return
+		}
+		members := make([]any, len(ids))
+		for i, p := range ids {
+			members[i] = map[string]any{"entity": map[string]string{"reference": "Patient/" + p}}
+		}
+		g, _ := json.Marshal(map[string]any{"resourceType": "Group", "id": id, "type": "person", "actual": true,
+			"name": "Group " + id, "quantity": len(ids), "member": members})
+		writeBody(w, http.StatusOK, "application/fhir+json", g)
+	}
+}
+
+// binaryID returns the id of a "Binary/{id}" URL, relative or absolute, or "".
+func binaryID(u string) string {
+	i := strings.LastIndex(u, "Binary/")
+	if i < 0 || (i > 0 && u[i-1] != '/') {
+		return ""
+	}
+	return u[i+len("Binary/"):]
+}
+
+// decodeB64 decodes base64 with or without padding.
+func decodeB64(s string) ([]byte, error) {
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	return base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
+}

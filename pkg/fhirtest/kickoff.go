@@ -1,0 +1,457 @@
+package fhirtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// level is the scope of an export: the whole system, every patient, or one Group's members.
+type level int
+
+const (
+	levelSystem level = iota
+	levelPatient
+	levelGroup
+)
+
+func (l level) String() string { return [...]string{"system", "patient", "group"}[l] }
+
+// exportRequest is a validated kickoff. Its JSON form (without URL) keys the build cache, so two
+// identical kickoffs share one set of files on disk.
+type exportRequest struct {
+	Level    string                   `json:"level"`
+	Group    string                   `json:"group,omitempty"`
+	Types    []string                 `json:"types,omitempty"` // nil = every type
+	Since    *time.Time               `json:"since,omitempty"`
+	Until    *time.Time               `json:"until,omitempty"`
+	Filters  map[string][][]criterion `json:"filters,omitempty"`  // type → OR of AND lists
+	Elements map[string][]string      `json:"elements,omitempty"` // type ("" = all types) → elements
+	Patients []string                 `json:"patients,omitempty"` // nil = no restriction
+	Faults   []Fault                  `json:"faults,omitempty"`   // data faults in effect
+	Partial  bool                     `json:"-"`
+	URL      string                   `json:"-"`
+	lenient  bool
+}
+
+// criterion is one search parameter of a _typeFilter: values are ORed.
+type criterion struct {
+	Name     string   `json:"name"`
+	Modifier string   `json:"modifier,omitempty"`
+	Values   []string `json:"values"`
+	instants []int64  // _lastUpdated values without their prefix, as Unix nanoseconds
+}
+
+// kickoffParams are the parameters of $export this server knows (Bulk Data IG STU3 §export).
+var kickoffParams = []string{"_outputFormat", "_since", "_until", "_type", "_typeFilter", "_elements",
+	"patient", "includeAssociatedData", "allowPartialManifests"}
+
+// badRequest is a kickoff error answered with 400 and an OperationOutcome.
+type badRequest struct{ msg string }
+
+func (e badRequest) Error() string { return e.msg }
+
+func badf(format string, a ...any) error { return badRequest{fmt.Sprintf(format, a...)} }
+
+// kickoffHandler answers $export at one level.
+func (s *Server) kickoffHandler(lv level, group string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			w.Header().Set("Allow", "GET, POST")
+			writeOutcome(w, http.StatusMethodNotAllowed, "not-supported", "$export takes GET or POST")
+			return
+		}
+		if !acceptsFHIRJSON(r.Header.Values("Accept")) {
+			writeOutcome(w, http.StatusBadRequest, "invalid", "kickoff needs Accept: application/fhir+json")
+			return
+		}
+		prefer := preferTokens(r.Header.Values("Prefer"))
+		if !prefer["respond-async"] {
+			writeOutcome(w, http.StatusBadRequest, "invalid", "kickoff needs Prefer: respond-async")
+			return
+		}
+		if lv == levelGroup {
+			if _, ok := s.data.groups[group]; !ok {
+				writeOutcome(w, http.StatusNotFound, "not-found", "Group/"+group+" is not known to this server")
+				return
+			}
+		}
+		req, err := s.parseKickoff(r, lv, group, prefer["handling=lenient"])
+		if err != nil {
+			writeOutcome(w, http.StatusBadRequest, "invalid", err.Error())
+			return
+		}
+		if tok := tokenOf(r); tok != nil {
+			types := req.Types
+			if types == nil {
+				types = s.data.types
+			}
+			for _, t := range types {
+				if !tok.can(t) {
+					forbidden(w, tok, t)
+					return
+				}
+			}
+		}
+		id := s.startJob(req)
+		w.Header().Set("Content-Location", s.URL()+"/status/"+id)
+		writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "export started: poll "+s.URL()+"/status/"+id)
+	}
+}
+
+// acceptsFHIRJSON reports whether an Accept header lists application/fhir+json.
+func acceptsFHIRJSON(values []string) bool {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "application/fhir+json" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// preferTokens splits Prefer headers ("respond-async, handling=lenient") into a set.
+func preferTokens(values []string) map[string]bool {
+	m := map[string]bool{}
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			for p := range strings.SplitSeq(part, ";") {
+				m[strings.ReplaceAll(strings.ToLower(strings.TrimSpace(p)), " ", "")] = true
+			}
+		}
+	}
+	return m
+}
+
+// param is one kickoff parameter value: a query value (GET) or a Parameters entry (POST).
+type param struct {
+	name, value string
+	ref         string // valueReference.reference (POST patient)
+}
+
+// parseKickoff reads and checks the kickoff parameters from the query (GET) or a Parameters
+// body (POST), one parameter per value, as DESIGN.md §2 describes clients sending them.
+func (s *Server) parseKickoff(r *http.Request, lv level, group string, lenient bool) (*exportRequest, error) {
+	u := *r.URL
+	u.Scheme, u.Host = "http", r.Host
+	req := &exportRequest{Level: lv.String(), Group: group, URL: u.String(), lenient: lenient}
+	var params []param
+	var filters []string
+	post := r.Method == http.MethodPost
+	if post {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+		if err != nil {
+			return nil, badf("read body: %v", err)
+		}
+		if params, err = parseParameters(body); err != nil {
+			return nil, err
+		}
+	} else {
+		q := r.URL.Query()
+		for _, k := range slices.Sorted(func(yield func(string) bool) {
+			for k := range q {
+				if !yield(k) {
+					return
+				}
+			}
+		}) {
+			for _, v := range q[k] {
+				params = append(params, param{name: k, value: v})
+			}
+		}
+	}
+	for _, p := range params {
+		if !slices.Contains(kickoffParams, p.name) {
+			if lenient {
+				continue
+			}
+			return nil, badf("parameter %s is not supported (Prefer: handling=lenient ignores it)", p.name)
+		}
+		var err error
+		switch p.name {
+		case "_outputFormat":
+			switch p.value {
+			case "application/fhir+ndjson", "application/ndjson", "ndjson":
+			default:
+				err = badf("_outputFormat %q is not supported (want application/fhir+ndjson)", p.value)
+			}
+		case "_since", "_until":
+			var t time.Time
+			if t, err = parseInstant(p.value); err != nil {
+				err = badf("%s: %v", p.name, err)
+			} else if p.name == "_since" {
+				req.Since = &t
+			} else {
+				req.Until = &t
+			}
+		case "_type":
+			for t := range strings.SplitSeq(p.value, ",") {
+				t = strings.TrimSpace(t)
+				if !isResourceType(t) {
+					err = badf("_type: %q is not a FHIR R4 resource type", t)
+					break
+				}
+				if !slices.Contains(req.Types, t) {
+					req.Types = append(req.Types, t)
+				}
+			}
+		case "_typeFilter":
+			if post {
+				filters = append(filters, p.value)
+			} else {
+				// In a GET, commas separate filters; a comma inside one is escaped as %2C.
+				filters = append(filters, strings.Split(p.value, ",")...)
+			}
+		case "_elements":
+			for e := range strings.SplitSeq(p.value, ",") {
+				typ, name, ok := strings.Cut(strings.TrimSpace(e), ".")
+				if !ok {
+					typ, name = "", typ
+				} else if !isResourceType(typ) {
+					err = badf("_elements: %q is not a FHIR R4 resource type", typ)
+					break
+				}
+				if req.Elements == nil {
+					req.Elements = map[string][]string{}
+				}
+				req.Elements[typ] = append(req.Elements[typ], name)
+			}
+		case "patient":
+			if !post {
+				err = badf("patient is accepted only in a POST kickoff (Parameters body)")
+			} else if lv == levelSystem {
+				err = badf("patient is accepted at Patient and Group level, not in a system export")
+			} else if id, ok := strings.CutPrefix(p.ref, "Patient/"); !ok || id == "" {
+				err = badf("patient: want valueReference {reference: \"Patient/ID\"}, got %q", p.ref)
+			} else if !slices.Contains(req.Patients, id) {
+				req.Patients = append(req.Patients, id)
+			}
+		case "allowPartialManifests":
+			switch p.value {
+			case "true":
+				req.Partial = true
+			case "false":
+			default:
+				err = badf("allowPartialManifests must be true or false, got %q", p.value)
+			}
+		case "includeAssociatedData":
+			// Accepted and ignored: this server keeps no Provenance.
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if req.Since != nil && req.Until != nil && req.Until.Before(*req.Since) {
+		return nil, badf("_until is before _since")
+	}
+	if req.Types != nil {
+		slices.Sort(req.Types)
+	}
+	// Data faults count kickoffs, so they are drawn once the request is known to be good.
+	req.Faults = s.dataFaults()
+	if slices.ContainsFunc(req.Faults, func(f Fault) bool { return f.Kind == FaultIgnoreFilter }) {
+		return req, nil // a server that silently ignores _typeFilter does not check it either
+	}
+	for _, f := range filters {
+		if err := req.addFilter(f); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
+}
+
+// parseParameters reads a FHIR Parameters body into parameters, one per value.
+func parseParameters(body []byte) ([]param, error) {
+	if !gjson.ValidBytes(body) || gjson.GetBytes(body, "resourceType").Str != "Parameters" {
+		return nil, badf("a POST kickoff needs a FHIR Parameters resource as its body")
+	}
+	var out []param
+	for _, p := range gjson.GetBytes(body, "parameter").Array() {
+		pr := param{name: p.Get("name").Str}
+		p.ForEach(func(k, v gjson.Result) bool {
+			key := k.Str
+			switch {
+			case key == "valueReference":
+				pr.ref = v.Get("reference").Str
+			case strings.HasPrefix(key, "value"):
+				pr.value = v.String()
+			}
+			return true
+		})
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+// filterParams are the search parameters a _typeFilter may use here: token parameters (with
+// :missing) and _lastUpdated with gt/ge/lt/le prefixes. Others are an error unless lenient.
+var filterParams = []string{"category", "status", "code", "_lastUpdated"}
+
+// addFilter parses one "Type?query" filter.
+func (req *exportRequest) addFilter(f string) error {
+	typ, query, ok := strings.Cut(f, "?")
+	if !ok || !isResourceType(typ) {
+		return badf("_typeFilter %q: want ResourceType?search (a comma inside a value is escaped as %%2C)", f)
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return badf("_typeFilter %q: %v", f, err)
+	}
+	var and []criterion
+	for _, k := range slices.Sorted(func(yield func(string) bool) {
+		for k := range q {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		name, mod, _ := strings.Cut(k, ":")
+		supported := slices.Contains(filterParams, name) && (mod == "" || (mod == "missing" && name != "_lastUpdated"))
+		if !supported {
+			if req.lenient {
+				continue
+			}
+			return badf("_typeFilter %q: search parameter %s is not supported here (category, status, code, their :missing, _lastUpdated; Prefer: handling=lenient ignores others)", f, k)
+		}
+		for _, v := range q[k] {
+			c := criterion{Name: name, Modifier: mod, Values: strings.Split(v, ",")}
+			if err := c.check(); err != nil {
+				return badf("_typeFilter %q: %v", f, err)
+			}
+			and = append(and, c)
+		}
+	}
+	if req.Filters == nil {
+		req.Filters = map[string][][]criterion{}
+	}
+	req.Filters[typ] = append(req.Filters[typ], and)
+	return nil
+}
+
+func (c *criterion) check() error {
+	switch {
+	case c.Modifier == "missing":
+		if len(c.Values) != 1 || (c.Values[0] != "true" && c.Values[0] != "false") {
+			return fmt.Errorf("%s:missing takes true or false", c.Name)
+		}
+	case c.Name == "_lastUpdated":
+		for _, v := range c.Values {
+			if len(v) < 2 || !slices.Contains([]string{"gt", "ge", "lt", "le"}, v[:2]) {
+				return fmt.Errorf("_lastUpdated needs a gt, ge, lt or le prefix, got %q", v)
+			}
+			t, err := parseInstant(v[2:])
+			if err != nil {
+				return fmt.Errorf("_lastUpdated: %w", err)
+			}
+			c.instants = append(c.instants, t.UnixNano())
+		}
+	}
+	return nil
+}
+
+// matches reports whether a resource passes the filters of its type (any filter; every
+// criterion of it). A type without filters passes.
+func (req *exportRequest) matches(typ string, r *resource) bool {
+	filters, ok := req.Filters[typ]
+	if !ok {
+		return true
+	}
+	for _, and := range filters {
+		if allMatch(and, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func allMatch(and []criterion, r *resource) bool {
+	for _, c := range and {
+		if !c.match(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c criterion) match(r *resource) bool {
+	if c.Name == "_lastUpdated" {
+		if !r.hasUpd {
+			return false
+		}
+		for i, v := range c.Values {
+			n, u := c.instants[i], r.updated
+			switch v[:2] {
+			case "gt":
+				if u > n {
+					return true
+				}
+			case "ge":
+				if u >= n {
+					return true
+				}
+			case "lt":
+				if u < n {
+					return true
+				}
+			case "le":
+				if u <= n {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	codes := tokenCodes(gjson.GetBytes(r.raw, c.Name))
+	if c.Modifier == "missing" {
+		return (len(codes) == 0) == (c.Values[0] == "true")
+	}
+	for _, v := range c.Values {
+		system, code, hasSystem := strings.Cut(v, "|")
+		if !hasSystem {
+			system, code = "", v
+		}
+		for _, sc := range codes {
+			if sc[1] == code && (!hasSystem || system == "" || sc[0] == system) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// tokenCodes lists the (system, code) pairs of a code, a CodeableConcept, or an array of them.
+func tokenCodes(v gjson.Result) [][2]string {
+	var out [][2]string
+	var walk func(v gjson.Result)
+	walk = func(v gjson.Result) {
+		switch {
+		case v.IsArray():
+			for _, e := range v.Array() {
+				walk(e)
+			}
+		case v.Type == gjson.String:
+			out = append(out, [2]string{"", v.Str})
+		case v.IsObject():
+			for _, c := range v.Get("coding").Array() {
+				out = append(out, [2]string{c.Get("system").Str, c.Get("code").Str})
+			}
+		}
+	}
+	walk(v)
+	return out
+}
+
+// key is the build cache key of the request.
+func (req *exportRequest) key() string {
+	b, _ := json.Marshal(req)
+	return string(b)
+}
