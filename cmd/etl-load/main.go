@@ -52,6 +52,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter)"},
 			&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
 		}, tool.ServerFlags()),
 		Action: run,
 	}
@@ -111,6 +112,15 @@ func run(c *cli.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("write %s snapshot to %s: %w", cfg.format, cfg.out, err)
+	}
+	if c.Bool("summary") {
+		counts, err := db.Summary(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range counts {
+			fmt.Fprintf(c.App.Writer, "%s\t%d\n", n.Name, n.Rows)
+		}
 	}
 	if err := db.Close(); err != nil {
 		return err

@@ -486,3 +486,29 @@ func (b *batch) completion(ctx context.Context, p store.Plan) error {
 	}
 	return nil
 }
+
+// Count is the number of rows of one table or view.
+type Count struct {
+	Name string
+	Rows int64
+}
+
+// Summary counts the rows of every table, then of the complete_encounter and
+// incomplete_encounter views: what a user checks first after a load.
+func (d *DB) Summary(ctx context.Context) ([]Count, error) {
+	tables, err := d.Tables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Count
+	for _, t := range append(tables, "complete_encounter", "incomplete_encounter") {
+		var n int64
+		// Names come from information_schema or are our own view names; quoting keeps any
+		// table name a resource type could produce a single identifier.
+		if err := d.conn.QueryRowContext(ctx, `SELECT count(*) FROM "`+strings.ReplaceAll(t, `"`, `""`)+`"`).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", t, err)
+		}
+		out = append(out, Count{t, n})
+	}
+	return out, nil
+}
