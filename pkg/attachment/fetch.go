@@ -1,0 +1,263 @@
+package attachment
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+)
+
+// Fetcher downloads attachments. *fhirclient.Client satisfies it: Resolve keeps the FHIR base's
+// path for relative URLs ("Binary/1" against ".../fhir" is ".../fhir/Binary/1"), Do applies the
+// retry table and sends the token (and --header values) only to trusted origins, hop by hop
+// (DESIGN.md §2), and Wait and MaxAttempts let the inliner retry a body cut off mid-stream with
+// the same backoff.
+type Fetcher interface {
+	Resolve(ref string) (*url.URL, error)
+	Do(ctx context.Context, req *fhirclient.Request) (*http.Response, error)
+	Wait(ctx context.Context, route fhirclient.Route, attempt int, h http.Header) error
+	MaxAttempts() int
+}
+
+// Result says what became of one attachment.
+type Result int
+
+// Results of an attachment the policy selected.
+const (
+	Inlined Result = iota // downloaded and stored in the line
+	Already               // had data already: left alone
+	Skipped               // no url, or larger than Policy.MaxSize: left alone
+	Failed                // the download failed or its answer was unusable: left alone
+)
+
+func (r Result) String() string {
+	switch r {
+	case Inlined:
+		return "inlined"
+	case Already:
+		return "already inlined"
+	case Skipped:
+		return "skipped"
+	}
+	return "failed"
+}
+
+// ErrTooLarge is wrapped by the Err of a Download skipped for Policy.MaxSize.
+var ErrTooLarge = errors.New("larger than the maximum attachment size")
+
+// ErrStalled is wrapped by the error of a download that received nothing for the stall timeout.
+var ErrStalled = errors.New("no data received")
+
+// fetched is the outcome of one download.
+type fetched struct {
+	url         string // resolved and redacted, for messages and the log
+	result      Result
+	content     []byte
+	contentType string // what data gets: "<mime>; charset=<charset>"
+	size        int64  // len(content), kept after content is released
+	sum         [sha1.Size]byte
+	err         error
+}
+
+// fetch downloads one attachment of media type mt (the Accept header) and checks the answer.
+func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
+	u, err := in.fetcher.Resolve(rawURL)
+	if err != nil {
+		return fetched{url: fhirclient.Redact(rawURL), result: Failed, err: err}
+	}
+	target := u.String()
+	f := fetched{url: fhirclient.Redact(target)}
+	req := &fhirclient.Request{Method: http.MethodGet, URL: target, Header: http.Header{"Accept": {mt}},
+		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted}
+	for attempt := 1; ; attempt++ {
+		resp, err := in.fetcher.Do(ctx, req)
+		if err != nil {
+			f.result, f.err = Failed, err
+			return f
+		}
+		body, err := in.readBody(resp)
+		if err == nil {
+			return in.check(f, resp.Header.Get("Content-Type"), body, mt)
+		}
+		if errors.Is(err, ErrTooLarge) {
+			f.result, f.err = Skipped, fmt.Errorf("GET %s: %w", f.url, err)
+			return f
+		}
+		// The retry table ends at the headers; a body cut off (reset, truncated, stalled) is
+		// retried here with the same backoff and attempt count (fhirclient.Client.Wait).
+		if ctx.Err() != nil || attempt >= in.fetcher.MaxAttempts() {
+			f.result, f.err = Failed, fmt.Errorf("GET %s: reading the answer (try %d): %w", f.url, attempt, err)
+			return f
+		}
+		if werr := in.fetcher.Wait(ctx, fhirclient.RouteAttachment, attempt, resp.Header); werr != nil {
+			f.result, f.err = Failed, fmt.Errorf("GET %s: reading the answer: %w; waiting to retry: %w", f.url, err, werr)
+			return f
+		}
+	}
+}
+
+// readBody reads the whole answer, within the size limit, and closes it. A Binary resource in JSON
+// is a third larger than its content in base64, plus its other members: the limit on what is read
+// allows for that, and the decoded content is checked again.
+func (in *Inliner) readBody(resp *http.Response) ([]byte, error) {
+	body := newIdleReader(resp.Body, in.stall)
+	defer body.Close()
+	limit := int64(-1)
+	if max := in.policy.maxSize; max > 0 {
+		limit = max
+		if ct, _ := mediaType(resp.Header.Get("Content-Type")); isJSON(ct) {
+			limit = max/3*4 + 4 + 64<<10
+		}
+		if resp.ContentLength > limit {
+			return nil, fmt.Errorf("%w (%d bytes announced)", ErrTooLarge, resp.ContentLength)
+		}
+	}
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 {
+		buf.Grow(int(resp.ContentLength) + 1)
+	}
+	var r io.Reader = body
+	if limit >= 0 {
+		r = io.LimitReader(body, limit+1)
+	}
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	if limit >= 0 && int64(buf.Len()) > limit {
+		return nil, fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, limit)
+	}
+	if resp.ContentLength >= 0 && int64(buf.Len()) != resp.ContentLength {
+		return nil, fmt.Errorf("got %d bytes of %d: %w", buf.Len(), resp.ContentLength, io.ErrUnexpectedEOF)
+	}
+	return buf.Bytes(), nil
+}
+
+// check turns an answer into the content to inline: a FHIR Binary resource is decoded (servers
+// answer with one when they ignore Accept), the media type must be the one asked for, and the
+// charset comes from the answer, utf-8 when it names none (DESIGN.md §5).
+func (in *Inliner) check(f fetched, header string, body []byte, want string) fetched {
+	got, charset := mediaType(header)
+	if isJSON(got) && !isJSON(want) {
+		if !gjson.ValidBytes(body) {
+			f.result, f.err = Failed, fmt.Errorf("GET %s: answered %s that is not valid JSON", f.url, got)
+			return f
+		}
+		switch rt := gjson.GetBytes(body, "resourceType").Str; rt {
+		case "Binary":
+			content, ct, err := decodeBinary(body)
+			if err != nil {
+				f.result, f.err = Failed, fmt.Errorf("GET %s: %w", f.url, err)
+				return f
+			}
+			body = content
+			got, charset = mediaType(ct)
+		case "":
+			f.result, f.err = Failed, fmt.Errorf("GET %s: answered %s, want %s", f.url, got, want)
+			return f
+		default:
+			f.result, f.err = Failed, fmt.Errorf("GET %s: answered a FHIR %s, want %s or a Binary", f.url, rt, want)
+			return f
+		}
+	}
+	// No media type, or the generic one, says nothing against the attachment's own.
+	if got != want && got != "" && got != "application/octet-stream" {
+		f.result, f.err = Failed, fmt.Errorf("GET %s: answered %s, want %s", f.url, got, want)
+		return f
+	}
+	if max := in.policy.maxSize; max > 0 && int64(len(body)) > max {
+		f.result, f.err = Skipped, fmt.Errorf("GET %s: %w (%d bytes)", f.url, ErrTooLarge, len(body))
+		return f
+	}
+	if charset == "" {
+		charset = "utf-8"
+	}
+	f.result, f.content, f.contentType, f.size = Inlined, body, want+"; charset="+charset, int64(len(body))
+	f.sum = sha1.Sum(body)
+	return f
+}
+
+// isJSON reports a JSON media type: application/json, application/fhir+json, the DSTU2
+// application/json+fhir, or any +json.
+func isJSON(mt string) bool {
+	return mt == "application/json" || mt == "application/json+fhir" || strings.HasSuffix(mt, "+json")
+}
+
+// decodeBinary returns the content and contentType of a FHIR Binary resource: data in R4 and
+// later, content in DSTU2.
+func decodeBinary(b []byte) ([]byte, string, error) {
+	r := gjson.GetManyBytes(b, "contentType", "data", "content")
+	data := r[1]
+	if !data.Exists() {
+		data = r[2]
+	}
+	if data.Type != gjson.String {
+		return nil, "", errors.New("answered a Binary without data")
+	}
+	content, err := decodeBase64(data.Str)
+	if err != nil {
+		return nil, "", fmt.Errorf("answered a Binary whose data is not base64: %w", err)
+	}
+	return content, r[0].Str, nil
+}
+
+// decodeBase64 accepts standard base64 with or without padding, and with line breaks.
+func decodeBase64(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n ") {
+		s = strings.Join(strings.Fields(s), "")
+	}
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	return base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
+}
+
+// idleReader closes a body that sends nothing for d, so a stalled server ends in a read error
+// that fetch retries, rather than holding a worker forever (DESIGN.md §8, stall fault). Go's
+// transport bounds the wait for headers, not for the body.
+type idleReader struct {
+	rc      io.ReadCloser
+	d       time.Duration
+	t       *time.Timer
+	stalled atomic.Bool
+}
+
+func newIdleReader(rc io.ReadCloser, d time.Duration) *idleReader {
+	r := &idleReader{rc: rc, d: d}
+	if d > 0 {
+		r.t = time.AfterFunc(d, func() {
+			r.stalled.Store(true)
+			rc.Close()
+		})
+	}
+	return r
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	if r.t != nil && n > 0 {
+		r.t.Reset(r.d)
+	}
+	if err != nil && err != io.EOF && r.stalled.Load() {
+		err = fmt.Errorf("%w for %v", ErrStalled, r.d)
+	}
+	return n, err
+}
+
+func (r *idleReader) Close() error {
+	if r.t != nil {
+		r.t.Stop()
+	}
+	return r.rc.Close()
+}

@@ -1,0 +1,152 @@
+package attachment
+
+import (
+	"fmt"
+	"math"
+	"mime"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// DefaultResources are the resource types whose attachments are inlined by default: the two that
+// carry clinical notes (DESIGN.md §5), and the only two fhirjson.Attachments knows.
+var DefaultResources = []string{"DocumentReference", "DiagnosticReport"}
+
+// DefaultMIMETypes are the media types inlined by default: the text renderings NLP reads
+// (DESIGN.md §5). PDFs and images are left as links unless asked for.
+var DefaultMIMETypes = []string{"text/plain", "text/html", "application/xhtml+xml"}
+
+// Policy says which attachments are inlined.
+type Policy struct {
+	// Resources are the resource types to rewrite; nil means DefaultResources. Only
+	// DocumentReference and DiagnosticReport have attachments this package knows.
+	Resources []string
+	// MIMETypes are media types without parameters ("text/plain"); nil means DefaultMIMETypes.
+	// An attachment matches when its contentType, parameters such as charset ignored, is one of
+	// them (case-insensitively).
+	MIMETypes []string
+	// MaxSize skips attachments whose content is larger, in bytes; 0 means no limit. A size
+	// field already in the attachment is not trusted for this (some servers put the base64
+	// length there, DESIGN.md §9): the download itself decides.
+	MaxSize int64
+}
+
+// policy is a checked Policy with sets for matching.
+type policy struct {
+	resources map[string]bool
+	mimes     map[string]bool
+	maxSize   int64
+}
+
+func (p Policy) compile() (*policy, error) {
+	c := &policy{resources: map[string]bool{}, mimes: map[string]bool{}, maxSize: p.MaxSize}
+	rs, ms := p.Resources, p.MIMETypes
+	if rs == nil {
+		rs = DefaultResources
+	}
+	if ms == nil {
+		ms = DefaultMIMETypes
+	}
+	for _, r := range rs {
+		if !slices.Contains(DefaultResources, r) {
+			return nil, fmt.Errorf("resource type %q: attachments are inlined in %s only", r, strings.Join(DefaultResources, " and "))
+		}
+		c.resources[r] = true
+	}
+	for _, m := range ms {
+		mt, err := ParseMIMEType(m)
+		if err != nil {
+			return nil, err
+		}
+		c.mimes[mt] = true
+	}
+	if len(c.resources) == 0 || len(c.mimes) == 0 {
+		return nil, fmt.Errorf("no resource types or no media types to inline")
+	}
+	if p.MaxSize < 0 {
+		return nil, fmt.Errorf("maximum attachment size %d: want 0 (no limit) or more", p.MaxSize)
+	}
+	return c, nil
+}
+
+// ParseMIMEType checks a media type given by a user (--mimetype) and returns it lowercased without
+// parameters: "Text/Plain; charset=utf-8" gives "text/plain".
+func ParseMIMEType(s string) (string, error) {
+	mt, _, err := mime.ParseMediaType(s)
+	if err != nil || !strings.Contains(mt, "/") || strings.HasPrefix(mt, "/") || strings.HasSuffix(mt, "/") {
+		return "", fmt.Errorf("media type %q: want type/subtype, such as text/plain", s)
+	}
+	return mt, nil
+}
+
+// mediaType splits a contentType as found in data or an HTTP header into its lowercased type and
+// charset. It is lenient, as servers are (DESIGN.md: lenient in what we accept): a value
+// mime.ParseMediaType rejects still gives the part before the first ';'.
+func mediaType(s string) (mt, charset string) {
+	if s == "" {
+		return "", ""
+	}
+	if t, params, err := mime.ParseMediaType(s); err == nil {
+		return t, params["charset"]
+	}
+	t, rest, _ := strings.Cut(s, ";")
+	for p := range strings.SplitSeq(rest, ";") {
+		k, v, ok := strings.Cut(p, "=")
+		if ok && strings.EqualFold(strings.TrimSpace(k), "charset") {
+			charset = strings.Trim(strings.TrimSpace(v), `"`)
+		}
+	}
+	return strings.ToLower(strings.TrimSpace(t)), charset
+}
+
+// SplitList splits the values of a repeatable flag on commas as well (--resource, --mimetype,
+// --inline-resource, ...), dropping empty items, so "a,b" and "a" "b" mean the same; nil when
+// there is nothing, so Policy takes its default.
+func SplitList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for item := range strings.SplitSeq(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+	}
+	return out
+}
+
+// ParseSize reads a byte count for Policy.MaxSize (--max-size, --inline-max-size) as GNU
+// coreutils do: a number, optionally with a fraction, then a unit; "K", "M", "G", "T" and
+// "KiB" … "TiB" are powers of 1024, "KB" … "TB" powers of 1000, "B" or nothing bytes, case
+// ignored: 64MiB, 10MB, 512k, 0 (no limit).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	bad := fmt.Errorf("size %q: want a number of bytes such as 64MiB, 10MB or 512K", s)
+	v, err := strconv.ParseFloat(t[:i], 64)
+	if err != nil || t[:i] == "" {
+		return 0, bad
+	}
+	unit := strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := 1.0
+	if unit != "" && unit != "b" {
+		p := strings.IndexByte("kmgt", unit[0])
+		switch {
+		case p < 0:
+			return 0, bad
+		case unit[1:] == "" || unit[1:] == "ib":
+			mult = math.Pow(1024, float64(p+1))
+		case unit[1:] == "b":
+			mult = math.Pow(1000, float64(p+1))
+		default:
+			return 0, bad
+		}
+	}
+	if n := v * mult; n < math.MaxInt64 {
+		return int64(n), nil
+	}
+	return 0, fmt.Errorf("size %q is too large", s)
+}

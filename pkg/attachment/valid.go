@@ -1,0 +1,243 @@
+package attachment
+
+import "encoding/binary"
+
+// maxDepth is encoding/json's nesting limit: validJSON accepts exactly what json.Valid accepts.
+const maxDepth = 10000
+
+// validJSON reports whether b is one valid JSON value, as json.Valid does (UTF-8 is not checked,
+// nesting is limited to 10000). It exists for speed: a 3 MB DocumentReference line is mostly
+// base64 inside strings, which this skips eight bytes at a time, about ten times faster than
+// gjson.ValidBytes and several times faster than json.Valid; validation was the largest cost of
+// rewriting such lines.
+func validJSON(b []byte) bool {
+	v := validator{b: b}
+	v.ws()
+	if !v.value() {
+		return false
+	}
+	v.ws()
+	return v.i == len(b)
+}
+
+type validator struct {
+	b     []byte
+	i     int
+	depth int
+}
+
+func (v *validator) ws() {
+	for v.i < len(v.b) {
+		switch v.b[v.i] {
+		case ' ', '\t', '\n', '\r':
+			v.i++
+		default:
+			return
+		}
+	}
+}
+
+func (v *validator) value() bool {
+	if v.i >= len(v.b) {
+		return false
+	}
+	switch c := v.b[v.i]; {
+	case c == '"':
+		return v.str()
+	case c == '{':
+		return v.object()
+	case c == '[':
+		return v.array()
+	case c == 't':
+		return v.lit("true")
+	case c == 'f':
+		return v.lit("false")
+	case c == 'n':
+		return v.lit("null")
+	case c == '-' || '0' <= c && c <= '9':
+		return v.num()
+	}
+	return false
+}
+
+func (v *validator) lit(s string) bool {
+	if len(v.b)-v.i < len(s) || string(v.b[v.i:v.i+len(s)]) != s {
+		return false
+	}
+	v.i += len(s)
+	return true
+}
+
+func (v *validator) object() bool {
+	if v.depth++; v.depth > maxDepth {
+		return false
+	}
+	v.i++
+	v.ws()
+	if v.i < len(v.b) && v.b[v.i] == '}' {
+		v.i++
+		v.depth--
+		return true
+	}
+	for {
+		if v.i >= len(v.b) || v.b[v.i] != '"' || !v.str() {
+			return false
+		}
+		v.ws()
+		if v.i >= len(v.b) || v.b[v.i] != ':' {
+			return false
+		}
+		v.i++
+		v.ws()
+		if !v.value() {
+			return false
+		}
+		v.ws()
+		if v.i >= len(v.b) {
+			return false
+		}
+		switch v.b[v.i] {
+		case ',':
+			v.i++
+			v.ws()
+		case '}':
+			v.i++
+			v.depth--
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func (v *validator) array() bool {
+	if v.depth++; v.depth > maxDepth {
+		return false
+	}
+	v.i++
+	v.ws()
+	if v.i < len(v.b) && v.b[v.i] == ']' {
+		v.i++
+		v.depth--
+		return true
+	}
+	for {
+		if !v.value() {
+			return false
+		}
+		v.ws()
+		if v.i >= len(v.b) {
+			return false
+		}
+		switch v.b[v.i] {
+		case ',':
+			v.i++
+			v.ws()
+		case ']':
+			v.i++
+			v.depth--
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// SWAR constants: one byte value repeated in every byte of a word.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// special reports whether any byte of x is a quote, a backslash or a control character: the only
+// bytes a string scan must stop at (bytes ≥ 0x80 are never flagged).
+func special(x uint64) bool {
+	less := (x - ones*0x20) & ^x & highs
+	q := x ^ (ones * '"')
+	quote := (q - ones) & ^q & highs
+	bs := x ^ (ones * '\\')
+	back := (bs - ones) & ^bs & highs
+	return less|quote|back != 0
+}
+
+func (v *validator) str() bool {
+	b := v.b
+	i := v.i + 1
+	for {
+		for i+8 <= len(b) && !special(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			return false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			v.i = i + 1
+			return true
+		case c == '\\':
+			if i+1 >= len(b) {
+				return false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return false
+				}
+				for _, h := range b[i+2 : i+6] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return false
+					}
+				}
+				i += 6
+			default:
+				return false
+			}
+		case c < 0x20:
+			return false
+		default:
+			i++
+		}
+	}
+}
+
+func (v *validator) num() bool {
+	b, i := v.b, v.i
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+	}
+	v.i = i
+	return true
+}

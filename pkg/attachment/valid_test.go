@@ -1,0 +1,54 @@
+package attachment
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+)
+
+func TestValidJSON(t *testing.T) {
+	deep := strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth)
+	tooDeep := strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1)
+	for _, s := range []string{
+		`{}`, ` [ ] `, `{"a":[1,-0.5e+3,"x\"\\\/\b\f\n\r\t\u00e9",true,false,null,{}]}`, `"` + strings.Repeat("abcdefgh", 20) + `"`,
+		`"é☃ \xff invalid utf-8 is accepted, as json.Valid does"`, `0`, `-0`, `1E9`,
+		`{"a":1,}`, `[1,]`, `{"a"}`, `{1:2}`, `01`, `1.`, `.5`, `-`, `1e`, `"\x"`, `"\u12g4"`, `"a` + "\n" + `"`,
+		`"unterminated`, `tru`, `nul`, `[1 2]`, `{} {}`, ``, ` `, deep, tooDeep,
+		`{"resourceType":"DocumentReference","content":[{"attachment":{"data":"` + strings.Repeat("QUJD", 100) + `"}}]}`,
+	} {
+		if got, want := validJSON([]byte(s)), json.Valid([]byte(s)); got != want {
+			t.Errorf("validJSON(%.60q) = %v, want %v (json.Valid)", s, got, want)
+		}
+	}
+}
+
+// FuzzValidJSON checks validJSON against json.Valid, the reference it stands in for.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2,{"b":"c\"d"}]}`, `"abcdefgh\u0041ijklmnop\\"`, `[-1.5e10, true]`, `{"a":"` + "\x1f" + `"}`, `"12345678"  `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid = %v", b, got, want)
+		}
+	})
+}
+
+func BenchmarkValid(b *testing.B) {
+	line, _ := bigLine(3 << 20)
+	for _, bm := range []struct {
+		name string
+		f    func([]byte) bool
+	}{{"validJSON", validJSON}, {"json.Valid", json.Valid}, {"gjson.ValidBytes", gjson.ValidBytes}} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.SetBytes(int64(len(line)))
+			for b.Loop() {
+				if !bm.f(line) {
+					b.Fatal("invalid")
+				}
+			}
+		})
+	}
+}
