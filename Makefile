@@ -40,6 +40,10 @@ install: build
 demo: build
 	sh scripts/demo.sh
 
+# Each tool side by side with its physical limit, in one run (BENCH_SIZE_MB=200 for a quick one).
+bench:
+	sh scripts/bench/run.sh
+
 e2e:
 	$(GO) test -race -run 'E2E|Pipeline' ./pkg/e2e/...
 

@@ -30,7 +30,7 @@ exec 3>&1 # results go to fd 3: the commands' stdout is redirected
 (cd "$root" && go build -o "$work/bin/" ./cmd/ndjson-merge ./scripts/bench/benchtool)
 echo "generating $mb MB in 10 slices with 20% duplicates under $work" >&2
 "$work/bin/benchtool" gen -mb "$mb" -slices 10 -dup 0.2 -out "$work/in" >&2
-bytes=$(cat "$work"/in/*/*.ndjson | wc -c)
+bytes=$(cat "$work"/in/*/Observation.*.ndjson | wc -c)
 
 if /usr/bin/time --version 2>&1 | grep -q GNU; then
 	timer=gnu
@@ -58,13 +58,13 @@ measure() {
 # sort -S takes K/M/G as powers of 1024 and no trailing B
 sortmem=$(printf '%s' "$mem" | sed 's/[iI]\{0,1\}[bB]$//')
 
-cat "$work"/in/*/*.ndjson >/dev/null # warm the page cache for every contestant
+cat "$work"/in/*/Observation.*.ndjson >/dev/null # warm the page cache for every contestant
 printf '%s MB input (%s bytes), --mem %s, %s\n' "$mb" "$bytes" "$mem" "$(nproc 2>/dev/null || echo '?') CPUs"
 printf '%-14s %8s %10s %12s\n' tool seconds 'MB/s' 'peak RSS MiB'
-measure cat cat "$work"/in/*/*.ndjson >"$work/cat.ndjson"
+measure cat cat "$work"/in/*/Observation.*.ndjson >"$work/cat.ndjson"
 rm -f "$work/cat.ndjson"
-measure 'sort -u' env LC_ALL=C sort -u -S "$sortmem" -T "$work/tmp" -o "$work/sort.ndjson" "$work"/in/*/*.ndjson
+measure 'sort -u' env LC_ALL=C sort -u -S "$sortmem" -T "$work/tmp" -o "$work/sort.ndjson" "$work"/in/*/Observation.*.ndjson
 rm -f "$work/sort.ndjson"
 measure ndjson-merge "$work/bin/ndjson-merge" "$work"/in/* --out "$work/merged" --mem "$mem" --quiet
 printf 'ndjson-merge kept %s of %s lines\n' \
-	"$(cat "$work"/merged/Observation.*.ndjson | wc -l | tr -d ' ')" "$(cat "$work"/in/*/*.ndjson | wc -l | tr -d ' ')"
+	"$(cat "$work"/merged/Observation.*.ndjson | wc -l | tr -d ' ')" "$(cat "$work"/in/*/Observation.*.ndjson | wc -l | tr -d ' ')"

@@ -1,0 +1,157 @@
+// Command sqlload is etl-load's physical limit in `make bench` (issue 7): DuckDB SQL doing the
+// same load of an export folder, with no Go between the file and the database. For each resource
+// type of the folder, in one transaction: read_ndjson_objects of its files into a staging table,
+// the same dedupe (last duplicate wins, QUALIFY row_number()) and the same upsert into the same
+// table layout as pkg/store/duckdb, then the completion rows. It is the whole-folder form of
+// BenchmarkSQLBaseline in pkg/store/duckdb/bench_test.go.
+//
+//	sqlload [-v] -db FILE DIR
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	duckdb "github.com/duckdb/duckdb-go/v2"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "sqlload:", err)
+		os.Exit(1)
+	}
+}
+
+// maxLine matches etl-load's default --max-line (read_ndjson_objects' own default is 16 MB).
+const maxLine = 256 << 20
+
+func run() error {
+	dbPath := flag.String("db", "", "DuckDB file to create")
+	verbose := flag.Bool("v", false, "print each statement's time on stderr")
+	flag.Parse()
+	if *dbPath == "" || flag.NArg() != 1 {
+		return errors.New("usage: sqlload -db FILE DIR")
+	}
+	dir := flag.Arg(0)
+	files, err := exportdir.Discover(dir)
+	if err != nil {
+		return err
+	}
+	var types []string
+	byType := map[string][]string{}
+	for _, f := range files {
+		if f.ItemType != exportdir.ItemOutput {
+			continue // the benchmark's export has no deletes; error/ is never loaded
+		}
+		if _, ok := byType[f.ResourceType]; !ok {
+			types = append(types, f.ResourceType)
+		}
+		byType[f.ResourceType] = append(byType[f.ResourceType], f.Path)
+	}
+	group, exportTime := "", time.Now()
+	if log, err := exportdir.FindLog(dir); err == nil {
+		if e, err := exportdir.ReadLog(log); err == nil {
+			group = e.Group
+			if e.HasTime {
+				exportTime = e.TransactionTime
+			}
+		}
+	}
+
+	c, err := duckdb.NewConnector(*dbPath, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	db := sql.OpenDB(c)
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	exec := func(q string, args ...any) error {
+		start := time.Now()
+		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("%.60s: %w", strings.Join(strings.Fields(q), " "), err)
+		}
+		if *verbose {
+			fmt.Fprintf(os.Stderr, "%6.2f s  %.70s\n", time.Since(start).Seconds(), strings.Join(strings.Fields(q), " "))
+		}
+		return nil
+	}
+	// The bookkeeping tables of pkg/store/duckdb (schema), so the anti-join and completion rows
+	// cost what they cost there.
+	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS etl__completion (table_name VARCHAR NOT NULL, group_name VARCHAR NOT NULL,
+			export_time TIMESTAMPTZ NOT NULL, export_url VARCHAR, etl_version VARCHAR, etl_time TIMESTAMPTZ,
+			excluded_resources VARCHAR)`,
+		`CREATE TABLE IF NOT EXISTS etl__completion_encounters (encounter_id VARCHAR NOT NULL,
+			group_name VARCHAR NOT NULL, export_time TIMESTAMPTZ NOT NULL, excluded_resources VARCHAR,
+			PRIMARY KEY (encounter_id, group_name))`,
+		`CREATE TABLE IF NOT EXISTS etl__deleted (table_name VARCHAR NOT NULL, id VARCHAR NOT NULL,
+			export_group VARCHAR NOT NULL, export_time TIMESTAMPTZ NOT NULL, source_file VARCHAR,
+			PRIMARY KEY (table_name, id, export_group, export_time))`,
+		`BEGIN TRANSACTION`,
+	} {
+		if err := exec(q); err != nil {
+			return err
+		}
+	}
+	for _, rt := range types {
+		table := `"` + strings.ToLower(rt) + `"`
+		list := make([]string, len(byType[rt]))
+		for i, p := range byType[rt] {
+			list[i] = "'" + strings.ReplaceAll(p, "'", "''") + "'"
+		}
+		for _, q := range []string{
+			`CREATE TABLE IF NOT EXISTS ` + table + ` (id VARCHAR PRIMARY KEY, resource JSON,
+				export_group VARCHAR, export_time TIMESTAMPTZ, source_file VARCHAR)`,
+			`CREATE TEMP TABLE stage AS
+			SELECT row_number() OVER () AS seq, json->>'id' AS id, json AS resource, filename AS source_file
+			FROM read_ndjson_objects([` + strings.Join(list, ", ") + `], filename = true, maximum_object_size = ` + fmt.Sprint(maxLine) + `)`,
+		} {
+			if err := exec(q); err != nil {
+				return err
+			}
+		}
+		q := `INSERT INTO ` + table + ` (id, resource, export_group, export_time, source_file)
+		SELECT s.id, s.resource, $1, $2, s.source_file
+		FROM (SELECT id, resource, source_file FROM stage
+			QUALIFY row_number() OVER (PARTITION BY id ORDER BY seq DESC) = 1) AS s
+		WHERE NOT EXISTS (SELECT 1 FROM etl__deleted AS d
+			WHERE d.table_name = $3 AND d.id = s.id AND d.export_time >= $2)
+		ON CONFLICT (id) DO UPDATE SET resource = excluded.resource, export_group = excluded.export_group,
+			export_time = excluded.export_time, source_file = excluded.source_file
+		WHERE excluded.export_time > ` + table + `.export_time
+			OR (excluded.export_time = ` + table + `.export_time
+				AND (excluded.resource::VARCHAR <> ` + table + `.resource::VARCHAR
+					OR excluded.export_group <> ` + table + `.export_group))`
+		if err := exec(q, group, exportTime, strings.ToLower(rt)); err != nil {
+			return err
+		}
+		if err := exec(`INSERT INTO etl__completion SELECT $1, $2, $3, NULL, 'bench', now(), NULL`,
+			strings.ToLower(rt), group, exportTime); err != nil {
+			return err
+		}
+		if rt == "Encounter" {
+			if err := exec(`INSERT INTO etl__completion_encounters SELECT DISTINCT id, $1, $2, NULL FROM stage
+				ON CONFLICT DO NOTHING`, group, exportTime); err != nil {
+				return err
+			}
+		}
+		if err := exec(`DROP TABLE stage`); err != nil {
+			return err
+		}
+	}
+	return exec(`COMMIT`)
+}
