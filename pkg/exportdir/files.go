@@ -102,7 +102,13 @@ func Discover(dir string) ([]File, error) {
 				continue
 			}
 			path := filepath.Join(sub, name)
-			if !isRegular(e, path) {
+			regular, err := isRegular(e, path)
+			if err != nil {
+				// A data file that cannot be read must not silently go missing: its readers
+				// would claim the whole type complete without it.
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			if !regular {
 				continue
 			}
 			files = append(files, File{Path: path, Rel: joinRel(t.Dir(), name), ItemType: t,
@@ -133,16 +139,20 @@ func isNDJSON(name string) bool {
 	return strings.HasSuffix(base, ".ndjson") && !strings.HasPrefix(name, ".") && !strings.HasPrefix(name, "log")
 }
 
-// isRegular follows symlinks: users link exports together.
-func isRegular(e os.DirEntry, path string) bool {
+// isRegular follows symlinks: users link exports together. A data-file name whose link is
+// dangling is an error, not a file to skip.
+func isRegular(e os.DirEntry, path string) (bool, error) {
 	if e.Type().IsRegular() {
-		return true
+		return true, nil
 	}
 	if e.Type()&os.ModeSymlink == 0 {
-		return false
+		return false, nil
 	}
 	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular()
+	if err != nil {
+		return false, err
+	}
+	return fi.Mode().IsRegular(), nil
 }
 
 // ParseName reads a data file name: "Patient.000.ndjson", "1.Patient.ndjson", "Patient.ndjson", each

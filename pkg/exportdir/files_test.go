@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -184,15 +185,20 @@ func TestDiscoverSymlinkAndErrors(t *testing.T) {
 	if err := os.Symlink(filepath.Join(other, "real.ndjson"), filepath.Join(dir, "Patient.000.ndjson")); err != nil {
 		t.Skip("no symlinks:", err)
 	}
-	if err := os.Symlink(filepath.Join(other, "missing"), filepath.Join(dir, "Patient.001.ndjson")); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.Mkdir(filepath.Join(dir, "Patient.002.ndjson"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	want := []found{{"Patient.000.ndjson", "output", "Patient", 0, false}}
 	if diff := cmp.Diff(want, discover(t, dir)); diff != "" {
 		t.Errorf("Discover with symlinks mismatch (-want +got):\n%s", diff)
+	}
+	// A dangling link where a data file should be would make a type look complete without it.
+	dangling := filepath.Join(dir, "Patient.001.ndjson")
+	if err := os.Symlink(filepath.Join(other, "missing"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Discover(dir); err == nil || !strings.Contains(err.Error(), dangling) {
+		t.Errorf("Discover with a dangling data-file link = %v, want an error naming %s", err, dangling)
 	}
 	if _, err := Discover(filepath.Join(dir, "nope")); err == nil {
 		t.Errorf("Discover(missing dir) = nil error, want one")

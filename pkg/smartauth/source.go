@@ -27,7 +27,8 @@ const (
 	// minRefreshMargin: refresh at least this long before expiry, so a request that starts with
 	// the token does not reach the server after it expired.
 	minRefreshMargin = 30 * time.Second
-	// tokenAttempts: a bare 400 from the token endpoint is tried this many times in all, as Epic
+	// tokenAttempts: a bare 400 (no OAuth error in the body) from the token endpoint is tried this
+	// many times in all, as Epic
 	// answers one now and then to a good request (DESIGN.md §2, Retries).
 	tokenAttempts = 3
 	// assertionType is the RFC 7523 client assertion type SMART Backend Services uses.
@@ -199,7 +200,9 @@ func (s *Source) renew(ctx context.Context) error {
 		tok, ttl, err := s.request(ctx, start, attempt)
 		if err != nil {
 			te, ok := errors.AsType[*TokenError](err)
-			if ok && te.StatusCode == http.StatusBadRequest && attempt < tokenAttempts {
+			// Only a bare 400 is Epic's hiccup; an OAuth error (invalid_client, a wrong key) is the
+			// server's answer, and retrying it only delays the message the user needs.
+			if ok && te.StatusCode == http.StatusBadRequest && te.Code == "" && attempt < tokenAttempts {
 				if err := s.cfg.Sleep(ctx, time.Duration(attempt)*time.Second); err != nil {
 					return fmt.Errorf("request access token: %w; retry abandoned: %w", te, err)
 				}

@@ -280,8 +280,9 @@ func TestSourceTokenErrors(t *testing.T) {
 		{"bare 400 twice then 200", []func(http.ResponseWriter){bare400, bare400, ok}, 3, []time.Duration{time.Second, 2 * time.Second}, nil},
 		{"bare 400 three times", []func(http.ResponseWriter){bare400, bare400, bare400, ok}, 3, []time.Duration{time.Second, 2 * time.Second},
 			[]string{"request access token: POST ", "/auth/token: 400 Bad Request", "(3 attempts)"}},
-		{"OAuth error on a 400 is retried, then surfaced", []func(http.ResponseWriter){oauth400, oauth400, oauth400}, 3, []time.Duration{time.Second, 2 * time.Second},
-			[]string{"400 Bad Request: invalid_client: unknown kid (3 attempts)"}},
+		// Only a bare 400 is retried (Epic's hiccup); an OAuth error is the server's final word.
+		{"OAuth error on a 400 is final", []func(http.ResponseWriter){oauth400, oauth400, oauth400}, 1, nil,
+			[]string{"400 Bad Request: invalid_client: unknown kid"}},
 		{"OAuth error on a 401 is final", []func(http.ResponseWriter){status(401, "application/json", `{"error":"invalid_client","error_description":"signature"}`)}, 1, nil,
 			[]string{"401 Unauthorized: invalid_client: signature"}},
 		{"HTML 500", []func(http.ResponseWriter){status(500, "text/html", "<html>\n <b>oops</b>\n</html>")}, 1, nil,
