@@ -1,0 +1,305 @@
+// Command bulk-fetch downloads the files of a FHIR Bulk Data export into an export folder,
+// verified and resumable: the third step of `bulk-kickoff URL | bulk-poll | bulk-fetch --dir DIR`
+// (DESIGN.md §1, §3). The engine is package fetch; this file wires flags, the client, stdout and
+// stderr to it.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
+	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/fetch"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
+)
+
+func main() { os.Exit(tool.Main(newApp())) }
+
+const description = `Reads manifest lines (from bulk-poll, a file, or stdin) until EOF and downloads every file of
+the export into DIR: Type.NNN.ndjson numbered per type across manifest pages, deleted/ and
+error/ subfolders, manifest.json, log.ndjson and .bulkpipe/state.json. Downloads of a page start
+as soon as the page arrives. stdout lists each data file once it is verified.
+
+Each file streams into NAME.part, decoded from gzip if the server compressed it, and is checked
+line by line (valid JSON, the manifest's resourceType, the manifest's count) before it is renamed.
+Interrupted, killed or cut off, bulk-fetch is resumed by running it again: verified files are never
+fetched again, partial ones continue where they stopped (Range), expired links are replaced by
+fetching the manifest again from the status URL. When every file is verified the export is
+deleted on the server (--no-delete keeps it), and the issues the server wrote in error/ are
+printed; a fatal or error issue makes the exit status 1.
+
+Examples:
+   bulk-kickoff "$BULK_FHIR_URL/Group/abc" | bulk-poll | bulk-fetch --dir export/
+   bulk-poll "$STATUS_URL" -o manifest.ndjson && bulk-fetch --dir export/ manifest.ndjson
+   bulk-fetch --dir export/ --parallel 10 --gzip < manifest.ndjson
+   bulk-fetch --dir export/ --verify manifest.ndjson      # re-check every file's SHA-256`
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:        "bulk-fetch",
+		Usage:       "download a FHIR Bulk Data export's files into a verified, resumable export folder",
+		UsageText:   "bulk-fetch --dir DIR [options] [MANIFEST|-]",
+		ArgsUsage:   "[MANIFEST|-]",
+		Description: description,
+		Flags:       tool.Flags(fetchFlags(), tool.ServerFlags()),
+		Action:      run,
+	}
+}
+
+func fetchFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "the export folder `DIR` (created if needed; required)"},
+		&cli.StringFlag{Name: "status-url", EnvVars: []string{"BULK_STATUS_URL"},
+			Usage: "status `URL` of the export, overriding the manifest's _bulkpipe context (to delete it and refresh expired links)"},
+		&cli.IntFlag{Name: "parallel", Aliases: []string{"j"}, Value: fetch.DefaultParallel,
+			Usage: "download at most `N` files at once (fewer while the server answers 429)"},
+		&cli.DurationFlag{Name: "stall-timeout", Value: fetch.DefaultStallTimeout,
+			Usage: "abandon and resume a download that receives nothing for `DURATION`"},
+		&cli.BoolFlag{Name: "verify", Usage: "re-check the SHA-256 of files already verified before trusting them"},
+		&cli.BoolFlag{Name: "new-export", Usage: "replace the files of another export already in DIR"},
+		&cli.BoolFlag{Name: "no-delete", Usage: "keep the export on the server when every file is verified"},
+		&cli.BoolFlag{Name: "gzip", Usage: "keep files gzipped on disk as .ndjson.gz (compressed after verification)"},
+		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"},
+			Usage: "copy this export's events from the export log `FILE` of bulk-kickoff and bulk-poll into DIR/log.ndjson"},
+		&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress; print only errors and warnings on stderr"},
+	}
+}
+
+func run(c *cli.Context) error {
+	dir := c.String("dir")
+	switch {
+	case dir == "":
+		return tool.UsageErrorf("no export folder: give --dir DIR")
+	case c.NArg() > 1:
+		return tool.UsageErrorf("too many arguments (want one MANIFEST): %q", c.Args().Slice())
+	case c.Int("parallel") < 1:
+		return tool.UsageErrorf("--parallel must be at least 1")
+	case c.Duration("stall-timeout") <= 0:
+		return tool.UsageErrorf("--stall-timeout must be more than 0")
+	case c.Int("max-line") < 1:
+		return tool.UsageErrorf("--max-line must be at least 1")
+	}
+	if s := c.String("status-url"); s != "" {
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return tool.UsageErrorf("--status-url %q: want an absolute http or https URL", fhirclient.Redact(s))
+		}
+	}
+	arg := c.Args().First()
+	in, err := tool.Input(c, arg)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	pr := fetch.NewPageReader(in, arg, c.Int("max-line"))
+	first, err := pr.Peek()
+	if errors.Is(err, fetch.ErrNoInput) {
+		return tool.ErrNoInput
+	}
+	if err != nil {
+		return err
+	}
+	statusURL := c.String("status-url")
+	if statusURL == "" {
+		statusURL = first.Context.StatusURL
+	}
+	base, err := fhirBase(c, first, statusURL)
+	if err != nil {
+		return err
+	}
+	client, err := tool.NewClient(c, base, exportTypes(first))
+	if err != nil {
+		return err
+	}
+
+	quiet := c.Bool("quiet")
+	stderr := c.App.ErrWriter
+	var bars *progress
+	if !quiet && tool.IsTerminal(stderr) {
+		bars = newProgress(c.Context, stderr)
+		stderr = bars
+	}
+	var errMu sync.Mutex
+	say := func(format string, a ...any) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		fmt.Fprintf(stderr, "%s: %s\n", c.App.Name, fmt.Sprintf(format, a...))
+	}
+	out, err := tool.CreateOutput(c, "-")
+	if err != nil {
+		return err
+	}
+	var outMu sync.Mutex
+	var outErr error
+	opts := fetch.Options{
+		Dir: dir, Client: client, StatusURL: c.String("status-url"),
+		Parallel: c.Int("parallel"), StallTimeout: c.Duration("stall-timeout"), MaxLine: c.Int("max-line"),
+		Verify: c.Bool("verify"), NewExport: c.Bool("new-export"), NoDelete: c.Bool("no-delete"),
+		Gzip: c.Bool("gzip"), LogFrom: c.String("log"), Version: tool.Version(),
+		On: fetch.Callbacks{
+			Warn: func(msg string) { say("warning: %s", msg) },
+			Written: func(path string) {
+				outMu.Lock()
+				defer outMu.Unlock()
+				if outErr == nil {
+					_, outErr = io.WriteString(out, path+"\n")
+				}
+				if outErr == nil {
+					// Each path reaches the next step of a pipeline as soon as the file is verified.
+					outErr = out.Flush()
+				}
+			},
+		},
+	}
+	if !quiet {
+		opts.On.Retry = func(rel string, attempt int, wait, reason string) {
+			say("%s: %s; retrying (%s, attempt %d)", rel, reason, wait, attempt+1)
+		}
+		opts.On.Limit = func(n int, reason string) { say("%s: %d parallel downloads", reason, n) }
+	}
+	if bars != nil {
+		bars.attach(&opts.On)
+	}
+	// Every failed file is reported; the run's error names the first.
+	var failMu sync.Mutex
+	var failures []error
+	done := opts.On.Done
+	opts.On.Done = func(rel string, err error) {
+		if done != nil {
+			done(rel, err)
+		}
+		if err != nil && c.Context.Err() == nil {
+			failMu.Lock()
+			failures = append(failures, err)
+			failMu.Unlock()
+		}
+	}
+	start := time.Now()
+	res, err := fetch.Run(c.Context, opts, pr)
+	if bars != nil {
+		bars.wait()
+		stderr = c.App.ErrWriter
+	}
+	if err == nil {
+		err = outErr
+	}
+	if err != nil {
+		failMu.Lock()
+		for _, f := range failures {
+			if !errors.Is(err, f) {
+				say("%v", f)
+			}
+		}
+		failMu.Unlock()
+		if strings.Contains(err.Error(), "401 Unauthorized") && !hasCredentials(c) {
+			return fmt.Errorf("%w (the files need a token: give --bearer-token, or --smart-client-id and --smart-key)", err)
+		}
+		if errors.Is(err, exportdir.ErrLocked) {
+			return fmt.Errorf("%w (another bulk-fetch is writing there; wait for it, or stop it)", err)
+		}
+		return err
+	}
+	fatal := 0
+	for _, is := range res.Issues {
+		if is.Fatal() {
+			fatal++
+		}
+		say("%s: %s: %s", is.File, orDefault(is.Severity, "issue"), is.Text())
+	}
+	if !quiet {
+		say("%d files (%d downloaded now), %d resources, %s in %s, %v", res.Files, res.Downloaded, res.Resources,
+			humanBytes(res.Bytes), dir, time.Since(start).Round(time.Millisecond))
+		if res.Deleted {
+			say("deleted the export on the server")
+		}
+	}
+	if fatal > 0 {
+		return fmt.Errorf("the server reported %d fatal or error issues in %s (above); the files it did export are in place", fatal, strings.TrimRight(dir, "/")+"/error/")
+	}
+	return nil
+}
+
+// fhirBase picks the FHIR base URL, whose origin is trusted and under which SMART discovery
+// happens: --fhir-url, else the context's fhirBase, else the base of the manifest's request, else
+// the status URL's origin.
+func fhirBase(c *cli.Context, first *fetch.Page, statusURL string) (string, error) {
+	if b := c.String("fhir-url"); b != "" {
+		return b, nil
+	}
+	if b := first.Context.FHIRBase; b != "" {
+		return b, nil
+	}
+	for _, req := range []string{first.Context.ExportURL, first.Manifest.Request} {
+		if req == "" {
+			continue
+		}
+		if b, err := bulk.BaseURL(req); err == nil {
+			return b, nil
+		}
+	}
+	if u, err := url.Parse(statusURL); err == nil && u.Host != "" {
+		return u.Scheme + "://" + u.Host, nil
+	}
+	if len(c.StringSlice("header")) > 0 || hasCredentials(c) {
+		return "", tool.UsageErrorf("the manifest names no FHIR server and no status URL: give --fhir-url or --status-url, so credentials go only there")
+	}
+	// Nothing to send anywhere: any origin will do as the (never used) base.
+	for _, items := range [][]exportdir.Item{first.Manifest.Output, first.Manifest.Deleted, first.Manifest.Error} {
+		for _, it := range items {
+			if u, err := url.Parse(it.URL); err == nil && u.IsAbs() {
+				return u.Scheme + "://" + u.Host, nil
+			}
+		}
+	}
+	return "", tool.UsageErrorf("the manifest names no FHIR server: give --fhir-url or --status-url")
+}
+
+// hasCredentials reports whether the flags or environment give a way to authenticate.
+func hasCredentials(c *cli.Context) bool {
+	return c.String("bearer-token") != "" || c.String("smart-client-id") != "" || c.String("basic-user") != "" ||
+		os.Getenv("BULK_BEARER_TOKEN") != ""
+}
+
+// exportTypes are the kickoff's _type values, for SMART scopes when --scope is not given.
+func exportTypes(first *fetch.Page) []string {
+	for _, req := range []string{first.Context.ExportURL, first.Manifest.Request} {
+		if u, err := url.Parse(req); err == nil && req != "" {
+			if t := u.Query()["_type"]; len(t) > 0 {
+				return bulk.SplitList(t...)
+			}
+		}
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// humanBytes prints a size in binary units.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

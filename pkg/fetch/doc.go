@@ -1,0 +1,19 @@
+// Package fetch is the download engine of bulk-fetch: it reads manifest pages as they arrive and
+// moves every file of a FHIR Bulk Data export into an export folder (DESIGN.md §3), verified while
+// it streams and resumable after any interruption.
+//
+// Each file goes to NAME.part, which holds the decoded bytes (gzip on the wire is decoded on the
+// fly). Every line is checked as it is written: valid JSON, the manifest's resourceType, and at
+// the end the manifest's count; the SHA-256 is computed on the same pass. Only a complete,
+// verified .part is renamed, then recorded in .bulkpipe/state.json by identity (array, resource
+// type, ordinal), so a rerun never fetches a verified file again. A body cut mid-stream resumes
+// with Range and If-Range; expired links are replaced by fetching the manifest again from the
+// status URL (DESIGN.md §2). Downloads run in parallel under an adaptive limit that halves on a
+// 429 and recovers slowly; the file requests do their own retries (with fhirclient's backoff) so
+// that they see every 429.
+//
+// Memory is bounded by the parallelism and the longest line: one 256 KiB buffer per download in
+// flight, plus the line being assembled when it spans buffers.
+//
+// Nothing here prints or exits: progress and warnings go through Callbacks.
+package fetch

@@ -1,0 +1,621 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
+	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+)
+
+// Defaults of Options.
+const (
+	DefaultParallel     = 5
+	DefaultStallTimeout = 2 * time.Minute
+)
+
+// ErrOtherExport is wrapped by the error Run returns when DIR holds another export's files and
+// Options.NewExport is not set (DESIGN.md §3).
+var ErrOtherExport = errors.New("the folder holds another export")
+
+// ErrIncomplete is wrapped by the error Run returns when the input ended on a manifest page that
+// links to a next one: the export is not all there, so it is neither completed nor deleted.
+var ErrIncomplete = errors.New("the manifest is incomplete")
+
+// Options configure Run. Dir and Client are required.
+type Options struct {
+	Dir    string             // the export folder, created if needed
+	Client *fhirclient.Client // talks to the FHIR server and the file origins
+
+	// StatusURL overrides the statusUrl of the _bulkpipe context (--status-url). Without one,
+	// expired links cannot be refreshed and the export cannot be deleted.
+	StatusURL string
+
+	Parallel     int           // downloads in flight at most (0 = DefaultParallel)
+	StallTimeout time.Duration // a body silent this long is abandoned and resumed (0 = DefaultStallTimeout)
+	MaxLine      int           // longest NDJSON line accepted (0 = ndjson.DefaultMaxLine)
+	Verify       bool          // re-hash files state.json lists before trusting them
+	NewExport    bool          // replace another export's files in Dir instead of refusing
+	NoDelete     bool          // keep the export on the server when done
+	Gzip         bool          // keep files as .ndjson.gz (compressed after verification)
+	LogFrom      string        // copy this export's events from this log (--log, BULK_LOG)
+	Version      string        // recorded as _clientVersion in a synthesized kickoff event
+
+	// PostVerify, when set, rewrites each verified file on its way to its final name: it reads
+	// the decoded, verified NDJSON from r and writes what is to be kept to w (before --gzip
+	// compression). It is the seam for `bulk-fetch --inline` (DESIGN.md §5): inlined reports that
+	// the file changed, which state.json records so that later runs never fetch over it.
+	PostVerify func(ctx context.Context, f FileInfo, r io.Reader, w io.Writer) (inlined bool, err error)
+
+	Now  func() time.Time // nil = time.Now
+	Poll bulk.PollOptions // for fetching the manifest again when links expire
+	On   Callbacks        // progress and diagnostics; nil members are silent
+}
+
+// Callbacks report what Run does; tools render them on stderr and stdout (STYLE.md §9). They
+// may be called from several goroutines at once.
+type Callbacks struct {
+	Warn     func(msg string)                                          // something the user should know; the run goes on
+	Start    func(f FileInfo)                                          // a response starts filling the .part (resumed when f.Offset > 0)
+	Progress func(rel string, bytes, resources int64)                  // bytes and resources received since the last call
+	Done     func(rel string, err error)                               // a download ended
+	Written  func(path string)                                         // a data file of the export is verified on disk (stdout)
+	Limit    func(parallel int, reason string)                         // the number of parallel downloads changed
+	Retry    func(rel string, attempt int, wait string, reason string) // a download will be tried again
+}
+
+// FileInfo describes one file of the export.
+type FileInfo struct {
+	Rel          string             // path inside Dir: "Patient.000.ndjson", "deleted/Bundle.000.ndjson"
+	Path         string             // Dir joined with Rel (without .gz)
+	ItemType     exportdir.ItemType // output, deleted or error
+	ResourceType string             // of every line
+	Ordinal      int
+	URL          string // redacted
+	Size         int64  // the whole file's decoded size when known, else -1
+	Offset       int64  // bytes already in the .part when the download (re)starts
+}
+
+// Issue is one issue of an OperationOutcome the server put in error/.
+type Issue struct {
+	File string // path of the error file
+	fhirclient.Issue
+}
+
+// Text is the issue as tools print it: diagnostics, else details.text, else code.
+func (i Issue) Text() string {
+	switch {
+	case i.Diagnostics != "":
+		return i.Diagnostics
+	case i.DetailsText != "":
+		return i.DetailsText
+	}
+	return i.Code
+}
+
+// Fatal reports severity fatal or error.
+func (i Issue) Fatal() bool { return i.Severity == "fatal" || i.Severity == "error" }
+
+// Result is what a complete run leaves.
+type Result struct {
+	ExportID   string
+	Files      int   // data files of the export, all verified
+	Resources  int64 // lines in them
+	Bytes      int64 // bytes on disk (compressed with Gzip)
+	Downloaded int   // files fetched by this run (the rest were verified by earlier runs)
+	Issues     []Issue
+	Deleted    bool // the export was deleted on the server
+}
+
+// Fatal reports whether any issue in error/ is fatal or an error: the export is then incomplete
+// in the server's own words, and tools exit 1 (DESIGN.md §3).
+func (r *Result) Fatal() bool {
+	return slices.ContainsFunc(r.Issues, Issue.Fatal)
+}
+
+// file is one manifest entry to download. Its URL changes when expired links are refreshed.
+type file struct {
+	id   identity
+	item exportdir.Item
+
+	mu      sync.Mutex
+	url     string
+	gen     int  // link generation of url
+	missing bool // not in the manifest fetched again
+}
+
+func (f *file) link() (string, int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.url, f.gen, f.missing
+}
+
+// engine is one run of Run.
+type engine struct {
+	o   Options
+	c   *fhirclient.Client
+	lim *limiter
+	now func() time.Time
+	t0  time.Time
+
+	// Set by the first page.
+	exportID, statusURL, txTime, exportURL string
+	base                                   *url.URL // for relative file URLs
+	log                                    *exportdir.LogWriter
+
+	mu            sync.Mutex // guards what follows
+	state         *exportdir.State
+	pages         [][]byte
+	num           numberer
+	files         []*file
+	failed        []error
+	next          string // link next of the last page read
+	requiresToken bool
+	downloaded    int
+
+	rmu     sync.Mutex // serializes refreshes
+	gen     int        // link generation
+	expires time.Time  // when the current links stop working; zero = unknown
+}
+
+// Run downloads every file of the manifest pages pr yields into o.Dir, verified and resumable
+// (DESIGN.md §3), starting each page's files as soon as the page arrives. When every file is on
+// disk it logs export_complete, reads the issues of error/ into the Result and deletes the export
+// on the server (unless o.NoDelete). A file that cannot be downloaded or verified does not stop
+// the others: Run waits for them and then returns an error naming the first failure.
+func Run(ctx context.Context, o Options, pr *PageReader) (*Result, error) {
+	if o.Dir == "" || o.Client == nil {
+		return nil, errors.New("fetch: Options.Dir and Options.Client are required")
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = DefaultParallel
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create export folder: %w", err)
+	}
+	unlock, err := exportdir.Lock(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	removeTemps(o.Dir)
+	state, err := exportdir.ReadState(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	e := &engine{o: o, c: o.Client, lim: newLimiter(o.Parallel), now: o.Now, state: state, num: numberer{}}
+	e.t0 = e.now()
+	defer func() {
+		if e.log != nil {
+			e.log.Close()
+		}
+	}()
+	return e.run(ctx, pr)
+}
+
+type pageOrErr struct {
+	p   *Page
+	err error
+}
+
+func (e *engine) run(ctx context.Context, pr *PageReader) (*Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan pageOrErr)
+	go func() {
+		for {
+			p, err := pr.Next()
+			select {
+			case pages <- pageOrErr{p, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	abort := func(err error) (*Result, error) {
+		cancel()
+		wg.Wait()
+		return nil, err
+	}
+	for first := true; ; first = false {
+		var pe pageOrErr
+		select {
+		case pe = <-pages:
+		case <-ctx.Done():
+			return abort(ctx.Err())
+		}
+		if errors.Is(pe.err, io.EOF) {
+			break
+		}
+		if pe.err != nil {
+			return abort(pe.err)
+		}
+		todo, err := e.addPage(pe.p, first)
+		if err != nil {
+			return abort(err)
+		}
+		for _, f := range todo {
+			wg.Go(func() { e.fetch(ctx, f) })
+		}
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return e.finish(ctx)
+}
+
+// addPage takes one manifest page: the first establishes the export; each lists files, of which
+// those not yet verified are returned for download.
+func (e *engine) addPage(p *Page, first bool) ([]*file, error) {
+	statusURL := e.o.StatusURL
+	if statusURL == "" {
+		statusURL = p.Context.StatusURL
+	}
+	m := p.Manifest
+	if first {
+		if err := e.begin(p, statusURL); err != nil {
+			return nil, err
+		}
+	} else {
+		if m.TransactionTime != e.txTime {
+			return nil, fmt.Errorf("manifest page on line %d has transactionTime %q, but the first page had %q: pages of two exports in one input", p.Line, m.TransactionTime, e.txTime)
+		}
+		if statusURL != "" && e.statusURL != "" && statusURL != e.statusURL {
+			return nil, fmt.Errorf("manifest page on line %d is from %s, but the first page was from %s", p.Line, fhirclient.Redact(statusURL), fhirclient.Redact(e.statusURL))
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, raw := range e.pages {
+		if bytes.Equal(raw, p.Raw) {
+			return nil, nil // the same page twice (bulk-poll run again into the same file)
+		}
+	}
+	warned := false
+	entries, err := e.num.entries(m, e.base, func(ref string) {
+		if !warned {
+			e.warn(fmt.Sprintf("manifest has relative file URLs (such as %q): resolving them against %s", ref, fhirclient.Redact(e.base.String())))
+			warned = true
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.pages = append(e.pages, p.Raw)
+	merged, err := bulk.MergePages(e.pages)
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(e.o.Dir, "manifest.json"), append(merged, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	e.next = m.Next
+	e.requiresToken = e.requiresToken || m.RequiresAccessToken
+	if t, err := http.ParseTime(p.Context.Expires); err == nil && (e.expires.IsZero() || t.Before(e.expires)) {
+		e.expires = t
+	}
+	var todo []*file
+	for _, en := range entries {
+		f := &file{id: en.id, item: en.item, url: en.url, gen: e.gen}
+		e.files = append(e.files, f)
+		done, err := e.verified(f)
+		if err != nil {
+			return nil, err
+		}
+		if !done {
+			todo = append(todo, f)
+		}
+	}
+	return todo, nil
+}
+
+// begin establishes the export from its first page: its identity, the folder's claim on it,
+// the trusted status origin and the log.
+func (e *engine) begin(p *Page, statusURL string) error {
+	e.statusURL = statusURL
+	e.txTime = p.Manifest.TransactionTime
+	e.exportURL = p.Context.ExportURL
+	if e.exportURL == "" {
+		e.exportURL = p.Manifest.Request
+	}
+	e.exportID = statusURL
+	if statusURL == "" {
+		e.exportID = manifestID(p.Raw)
+		e.warn("no status URL (give --status-url, or pipe bulk-poll's output): cannot refresh expired file links or delete the export on the server")
+		e.base = e.c.Base()
+		e.base.Path += "/"
+	} else {
+		u, err := url.Parse(statusURL)
+		if err != nil || !u.IsAbs() {
+			return fmt.Errorf("status URL %q: want an absolute http or https URL", fhirclient.Redact(statusURL))
+		}
+		// The status URL's origin is trusted (DESIGN.md §2, token safety): it came from the server.
+		if err := e.c.Trust(statusURL); err != nil {
+			return err
+		}
+		e.base = u
+	}
+	if err := e.claim(); err != nil {
+		return err
+	}
+	return e.openLog()
+}
+
+// claim checks that the folder holds nothing of another export, replacing it with NewExport,
+// and records this export in state.json.
+func (e *engine) claim() error {
+	s := e.state
+	fresh := s.ExportID == "" && s.TransactionTime == "" && len(s.Files) == 0
+	if !fresh && !e.sameExport(s) {
+		if !e.o.NewExport {
+			return fmt.Errorf("%w: %s holds the export of %s (transactionTime %s), not this one of %s (transactionTime %s); "+
+				"give --new-export to replace it, or choose another --dir", ErrOtherExport, e.o.Dir, fhirclient.Redact(s.ExportID),
+				orNone(s.TransactionTime), fhirclient.Redact(e.exportID), orNone(e.txTime))
+		}
+		if err := e.clear(); err != nil {
+			return err
+		}
+		e.warn(fmt.Sprintf("--new-export: removed the files of the previous export (%s) from %s", orNone(s.TransactionTime), e.o.Dir))
+		s = &exportdir.State{}
+		e.state = s
+	}
+	if s.ExportID == e.exportID && s.TransactionTime == e.txTime && !fresh {
+		return nil
+	}
+	s.ExportID, s.TransactionTime = e.exportID, e.txTime
+	return exportdir.WriteState(e.o.Dir, s)
+}
+
+// sameExport compares by transaction time, and by status URL when both runs knew one; a manifest
+// without context is named by its hash, which changes with every new set of links.
+func (e *engine) sameExport(s *exportdir.State) bool {
+	if s.TransactionTime != "" && e.txTime != "" && s.TransactionTime != e.txTime {
+		return false
+	}
+	isURN := func(id string) bool { return strings.HasPrefix(id, "urn:") }
+	if s.ExportID != "" && !isURN(s.ExportID) && !isURN(e.exportID) && s.ExportID != e.exportID {
+		return false
+	}
+	if s.TransactionTime == "" || e.txTime == "" {
+		return s.ExportID == e.exportID
+	}
+	return true
+}
+
+// clear removes the previous export's files, partial downloads and manifest (--new-export). The
+// log stays: it may hold several exports, and readers take the last kickoff (DESIGN.md §4).
+func (e *engine) clear() error {
+	for _, f := range e.state.Files {
+		if !safeRel(f.Name) {
+			continue // not a name bulk-fetch writes: never delete what it names
+		}
+		p := filepath.Join(e.o.Dir, filepath.FromSlash(f.Name))
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("--new-export: %w", err)
+		}
+	}
+	for _, sub := range []string{"", "deleted", "error"} {
+		parts, _ := filepath.Glob(filepath.Join(e.o.Dir, sub, "*.ndjson.part"))
+		for _, p := range parts {
+			os.Remove(p)
+		}
+	}
+	os.RemoveAll(filepath.Join(e.o.Dir, exportdir.MetaDir, "parts"))
+	os.Remove(filepath.Join(e.o.Dir, "manifest.json"))
+	return nil
+}
+
+// removeTemps removes the temporary files of atomic writes that a killed run left behind
+// (atomicfile names them .NAME.tmp-*). Only a lock holder may: no one else writes here now.
+func removeTemps(dir string) {
+	for _, pattern := range []string{
+		".manifest.json.tmp-*",
+		".*.ndjson.tmp-*", ".*.ndjson.gz.tmp-*",
+		"deleted/.*.ndjson.tmp-*", "deleted/.*.ndjson.gz.tmp-*",
+		"error/.*.ndjson.tmp-*", "error/.*.ndjson.gz.tmp-*",
+		exportdir.MetaDir + "/.state.json.tmp-*",
+		exportdir.MetaDir + "/parts/.*.json.tmp-*",
+		exportdir.MetaDir + "/parts/deleted/.*.json.tmp-*",
+		exportdir.MetaDir + "/parts/error/.*.json.tmp-*",
+	} {
+		matches, _ := filepath.Glob(filepath.Join(dir, filepath.FromSlash(pattern)))
+		for _, m := range matches {
+			os.Remove(m)
+		}
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// verified reports whether f is already on disk and verified: listed in state.json (trusted, or
+// re-hashed with Verify), or renamed into place by a run killed before it could update the
+// state, which is then checked and adopted. Called with e.mu held.
+func (e *engine) verified(f *file) (bool, error) {
+	rel := f.id.rel()
+	if i := e.stateIndex(f.id); i >= 0 {
+		fs := e.state.Files[i]
+		path := filepath.Join(e.o.Dir, filepath.FromSlash(fs.Name))
+		st, err := os.Stat(path)
+		switch {
+		case err != nil:
+			e.warn(fmt.Sprintf("%s is in %s/state.json but not on disk: downloading it again", path, exportdir.MetaDir))
+			e.state.Files = slices.Delete(e.state.Files, i, i+1)
+			return false, nil
+		case e.o.Verify:
+			sum, size, err := hashFile(path)
+			if err != nil {
+				return false, err
+			}
+			if sum != fs.SHA256 || size != fs.Size {
+				e.warn(fmt.Sprintf("%s does not match its SHA-256 in %s/state.json: downloading it again", path, exportdir.MetaDir))
+				e.state.Files = slices.Delete(e.state.Files, i, i+1)
+				return false, nil
+			}
+		case st.Size() != fs.Size:
+			e.warn(fmt.Sprintf("%s is %d bytes, but %s/state.json says %d: keeping it (run with --verify to check it and download it again)",
+				path, st.Size(), exportdir.MetaDir, fs.Size))
+		}
+		e.cleanPart(rel)
+		e.written(path)
+		return true, nil
+	}
+	for _, name := range []string{rel, rel + ".gz"} {
+		path := filepath.Join(e.o.Dir, filepath.FromSlash(name))
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		fs, err := checkFile(path, name, f, e.o.MaxLine)
+		if err != nil {
+			if e.o.NewExport {
+				os.Remove(path)
+				continue
+			}
+			return false, fmt.Errorf("%s is not in %s/state.json and is not this export's file (%w): move it away, or give --new-export", path, exportdir.MetaDir, err)
+		}
+		// Verified, then renamed by a run that died before recording it (DESIGN.md §8).
+		if err := e.putState(fs); err != nil {
+			return false, err
+		}
+		e.cleanPart(rel)
+		e.written(path)
+		return true, nil
+	}
+	return false, nil
+}
+
+// cleanPart removes what a finished download may have left behind.
+func (e *engine) cleanPart(rel string) {
+	os.Remove(filepath.Join(e.o.Dir, filepath.FromSlash(rel)) + ".part")
+	removeSidecar(e.o.Dir, rel)
+}
+
+// stateIndex finds a file of the state by identity; called with e.mu held. Entries whose name
+// is not one bulk-fetch would write (a hand-edited state.json) are ignored.
+func (e *engine) stateIndex(id identity) int {
+	return slices.IndexFunc(e.state.Files, func(fs exportdir.FileState) bool {
+		return fs.ItemType == id.item && fs.ResourceType == id.rtype && fs.Ordinal == id.ordinal && safeRel(fs.Name)
+	})
+}
+
+// safeRel reports whether a state entry's name is a data file name inside DIR: "Type.NNN.ndjson"
+// (optionally .gz), at the top or in deleted/ or error/.
+func safeRel(name string) bool {
+	dir, base, found := strings.Cut(name, "/")
+	if !found {
+		dir, base = "", name
+	}
+	if dir != "" && dir != "deleted" && dir != "error" {
+		return false
+	}
+	_, ord, _, ok := exportdir.ParseName(base)
+	return ok && ord >= 0
+}
+
+// putState records a verified file and writes state.json; called with e.mu held. Files are kept
+// in name order, so the state of a folder does not depend on which download finished first.
+func (e *engine) putState(fs exportdir.FileState) error {
+	id := identity{fs.ItemType, fs.ResourceType, fs.Ordinal}
+	if i := e.stateIndex(id); i >= 0 {
+		e.state.Files[i] = fs
+	} else {
+		e.state.Files = append(e.state.Files, fs)
+	}
+	slices.SortFunc(e.state.Files, func(a, b exportdir.FileState) int { return strings.Compare(a.Name, b.Name) })
+	return exportdir.WriteState(e.o.Dir, e.state)
+}
+
+func (e *engine) warn(msg string) {
+	if e.o.On.Warn != nil {
+		e.o.On.Warn(msg)
+	}
+}
+
+func (e *engine) written(path string) {
+	if e.o.On.Written != nil {
+		e.o.On.Written(path)
+	}
+}
+
+// finish runs when every download has ended: it reports failures, or completes the export.
+func (e *engine) finish(ctx context.Context) (*Result, error) {
+	e.mu.Lock()
+	failed, next := e.failed, e.next
+	e.mu.Unlock()
+	if len(failed) > 0 {
+		err := failed[0]
+		if len(failed) > 1 {
+			err = fmt.Errorf("%w (and %d more files failed; run again to resume)", err, len(failed)-1)
+		}
+		return nil, err
+	}
+	if next != "" {
+		return nil, fmt.Errorf("%w: its last page links to a next page (%s) that never came; the files so far are kept: run the pipeline again to get the rest",
+			ErrIncomplete, fhirclient.Redact(next))
+	}
+	res := &Result{ExportID: e.exportID, Downloaded: e.downloaded}
+	e.mu.Lock()
+	var errorFiles []string
+	for _, f := range e.files {
+		i := e.stateIndex(f.id)
+		if i < 0 {
+			continue
+		}
+		fs := e.state.Files[i]
+		res.Files++
+		res.Resources += int64(fs.Lines)
+		res.Bytes += fs.Size
+		if f.id.item == exportdir.ItemError {
+			errorFiles = append(errorFiles, filepath.Join(e.o.Dir, filepath.FromSlash(fs.Name)))
+		}
+	}
+	e.mu.Unlock()
+	if err := e.logEvent("export_complete", map[string]any{"files": res.Files, "resources": res.Resources,
+		"bytes": res.Bytes, "attachments": nil, "duration": e.now().Sub(e.t0).Milliseconds()}, true); err != nil {
+		return nil, err
+	}
+	issues, err := readIssues(errorFiles, e.o.MaxLine)
+	if err != nil {
+		return nil, err
+	}
+	res.Issues = issues
+	if e.statusURL != "" && !e.o.NoDelete {
+		if err := bulk.Cancel(ctx, e.c, e.statusURL); err != nil {
+			e.warn(fmt.Sprintf("the files are safe, but deleting the export on the server failed (run `bulk-poll --cancel %s` later): %v",
+				fhirclient.Redact(e.statusURL), err))
+		} else {
+			res.Deleted = true
+		}
+	}
+	removePartsDir(e.o.Dir)
+	return res, nil
+}
