@@ -299,9 +299,6 @@ func (d *dl) loop(ctx context.Context) error {
 			status := ""
 			if se != nil {
 				code, status = se.StatusCode, se.Status
-			} else if strings.Contains(err.Error(), "401 Unauthorized; renewing credentials") {
-				// fhirclient tried to re-authorize and could not (a static token).
-				code, status = http.StatusUnauthorized, "401 Unauthorized"
 			}
 			e.logError(u, err)
 			switch {

@@ -283,10 +283,10 @@ func (e *engine) addPage(p *Page, first bool) ([]*file, error) {
 		}
 	} else {
 		if m.TransactionTime != e.txTime {
-			return nil, fmt.Errorf("manifest page on line %d has transactionTime %q, but the first page had %q: pages of two exports in one input", p.Line, m.TransactionTime, e.txTime)
+			return nil, fmt.Errorf("%s: manifest page has transactionTime %q, but the first page had %q: pages of two exports in one input", p.where(), m.TransactionTime, e.txTime)
 		}
 		if statusURL != "" && e.statusURL != "" && statusURL != e.statusURL {
-			return nil, fmt.Errorf("manifest page on line %d is from %s, but the first page was from %s", p.Line, fhirclient.Redact(statusURL), fhirclient.Redact(e.statusURL))
+			return nil, fmt.Errorf("%s: manifest page is from %s, but the first page was from %s", p.where(), fhirclient.Redact(statusURL), fhirclient.Redact(e.statusURL))
 		}
 	}
 	e.mu.Lock()
@@ -304,7 +304,7 @@ func (e *engine) addPage(p *Page, first bool) ([]*file, error) {
 		}
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", p.where(), err)
 	}
 	e.pages = append(e.pages, p.Raw)
 	merged, err := bulk.MergePages(e.pages)

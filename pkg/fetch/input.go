@@ -27,7 +27,17 @@ type Page struct {
 	// manifest saved by another tool.
 	Context    bulk.Context
 	HasContext bool
-	Line       int // input line number, for errors
+	Input      string // input name ("stdin" or the file), for errors
+	Line       int    // input line number, for errors
+}
+
+// where prefixes errors about this page with its input and line, as every bad-input error names
+// the file and line.
+func (p *Page) where() string {
+	if p.Input == "" {
+		return fmt.Sprintf("manifest line %d", p.Line)
+	}
+	return fmt.Sprintf("%s:%d", p.Input, p.Line)
 }
 
 // PageReader reads manifest pages, one a line, until EOF. Pages are handed over as soon as their
@@ -91,7 +101,7 @@ func (pr *PageReader) next() (*Page, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d: %w", pr.name, pr.sc.Line(), err)
 	}
-	p.Line = pr.sc.Line()
+	p.Input, p.Line = pr.name, pr.sc.Line()
 	return p, nil
 }
 

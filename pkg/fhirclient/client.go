@@ -367,7 +367,7 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 			case status == http.StatusUnauthorized && credsSent && !reauthed:
 				reauthed = true
 				rerr := c.creds.Reauthorize(ctx)
-				if errors.Is(rerr, ErrCannotReauthorize) {
+				if cannotReauthorize(rerr) {
 					return done, nil
 				}
 				drain(resp)

@@ -21,6 +21,19 @@ var ErrMaybeSent = errors.New("the request may have reached the server")
 // (a bearer token from a file, basic auth): a 401 then ends the request.
 var ErrCannotReauthorize = errors.New("credentials cannot be renewed")
 
+// cannotReauthorize recognizes ErrCannotReauthorize, and the errors of credential packages that
+// cannot import this one (smartauth is a leaf) by their Static() bool method.
+func cannotReauthorize(err error) bool {
+	if errors.Is(err, ErrCannotReauthorize) {
+		return true
+	}
+	s, ok := errors.AsType[interface {
+		error
+		Static() bool
+	}](err)
+	return ok && s.Static()
+}
+
 // maxErrorBody bounds what a StatusError keeps of a response body: enough for any
 // OperationOutcome a server sends, not a whole NDJSON file served with an error status.
 const maxErrorBody = 64 << 10

@@ -2,6 +2,7 @@ package fhirclient
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -293,6 +294,19 @@ func TestReauthOnce(t *testing.T) {
 			t.Errorf("%d requests, want 1: static credentials cannot be renewed", n)
 		}
 	})
+	t.Run("static credentials of another package", func(t *testing.T) {
+		// smartauth cannot import fhirclient: its ErrStatic says Static() instead.
+		srv, rec := serve(t, status(401, ""))
+		creds := &fakeCreds{reauthEr: fmt.Errorf("bearer: %w", staticErr{})}
+		c, _ := newTestClient(t, srv.URL+"/fhir", Options{Credentials: creds})
+		_, err := c.Do(t.Context(), &Request{URL: "status/1", Route: RouteStatus})
+		if se, ok := errors.AsType[*StatusError](err); !ok || se.StatusCode != 401 {
+			t.Errorf("Do = %v, want a 401 *StatusError", err)
+		}
+		if n := len(rec.Requests()); n != 1 {
+			t.Errorf("%d requests, want 1", n)
+		}
+	})
 	t.Run("renewal fails", func(t *testing.T) {
 		srv, _ := serve(t, status(401, ""))
 		creds := &fakeCreds{reauthEr: errors.New("token endpoint down")}
@@ -445,3 +459,8 @@ func TestRedirectNotFollowed(t *testing.T) {
 		t.Errorf("Do = %d Location %q, want 302 /elsewhere", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
+
+type staticErr struct{}
+
+func (staticErr) Error() string { return "static" }
+func (staticErr) Static() bool  { return true }

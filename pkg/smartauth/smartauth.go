@@ -22,7 +22,16 @@ type Doer interface {
 
 // ErrStatic is returned by Static.Reauthorize: a token read from a file or a user name and
 // password cannot be renewed, so a 401 with them is final.
-var ErrStatic = errors.New("static credentials cannot be renewed")
+var ErrStatic error = staticError{}
+
+// staticError's Static method lets fhirclient treat a 401 with static credentials as the
+// server's final answer (its ErrCannotReauthorize) without either package importing the other.
+type staticError struct{}
+
+func (staticError) Error() string { return "static credentials cannot be renewed" }
+
+// Static reports that the credentials cannot be renewed.
+func (staticError) Static() bool { return true }
 
 // Static is a fixed Authorization header value: a bearer token or Basic credentials.
 // It never prints its secret (String and GoString are redacted).
