@@ -52,7 +52,7 @@ func newApp() *cli.App {
 		UsageText:   "bulk-fetch --dir DIR [options] [MANIFEST|-]",
 		ArgsUsage:   "[MANIFEST|-]",
 		Description: description,
-		Flags:       tool.Flags(fetchFlags(), tool.ServerFlags()),
+		Flags:       tool.Flags(fetchFlags(), inlineFlags(), tool.ServerFlags()),
 		Action:      run,
 	}
 }
@@ -162,6 +162,13 @@ func run(c *cli.Context) error {
 			},
 		},
 	}
+	inl, err := newInliner(c, client, say)
+	if err != nil {
+		return err
+	}
+	if inl != nil {
+		opts.PostVerify = inl.postVerify
+	}
 	if !quiet {
 		opts.On.Retry = func(rel string, attempt int, wait, reason string) {
 			say("%s: %s; retrying (%s, attempt %d)", rel, reason, wait, attempt+1)
@@ -209,6 +216,11 @@ func run(c *cli.Context) error {
 			return fmt.Errorf("%w (another bulk-fetch is writing there; wait for it, or stop it)", err)
 		}
 		return err
+	}
+	if inl != nil {
+		if err := inl.finish(quiet); err != nil {
+			return err
+		}
 	}
 	fatal := 0
 	for _, is := range res.Issues {

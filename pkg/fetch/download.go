@@ -136,7 +136,8 @@ func (d *dl) info() FileInfo {
 		size = d.side.Length
 	}
 	return FileInfo{Rel: d.rel, Path: filepath.Join(d.e.o.Dir, filepath.FromSlash(d.rel)), ItemType: d.f.id.item,
-		ResourceType: d.f.id.rtype, Ordinal: d.f.id.ordinal, URL: fhirclient.Redact(u), Size: size, Offset: d.v.size}
+		ResourceType: d.f.id.rtype, Ordinal: d.f.id.ordinal, URL: fhirclient.Redact(u), Size: size, Offset: d.v.size,
+		Log: func(id string, detail any) error { return d.e.logEvent(id, detail, false) }}
 }
 
 // resumePoint decides where an existing .part continues: it is re-scanned (its lines verified

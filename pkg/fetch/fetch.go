@@ -88,6 +88,9 @@ type FileInfo struct {
 	URL          string // redacted
 	Size         int64  // the whole file's decoded size when known, else -1
 	Offset       int64  // bytes already in the .part when the download (re)starts
+	// Log appends an event of this export to DIR/log.ndjson, for a PostVerify step that has its
+	// own events (the attachment downloads of --inline). Safe for concurrent use.
+	Log func(eventID string, detail any) error
 }
 
 // Issue is one issue of an OperationOutcome the server put in error/.
