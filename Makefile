@@ -4,7 +4,7 @@ PREFIX  ?= /usr/local
 BIN     := bin
 TOOLS   := bulk-kickoff bulk-poll bulk-fetch ndjson-inline ndjson-merge etl-load bulk-testserver
 
-.PHONY: all build test test-short lint man install demo e2e bench chaos clean
+.PHONY: all build test test-short lint man install demo e2e bench chaos fuzz clean
 .DELETE_ON_ERROR:
 
 all: build
@@ -43,6 +43,10 @@ demo: build
 # Each tool side by side with its physical limit, in one run (BENCH_SIZE_MB=200 for a quick one).
 bench:
 	sh scripts/bench/run.sh
+
+# Every fuzz target for FUZZTIME each (default 3s; CI runs this).
+fuzz:
+	sh scripts/fuzz.sh
 
 e2e:
 	$(GO) test -race -run 'E2E|Pipeline' ./pkg/e2e/...
