@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tidwall/gjson"
 	"github.com/urfave/cli/v2"
 
 	"github.com/bulkpipe/bulkpipe/pkg/attachment"
@@ -320,7 +319,7 @@ func verify(path, resourceType string) (int, error) {
 		if rt := fhirjson.ResourceType(line); rt != resourceType {
 			return n, fmt.Errorf("line %d: resourceType %q, want %q", sc.Line(), rt, resourceType)
 		}
-		if !gjson.ValidBytes(line) {
+		if !ndjson.Valid(line) {
 			return n, fmt.Errorf("line %d: invalid JSON", sc.Line())
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
-	"github.com/tidwall/gjson"
 )
 
 // options of one merge, filled from the flags by run (and directly by tests).
@@ -151,7 +150,7 @@ func (m *merger) readFile(ctx context.Context, src *source, f exportdir.File, fn
 	where := func() string { return fmt.Sprintf("%s:%d", name, sc.Line()) }
 	for sc.Scan() {
 		line := sc.Bytes()
-		if !gjson.ValidBytes(line) {
+		if !ndjson.Valid(line) {
 			return fmt.Errorf("%s: invalid JSON", where())
 		}
 		if err := fn(ctx, src, where, line); err != nil {

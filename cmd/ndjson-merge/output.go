@@ -16,7 +16,6 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
-	"github.com/tidwall/gjson"
 )
 
 // outDir writes the merged export folder (DESIGN.md §3) into a staging folder beside --out, so that
@@ -264,7 +263,7 @@ func (d *outDir) copyErrors(ctx context.Context, f exportdir.File, maxLine int) 
 	sc := ndjson.NewScanner(r, maxLine)
 	var n int64
 	for sc.Scan() {
-		if !gjson.ValidBytes(sc.Bytes()) {
+		if !ndjson.Valid(sc.Bytes()) {
 			return n, fmt.Errorf("%s:%d: invalid JSON", f.Path, sc.Line())
 		}
 		if err := d.write(&d.errs, exportdir.ItemError, "OperationOutcome", sc.Bytes()); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 	"io"
 	"net/http"
 	"net/url"
@@ -150,7 +151,7 @@ func (in *Inliner) readBody(resp *http.Response) ([]byte, error) {
 func (in *Inliner) check(f fetched, header string, body []byte, want string) fetched {
 	got, charset := mediaType(header)
 	if isJSON(got) && !isJSON(want) {
-		if !gjson.ValidBytes(body) {
+		if !ndjson.Valid(body) {
 			f.result, f.err = Failed, fmt.Errorf("GET %s: answered %s that is not valid JSON", f.url, got)
 			return f
 		}

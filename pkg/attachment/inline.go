@@ -191,7 +191,7 @@ func (in *Inliner) Targets(resourceType string) bool { return in.policy.resource
 // plan validates a target line and lists the downloads it needs.
 func (in *Inliner) plan(line []byte) (plan, error) {
 	var p plan
-	if !validJSON(line) {
+	if !ndjson.Valid(line) {
 		return p, errInvalid
 	}
 	for _, a := range attachments(line) {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 	"io"
 	"strconv"
 	"strings"
@@ -271,7 +272,7 @@ func BenchmarkRewriteLine(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(line)))
 			for b.Loop() {
-				if !validJSON(line) {
+				if !ndjson.Valid(line) {
 					b.Fatal("invalid")
 				}
 				atts := attachments(line)

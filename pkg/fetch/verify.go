@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"hash"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 )
@@ -123,7 +121,7 @@ func (v *verifier) line(b []byte) error {
 		return nil
 	}
 	v.lines++
-	if !gjson.ValidBytes(b) {
+	if !ndjson.Valid(b) {
 		return &verifyError{v.name, v.phys, "not valid JSON"}
 	}
 	if rt := fhirjson.ResourceType(b); rt != v.want {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
-	"github.com/tidwall/gjson"
 )
 
 // Backend is a store that loads one folder per transaction.
@@ -350,7 +349,7 @@ func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free 
 	for sc.Scan() {
 		line := sc.Bytes()
 		c.bytes += int64(len(line)) + 1
-		if !gjson.ValidBytes(line) {
+		if !ndjson.Valid(line) {
 			fail(&LineError{f.Path, sc.Line(), "invalid JSON"})
 			return
 		}

@@ -1,16 +1,16 @@
-package attachment
+package ndjson
 
 import "encoding/binary"
 
-// maxDepth is encoding/json's nesting limit: validJSON accepts exactly what json.Valid accepts.
+// maxDepth is encoding/json's nesting limit: Valid accepts exactly what json.Valid accepts.
 const maxDepth = 10000
 
-// validJSON reports whether b is one valid JSON value, as json.Valid does (UTF-8 is not checked,
+// Valid reports whether b is one valid JSON value, as json.Valid does (UTF-8 is not checked,
 // nesting is limited to 10000). It exists for speed: a 3 MB DocumentReference line is mostly
 // base64 inside strings, which this skips eight bytes at a time, about ten times faster than
 // gjson.ValidBytes and several times faster than json.Valid; validation was the largest cost of
 // rewriting such lines.
-func validJSON(b []byte) bool {
+func Valid(b []byte) bool {
 	v := validator{b: b}
 	v.ws()
 	if !v.value() {
