@@ -535,3 +535,28 @@ func TestStdout(t *testing.T) {
 	}
 	leftovers(t, dir, "a")
 }
+
+// TestStaleStaging: a run killed with -9 leaves its staging folder beside --out; the next run
+// removes it, but never the staging folder of a merge still running (it holds the lock).
+func TestStaleStaging(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.ndjson")
+	os.WriteFile(in, []byte(lines(obs("1", "", "a"))), 0o666)
+	out := filepath.Join(dir, "out")
+	stale := filepath.Join(dir, ".out.ndjson-merge-111")
+	os.MkdirAll(filepath.Join(stale, ".ndjson-merge-runs-1"), 0o777)
+	os.WriteFile(filepath.Join(stale, "Observation.000.ndjson"), []byte("half"), 0o666)
+	running := filepath.Join(dir, ".out.ndjson-merge-222")
+	os.MkdirAll(running, 0o777)
+	unlock, err := exportdir.Lock(running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	o, _ := testOptions(t, out, in)
+	o.timestamp, o.hasTime = ts("2024-01-01T00:00:00Z"), true
+	if _, err := merge(t.Context(), o); err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+	leftovers(t, dir, "in.ndjson", "out", ".out.ndjson-merge-222")
+}

@@ -37,6 +37,7 @@ type outDir struct {
 	pendingType string
 	pending     []string
 	committed   bool
+	unlock      func() error // the staging folder's lock, held for the run
 }
 
 // bundleSize caps the entries of one output deleted/ Bundle, so a line stays a few hundred KB.
@@ -63,15 +64,42 @@ func createOutDir(out string, force bool) (*outDir, error) {
 	if err := os.MkdirAll(parent, 0o777); err != nil {
 		return nil, fmt.Errorf("create the parent of --out: %w", err)
 	}
-	staging, err := os.MkdirTemp(parent, "."+filepath.Base(final)+".ndjson-merge-")
+	prefix := "." + filepath.Base(final) + ".ndjson-merge-"
+	removeStaleStaging(parent, prefix)
+	staging, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("create a staging folder beside --out: %w", err)
 	}
-	if err := os.Chmod(staging, 0o755); err != nil {
+	// The lock tells a later run that this folder is in use; a run killed with -9 loses it, and
+	// the next run removes what it left.
+	unlock, err := exportdir.Lock(staging)
+	if err == nil {
+		err = os.Chmod(staging, 0o755)
+	}
+	if err != nil {
 		os.RemoveAll(staging)
 		return nil, err
 	}
-	return &outDir{final: final, staging: staging, force: force, ordinals: map[string]int{}}, nil
+	return &outDir{final: final, staging: staging, force: force, ordinals: map[string]int{}, unlock: unlock}, nil
+}
+
+// removeStaleStaging removes the staging folders of earlier runs into the same --out that were
+// killed before they could clean up: those nobody holds the lock of. A run between creating its
+// folder and locking it (microseconds) could lose its folder to a concurrent start; it then fails
+// with an error, and nothing at --out is touched.
+func removeStaleStaging(parent, prefix string) {
+	dirs, _ := filepath.Glob(filepath.Join(parent, prefix+"*"))
+	for _, dir := range dirs {
+		if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+			continue
+		}
+		unlock, err := exportdir.Lock(dir)
+		if err != nil {
+			continue // in use by a running merge, or not ours to judge
+		}
+		unlock()
+		os.RemoveAll(dir)
+	}
 }
 
 func isEmptyDir(dir string) (bool, error) {
@@ -91,6 +119,9 @@ func isEmptyDir(dir string) (bool, error) {
 func (d *outDir) abort() {
 	if d.committed {
 		return
+	}
+	if d.unlock != nil {
+		d.unlock()
 	}
 	for _, f := range []*outFile{d.cur, d.del, d.errs} {
 		if f != nil {
@@ -327,6 +358,9 @@ func (d *outDir) commit() error {
 		return fmt.Errorf("move the merged folder into place: %w", err)
 	}
 	d.committed = true
+	if d.unlock != nil {
+		d.unlock() // the lock file stays in .bulkpipe/, empty, as bulk-fetch leaves it
+	}
 	if err := atomicfile.SyncDir(filepath.Dir(d.final)); err != nil {
 		return fmt.Errorf("sync the parent of --out: %w", err)
 	}
