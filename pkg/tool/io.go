@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
@@ -72,19 +73,24 @@ func IsTerminal(w io.Writer) bool {
 type Output struct {
 	w     *bufio.Writer
 	under io.Writer // the app's stdout, itself buffered by Run
-	file  *atomicfile.File
+	file  *lazyFile
 }
 
-// CreateOutput opens path ("" or "-" for stdout) for writing.
+// CreateOutput opens path ("" or "-" for stdout) for writing. A file's folder is checked now, so
+// a mistyped -o fails before a wait that can last weeks; the temporary file itself is only
+// created when the first byte is written, so a run killed while waiting leaves nothing behind.
 func CreateOutput(c *cli.Context, path string) (*Output, error) {
 	if path == "" || path == "-" {
 		return &Output{w: bufio.NewWriterSize(c.App.Writer, 64<<10), under: c.App.Writer}, nil
 	}
-	f, err := atomicfile.Create(path)
-	if err != nil {
-		return nil, err
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("-o %s: %w", path, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("-o %s: %s is not a folder", path, dir)
 	}
-	return &Output{w: bufio.NewWriterSize(f, 64<<10), file: f}, nil
+	lf := &lazyFile{path: path}
+	return &Output{w: bufio.NewWriterSize(lf, 64<<10), file: lf}, nil
 }
 
 // Write buffers p.
@@ -107,12 +113,12 @@ func (o *Output) Flush() error {
 func (o *Output) Commit() error {
 	if err := o.w.Flush(); err != nil {
 		if o.file != nil {
-			o.file.Abort()
+			o.file.abort()
 		}
 		return err
 	}
 	if o.file != nil {
-		return o.file.Commit()
+		return o.file.commit()
 	}
 	return nil
 }
@@ -120,6 +126,56 @@ func (o *Output) Commit() error {
 // Abort discards a file output; it is a no-op for stdout and after Commit.
 func (o *Output) Abort() {
 	if o.file != nil {
-		o.file.Abort()
+		o.file.abort()
+	}
+}
+
+// lazyFile is an atomic file created on first write.
+type lazyFile struct {
+	path string
+	f    *atomicfile.File
+	done bool
+}
+
+func (l *lazyFile) Write(p []byte) (int, error) {
+	if l.f == nil {
+		f, err := atomicfile.Create(l.path)
+		if err != nil {
+			return 0, err
+		}
+		l.f = f
+	}
+	return l.f.Write(p)
+}
+
+func (l *lazyFile) commit() error {
+	if l.done {
+		return nil
+	}
+	if l.f == nil { // an empty answer is still an answer
+		if _, err := l.Write(nil); err != nil {
+			return err
+		}
+	}
+	l.done = true
+	if err := l.f.Commit(); err != nil {
+		return err
+	}
+	// Runs killed with -9 before their Commit left their temporaries; this run's answer
+	// replaces theirs, so they are of no use to anyone.
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(l.path), "."+filepath.Base(l.path)+".tmp-*"))
+	for _, s := range stale {
+		os.Remove(s)
+	}
+	return nil
+}
+
+func (l *lazyFile) abort() {
+	if l.done {
+		return
+	}
+	l.done = true
+	if l.f != nil {
+		l.f.Abort()
 	}
 }
