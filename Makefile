@@ -44,6 +44,11 @@ demo: build
 bench:
 	sh scripts/bench/run.sh
 
+# The whole chaos matrix (docs/reliability.md): every fault kind, a seeded random mix (SEED=N
+# replays one), kill -9 at every failpoint then a rerun.
+chaos:
+	GO=$(GO) sh scripts/chaos.sh $(SEED)
+
 # Every fuzz target for FUZZTIME each (default 3s; CI runs this).
 fuzz:
 	sh scripts/fuzz.sh
