@@ -49,10 +49,15 @@ func Status(ctx context.Context, c *fhirclient.Client, statusURL string) (*Statu
 }
 
 func status(ctx context.Context, c *fhirclient.Client, statusURL string, idle time.Duration) (*StatusResponse, error) {
+	if idle <= 0 {
+		idle = DefaultReadTimeout
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A status answer is small and quick; a server silent for the read timeout before its
+	// headers is as stalled as one silent in the middle of its body.
 	resp, err := c.Do(ctx, &fhirclient.Request{Method: http.MethodGet, URL: statusURL,
-		Header: http.Header{"Accept": {"application/json"}}, Route: fhirclient.RouteStatus})
+		Header: http.Header{"Accept": {"application/json"}}, Route: fhirclient.RouteStatus, HeaderTimeout: idle})
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +310,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 // caller wants.
 func Cancel(ctx context.Context, c *fhirclient.Client, statusURL string) error {
 	resp, err := c.Do(ctx, &fhirclient.Request{Method: http.MethodDelete, URL: statusURL,
-		Header: http.Header{"Accept": {"application/fhir+json"}}, Route: fhirclient.RouteStatus})
+		Header: http.Header{"Accept": {"application/fhir+json"}}, Route: fhirclient.RouteStatus,
+		HeaderTimeout: DefaultReadTimeout})
 	if err != nil {
 		if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.StatusCode == http.StatusNotFound {
 			return nil

@@ -190,6 +190,11 @@ func Run(ctx context.Context, o Options, pr *PageReader) (*Result, error) {
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = DefaultStallTimeout
 	}
+	if o.Poll.ReadTimeout <= 0 {
+		// A manifest refresh mid-download is bounded like a file: a status URL that stops
+		// answering must not hold the downloads waiting on it.
+		o.Poll.ReadTimeout = o.StallTimeout
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}

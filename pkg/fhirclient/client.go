@@ -63,6 +63,11 @@ type Request struct {
 	// With a budget, retries the server asks for (429, 503 with Retry-After) are limited by
 	// the budget rather than by MaxAttempts.
 	Budget time.Duration
+	// HeaderTimeout bounds each attempt's wait for response headers; when it passes, the attempt
+	// fails as a transport error (retried per the table). A kept-alive connection the server
+	// stopped answering otherwise holds a request until the transport's own, much longer,
+	// timeout. 0 = only the transport's.
+	HeaderTimeout time.Duration
 }
 
 // Client talks to one FHIR server and whatever file and attachment origins its manifests name.
@@ -444,8 +449,42 @@ func (c *Client) attempt(ctx context.Context, method, target string, req *Reques
 	for k, vs := range req.Header {
 		hr.Header[k] = append([]string(nil), vs...)
 	}
-	resp, err := c.hc.Do(hr)
-	return resp, x, err
+	if req.HeaderTimeout <= 0 {
+		resp, err := c.hc.Do(hr)
+		return resp, x, err
+	}
+	actx, cancel := context.WithCancel(hr.Context())
+	var fired atomic.Bool
+	watchdog := time.AfterFunc(req.HeaderTimeout, func() { fired.Store(true); cancel() })
+	resp, err := c.hc.Do(hr.WithContext(actx))
+	if !watchdog.Stop() && fired.Load() && ctx.Err() == nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		cancel()
+		return nil, x, fmt.Errorf("no response within %s: %w", req.HeaderTimeout, ErrNoResponse)
+	}
+	if err != nil {
+		cancel()
+		return nil, x, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel} // the body is read under the attempt's context
+	return resp, x, nil
+}
+
+// ErrNoResponse is the transport error of an attempt whose response headers did not arrive
+// within Request.HeaderTimeout.
+var ErrNoResponse = errors.New("the server did not answer")
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // hopError names the redirect target when a later hop failed, since the address in the error
