@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,7 +15,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,30 +28,8 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
-// clock is the fake time of a test: sleeping advances it at once.
-type clock struct {
-	mu    sync.Mutex
-	now   time.Time
-	slept []time.Duration
-}
-
-func newClock() *clock { return &clock{now: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	c.now = c.now.Add(max(d, 0))
-	c.slept = append(c.slept, d)
-	c.mu.Unlock()
-	return ctx.Err()
-}
-
-func (c *clock) deps() deps {
+// clockDeps are the deps of a run on the fake clock.
+func clockDeps(c *fhirtest.Clock) deps {
 	return deps{now: c.Now, sleep: c.Sleep, readTimeout: 200 * time.Millisecond}
 }
 
@@ -120,7 +96,7 @@ func lastKickoff(t *testing.T, srv *fhirtest.Server) fhirtest.RequestRecord {
 
 func TestKickoffLevelsAndMethods(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Polls: 1})
-	clk := newClock()
+	clk := fhirtest.NewClock()
 	for _, level := range []string{"", "/Patient", "/Group/all", "/Group/cohort-a", "/$export", "/Group/cohort-b/$export?_type=Patient"} {
 		for _, post := range []bool{false, true} {
 			name := fmt.Sprintf("%s post=%v", level, post)
@@ -128,7 +104,7 @@ func TestKickoffLevelsAndMethods(t *testing.T) {
 			if post {
 				args = append(args, "--post")
 			}
-			code, stdout, stderr := runKickoff(t, clk.deps(), "", args...)
+			code, stdout, stderr := runKickoff(t, clockDeps(clk), "", args...)
 			if code != 0 || !statusLine.MatchString(stdout) {
 				t.Errorf("%s: exit %d, stdout %q, stderr:\n%s", name, code, stdout, stderr)
 				continue
@@ -165,9 +141,9 @@ func TestKickoffLevelsAndMethods(t *testing.T) {
 // with Retry-After), then the export equals a fault-free one; otherwise exit 1 saying why.
 func TestKickoffFaults(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Polls: 1})
-	clk := newClock()
+	clk := fhirtest.NewClock()
 	args := []string{srv.URL() + "/Group/all", "--type", "Patient,Observation", "--type-filter", "Observation?category=laboratory,vital-signs"}
-	code, stdout, stderr := runKickoff(t, clk.deps(), "", args...)
+	code, stdout, stderr := runKickoff(t, clockDeps(clk), "", args...)
 	if code != 0 {
 		t.Fatalf("fault-free kickoff: exit %d: %s", code, stderr)
 	}
@@ -175,8 +151,8 @@ func TestKickoffFaults(t *testing.T) {
 	// The filter reached the server as one filter whose category means "laboratory or
 	// vital-signs": fewer Observations than without it, more than with one category.
 	count := func(m string) string { return regexp.MustCompile(`output/Observation:\d+`).FindString(m) }
-	_, all, _ := runKickoff(t, clk.deps(), "", srv.URL()+"/Group/all", "--type", "Patient,Observation")
-	_, lab, _ := runKickoff(t, clk.deps(), "", args[0], "--type", "Observation", "--type-filter", "Observation?category=laboratory")
+	_, all, _ := runKickoff(t, clockDeps(clk), "", srv.URL()+"/Group/all", "--type", "Patient,Observation")
+	_, lab, _ := runKickoff(t, clockDeps(clk), "", args[0], "--type", "Observation", "--type-filter", "Observation?category=laboratory")
 	nAll, nLab, nBoth := count(manifest(t, srv, all)), count(manifest(t, srv, lab)), count(want)
 	var a, l, b int
 	fmt.Sscanf(nAll, "output/Observation:%d", &a)
@@ -210,7 +186,7 @@ func TestKickoffFaults(t *testing.T) {
 			}
 			srv.AddFault(f)
 			before := len(srv.Requests())
-			code, stdout, stderr := runKickoff(t, clk.deps(), "", args...)
+			code, stdout, stderr := runKickoff(t, clockDeps(clk), "", args...)
 			if code != tt.code || !strings.Contains(stderr, tt.err) {
 				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, stderr, tt.code, tt.err)
 			}
@@ -235,23 +211,23 @@ func TestKickoffFaults(t *testing.T) {
 
 // A kickoff cut after it was sent is not repeated: exit 1 saying an export may already exist.
 func TestKickoffMaybeSent(t *testing.T) {
-	clk := newClock()
+	clk := fhirtest.NewClock()
 	srv := newServer(t, fhirtest.Options{Override: map[string][]byte{
 		"/$export":           []byte("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"),
 		"/Group/rel/$export": []byte("HTTP/1.1 202 Accepted\r\nContent-Location: ../../status/job9\r\nContent-Length: 0\r\n\r\n"),
 	}})
-	code, stdout, stderr := runKickoff(t, clk.deps(), "", srv.URL(), "-q")
+	code, stdout, stderr := runKickoff(t, clockDeps(clk), "", srv.URL(), "-q")
 	if want := "bulk-kickoff: GET " + srv.URL() + "/$export: 202 Accepted without a Content-Location header (no status URL to poll)\n"; code != 1 || stdout != "" || stderr != want {
 		t.Errorf("202 without Content-Location: exit %d, stdout %q, stderr %q; want 1 and %q", code, stdout, stderr, want)
 	}
 	// A relative Content-Location is resolved against the kickoff URL.
-	code, stdout, stderr = runKickoff(t, clk.deps(), "", srv.URL()+"/Group/rel", "-q")
+	code, stdout, stderr = runKickoff(t, clockDeps(clk), "", srv.URL()+"/Group/rel", "-q")
 	if code != 0 || stdout != srv.URL()+"/status/job9\n" {
 		t.Errorf("relative Content-Location: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 	// A connection reset before any answer, once the request went out.
 	l := newResetServer(t)
-	code, stdout, stderr = runKickoff(t, clk.deps(), "", l)
+	code, stdout, stderr = runKickoff(t, clockDeps(clk), "", l)
 	if code != 1 || stdout != "" || !strings.Contains(stderr, "an export may already exist on the server") {
 		t.Errorf("reset after sending: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
@@ -259,9 +235,9 @@ func TestKickoffMaybeSent(t *testing.T) {
 
 func TestKickoffLog(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{})
-	clk := newClock()
+	clk := fhirtest.NewClock()
 	logPath := filepath.Join(t.TempDir(), "log.ndjson")
-	code, stdout, stderr := runKickoff(t, clk.deps(), "", srv.URL()+"/Group/all", "--log", logPath, "--patient", "p1",
+	code, stdout, stderr := runKickoff(t, clockDeps(clk), "", srv.URL()+"/Group/all", "--log", logPath, "--patient", "p1",
 		"--patient", "Patient/p2", "--type", "Patient", "--since", "2020-01", "--allow-partial-manifests", "-o", filepath.Join(t.TempDir(), "url"))
 	if code != 0 || stdout != "" {
 		t.Fatalf("exit %d, stdout %q: %s", code, stdout, stderr)
@@ -289,7 +265,7 @@ func TestKickoffLog(t *testing.T) {
 	}
 	// A failed kickoff is logged too, under a random id; -o leaves no file.
 	outFile := filepath.Join(t.TempDir(), "status.txt")
-	code, _, _ = runKickoff(t, clk.deps(), "", srv.URL()+"/Group/nope", "--log", logPath, "-o", outFile)
+	code, _, _ = runKickoff(t, clockDeps(clk), "", srv.URL()+"/Group/nope", "--log", logPath, "-o", outFile)
 	if entries, _ := os.ReadDir(filepath.Dir(outFile)); len(entries) != 0 {
 		t.Errorf("after a failed kickoff the -o folder holds %v; want nothing", entries)
 	}
@@ -308,13 +284,13 @@ func TestKickoffLog(t *testing.T) {
 // 429s (another export running) are retried for --wait, then the kickoff gives up saying so.
 func TestKickoffWaitBudget(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Faults: []fhirtest.Fault{{Kind: "429", Arg: "120", Route: "kickoff", Count: 1000}}})
-	clk := newClock()
-	code, stdout, stderr := runKickoff(t, clk.deps(), "", srv.URL(), "--wait", "10m", "-q")
+	clk := fhirtest.NewClock()
+	code, stdout, stderr := runKickoff(t, clockDeps(clk), "", srv.URL(), "--wait", "10m", "-q")
 	if code != 1 || stdout != "" || !strings.Contains(stderr, "429 Too Many Requests") || !strings.Contains(stderr, "10m0s budget") {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 naming the 429 and the budget", code, stdout, stderr)
 	}
 	var waited time.Duration
-	for _, d := range clk.slept {
+	for _, d := range clk.Slept() {
 		waited += d
 	}
 	if waited > 10*time.Minute || waited < 8*time.Minute {
@@ -325,8 +301,8 @@ func TestKickoffWaitBudget(t *testing.T) {
 // Values of --patient, --param, --type-filter and --header are never split on commas.
 func TestKickoffNoSplitting(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{})
-	clk := newClock()
-	code, _, stderr := runKickoff(t, clk.deps(), "", srv.URL()+"/Group/all", "--header", "X-Test: a,b", "--type", "Patient",
+	clk := fhirtest.NewClock()
+	code, _, stderr := runKickoff(t, clockDeps(clk), "", srv.URL()+"/Group/all", "--header", "X-Test: a,b", "--type", "Patient",
 		"--patient", "p,1", "--param", "x-vendor=c,d", "--lenient")
 	k := lastKickoff(t, srv)
 	if got := k.Header.Values("X-Test"); len(got) != 1 || got[0] != "a,b" {
@@ -346,9 +322,9 @@ func jsonEqual(a, b string) bool {
 
 func TestKickoffMetadataNotFatal(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Override: map[string][]byte{"/metadata": []byte("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")}})
-	clk := newClock()
+	clk := fhirtest.NewClock()
 	logPath := filepath.Join(t.TempDir(), "log.ndjson")
-	code, stdout, stderr := runKickoff(t, clk.deps(), "", srv.URL(), "--log", logPath, "-q")
+	code, stdout, stderr := runKickoff(t, clockDeps(clk), "", srv.URL(), "--log", logPath, "-q")
 	if code != 0 || !statusLine.MatchString(stdout) || !strings.Contains(stderr, "bulk-kickoff: warning: GET "+srv.URL()+"/metadata: 404 Not Found") {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
@@ -367,8 +343,8 @@ func TestKickoffSMART(t *testing.T) {
 	pub := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
 	srv := newServer(t, fhirtest.Options{Auth: fhirtest.AuthSMART, ClientID: "kick", PublicKeys: [][]byte{pub},
 		Faults: []fhirtest.Fault{{Kind: "401", Route: "kickoff"}}})
-	clk := newClock()
-	code, stdout, stderr := runKickoff(t, clk.deps(), "", srv.URL()+"/Group/all", "--type", "Patient,DocumentReference",
+	clk := fhirtest.NewClock()
+	code, stdout, stderr := runKickoff(t, clockDeps(clk), "", srv.URL()+"/Group/all", "--type", "Patient,DocumentReference",
 		"--smart-client-id", "kick", "--smart-key", keyPath)
 	if code != 0 || !statusLine.MatchString(stdout) {
 		t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
@@ -385,7 +361,7 @@ func TestKickoffSMART(t *testing.T) {
 	if kickoffs != 2 {
 		t.Errorf("%d kickoff requests, want 2 (a revoked token: re-authorize once)", kickoffs)
 	}
-	code, _, stderr = runKickoff(t, clk.deps(), "", srv.URL(), "--smart-client-id", "kick")
+	code, _, stderr = runKickoff(t, clockDeps(clk), "", srv.URL(), "--smart-client-id", "kick")
 	if code != 2 || !strings.Contains(stderr, "--smart-key") {
 		t.Errorf("half the SMART flags: exit %d, stderr %s", code, stderr)
 	}
@@ -393,7 +369,7 @@ func TestKickoffSMART(t *testing.T) {
 
 func TestKickoffArguments(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{})
-	clk := newClock()
+	clk := fhirtest.NewClock()
 	tests := []struct {
 		stdin string
 		args  []string
@@ -412,7 +388,7 @@ func TestKickoffArguments(t *testing.T) {
 		{"", []string{srv.URL() + "/$export?_type=Nope"}, 1, "400 Bad Request"},
 	}
 	for _, tt := range tests {
-		code, stdout, stderr := runKickoff(t, clk.deps(), tt.stdin, tt.args...)
+		code, stdout, stderr := runKickoff(t, clockDeps(clk), tt.stdin, tt.args...)
 		if code != tt.code || stdout != "" || !strings.Contains(stderr, tt.err) {
 			t.Errorf("bulk-kickoff %q = exit %d, stdout %q, stderr %q; want exit %d, %q", tt.args, code, stdout, stderr, tt.code, tt.err)
 		}
@@ -422,7 +398,7 @@ func TestKickoffArguments(t *testing.T) {
 		stdin string
 		args  []string
 	}{{srv.URL() + "/Patient\n", []string{"-"}}, {"", []string{"--fhir-url", srv.URL()}}} {
-		if code, stdout, stderr := runKickoff(t, clk.deps(), tt.stdin, tt.args...); code != 0 || !statusLine.MatchString(stdout) {
+		if code, stdout, stderr := runKickoff(t, clockDeps(clk), tt.stdin, tt.args...); code != 0 || !statusLine.MatchString(stdout) {
 			t.Errorf("bulk-kickoff %q <<< %q = exit %d, stdout %q: %s", tt.args, tt.stdin, code, stdout, stderr)
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,31 +29,8 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
-// clock is the fake time of a test: sleeping advances it at once, so waits of seconds or hours
-// cost nothing, and a server given the same clock sees them pass (token expiry).
-type clock struct {
-	mu    sync.Mutex
-	now   time.Time
-	slept []time.Duration
-}
-
-func newClock() *clock { return &clock{now: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	c.now = c.now.Add(max(d, 0))
-	c.slept = append(c.slept, d)
-	c.mu.Unlock()
-	return ctx.Err()
-}
-
-func (c *clock) deps() deps {
+// clockDeps are the deps of a run on the fake clock.
+func clockDeps(c *fhirtest.Clock) deps {
 	return deps{now: c.Now, sleep: c.Sleep, readTimeout: 200 * time.Millisecond}
 }
 
@@ -131,8 +107,8 @@ func TestPollStatusFaults(t *testing.T) {
 	c := plainClient(t, srv.URL())
 	req := exportReq
 	req.URL = srv.URL() + "/Group/all"
-	clk := newClock()
-	code, want, stderr := runPoll(t, clk.deps(), "", kickoff(t, c, req), "--fhir-url", srv.URL())
+	clk := fhirtest.NewClock()
+	code, want, stderr := runPoll(t, clockDeps(clk), "", kickoff(t, c, req), "--fhir-url", srv.URL())
 	if code != 0 || strings.Count(want, "\n") != 1 {
 		t.Fatalf("fault-free poll: exit %d, stdout %q, stderr %s", code, want, stderr)
 	}
@@ -157,7 +133,7 @@ func TestPollStatusFaults(t *testing.T) {
 			}
 			status := kickoff(t, c, req)
 			srv.AddFault(f)
-			code, got, stderr := runPoll(t, clk.deps(), "", status, "--fhir-url", srv.URL())
+			code, got, stderr := runPoll(t, clockDeps(clk), "", status, "--fhir-url", srv.URL())
 			if spec == "500@status*8" {
 				// More failures in a row than --retries allows: exit 1 saying what was tried.
 				if code != 1 || got != "" || !strings.Contains(stderr, "500 Internal Server Error") {
@@ -181,12 +157,12 @@ func TestPollStatusFaults(t *testing.T) {
 // An epoch-milliseconds Retry-After (a reference server's habit) is a wait, not 50 years.
 func TestPollEpochMillisRetryAfter(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Polls: 1, Faults: []fhirtest.Fault{{Kind: "429", Arg: "epoch-ms", Route: "status"}}})
-	clk := newClock()
-	code, _, stderr := runPoll(t, clk.deps(), "", kickoff(t, plainClient(t, srv.URL()), bulk.KickoffRequest{URL: srv.URL()}))
+	clk := fhirtest.NewClock()
+	code, _, stderr := runPoll(t, clockDeps(clk), "", kickoff(t, plainClient(t, srv.URL()), bulk.KickoffRequest{URL: srv.URL()}))
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, d := range clk.slept {
+	for _, d := range clk.Slept() {
 		if d > time.Minute {
 			t.Errorf("slept %v: the epoch-ms Retry-After was not read as a point in time", d)
 		}
@@ -196,8 +172,8 @@ func TestPollEpochMillisRetryAfter(t *testing.T) {
 func TestPollProgress30Steps(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Polls: 30})
 	status := kickoff(t, plainClient(t, srv.URL()), bulk.KickoffRequest{URL: srv.URL() + "/Patient"})
-	clk := newClock()
-	code, stdout, stderr := runPoll(t, clk.deps(), status+"\n")
+	clk := fhirtest.NewClock()
+	code, stdout, stderr := runPoll(t, clockDeps(clk), status+"\n")
 	if code != 0 || strings.Count(stdout, "\n") != 1 {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
 	}
@@ -215,11 +191,11 @@ func TestPollProgress30Steps(t *testing.T) {
 			}
 		}
 	}
-	if n != 30 || len(clk.slept) != 30 {
-		t.Errorf("%d progress lines and %d waits, want 30 of each; stderr:\n%s", n, len(clk.slept), stderr)
+	if n != 30 || len(clk.Slept()) != 30 {
+		t.Errorf("%d progress lines and %d waits, want 30 of each; stderr:\n%s", n, len(clk.Slept()), stderr)
 	}
 	// --quiet: nothing on stderr, the same stdout.
-	code, stdout2, stderr := runPoll(t, clk.deps(), "", status, "-q")
+	code, stdout2, stderr := runPoll(t, clockDeps(clk), "", status, "-q")
 	if code != 0 || stderr != "" || len(summary(t, stdout2)) != 1 {
 		t.Errorf("--quiet: exit %d, stderr %q", code, stderr)
 	}
@@ -228,14 +204,14 @@ func TestPollProgress30Steps(t *testing.T) {
 func TestPollPartialManifests(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Polls: 2, PageSize: 1})
 	c := plainClient(t, srv.URL())
-	clk := newClock()
+	clk := fhirtest.NewClock()
 	whole := exportReq
 	whole.URL = srv.URL()
-	_, single, _ := runPoll(t, clk.deps(), "", kickoff(t, c, whole))
+	_, single, _ := runPoll(t, clockDeps(clk), "", kickoff(t, c, whole))
 	partial := whole
 	partial.AllowPartialManifests = true
 	status := kickoff(t, c, partial)
-	code, paged, stderr := runPoll(t, clk.deps(), "", status, "--fhir-url", srv.URL())
+	code, paged, stderr := runPoll(t, clockDeps(clk), "", status, "--fhir-url", srv.URL())
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -258,7 +234,7 @@ func TestPollPartialManifests(t *testing.T) {
 		t.Errorf("stderr does not report pages:\n%s", stderr)
 	}
 	// --merge: one line, every item, no link.
-	code, merged, stderr := runPoll(t, clk.deps(), "", status, "--merge")
+	code, merged, stderr := runPoll(t, clockDeps(clk), "", status, "--merge")
 	if code != 0 || strings.Count(merged, "\n") != 1 {
 		t.Fatalf("--merge: exit %d, stdout %q, stderr %s", code, merged, stderr)
 	}
@@ -272,8 +248,8 @@ func TestPollV4AndFHIRBase(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Polls: 1, Profile: fhirtest.ProfileV4})
 	req := bulk.KickoffRequest{URL: srv.URL() + "/Group/cohort-a", Types: []string{"Patient"}}
 	status := kickoff(t, plainClient(t, srv.URL()), req)
-	clk := newClock()
-	code, stdout, stderr := runPoll(t, clk.deps(), "", status)
+	clk := fhirtest.NewClock()
+	code, stdout, stderr := runPoll(t, clockDeps(clk), "", status)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -294,7 +270,7 @@ func TestPollV4AndFHIRBase(t *testing.T) {
 	e, _ := exportdir.NewEvent(status, "kickoff", map[string]any{"exportUrl": pk.URL, "requestParameters": pk.Parameters}, clk.Now())
 	w.Write(e, true)
 	w.Close()
-	code, stdout, stderr = runPoll(t, clk.deps(), "", status, "--log", logPath)
+	code, stdout, stderr = runPoll(t, clockDeps(clk), "", status, "--log", logPath)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -305,7 +281,7 @@ func TestPollV4AndFHIRBase(t *testing.T) {
 	// A v3 manifest's request member serves when nothing else does.
 	srv3 := newServer(t, fhirtest.Options{Polls: 1})
 	status3 := kickoff(t, plainClient(t, srv3.URL()), bulk.KickoffRequest{URL: srv3.URL() + "/Group/all"})
-	_, stdout, _ = runPoll(t, clk.deps(), "", status3)
+	_, stdout, _ = runPoll(t, clockDeps(clk), "", status3)
 	if ctx, _ := bulk.ContextOf([]byte(stdout)); ctx.FHIRBase != srv3.URL() || !strings.HasSuffix(ctx.ExportURL, "/Group/all/$export") {
 		t.Errorf("context from the manifest's request = %+v", ctx)
 	}
@@ -315,8 +291,8 @@ func TestPollLogEvents(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Polls: 3})
 	status := kickoff(t, plainClient(t, srv.URL()), bulk.KickoffRequest{URL: srv.URL(), Types: []string{"Patient"}})
 	logPath := filepath.Join(t.TempDir(), "log.ndjson")
-	clk := newClock()
-	code, _, stderr := runPoll(t, clk.deps(), "", status, "--log", logPath, "--log-progress")
+	clk := fhirtest.NewClock()
+	code, _, stderr := runPoll(t, clockDeps(clk), "", status, "--log", logPath, "--log-progress")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -343,7 +319,7 @@ func TestPollLogEvents(t *testing.T) {
 		t.Errorf("status_progress = %s", p.Raw)
 	}
 	// Without --log-progress, no status_progress; a failure logs status_error.
-	if code, _, _ := runPoll(t, clk.deps(), "", srv.URL()+"/status/nope", "--log", logPath); code != 1 {
+	if code, _, _ := runPoll(t, clockDeps(clk), "", srv.URL()+"/status/nope", "--log", logPath); code != 1 {
 		t.Errorf("unknown job: exit %d, want 1", code)
 	}
 	events, _ = exportdir.LogEvents(logPath)
@@ -357,18 +333,18 @@ func TestPollLogEvents(t *testing.T) {
 func TestPollCancelAnd4xx(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Polls: 5})
 	status := kickoff(t, plainClient(t, srv.URL()), bulk.KickoffRequest{URL: srv.URL()})
-	clk := newClock()
-	code, stdout, stderr := runPoll(t, clk.deps(), "", status, "--cancel")
+	clk := fhirtest.NewClock()
+	code, stdout, stderr := runPoll(t, clockDeps(clk), "", status, "--cancel")
 	if code != 0 || stdout != "" || !strings.Contains(stderr, "cancelled "+status) {
 		t.Errorf("--cancel: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
-	code, stdout, stderr = runPoll(t, clk.deps(), "", status)
+	code, stdout, stderr = runPoll(t, clockDeps(clk), "", status)
 	wantErr := "bulk-poll: GET " + status + ": 404 Not Found: no export "
 	if code != 1 || stdout != "" || !strings.Contains(stderr, wantErr) || strings.Count(strings.TrimSpace(stderr[strings.Index(stderr, wantErr):]), "\n") != 0 {
 		t.Errorf("poll after cancel: exit %d, stdout %q, stderr %q; want exit 1 and one line %q…", code, stdout, stderr, wantErr)
 	}
 	// Cancelling what is gone is fine: the caller wanted it gone.
-	if code, _, stderr := runPoll(t, clk.deps(), "", status, "--cancel"); code != 0 {
+	if code, _, stderr := runPoll(t, clockDeps(clk), "", status, "--cancel"); code != 0 {
 		t.Errorf("second --cancel: exit %d: %s", code, stderr)
 	}
 	var deletes int
@@ -387,15 +363,15 @@ func TestPollOutputFileAndTimeout(t *testing.T) {
 	c := plainClient(t, srv.URL())
 	dir := t.TempDir()
 	out := filepath.Join(dir, "manifest.ndjson")
-	clk := newClock()
-	code, stdout, stderr := runPoll(t, clk.deps(), "", kickoff(t, c, bulk.KickoffRequest{URL: srv.URL()}), "--timeout", "10s", "-o", out)
+	clk := fhirtest.NewClock()
+	code, stdout, stderr := runPoll(t, clockDeps(clk), "", kickoff(t, c, bulk.KickoffRequest{URL: srv.URL()}), "--timeout", "10s", "-o", out)
 	if code != 1 || !strings.Contains(stderr, "time budget ran out (10s); raise --timeout, or run bulk-poll again") {
 		t.Errorf("--timeout 10s: exit %d, stderr %s", code, stderr)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 || stdout != "" {
 		t.Errorf("after a failed poll the -o folder holds %v, stdout %q; want nothing", entries, stdout)
 	}
-	code, stdout, stderr = runPoll(t, clk.deps(), "", kickoff(t, c, bulk.KickoffRequest{URL: srv.URL()}), "-o", out)
+	code, stdout, stderr = runPoll(t, clockDeps(clk), "", kickoff(t, c, bulk.KickoffRequest{URL: srv.URL()}), "-o", out)
 	b, err := os.ReadFile(out)
 	if code != 0 || stdout != "" || err != nil || len(summary(t, string(b))) != 1 {
 		t.Errorf("-o: exit %d, stdout %q, file %q (%v), stderr %s", code, stdout, b, err, stderr)
@@ -421,7 +397,7 @@ func writeKeys(t *testing.T) (privPath string, pub []byte) {
 
 func TestPollSMARTTokenExpiry(t *testing.T) {
 	keyPath, pub := writeKeys(t)
-	clk := newClock()
+	clk := fhirtest.NewClock()
 	srv := newServer(t, fhirtest.Options{Polls: 30, Auth: fhirtest.AuthSMART, ClientID: "bulk-client", PublicKeys: [][]byte{pub},
 		TokenTTL: 5000 * time.Millisecond, Now: clk.Now, Faults: []fhirtest.Fault{{Kind: "401", Route: "status"}}})
 	key, err := smartauth.LoadKey(keyPath)
@@ -440,16 +416,16 @@ func TestPollSMARTTokenExpiry(t *testing.T) {
 	status := kickoff(t, c, req)
 
 	auth := []string{"--smart-client-id", "bulk-client", "--smart-key", keyPath}
-	code, _, stderr := runPoll(t, clk.deps(), "", append([]string{status}, auth...)...)
+	code, _, stderr := runPoll(t, clockDeps(clk), "", append([]string{status}, auth...)...)
 	if code != 2 || !strings.Contains(stderr, "--fhir-url") || !strings.Contains(stderr, "--token-url") {
 		t.Errorf("SMART without a way to the token endpoint: exit %d, stderr %q; want 2 naming --fhir-url and --token-url", code, stderr)
 	}
-	code, _, stderr = runPoll(t, clk.deps(), "", status)
+	code, _, stderr = runPoll(t, clockDeps(clk), "", status)
 	if code != 1 || !strings.Contains(stderr, "401 Unauthorized") || !strings.Contains(stderr, "--token-url") {
 		t.Errorf("no credentials: exit %d, stderr %q; want 1 saying how to give a token", code, stderr)
 	}
 	before := len(srv.Requests())
-	code, stdout, stderr := runPoll(t, clk.deps(), "", append([]string{status, "--fhir-url", srv.URL()}, auth...)...)
+	code, stdout, stderr := runPoll(t, clockDeps(clk), "", append([]string{status, "--fhir-url", srv.URL()}, auth...)...)
 	if code != 0 || len(summary(t, stdout)) != 1 {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
 	}
@@ -469,7 +445,7 @@ func TestPollSMARTTokenExpiry(t *testing.T) {
 		t.Errorf("%d token requests and %d authorized status requests, want a renewal every few polls", tokens, authorized)
 	}
 	// --token-url alone is enough.
-	code, _, stderr = runPoll(t, clk.deps(), "", append([]string{status, "--token-url", srv.URL() + "/auth/token"}, auth...)...)
+	code, _, stderr = runPoll(t, clockDeps(clk), "", append([]string{status, "--token-url", srv.URL() + "/auth/token"}, auth...)...)
 	if code != 0 {
 		t.Errorf("--token-url: exit %d: %s", code, stderr)
 	}
@@ -483,7 +459,7 @@ func (f doerFunc) Do(r *http.Request) (*http.Response, error) {
 }
 
 func TestPollArguments(t *testing.T) {
-	clk := newClock()
+	clk := fhirtest.NewClock()
 	tests := []struct {
 		stdin string
 		args  []string
@@ -500,7 +476,7 @@ func TestPollArguments(t *testing.T) {
 		{"", []string{"http://127.0.0.1:1/status/x", "--header", "no colon"}, 2, "--header: want 'Name: value'"},
 	}
 	for _, tt := range tests {
-		code, stdout, stderr := runPoll(t, clk.deps(), tt.stdin, tt.args...)
+		code, stdout, stderr := runPoll(t, clockDeps(clk), tt.stdin, tt.args...)
 		if code != tt.code || stdout != "" || !strings.Contains(stderr, tt.err) {
 			t.Errorf("bulk-poll %q <<< %q = exit %d, stdout %q, stderr %q; want exit %d, %q", tt.args, tt.stdin, code, stdout, stderr, tt.code, tt.err)
 		}
