@@ -1,6 +1,9 @@
 package ndjson
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // maxDepth is encoding/json's nesting limit: Valid accepts exactly what json.Valid accepts.
 const maxDepth = 10000
@@ -149,22 +152,28 @@ const (
 	highs = 0x8080808080808080
 )
 
-// special reports whether any byte of x is a quote, a backslash or a control character: the only
-// bytes a string scan must stop at (bytes ≥ 0x80 are never flagged).
-func special(x uint64) bool {
+// specialMask has the high bit set in each byte of x (little-endian) that may be a quote, a
+// backslash or a control character: the only bytes a string scan must stop at (bytes ≥ 0x80
+// are never flagged). Borrows can set bits above the first such byte, never
+// below it: the lowest set bit is exact, which is all str needs to jump to it.
+func specialMask(x uint64) uint64 {
 	less := (x - ones*0x20) & ^x & highs
 	q := x ^ (ones * '"')
 	quote := (q - ones) & ^q & highs
 	bs := x ^ (ones * '\\')
 	back := (bs - ones) & ^bs & highs
-	return less|quote|back != 0
+	return less | quote | back
 }
 
 func (v *validator) str() bool {
 	b := v.b
 	i := v.i + 1
 	for {
-		for i+8 <= len(b) && !special(binary.LittleEndian.Uint64(b[i:])) {
+		for i+8 <= len(b) {
+			if m := specialMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3 // the first quote, backslash or control byte
+				break
+			}
 			i += 8
 		}
 		if i >= len(b) {

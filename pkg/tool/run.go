@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -47,8 +48,18 @@ func Main(app *cli.App) int {
 	defer stop()
 	// After the first signal the default action is restored, so a second one kills at once.
 	context.AfterFunc(ctx, stop)
+	if path := os.Getenv(CPUProfileEnv); path != "" {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
+	}
 	return Run(ctx, app, os.Args, os.Stdin, os.Stdout, os.Stderr)
 }
+
+// CPUProfileEnv names a file to write a CPU profile of the run to (go tool pprof reads it):
+// how the benchmarks' CPU-seconds per GB are taken apart.
+const CPUProfileEnv = "BULKPIPE_CPUPROFILE"
 
 // Run runs app with args (args[0] is the program name) and returns the exit code. Stdout is
 // buffered; a failed final flush fails the run. Errors are printed as one "name: message" line.
