@@ -38,12 +38,7 @@ func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
 	if opts.Patients == 0 {
 		opts.Patients = 4
 	}
-	srv, err := fhirtest.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
+	return fhirtest.Start(t, opts)
 }
 
 func runKickoff(t *testing.T, d deps, stdin string, args ...string) (code int, stdout, stderr string) {

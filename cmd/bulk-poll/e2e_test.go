@@ -39,12 +39,7 @@ func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
 	if opts.Patients == 0 {
 		opts.Patients = 4
 	}
-	srv, err := fhirtest.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
+	return fhirtest.Start(t, opts)
 }
 
 // kickoff starts an export with the library (bulk-kickoff is another binary).

@@ -21,12 +21,7 @@ func (b bearer) Reauthorize(context.Context) error             { return fhirclie
 
 func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
 	t.Helper()
-	srv, err := fhirtest.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
+	return fhirtest.Start(t, opts)
 }
 
 // newClient is a fhirclient.Client for srv that never waits between retries: tests do not sleep

@@ -23,12 +23,7 @@ func noSleep(ctx context.Context, _ time.Duration) error { return ctx.Err() }
 
 func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
 	t.Helper()
-	srv, err := fhirtest.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
+	return fhirtest.Start(t, opts)
 }
 
 // newClient is what tool.NewClient builds, with sleeps injected.

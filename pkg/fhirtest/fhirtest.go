@@ -456,3 +456,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, mai
 	}
 	full(w, r)
 }
+
+// TB is the part of testing.TB that Start needs, as *testing.T and *testing.B have it.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Cleanup(func())
+}
+
+// Start is NewServer for tests: a failure to start fails the test, and the server is closed
+// when the test ends.
+func Start(t TB, opts Options) *Server {
+	t.Helper()
+	srv, err := NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
