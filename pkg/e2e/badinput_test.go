@@ -1112,36 +1112,14 @@ func (biZeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 // holder's PID, and changes nothing in the folder.
 func TestBadInputFolderInUse(t *testing.T) {
 	_, dir, manifest := biFetchedExport(t, fhirtest.Options{Patients: 3, Seed: 90})
-	first := exec.CommandContext(t.Context(), filepath.Join(binDir, "bulk-fetch"), "-q", "--dir", dir, "--no-delete")
-	stdin, err := first.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	first.Stderr = &stderr
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { first.Process.Kill(); first.Wait() })
-	io.WriteString(stdin, biRead(t, manifest)) // its input stays open: it waits for more pages, holding DIR
-	pid := strconv.Itoa(first.Process.Pid)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, _ := os.ReadFile(filepath.Join(dir, exportdir.MetaDir, "lock")); strings.TrimSpace(string(b)) == pid {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first bulk-fetch never locked %s: %s", dir, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond) // waiting for the other process, not for time to pass
-	}
+	first := holdFolder(t, dir, biRead(t, manifest), "-q")
+	pid := first.PID
 	digest, log := folderDigest(t, dir), biReadLog(t, dir)
 	second := run(t, nil, "", "bulk-fetch", "--dir", dir, "--no-delete", manifest)
 	biRejected(t, second, "bulk-fetch", dir, "PID "+pid)
 	biUnharmed(t, dir, digest, log)
-	stdin.Close()
-	if err := first.Wait(); err != nil {
-		t.Errorf("first run: %v\n%s", err, stderr.String())
+	if err := first.finish(); err != nil {
+		t.Errorf("first run: %v\n%s", err, first.Stderr.String())
 	}
 }
 

@@ -6,14 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -233,37 +231,14 @@ func TestFetchLockE2E(t *testing.T) {
 	work := t.TempDir()
 	manifest := pollManifest(t, srv.URL(), nil)
 	dir := filepath.Join(work, "out")
-	first := exec.Command(filepath.Join(binDir, "bulk-fetch"), "--dir", dir, "--no-delete")
-	stdin, err := first.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	first.Stderr = &stderr
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { first.Process.Kill(); first.Wait() })
-	io.WriteString(stdin, manifest) // its input stays open: it waits for more pages, holding DIR
-	lock := filepath.Join(dir, ".bulkpipe", "lock")
-	pid := strconv.Itoa(first.Process.Pid)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, _ := os.ReadFile(lock); strings.TrimSpace(string(b)) == pid {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first bulk-fetch never locked %s: %s", dir, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond) // waiting for the other process, not for time to pass
-	}
+	first := holdFolder(t, dir, manifest)
+	pid := first.PID
 	second := run(t, nil, manifest, "bulk-fetch", "--dir", dir, "--no-delete")
 	if second.Code != 1 || !strings.Contains(second.Stderr, "in use by PID "+pid) {
 		t.Errorf("second run: exit %d, stderr %q; want 1 naming PID %s", second.Code, second.Stderr, pid)
 	}
-	stdin.Close()
-	if err := first.Wait(); err != nil {
-		t.Fatalf("first run: %v\n%s", err, stderr.String())
+	if err := first.finish(); err != nil {
+		t.Fatalf("first run: %v\n%s", err, first.Stderr.String())
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -159,4 +160,48 @@ func sh(t *testing.T, dir string, env []string, script string) result {
 		t.Fatalf("sh -c %q: %v", script, err)
 	}
 	return result{Code: code, Stdout: out.String(), Stderr: errb.String()}
+}
+
+// holder is a bulk-fetch run that holds an export folder's lock: its manifest input stays open,
+// so it waits for more pages. finish closes the input and waits for the run to end.
+type holder struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	Stderr *bytes.Buffer
+	PID    string
+}
+
+// holdFolder starts bulk-fetch (with extra flags) on dir with manifest as its first input, and
+// returns once the folder's lock names it.
+func holdFolder(t *testing.T, dir, manifest string, flags ...string) *holder {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), filepath.Join(binDir, "bulk-fetch"), append([]string{"--dir", dir, "--no-delete"}, flags...)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &holder{cmd: cmd, stdin: stdin, Stderr: &bytes.Buffer{}}
+	cmd.Stderr = h.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	io.WriteString(stdin, manifest)
+	h.PID = strconv.Itoa(cmd.Process.Pid)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, _ := os.ReadFile(filepath.Join(dir, ".bulkpipe", "lock")); strings.TrimSpace(string(b)) == h.PID {
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first bulk-fetch never locked %s: %s", dir, h.Stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond) // waiting for the other process, not for time to pass
+	}
+}
+
+// finish ends the holder's input and waits for it.
+func (h *holder) finish() error {
+	h.stdin.Close()
+	return h.cmd.Wait()
 }
