@@ -57,6 +57,9 @@ type Source struct {
 	sem       chan struct{}
 	token     string
 	refreshAt time.Time
+	// refused is the invalid_scope answer once one came: the same scopes get the same answer,
+	// so later calls (one per attachment, say) return it instead of asking again.
+	refused error
 	// gen counts tokens fetched, read without the lock so that Reauthorize calls that saw the
 	// same 401 while a renewal was in flight do not each renew again.
 	gen atomic.Int64
@@ -254,6 +257,9 @@ func (s *Source) renew(ctx context.Context) error {
 	if s.cfg.TokenURL == "" {
 		return errors.New("request access token: no token URL")
 	}
+	if s.refused != nil {
+		return s.refused
+	}
 	for attempt := 1; ; attempt++ {
 		start := s.cfg.Now()
 		tok, ttl, err := s.request(ctx, start, attempt)
@@ -267,7 +273,11 @@ func (s *Source) renew(ctx context.Context) error {
 				}
 				continue
 			}
-			return fmt.Errorf("request access token: %w", err)
+			err = fmt.Errorf("request access token: %w", err)
+			if _, ok := errors.AsType[*ScopeError](err); ok {
+				s.refused = err
+			}
+			return err
 		}
 		margin := min(max(minRefreshMargin, ttl/10), ttl/2)
 		s.token, s.refreshAt = tok, start.Add(ttl-margin)

@@ -489,7 +489,14 @@ func TestSourceInvalidScope(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = io.WriteString(w, `{"error":"invalid_scope","error_description":"`+tt.desc+`"}`)
 		}
-		_, err := ts.source(requested, nil).Authorization(t.Context())
+		src := ts.source(requested, nil)
+		_, err := src.Authorization(t.Context())
+		// The answer is final for these scopes: asking again (an attachment after another, a
+		// 401's re-authorization) gets it without another request.
+		_, again := src.Authorization(t.Context())
+		if rerr := src.Reauthorize(t.Context()); ts.count() != 1 || again == nil || again.Error() != fmt.Sprint(err) || rerr == nil {
+			t.Errorf("%s: after invalid_scope, %d token requests (want 1); again: %v; Reauthorize: %v", tt.desc, ts.count(), again, rerr)
+		}
 		se, ok := errors.AsType[*ScopeError](err)
 		if !ok {
 			t.Errorf("%s: Authorization error = %v, want a *ScopeError", tt.desc, err)
