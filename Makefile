@@ -14,8 +14,14 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # The one test command (README, CI): unit, CLI (testscript) and end-to-end tests, race detector on.
+# First the prerequisites (what is missing is named with the apt-get command that installs it),
+# so no test is skipped for a missing tool unnoticed; then go test's usual output, with the
+# skipped tests and their reasons listed last. The exit status is go test's.
 test:
-	$(GO) test -race -timeout 15m ./...
+	@GO=$(GO) sh scripts/check-prereqs.sh
+	@mkdir -p $(BIN)
+	@$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
+	$(BIN)/testsummary $(GO) test -json -race -timeout 15m ./...
 
 test-short:
 	$(GO) test -short ./...

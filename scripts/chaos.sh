@@ -1,5 +1,5 @@
 #!/bin/sh
-# chaos.sh - run the whole chaos matrix of bulkpipe (issue 8, DESIGN.md §8): the pipeline
+# chaos.sh - run the whole chaos matrix of bulkpipe (docs/reliability.md): the pipeline
 # kickoff → poll → fetch → inline → merge → load against bulk-testserver under every fault kind,
 # a seeded random mix of faults, and a kill -9 of each tool at each failpoint followed by a rerun,
 # each case compared with a fault-free run. The cases live in pkg/e2e/chaos_test.go; plain

@@ -2,7 +2,8 @@
 # Export one resource type (Observations by default) of a Group in slices, one per category, run
 # concurrently, plus a remainder slice for resources with no category; fetch each slice; merge
 # the slices into one complete export folder with ndjson-merge; load it with etl-load.
-# (DESIGN.md §6; the seed's "No Partial Group Exports": slices must be recombined before loading.)
+# (Cumulus's "No Partial Group Exports": a folder must hold the whole Group for each type, so
+# slices are recombined before loading; see docs/completion.md.)
 #
 #   scripts/export-sliced.sh GROUP_URL [WORKDIR]
 #

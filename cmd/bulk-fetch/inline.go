@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -27,6 +28,23 @@ func inlineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "inline-max-size", Value: "64MiB", Usage: "with --inline, skip attachments larger than `SIZE` (0: no limit)"},
 		&cli.BoolFlag{Name: "inline-strict", Usage: "with --inline, exit 1 when an attachment could not be inlined"},
 	}
+}
+
+// inlineReads are the types --inline reads beyond the export's own, for SMART scopes: Binary,
+// where Epic keeps attachments, but only with --inline and when some exported type (or an
+// unknown set) has attachments to inline, since servers refuse a scope for a type they lack.
+func inlineReads(c *cli.Context, types []string) []string {
+	if !c.Bool("inline") {
+		return nil
+	}
+	targets := attachment.SplitList(c.StringSlice("inline-resource"))
+	if targets == nil {
+		targets = attachment.DefaultResources
+	}
+	if len(types) == 0 || slices.ContainsFunc(types, func(t string) bool { return slices.Contains(targets, t) }) {
+		return []string{"Binary"}
+	}
+	return nil
 }
 
 // inliner runs ndjson-inline's engine on each verified file, through fetch's PostVerify seam,

@@ -118,7 +118,8 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	client, err := tool.NewClient(c, base, exportTypes(first))
+	types := exportTypes(first)
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types)})
 	if err != nil {
 		return err
 	}

@@ -362,6 +362,47 @@ func TestKickoffSMART(t *testing.T) {
 	}
 }
 
+// smartKey writes a new P-384 private key for a SMART client and returns its path and the PEM
+// public key to register with the test server.
+func smartKey(t *testing.T) (path string, pub []byte) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	path = filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pubDER, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	return path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+}
+
+// TestKickoffScopes: against a server that refuses scopes for types it does not hold (as the
+// SMART reference server refuses system/Binary.read), the kickoff asks only for the exported
+// types, and a refused --scope is reported with the scope and how to set --scope.
+func TestKickoffScopes(t *testing.T) {
+	keyPath, pub := smartKey(t)
+	srv := newServer(t, fhirtest.Options{Auth: fhirtest.AuthSMART, ClientID: "kick", PublicKeys: [][]byte{pub}, StrictScopes: true})
+	clk := fhirtest.NewClock()
+	code, stdout, stderr := runKickoff(t, clockDeps(clk), "", srv.URL()+"/Group/all", "--type", "Patient,DocumentReference,MedicationRequest",
+		"--smart-client-id", "kick", "--smart-key", keyPath, "-q")
+	if code != 0 || !statusLine.MatchString(stdout) {
+		t.Fatalf("kickoff of Patient,DocumentReference,MedicationRequest: exit %d, stdout %q, stderr %s", code, stdout, stderr)
+	}
+
+	code, stdout, stderr = runKickoff(t, clockDeps(clk), "", srv.URL()+"/Group/all", "--type", "Patient,DocumentReference",
+		"--smart-client-id", "kick", "--smart-key", keyPath, "-q", "--scope", "system/Patient.read system/DocumentReference.read system/Binary.read")
+	want := `bulk-kickoff: GET ` + srv.URL() + `/Group/all/$export?_type=Patient,DocumentReference: getting credentials: request access token: POST ` + srv.URL() +
+		`/auth/token: 400 Bad Request: invalid_scope: Resources of type "Binary" do not exist on this server (refused: system/Binary.read); ` +
+		`give --scope (or BULK_SCOPE) with the scopes this server grants, such as --scope 'system/Patient.read system/DocumentReference.read'` + "\n"
+	// (A warning about /metadata, fetched with the same token, may come first.)
+	if code != 1 || stdout != "" || !strings.HasSuffix(stderr, "\n"+want) && stderr != want {
+		t.Errorf("refused --scope: exit %d, stdout %q, stderr\n%s\nwant exit 1 and stderr ending\n%s", code, stdout, stderr, want)
+	}
+}
+
 func TestKickoffArguments(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{})
 	clk := fhirtest.NewClock()

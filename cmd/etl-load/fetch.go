@@ -37,7 +37,8 @@ func newServer(c *cli.Context, cfg *config) (*server, error) {
 	if c.String("fhir-url") == "" {
 		return nil, nil
 	}
-	client, err := tool.NewClient(c, "", []string{"Medication", "DocumentReference", "DiagnosticReport"})
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Types: []string{"Medication", "DocumentReference", "DiagnosticReport"},
+		Linked: []string{"Binary"}})
 	if err != nil {
 		return nil, err
 	}

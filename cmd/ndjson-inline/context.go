@@ -36,8 +36,8 @@ func (cs *clients) get(base string) (*fhirclient.Client, error) {
 	if cl, ok := cs.m[base]; ok {
 		return cl, nil
 	}
-	// SMART scopes follow the resource types; smartauth adds Binary, which attachments need.
-	cl, err := tool.NewClient(cs.c, base, cs.types)
+	// SMART scopes: the resource types, and Binary, where Epic keeps attachments.
+	cl, err := tool.NewClientWith(cs.c, tool.ClientConfig{Base: base, Types: cs.types, Linked: []string{"Binary"}})
 	if err != nil {
 		return nil, err
 	}

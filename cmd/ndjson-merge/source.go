@@ -68,7 +68,7 @@ func openSources(o *options) ([]*source, error) {
 			if s.export == nil || srcs[0].export == nil {
 				hint = "; --export-group sets the Group of sources without a log"
 			}
-			return nil, fmt.Errorf("%s and %s are exports of different Groups (%s and %s): a merged folder holds one Group (DESIGN.md §6)%s",
+			return nil, fmt.Errorf("%s and %s are exports of different Groups (%s and %s): a merged folder holds one Group%s",
 				srcs[0].name(), s.name(), groupName(srcs[0].group), groupName(s.group), hint)
 		}
 	}

@@ -164,6 +164,13 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_client", err.Error())
 		return
 	}
+	if s.opts.StrictScopes {
+		if typ := s.unservedScopeType(f.Get("scope")); typ != "" {
+			// The SMART reference server's answer, word for word.
+			oauthError(w, http.StatusBadRequest, "invalid_scope", fmt.Sprintf("Resources of type %q do not exist on this server", typ))
+			return
+		}
+	}
 	tok := grant(f.Get("scope"))
 	if tok.scope == "" {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "no system/ read scope in "+f.Get("scope"))
@@ -258,6 +265,23 @@ func grant(scope string) token {
 	}
 	tok.scope = strings.Join(kept, " ")
 	return tok
+}
+
+// unservedScopeType returns the first resource type that a system scope in scope names and the
+// data set holds none of ("" when there is none). Binary and Medication count as unserved: the
+// reference server this imitates holds neither, however this server answers their routes.
+func (s *Server) unservedScopeType(scope string) string {
+	for sc := range strings.FieldsSeq(scope) {
+		rest, ok := strings.CutPrefix(sc, "system/")
+		if !ok {
+			continue
+		}
+		typ, _, _ := strings.Cut(rest, ".")
+		if typ != "*" && !slices.Contains(s.data.types, typ) {
+			return typ
+		}
+	}
+	return ""
 }
 
 // v2Perms reports whether p is a SMART v2 permission string such as "rs" or "cruds".

@@ -290,3 +290,34 @@ func FuzzParsePublicKeys(f *testing.F) {
 		}
 	})
 }
+
+func TestStrictScopes(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	strict := smartServer(t, clock, Options{StrictScopes: true})
+	lenient := smartServer(t, clock, Options{})
+	key := testKeys(t).ec
+	tests := []struct {
+		scope    string
+		wantDesc string // "" → granted
+	}{
+		{"system/Patient.read system/DocumentReference.read", ""},
+		{"system/*.read", ""},
+		{"system/Patient.rs openid", ""},
+		{"system/Patient.read system/Binary.read", `Resources of type "Binary" do not exist on this server`},
+		{"system/Medication.rs", `Resources of type "Medication" do not exist on this server`},
+	}
+	for _, tt := range tests {
+		status, body := tokenRequest(t, strict, sign(t, key, jose.ES384, "ec-1", claims(strict, clock.now(), rand.Text())), tt.scope)
+		switch {
+		case tt.wantDesc == "" && status != 200:
+			t.Errorf("strict token for %q = %d %s, want 200", tt.scope, status, body)
+		case tt.wantDesc != "" && (status != 400 || gjson.GetBytes(body, "error").Str != "invalid_scope" ||
+			gjson.GetBytes(body, "error_description").Str != tt.wantDesc):
+			t.Errorf("strict token for %q = %d %s, want 400 invalid_scope %q", tt.scope, status, body, tt.wantDesc)
+		}
+		// Without the option, a scope for a type the data lacks is granted (and simply unused).
+		if status, body := tokenRequest(t, lenient, sign(t, key, jose.ES384, "ec-1", claims(lenient, clock.now(), rand.Text())), tt.scope); status != 200 {
+			t.Errorf("lenient token for %q = %d %s, want 200", tt.scope, status, body)
+		}
+	}
+}

@@ -71,6 +71,10 @@ type Options struct {
 	PublicKeys    [][]byte      // its public keys: JWKS or PEM, one key set per entry
 	TokenTTL      time.Duration // access token lifetime, enforced to the millisecond (0 = 5 min)
 	RequiresToken bool          // manifest says requiresAccessToken: files need the Bearer token
+	// StrictScopes refuses a token request (400 invalid_scope) that asks for a system scope of a
+	// type the data set does not hold, Binary and Medication included, as the SMART reference
+	// server does.
+	StrictScopes bool
 
 	FilesOrigin     bool // files and absolute attachment URLs on a second listener (another origin)
 	FilesRejectAuth bool // that origin answers 400 to any request with Authorization (presigned storage)

@@ -36,6 +36,7 @@ func Flags() []FlagSpec {
 		{Name: "public-key", Repeatable: true, Usage: "the client's public key `FILE` (JWKS or PEM; repeatable)"},
 		{Name: "token-ttl", Default: "5m", Usage: "access token lifetime `DURATION` (such as 90s or 500ms)"},
 		{Name: "requires-token", Bool: true, Usage: "manifest says requiresAccessToken: files need the Bearer token"},
+		{Name: "strict-scopes", Bool: true, Usage: "refuse token requests whose scopes name a type the data set lacks (invalid_scope), as the SMART reference server does"},
 		{Name: "files-origin", Bool: true, Usage: "serve files and absolute attachment URLs from a second origin"},
 		{Name: "files-reject-auth", Bool: true, Usage: "that origin answers 400 to requests with Authorization (presigned storage)"},
 		{Name: "gzip", Bool: true, Usage: "send files gzipped to clients that accept it (without Range)"},
@@ -113,6 +114,7 @@ func ParseFlags(args []string, dir string) (Options, error) {
 		ClientID:        *str["client-id"],
 		TokenTTL:        dur("token-ttl"),
 		RequiresToken:   *bools["requires-token"],
+		StrictScopes:    *bools["strict-scopes"],
 		FilesOrigin:     *bools["files-origin"],
 		FilesRejectAuth: *bools["files-reject-auth"],
 		Gzip:            *bools["gzip"],
@@ -171,6 +173,8 @@ func ParseFlags(args []string, dir string) (Options, error) {
 		errs = append(errs, errors.New("--auth smart needs --client-id"))
 	case o.Auth == AuthSMART && len(o.PublicKeys) == 0:
 		errs = append(errs, errors.New("--auth smart needs --public-key (the client's JWKS or PEM public key)"))
+	case o.Auth != AuthSMART && o.StrictScopes:
+		errs = append(errs, errors.New("--strict-scopes needs --auth smart"))
 	case o.Auth != AuthSMART && (o.ClientID != "" || len(o.PublicKeys) > 0):
 		errs = append(errs, errors.New("--client-id and --public-key need --auth smart"))
 	case o.FilesRejectAuth && !o.FilesOrigin:

@@ -25,11 +25,11 @@ func TestParseFlags(t *testing.T) {
 	}
 	got, err = ParseFlags(strings.Fields(`--addr 127.0.0.1:8080 --base-path /r4 --patients 3 --seed -9 --data in
 		--auth smart --client-id client-id.txt --public-key public.jwks --public-key /dev/null --token-ttl 1500ms
-		--requires-token --files-origin --files-reject-auth=true --gzip --page-size 2 --polls 0 --retry-after 0
+		--requires-token --strict-scopes --files-origin --files-reject-auth=true --gzip --page-size 2 --polls 0 --retry-after 0
 		--profile v4 --file-lines 7 --fault 500@status*2 --fault b64-size`), dir)
 	want = Options{Addr: "127.0.0.1:8080", BasePath: "/r4", Patients: 3, Seed: -9, DataDir: filepath.Join(dir, "in"),
 		Auth: "smart", ClientID: "from-file", PublicKeys: [][]byte{[]byte(`{"keys":[]}`), {}}, TokenTTL: 1500 * time.Millisecond,
-		RequiresToken: true, FilesOrigin: true, FilesRejectAuth: true, Gzip: true, PageSize: 2, Profile: "v4", FileLines: 7,
+		RequiresToken: true, StrictScopes: true, FilesOrigin: true, FilesRejectAuth: true, Gzip: true, PageSize: 2, Profile: "v4", FileLines: 7,
 		Faults: []Fault{{Kind: "500", Route: "status", Count: 2}, {Kind: "b64-size"}}}
 	if d := cmp.Diff(want, got, cmpopts.IgnoreFields(Options{}, "Now"), cmpopts.EquateEmpty()); err != nil || d != "" {
 		t.Errorf("ParseFlags(every flag) = %v (-want +got):\n%s", err, d)
@@ -47,6 +47,7 @@ func TestParseFlags(t *testing.T) {
 		{"--auth smart --client-id c", "--auth smart needs --public-key"},
 		{"--client-id c", "--client-id and --public-key need --auth smart"},
 		{"--files-reject-auth", "--files-reject-auth needs --files-origin"},
+		{"--strict-scopes", "--strict-scopes needs --auth smart"},
 		{"extra", `unexpected argument "extra"`},
 	} {
 		_, err := ParseFlags(strings.Fields(tt.args), dir)

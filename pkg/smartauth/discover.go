@@ -157,32 +157,20 @@ func scopeVersion(scope string) int {
 	return 0
 }
 
-// linked lists the types an export of a type needs to read afterwards: attachments are
-// Binary/{id} on Epic, and MedicationRequest.medicationReference points at Medications the
-// export does not include (DESIGN.md §2, Auth).
-var linked = map[string][]string{
-	"DocumentReference": {"Binary"},
-	"DiagnosticReport":  {"Binary"},
-	"MedicationRequest": {"Medication"},
-}
-
-// Scopes returns the system scopes an export of types needs: system/T.read per type (v2:
-// system/T.rs) with linked types right after the type that needs them, deduplicated, in the
-// order given. No types, or "*", means everything: system/*.read (v2: system/*.rs).
-// Elements may be comma lists, as _type values are.
-func Scopes(types []string, v2 bool) []string {
+// Scopes returns the system scopes a step needs to read types, then linked: system/T.read per
+// type (v2: system/T.rs), deduplicated, in the order given. linked are the types the step reads
+// beyond the export's own: Binary where it fetches attachments (Epic's Binary/{id}), Medication
+// where it fetches what MedicationRequests reference. The steps that only start, poll and
+// download an export pass none, because servers refuse the token for a scope of a type they do
+// not hold (DESIGN.md §2, Auth). No types, or "*", means everything: system/*.read (v2:
+// system/*.rs), which covers linked types too. Elements may be comma lists, as _type values are.
+func Scopes(types, linked []string, v2 bool) []string {
 	perm := ".read"
 	if v2 {
 		perm = ".rs"
 	}
 	var out []string
 	seen := map[string]bool{}
-	add := func(t string) {
-		if !seen[t] {
-			seen[t] = true
-			out = append(out, "system/"+t+perm)
-		}
-	}
 	for _, list := range types {
 		for t := range strings.SplitSeq(list, ",") {
 			t = strings.TrimSpace(t)
@@ -192,14 +180,20 @@ func Scopes(types []string, v2 bool) []string {
 			if t == "*" {
 				return []string{"system/*" + perm}
 			}
-			add(t)
-			for _, l := range linked[t] {
-				add(l)
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, "system/"+t+perm)
 			}
 		}
 	}
 	if len(out) == 0 {
 		return []string{"system/*" + perm}
+	}
+	for _, t := range linked {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, "system/"+t+perm)
+		}
 	}
 	return out
 }

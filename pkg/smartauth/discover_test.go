@@ -110,26 +110,33 @@ func TestScopeVersion(t *testing.T) {
 
 func TestScopes(t *testing.T) {
 	tests := []struct {
-		types []string
-		v2    bool
-		want  []string
+		types, linked []string
+		v2            bool
+		want          []string
 	}{
-		{nil, false, []string{"system/*.read"}},
-		{nil, true, []string{"system/*.rs"}},
-		{[]string{"", " "}, false, []string{"system/*.read"}},
-		{[]string{"Patient", "Observation"}, false, []string{"system/Patient.read", "system/Observation.read"}},
-		{[]string{"Patient", "Observation"}, true, []string{"system/Patient.rs", "system/Observation.rs"}},
-		{[]string{"DocumentReference", "DiagnosticReport", "Patient"}, false,
-			[]string{"system/DocumentReference.read", "system/Binary.read", "system/DiagnosticReport.read", "system/Patient.read"}},
-		{[]string{"MedicationRequest", "Medication"}, true, []string{"system/MedicationRequest.rs", "system/Medication.rs"}},
-		{[]string{"Binary", "DocumentReference", "Patient", "Patient"}, false,
+		{nil, nil, false, []string{"system/*.read"}},
+		{nil, nil, true, []string{"system/*.rs"}},
+		{[]string{"", " "}, nil, false, []string{"system/*.read"}},
+		{[]string{"Patient", "Observation"}, nil, false, []string{"system/Patient.read", "system/Observation.read"}},
+		{[]string{"Patient", "Observation"}, nil, true, []string{"system/Patient.rs", "system/Observation.rs"}},
+		// Steps that do not fetch attachments or Medications never ask for Binary or Medication:
+		// the SMART reference server refuses the token for system/Binary.read.
+		{[]string{"Patient", "DocumentReference", "DiagnosticReport"}, nil, false,
+			[]string{"system/Patient.read", "system/DocumentReference.read", "system/DiagnosticReport.read"}},
+		{[]string{"Patient, MedicationRequest"}, nil, false, []string{"system/Patient.read", "system/MedicationRequest.read"}},
+		{[]string{"DocumentReference", "DiagnosticReport"}, []string{"Binary"}, false,
+			[]string{"system/DocumentReference.read", "system/DiagnosticReport.read", "system/Binary.read"}},
+		{[]string{"MedicationRequest", "Medication"}, []string{"Medication", "Binary"}, true,
+			[]string{"system/MedicationRequest.rs", "system/Medication.rs", "system/Binary.rs"}},
+		{[]string{"Binary", "DocumentReference", "Patient", "Patient"}, []string{"Binary"}, false,
 			[]string{"system/Binary.read", "system/DocumentReference.read", "system/Patient.read"}},
-		{[]string{"Patient, MedicationRequest"}, false, []string{"system/Patient.read", "system/MedicationRequest.read", "system/Medication.read"}},
-		{[]string{"Patient", "*"}, false, []string{"system/*.read"}},
+		// Every type already covers the linked ones.
+		{nil, []string{"Binary"}, false, []string{"system/*.read"}},
+		{[]string{"Patient", "*"}, []string{"Binary"}, false, []string{"system/*.read"}},
 	}
 	for _, tt := range tests {
-		if got := Scopes(tt.types, tt.v2); !cmp.Equal(got, tt.want) {
-			t.Errorf("Scopes(%q, %v) = %q, want %q", tt.types, tt.v2, got, tt.want)
+		if got := Scopes(tt.types, tt.linked, tt.v2); !cmp.Equal(got, tt.want) {
+			t.Errorf("Scopes(%q, %q, %v) = %q, want %q", tt.types, tt.linked, tt.v2, got, tt.want)
 		}
 	}
 }

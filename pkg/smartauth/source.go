@@ -57,6 +57,9 @@ type Source struct {
 	sem       chan struct{}
 	token     string
 	refreshAt time.Time
+	// refused is the invalid_scope answer once one came: the same scopes get the same answer,
+	// so later calls (one per attachment, say) return it instead of asking again.
+	refused error
 	// gen counts tokens fetched, read without the lock so that Reauthorize calls that saw the
 	// same 401 while a renewal was in flight do not each renew again.
 	gen atomic.Int64
@@ -190,10 +193,72 @@ func (e *TokenError) Error() string {
 	return b.String()
 }
 
+// ScopeError is a token request the server refused with invalid_scope (RFC 6749 §5.2): it will
+// not grant some scope asked for, often one for a resource type it does not hold.
+type ScopeError struct {
+	*TokenError
+	Requested []string // the scopes asked for
+	// Refused are those of Requested that the server's description names, by the scope or its
+	// resource type; empty when it names none, and then any of Requested may be the one.
+	Refused []string
+}
+
+// Error reads like the TokenError, then which scope was refused (or which were asked for).
+func (e *ScopeError) Error() string {
+	if len(e.Refused) > 0 {
+		return fmt.Sprintf("%v (refused: %s)", e.TokenError, strings.Join(e.Refused, " "))
+	}
+	return fmt.Sprintf("%v (asked for: %s)", e.TokenError, strings.Join(e.Requested, " "))
+}
+
+func (e *ScopeError) Unwrap() error { return e.TokenError }
+
+// refusedScopes picks the scopes that an invalid_scope description names: a scope quoted whole,
+// or else one whose resource type appears as a word ("Resources of type "Binary" do not exist on
+// this server", from the SMART reference server). This only points the user at a scope; what
+// the error is comes from its code, not from this text.
+func refusedScopes(requested []string, desc string) []string {
+	var whole, byType []string
+	for _, sc := range requested {
+		if strings.Contains(desc, sc) {
+			whole = append(whole, sc)
+			continue
+		}
+		_, rest, ok := strings.Cut(sc, "/")
+		typ, _, _ := strings.Cut(rest, ".")
+		if ok && typ != "" && typ != "*" && containsWord(desc, typ) {
+			byType = append(byType, sc)
+		}
+	}
+	if len(whole) > 0 {
+		return whole
+	}
+	return byType
+}
+
+// containsWord reports whether w occurs in s with no letter or digit right before or after it.
+func containsWord(s, w string) bool {
+	alnum := func(b byte) bool { return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' }
+	for i := 0; ; {
+		j := strings.Index(s[i:], w)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(w)
+		if (start == 0 || !alnum(s[start-1])) && (end == len(s) || !alnum(s[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
 // renew requests a new token; the caller holds the lock.
 func (s *Source) renew(ctx context.Context) error {
 	if s.cfg.TokenURL == "" {
 		return errors.New("request access token: no token URL")
+	}
+	if s.refused != nil {
+		return s.refused
 	}
 	for attempt := 1; ; attempt++ {
 		start := s.cfg.Now()
@@ -208,7 +273,11 @@ func (s *Source) renew(ctx context.Context) error {
 				}
 				continue
 			}
-			return fmt.Errorf("request access token: %w", err)
+			err = fmt.Errorf("request access token: %w", err)
+			if _, ok := errors.AsType[*ScopeError](err); ok {
+				s.refused = err
+			}
+			return err
 		}
 		margin := min(max(minRefreshMargin, ttl/10), ttl/2)
 		s.token, s.refreshAt = tok, start.Add(ttl-margin)
@@ -263,6 +332,9 @@ func (s *Source) request(ctx context.Context, now time.Time, attempt int) (strin
 		}
 		for _, secret := range []string{assertion, tr.AccessToken} {
 			te.Code, te.Description = redact(te.Code, secret), redact(te.Description, secret)
+		}
+		if te.Code == "invalid_scope" {
+			return "", 0, &ScopeError{TokenError: te, Requested: s.cfg.Scopes, Refused: refusedScopes(s.cfg.Scopes, te.Description)}
 		}
 		return "", 0, te
 	}

@@ -467,3 +467,68 @@ func TestAssertion(t *testing.T) {
 		t.Errorf("aud = %#v, want a string", raw["aud"])
 	}
 }
+
+func TestSourceInvalidScope(t *testing.T) {
+	requested := []string{"system/Patient.read", "system/DocumentReference.read", "system/Binary.read"}
+	tests := []struct {
+		desc        string
+		refused     []string
+		errContains string
+	}{
+		// The SMART reference server's answer to system/Binary.read.
+		{`Resources of type \"Binary\" do not exist on this server`, []string{"system/Binary.read"}, "(refused: system/Binary.read)"},
+		{"scope system/DocumentReference.read is not granted", []string{"system/DocumentReference.read"}, "(refused: system/DocumentReference.read)"},
+		// "Patients" is not the type Patient.
+		{"too many Patients", nil, "(asked for: system/Patient.read system/DocumentReference.read system/Binary.read)"},
+		{"", nil, "400 Bad Request: invalid_scope (asked for: "},
+	}
+	for _, tt := range tests {
+		ts := newTokenServer(t)
+		ts.reply = func(_ int, w http.ResponseWriter, _ string) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"invalid_scope","error_description":"`+tt.desc+`"}`)
+		}
+		src := ts.source(requested, nil)
+		_, err := src.Authorization(t.Context())
+		// The answer is final for these scopes: asking again (an attachment after another, a
+		// 401's re-authorization) gets it without another request.
+		_, again := src.Authorization(t.Context())
+		if rerr := src.Reauthorize(t.Context()); ts.count() != 1 || again == nil || again.Error() != fmt.Sprint(err) || rerr == nil {
+			t.Errorf("%s: after invalid_scope, %d token requests (want 1); again: %v; Reauthorize: %v", tt.desc, ts.count(), again, rerr)
+		}
+		se, ok := errors.AsType[*ScopeError](err)
+		if !ok {
+			t.Errorf("%s: Authorization error = %v, want a *ScopeError", tt.desc, err)
+			continue
+		}
+		if !cmp.Equal(se.Refused, tt.refused) || !cmp.Equal(se.Requested, requested) {
+			t.Errorf("%s: ScopeError refused %q of %q, want %q of %q", tt.desc, se.Refused, se.Requested, tt.refused, requested)
+		}
+		if te, ok := errors.AsType[*TokenError](err); !ok || te.Code != "invalid_scope" || te.Attempts != 1 {
+			t.Errorf("%s: TokenError = %+v, want code invalid_scope after 1 attempt", tt.desc, te)
+		}
+		if !strings.Contains(err.Error(), tt.errContains) {
+			t.Errorf("%s: error = %q, want it to contain %q", tt.desc, err, tt.errContains)
+		}
+	}
+}
+
+func TestContainsWord(t *testing.T) {
+	tests := []struct {
+		s, w string
+		want bool
+	}{
+		{`type "Binary" do`, "Binary", true},
+		{"Binary", "Binary", true},
+		{"Binaryx Binary.", "Binary", true},
+		{"Binaryx xBinary", "Binary", false},
+		{"Patients", "Patient", false},
+		{"", "Patient", false},
+	}
+	for _, tt := range tests {
+		if got := containsWord(tt.s, tt.w); got != tt.want {
+			t.Errorf("containsWord(%q, %q) = %v, want %v", tt.s, tt.w, got, tt.want)
+		}
+	}
+}

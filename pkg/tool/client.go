@@ -33,6 +33,10 @@ type ClientConfig struct {
 	Origin string
 	// Types are the resource types of the run, for SMART scopes when --scope is not given.
 	Types []string
+	// Linked are the types the step reads beyond Types, for the same scopes: Binary where it
+	// fetches attachments, Medication where it fetches referenced Medications. Only those steps
+	// ask for them, as servers refuse a token for a type they do not hold.
+	Linked []string
 	// MaxWait caps single waits per route (e.g. bulk-poll's --max-wait); nil keeps the defaults.
 	MaxWait map[fhirclient.Route]time.Duration
 	// Now and Sleep replace the clock and sleeps of every retry and token refresh (tests).
@@ -94,6 +98,7 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 	if l, ok := creds.(*lazySMART); ok {
 		l.doer, l.metaDoer = plain.Doer(fhirclient.RouteToken), plain.Doer(fhirclient.RouteMetadata)
 		l.now, l.sleep = cfg.Now, cfg.Sleep
+		l.linked = cfg.Linked
 	}
 	opts.Credentials, opts.ClientID = creds, clientID
 	return fhirclient.New(opts)
@@ -198,6 +203,7 @@ type lazySMART struct {
 	clientID       string
 	key            *smartauth.Key
 	scopes, types  []string
+	linked         []string
 	mu             sync.Mutex
 	src            *smartauth.Source
 }
@@ -221,7 +227,7 @@ func (l *lazySMART) source(ctx context.Context) (*smartauth.Source, error) {
 			tokenURL = d.TokenEndpoint
 		}
 		if scopes == nil {
-			scopes = smartauth.Scopes(l.types, d.V2)
+			scopes = smartauth.Scopes(l.types, l.linked, d.V2)
 		}
 	}
 	l.src = smartauth.NewSource(smartauth.Config{ClientID: l.clientID, Key: l.key, TokenURL: tokenURL, Scopes: scopes,
@@ -234,7 +240,8 @@ func (l *lazySMART) Authorization(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return s.Authorization(ctx)
+	a, err := s.Authorization(ctx)
+	return a, scopeHint(err)
 }
 
 func (l *lazySMART) Reauthorize(ctx context.Context) error {
@@ -242,7 +249,7 @@ func (l *lazySMART) Reauthorize(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.Reauthorize(ctx)
+	return scopeHint(s.Reauthorize(ctx))
 }
 
 // parseHeaders reads --header values ("Name: value", or @FILE holding such lines) and the
