@@ -273,12 +273,13 @@ func TestPollV4AndFHIRBase(t *testing.T) {
 	if ctx.FHIRBase != srv.URL() || ctx.ExportURL != pk.URL || ctx.Expires == "" {
 		t.Errorf("context from the log = %+v, want base %s and exportUrl %s", ctx, srv.URL(), pk.URL)
 	}
-	// A v3 manifest's request member serves when nothing else does.
+	// A v3 manifest's request member is recorded as the export URL (for the log's Group), but
+	// the server wrote it, so it is never the FHIR base, whose origin gets the credentials.
 	srv3 := newServer(t, fhirtest.Options{Polls: 1})
 	status3 := kickoff(t, plainClient(t, srv3.URL()), bulk.KickoffRequest{URL: srv3.URL() + "/Group/all"})
 	_, stdout, _ = runPoll(t, clockDeps(clk), "", status3)
-	if ctx, _ := bulk.ContextOf([]byte(stdout)); ctx.FHIRBase != srv3.URL() || !strings.HasSuffix(ctx.ExportURL, "/Group/all/$export") {
-		t.Errorf("context from the manifest's request = %+v", ctx)
+	if ctx, _ := bulk.ContextOf([]byte(stdout)); ctx.FHIRBase != "" || !strings.HasSuffix(ctx.ExportURL, "/Group/all/$export") {
+		t.Errorf("context from the manifest's request = %+v, want no fhirBase and its exportUrl", ctx)
 	}
 }
 

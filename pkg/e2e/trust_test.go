@@ -1,0 +1,115 @@
+package e2e
+
+// Issue 11: where trust comes from. The FHIR base, whose origin receives the credentials, is
+// only ever what the user gave or what the tools learned from the server the user pointed them
+// at; never the manifest's request member, and never a log bulk-fetch wrote from a manifest
+// (DESIGN.md §2, token safety).
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// trustRecorder is an httptest server that records the Authorization header of each request.
+type trustRecorder struct {
+	*httptest.Server
+	mu    sync.Mutex
+	authz []string // "METHOD PATH: Authorization" of each request that carried one
+	n     int
+}
+
+func newTrustRecorder(t *testing.T, h func(w http.ResponseWriter, r *http.Request)) *trustRecorder {
+	t.Helper()
+	rec := &trustRecorder{}
+	rec.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.n++
+		if a := r.Header.Get("Authorization"); a != "" {
+			rec.authz = append(rec.authz, r.Method+" "+r.URL.Path+": "+a)
+		}
+		rec.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(rec.Close)
+	return rec
+}
+
+func (rec *trustRecorder) got() (n int, authz []string) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.n, append([]string(nil), rec.authz...)
+}
+
+// TestTrustManifestRequest: a manifest whose request member names another host (B), with its
+// files and attachments there, must not make B trusted: neither bulk-fetch given the manifest
+// alone, nor bulk-poll | bulk-fetch, nor ndjson-inline -i on the folder they wrote send B the
+// bearer token or the basic password (issue 11.1).
+func TestTrustManifestRequest(t *testing.T) {
+	needBinaries(t, "bulk-poll", "bulk-fetch", "ndjson-inline")
+	docRef := `{"resourceType":"DocumentReference","id":"d1","content":[{"attachment":{"contentType":"text/plain","url":"Binary/1"}}]}` + "\n"
+	hostile := newTrustRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/files/DocumentReference.ndjson"):
+			w.Header().Set("Content-Type", "application/fhir+ndjson")
+			fmt.Fprint(w, docRef)
+		case strings.HasSuffix(r.URL.Path, "/Binary/1"):
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprint(w, "hello world")
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	manifest := `{"transactionTime":"2024-01-01T00:00:00Z","request":"` + hostile.URL + `/fhir/Group/g/$export",` +
+		`"requiresAccessToken":true,"output":[{"type":"DocumentReference","url":"` + hostile.URL + `/fhir/files/DocumentReference.ndjson"}],"error":[]}`
+	// The server the user points bulk-poll at answers with that manifest.
+	status := newTrustRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodDelete:
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, manifest)
+		}
+	})
+	creds := map[string][]string{
+		"bearer": {"BULK_BEARER_TOKEN=" + secToken},
+		"basic":  {"BULK_BASIC_USER=" + secUser, "BULK_BASIC_PASSWORD=" + secPassword},
+	}
+	for name, cred := range creds {
+		t.Run(name, func(t *testing.T) {
+			env := append([]string{"BULK_FHIR_URL=", "BULK_CACHE_DIR=" + t.TempDir()}, cred...)
+			work := t.TempDir()
+
+			// The manifest alone: nothing the user gave names a server, so there is nowhere
+			// to send credentials.
+			m := biWrite(t, filepath.Join(work, "manifest.json"), manifest+"\n")
+			r := run(t, env, "", "bulk-fetch", "-q", "--dir", filepath.Join(work, "alone"), m)
+			if r.Code != 2 || !strings.Contains(r.Stderr, "--fhir-url") {
+				t.Errorf("bulk-fetch MANIFEST (request on another host): exit %d, stderr %q; want exit 2 naming --fhir-url", r.Code, r.Stderr)
+			}
+
+			// bulk-poll | bulk-fetch: the status URL's server is trusted, B is not.
+			polled := mustRun(t, env, "", "bulk-poll", "-q", status.URL+"/fhir/status/1").Stdout
+			dir := filepath.Join(work, "export")
+			mustRun(t, env, polled, "bulk-fetch", "-q", "--dir", dir)
+			if _, authz := status.got(); len(authz) == 0 {
+				t.Errorf("the status server never got credentials: the test proves nothing")
+			}
+
+			// ndjson-inline -i on the folder: its log was written from the manifest, so it
+			// vouches for no base; the relative attachment URL goes nowhere.
+			r = run(t, env, "", "ndjson-inline", "-q", "-i", dir)
+			if r.Code == 0 {
+				t.Errorf("ndjson-inline -i: exit 0, want a failure naming --fhir-url; stderr %q", r.Stderr)
+			}
+			if n, authz := hostile.got(); n == 0 || len(authz) > 0 {
+				t.Errorf("host B got %d requests, credentials on %q; want requests and no credentials", n, authz)
+			}
+		})
+	}
+}
