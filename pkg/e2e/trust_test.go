@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tidwall/gjson"
 )
 
 // trustRecorder is an httptest server that records the Authorization header of each request.
@@ -112,4 +115,51 @@ func TestTrustManifestRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTrustSmartPipe: with only BULK_SMART_CLIENT_ID and BULK_SMART_KEY set, the README pipeline
+// works end to end (the FHIR base and token endpoint that bulk-kickoff found reach bulk-poll and
+// bulk-fetch through its export record), and so does resuming with `bulk-poll URL` in a new
+// shell, which has nothing but the status URL (issue 12.5).
+func TestTrustSmartPipe(t *testing.T) {
+	needBinaries(t, "bulk-testserver", "bulk-kickoff", "bulk-poll", "bulk-fetch", "ndjson-inline")
+	private, public := chaosKeys(t, t.TempDir())
+	srv := startServer(t, "--patients", "3", "--polls", "2", "--retry-after", "0", "--auth", "smart",
+		"--client-id", "site-client", "--public-key", public, "--requires-token")
+	cache := t.TempDir()
+	env := []string{"BULK_FHIR_URL=", "BULK_TOKEN_URL=", "BULK_CACHE_DIR=" + cache,
+		"BULK_SMART_CLIENT_ID=site-client", "BULK_SMART_KEY=" + private}
+	work := t.TempDir()
+
+	// kickoff | poll | fetch, as the README has it.
+	status := mustRun(t, env, "", "bulk-kickoff", "-q", srv.URL+"/Group/all", "--type", "Patient,Encounter,DocumentReference").Stdout
+	manifest := mustRun(t, env, status, "bulk-poll", "-q").Stdout
+	dir := filepath.Join(work, "export")
+	written := mustRun(t, env, manifest, "bulk-fetch", "-q", "--dir", dir).Stdout
+	if !strings.Contains(written, "Patient.000.ndjson") {
+		t.Errorf("bulk-fetch wrote %q, want Patient.000.ndjson among them", written)
+	}
+	// The folder's log vouches for the base the record gave, so ndjson-inline needs nothing more.
+	mustRun(t, env, "", "ndjson-inline", "-q", "-i", dir)
+
+	// A second export, resumed in a new shell: the status URL as argument, the same settings,
+	// after a first bulk-poll gave up.
+	status2 := strings.TrimSpace(mustRun(t, env, "", "bulk-kickoff", "-q", srv.URL+"/Group/all", "--type", "Patient").Stdout)
+	records, _ := filepath.Glob(filepath.Join(cache, "exports", "*.json"))
+	if len(records) != 1 {
+		t.Fatalf("export records after two kickoffs and one fetch: %q, want the second export's only", records)
+	}
+	for path, want := range map[string]os.FileMode{records[0]: 0o600, filepath.Dir(records[0]): 0o700} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v (%v), want %v", path, fi.Mode().Perm(), err, want)
+		}
+	}
+	if r := run(t, env, "", "bulk-poll", "-q", "--timeout", "1ns", status2); r.Code != 1 {
+		t.Fatalf("bulk-poll --timeout 1ns: exit %d, want 1 (gave up); stderr %q", r.Code, r.Stderr)
+	}
+	manifest2 := mustRun(t, env, "", "bulk-poll", "-q", status2).Stdout
+	if base := gjson.Get(manifest2, "_bulkpipe.fhirBase").Str; base != srv.URL {
+		t.Errorf("resumed bulk-poll: _bulkpipe.fhirBase = %q, want %q", base, srv.URL)
+	}
+	mustRun(t, env, manifest2, "bulk-fetch", "-q", "--dir", filepath.Join(work, "export2"))
 }
