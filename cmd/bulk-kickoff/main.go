@@ -178,6 +178,10 @@ func run(c *cli.Context, d deps) error {
 			say("the server says: %v", o)
 		}
 	}
+	if strings.HasPrefix(strings.ToLower(pk.URL), "https:") && strings.HasPrefix(strings.ToLower(res.StatusURL), "http:") {
+		fmt.Fprintf(stderr, "bulk-kickoff: warning: the export was started over https but its status URL is plain http: "+
+			"bulk-poll and bulk-fetch will not send credentials to it\n")
+	}
 	// The record lets bulk-poll and bulk-fetch find the FHIR base and token endpoint from the
 	// status URL alone, in this shell or another (DESIGN.md §1). The export works without it.
 	if dir := tool.RecordDir(); dir != "" {

@@ -6,6 +6,7 @@ package e2e
 // (DESIGN.md §2, token safety).
 
 import (
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -162,4 +163,43 @@ func TestTrustSmartPipe(t *testing.T) {
 		t.Errorf("resumed bulk-poll: _bulkpipe.fhirBase = %q, want %q", base, srv.URL)
 	}
 	mustRun(t, env, manifest2, "bulk-fetch", "-q", "--dir", filepath.Join(work, "export2"))
+}
+
+// TestTrustNoDowngrade: a kickoff over https answered with a plain-http Content-Location: the
+// status URL's server never gets the token in clear text, bulk-kickoff warns, and bulk-poll's
+// error says why no token was sent (issue 11.2).
+func TestTrustNoDowngrade(t *testing.T) {
+	needBinaries(t, "bulk-kickoff", "bulk-poll")
+	plain := newTrustRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"transactionTime":"2024-01-01T00:00:00Z","request":"x","requiresAccessToken":true,"output":[],"error":[]}`)
+	})
+	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/$export") {
+			w.Header().Set("Content-Location", plain.URL+"/fhir/status/1")
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(secure.Close)
+	cert := biWrite(t, filepath.Join(t.TempDir(), "ca.pem"),
+		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: secure.Certificate().Raw})))
+	env := []string{"BULK_FHIR_URL=", "BULK_CACHE_DIR=" + t.TempDir(), "SSL_CERT_FILE=" + cert, "BULK_BEARER_TOKEN=" + secToken}
+
+	k := mustRun(t, env, "", "bulk-kickoff", "-q", secure.URL+"/fhir")
+	if !strings.Contains(k.Stderr, "plain http") {
+		t.Errorf("bulk-kickoff stderr = %q, want a warning about the plain-http status URL", k.Stderr)
+	}
+	r := run(t, env, k.Stdout, "bulk-poll", "-q")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "plain http on a host reached over https") {
+		t.Errorf("bulk-poll: exit %d, stderr %q; want exit 1 naming the downgrade", r.Code, r.Stderr)
+	}
+	if n, authz := plain.got(); n == 0 || len(authz) > 0 {
+		t.Errorf("the plain-http status server got %d requests, credentials on %q; want requests and no credentials", n, authz)
+	}
 }

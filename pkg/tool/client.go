@@ -71,8 +71,10 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 		Version:        Version(),
 		OnRetry:        cfg.OnRetry,
 	}
+	// A scheme downgrade is a warning: it shows even with --quiet.
+	stderr, name := c.App.ErrWriter, c.App.Name
+	opts.OnWarn = func(msg string) { fmt.Fprintf(stderr, "%s: warning: %s\n", name, msg) }
 	if opts.OnRetry == nil && !quiet(c) {
-		stderr, name := c.App.ErrWriter, c.App.Name
 		opts.OnRetry = func(e fhirclient.RetryEvent) {
 			fmt.Fprintf(stderr, "%s: %s %s: %s; retrying in %s (attempt %d)\n",
 				name, e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
