@@ -203,3 +203,56 @@ func TestTrustNoDowngrade(t *testing.T) {
 		t.Errorf("the plain-http status server got %d requests, credentials on %q; want requests and no credentials", n, authz)
 	}
 }
+
+// TestTrustNotAManifest: a 200 that is not a Bulk Data manifest (a Group, the
+// CapabilityStatement) is an error in bulk-poll naming what came back, and bulk-fetch never
+// DELETEs a URL whose manifest it did not read (issue 12.4).
+func TestTrustNotAManifest(t *testing.T) {
+	needBinaries(t, "bulk-poll", "bulk-fetch")
+	var mu sync.Mutex
+	var deletes []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			mu.Lock()
+			deletes = append(deletes, r.URL.Path)
+			mu.Unlock()
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/Group/cohort-b"):
+			fmt.Fprint(w, `{"resourceType":"Group","id":"cohort-b","type":"person","actual":true}`)
+		case strings.HasSuffix(r.URL.Path, "/metadata"):
+			fmt.Fprint(w, `{"resourceType":"CapabilityStatement","status":"active","kind":"instance","fhirVersion":"4.0.1"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	env := []string{"BULK_FHIR_URL=", "BULK_CACHE_DIR=" + t.TempDir()}
+	work := t.TempDir()
+	for _, c := range []struct{ path, want string }{
+		{"/fhir/Group/cohort-b", "not a Bulk Data manifest but a FHIR Group resource"},
+		{"/fhir/metadata", "not a Bulk Data manifest but a FHIR CapabilityStatement resource"},
+	} {
+		r := run(t, env, "", "bulk-poll", "-q", srv.URL+c.path)
+		if r.Code != 1 || !strings.Contains(r.Stderr, c.want) || r.Stdout != "" {
+			t.Errorf("bulk-poll %s: exit %d, stdout %q, stderr %q; want exit 1, nothing on stdout, and %q", c.path, r.Code, r.Stdout, r.Stderr, c.want)
+		}
+		piped := sh(t, work, append(env, "URL="+srv.URL+c.path), `bulk-poll -q "$URL" | bulk-fetch -q --dir x`)
+		if piped.Code == 0 {
+			t.Errorf("bulk-poll %s | bulk-fetch: exit 0, want a failure; stderr %q", c.path, piped.Stderr)
+		}
+	}
+	// A Group with a context line, as a tool that took it for a manifest would write.
+	line := `{"resourceType":"Group","id":"cohort-b","_bulkpipe":{"statusUrl":"` + srv.URL + `/fhir/Group/cohort-b","page":1}}` + "\n"
+	if r := run(t, env, line, "bulk-fetch", "-q", "--dir", filepath.Join(work, "g")); r.Code != 1 || !strings.Contains(r.Stderr, "not a Bulk Data manifest") {
+		t.Errorf("bulk-fetch on a Group line: exit %d, stderr %q; want exit 1 naming it", r.Code, r.Stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deletes) > 0 {
+		t.Errorf("DELETE reached %q, want no DELETE at all", deletes)
+	}
+}
