@@ -17,6 +17,8 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
 )
 
 // trustRecorder is an httptest server that records the Authorization header of each request.
@@ -254,5 +256,37 @@ func TestTrustNotAManifest(t *testing.T) {
 	defer mu.Unlock()
 	if len(deletes) > 0 {
 		t.Errorf("DELETE reached %q, want no DELETE at all", deletes)
+	}
+}
+
+// TestTrustPublicMetadata: with SMART auth, bulk-kickoff reads /metadata and
+// .well-known/smart-configuration without credentials, and asks for a token only for the
+// kickoff itself (issue 17.4).
+func TestTrustPublicMetadata(t *testing.T) {
+	needBinaries(t, "bulk-kickoff")
+	private, public := chaosKeys(t, t.TempDir())
+	pub, err := os.ReadFile(public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := biServer(t, fhirtest.Options{Patients: 2, Seed: 7, Auth: fhirtest.AuthSMART, ClientID: "site-client", PublicKeys: [][]byte{pub}})
+	env := []string{"BULK_FHIR_URL=", "BULK_CACHE_DIR=" + t.TempDir(), "BULK_SMART_CLIENT_ID=site-client", "BULK_SMART_KEY=" + private}
+	mustRun(t, env, "", "bulk-kickoff", "-q", srv.URL()+"/Group/all", "--type", "Patient")
+	var routes []string
+	for _, r := range srv.Requests() {
+		routes = append(routes, r.Route)
+		switch r.Route {
+		case "metadata", "smart-configuration":
+			if r.Authorization != "" {
+				t.Errorf("%s %s got Authorization, want none: it is public", r.Method, r.URL)
+			}
+		case "kickoff":
+			if r.Authorization == "" {
+				t.Errorf("%s %s got no Authorization: the test proves nothing", r.Method, r.URL)
+			}
+		}
+	}
+	if got := strings.Join(routes, " "); !strings.HasPrefix(got, "metadata ") {
+		t.Errorf("requests = %s, want the CapabilityStatement read first, before any token request", got)
 	}
 }
