@@ -119,13 +119,13 @@ func run(c *cli.Context) error {
 	if statusURL == "" {
 		statusURL = first.Context.StatusURL
 	}
-	rec := exportRecord(statusURL)
+	rec := exportRecord(c, statusURL)
 	base, trusted, err := fhirBase(c, first, rec, statusURL)
 	if err != nil {
 		return err
 	}
 	cfg := tool.ClientConfig{Base: base, Types: exportTypes(first)}
-	if rec != nil && base == strings.TrimRight(rec.FHIRBase, "/") {
+	if rec != nil && strings.TrimRight(base, "/") == strings.TrimRight(rec.FHIRBase, "/") {
 		cfg.TokenURL = rec.TokenURL
 	}
 	client, err := tool.NewClientWith(c, cfg)
@@ -290,14 +290,18 @@ func fhirBase(c *cli.Context, first *fetch.Page, rec *bulk.Record, statusURL str
 	return "", "", tool.UsageErrorf("the manifest names no FHIR server: give --fhir-url or --status-url")
 }
 
-// exportRecord is bulk-kickoff's record for the status URL, or nil.
-func exportRecord(statusURL string) *bulk.Record {
+// exportRecord is bulk-kickoff's record for the status URL, or nil. A record that cannot be used
+// is a warning: the run goes on as if there were none.
+func exportRecord(c *cli.Context, statusURL string) *bulk.Record {
 	dir := tool.RecordDir()
 	if dir == "" || statusURL == "" {
 		return nil
 	}
 	r, err := bulk.LoadRecord(dir, statusURL)
 	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(c.App.ErrWriter, "%s: warning: %v\n", c.App.Name, err)
+		}
 		return nil
 	}
 	return r

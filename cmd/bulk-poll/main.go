@@ -87,7 +87,7 @@ func run(c *cli.Context, d deps) error {
 	}
 	var log *exportdir.LogWriter
 	logPath := c.String("log")
-	ex, err := findExport(c.String("fhir-url"), logPath, statusURL)
+	ex, err := findExport(c.String("fhir-url"), logPath, statusURL, func(err error) { st.warn("%v", err) })
 	if err != nil {
 		return err
 	}
@@ -251,8 +251,9 @@ func statusURLArg(c *cli.Context) (string, error) {
 // findExport gathers the FHIR base, kickoff URL, types and token endpoint from trusted sources
 // only (DESIGN.md §2, token safety): --fhir-url first, then the record bulk-kickoff kept for this
 // status URL, then the kickoff event that --log holds for it. The base is what SMART discovery
-// needs; without it, SMART auth needs --token-url.
-func findExport(fhirURL, logPath, statusURL string) (*export, error) {
+// needs; without it, SMART auth needs --token-url. A record that cannot be used is reported to
+// warn and passed over.
+func findExport(fhirURL, logPath, statusURL string, warn func(error)) (*export, error) {
 	ex := &export{base: strings.TrimRight(fhirURL, "/")}
 	if dir := tool.RecordDir(); dir != "" {
 		if r, err := bulk.LoadRecord(dir, statusURL); err == nil {
@@ -261,7 +262,7 @@ func findExport(fhirURL, logPath, statusURL string) (*export, error) {
 				ex.base, ex.exportURL, ex.tokenURL, ex.types = r.FHIRBase, r.ExportURL, r.TokenURL, r.Types
 			}
 		} else if !errors.Is(err, os.ErrNotExist) {
-			return nil, err
+			warn(err)
 		}
 	}
 	if logPath == "" || ex.exportURL != "" {
