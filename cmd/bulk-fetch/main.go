@@ -110,16 +110,26 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Only a manifest's status URL may be DELETEd when the download is done: a Group resource
+	// piped from `bulk-poll BASE/Group/ID` must not make its URL the export to delete.
+	if err := bulk.CheckManifest(first.Raw); err != nil {
+		return fmt.Errorf("%s:%d: %w", first.Input, first.Line, err)
+	}
 	statusURL := c.String("status-url")
 	if statusURL == "" {
 		statusURL = first.Context.StatusURL
 	}
-	base, err := fhirBase(c, first, statusURL)
+	rec := exportRecord(c, statusURL)
+	base, trusted, err := fhirBase(c, first, rec, statusURL)
 	if err != nil {
 		return err
 	}
 	types := exportTypes(first)
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types)})
+	cfg := tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types)}
+	if rec != nil && strings.TrimRight(base, "/") == strings.TrimRight(rec.FHIRBase, "/") {
+		cfg.TokenURL = rec.TokenURL
+	}
+	client, err := tool.NewClientWith(c, cfg)
 	if err != nil {
 		return err
 	}
@@ -147,7 +157,7 @@ func run(c *cli.Context) error {
 		Dir: dir, Client: client, StatusURL: c.String("status-url"),
 		Parallel: c.Int("parallel"), StallTimeout: c.Duration("stall-timeout"), MaxLine: c.Int("max-line"),
 		Verify: c.Bool("verify"), NewExport: c.Bool("new-export"), NoDelete: c.Bool("no-delete"),
-		Gzip: c.Bool("gzip"), LogFrom: c.String("log"), Version: tool.Version(),
+		Gzip: c.Bool("gzip"), LogFrom: c.String("log"), Version: tool.Version(), FHIRBase: trusted,
 		On: fetch.Callbacks{
 			Warn: func(msg string) { say("warning: %s", msg) },
 			Written: func(path string) {
@@ -237,6 +247,13 @@ func run(c *cli.Context) error {
 			say("deleted the export on the server")
 		}
 	}
+	if res.Deleted {
+		if dir := tool.RecordDir(); dir != "" {
+			if err := bulk.RemoveRecord(dir, statusURL); err != nil {
+				say("warning: %v", err)
+			}
+		}
+	}
 	if fatal > 0 {
 		return fmt.Errorf("the server reported %d fatal or error issues in %s (above); the files it did export are in place", fatal, strings.TrimRight(dir, "/")+"/error/")
 	}
@@ -244,38 +261,51 @@ func run(c *cli.Context) error {
 }
 
 // fhirBase picks the FHIR base URL, whose origin is trusted and under which SMART discovery
-// happens: --fhir-url, else the context's fhirBase, else the base of the manifest's request, else
-// the status URL's origin.
-func fhirBase(c *cli.Context, first *fetch.Page, statusURL string) (string, error) {
-	if b := c.String("fhir-url"); b != "" {
-		return b, nil
-	}
-	if b := first.Context.FHIRBase; b != "" {
-		return b, nil
-	}
-	for _, req := range []string{first.Context.ExportURL, first.Manifest.Request} {
-		if req == "" {
-			continue
+// happens, from what the user gave or a tool recorded from it (DESIGN.md §2, token safety):
+// --fhir-url, else the context's fhirBase, else bulk-kickoff's record for the status URL; trusted
+// is that base. Failing those, the status URL's origin stands in (trusted is then ""). The
+// manifest's request is never a base: the server wrote it.
+func fhirBase(c *cli.Context, first *fetch.Page, rec *bulk.Record, statusURL string) (base, trusted string, err error) {
+	for _, b := range []string{c.String("fhir-url"), first.Context.FHIRBase} {
+		if b != "" {
+			return b, b, nil
 		}
-		if b, err := bulk.BaseURL(req); err == nil {
-			return b, nil
-		}
+	}
+	if rec != nil {
+		return rec.FHIRBase, rec.FHIRBase, nil
 	}
 	if u, err := url.Parse(statusURL); err == nil && u.Host != "" {
-		return u.Scheme + "://" + u.Host, nil
+		return u.Scheme + "://" + u.Host, "", nil
 	}
 	if len(c.StringSlice("header")) > 0 || hasCredentials(c) {
-		return "", tool.UsageErrorf("the manifest names no FHIR server and no status URL: give --fhir-url or --status-url, so credentials go only there")
+		return "", "", tool.UsageErrorf("the manifest names no FHIR server and no status URL: give --fhir-url or --status-url, so credentials go only there")
 	}
 	// Nothing to send anywhere: any origin will do as the (never used) base.
 	for _, items := range [][]exportdir.Item{first.Manifest.Output, first.Manifest.Deleted, first.Manifest.Error} {
 		for _, it := range items {
 			if u, err := url.Parse(it.URL); err == nil && u.IsAbs() {
-				return u.Scheme + "://" + u.Host, nil
+				return u.Scheme + "://" + u.Host, "", nil
 			}
 		}
 	}
-	return "", tool.UsageErrorf("the manifest names no FHIR server: give --fhir-url or --status-url")
+	return "", "", tool.UsageErrorf("the manifest names no FHIR server: give --fhir-url or --status-url")
+}
+
+// exportRecord is bulk-kickoff's record for the status URL, or nil. A record that cannot be used
+// is a warning: the run goes on as if there were none.
+func exportRecord(c *cli.Context, statusURL string) *bulk.Record {
+	dir := tool.RecordDir()
+	if dir == "" || statusURL == "" {
+		return nil
+	}
+	r, err := bulk.LoadRecord(dir, statusURL)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(c.App.ErrWriter, "%s: warning: %v\n", c.App.Name, err)
+		}
+		return nil
+	}
+	return r
 }
 
 // hasCredentials reports whether the flags or environment give a way to authenticate.

@@ -21,7 +21,7 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files in testdata/script")
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"bulk-fetch": main})
+	testscript.Main(tooltest.PrivateCache(m), map[string]func(){"bulk-fetch": main})
 }
 
 // TestScript runs the CLI contract in testdata/script. Besides testscript's builtins and exits:

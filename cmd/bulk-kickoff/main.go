@@ -136,7 +136,9 @@ func run(c *cli.Context, d deps) error {
 	}
 	defer out.Abort()
 
+	var tokenURL string
 	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep,
+		OnTokenURL: func(u string) { tokenURL = u },
 		OnRetry: func(e fhirclient.RetryEvent) {
 			say("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
 		}})
@@ -176,14 +178,35 @@ func run(c *cli.Context, d deps) error {
 			say("the server says: %v", o)
 		}
 	}
-	if _, err := io.WriteString(out, res.StatusURL+"\n"); err != nil {
-		return err
+	if strings.HasPrefix(strings.ToLower(pk.URL), "https:") && strings.HasPrefix(strings.ToLower(res.StatusURL), "http:") {
+		fmt.Fprintf(stderr, "bulk-kickoff: warning: the export was started over https but its status URL is plain http: "+
+			"bulk-poll and bulk-fetch will not send credentials to it\n")
 	}
-	if err := out.Commit(); err != nil {
+	// The record lets bulk-poll and bulk-fetch find the FHIR base and token endpoint from the
+	// status URL alone, in this shell or another (DESIGN.md §1). The export works without it.
+	if dir := tool.RecordDir(); dir != "" {
+		rec := bulk.Record{StatusURL: res.StatusURL, FHIRBase: pk.Base, TokenURL: tokenURL, ExportURL: pk.URL, Types: req.Types}
+		if err := bulk.SaveRecord(dir, rec, d.now()); err != nil {
+			fmt.Fprintf(stderr, "bulk-kickoff: warning: %v (bulk-poll and bulk-fetch will need --fhir-url for SMART auth)\n", err)
+		}
+	}
+	if err := writeStatusURL(out, res.StatusURL); err != nil {
+		// The export is running on the server: losing its URL would orphan it (Epic allows one
+		// export per client and Group), so it goes to stderr whatever --quiet says.
+		fmt.Fprintf(stderr, "bulk-kickoff: the export was started; its status URL is %s\n", res.StatusURL)
+		fmt.Fprintf(stderr, "bulk-kickoff: to resume: bulk-poll %s\n", shellQuote(res.StatusURL))
 		return err
 	}
 	say("to resume: bulk-poll %s", shellQuote(res.StatusURL))
 	return nil
+}
+
+// writeStatusURL writes the status URL line to out and commits it.
+func writeStatusURL(out *tool.Output, statusURL string) error {
+	if _, err := io.WriteString(out, statusURL+"\n"); err != nil {
+		return err
+	}
+	return out.Commit()
 }
 
 // fhirURL is the FHIR_URL argument, the first line of stdin for "-", or --fhir-url.

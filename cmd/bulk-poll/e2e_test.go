@@ -273,12 +273,13 @@ func TestPollV4AndFHIRBase(t *testing.T) {
 	if ctx.FHIRBase != srv.URL() || ctx.ExportURL != pk.URL || ctx.Expires == "" {
 		t.Errorf("context from the log = %+v, want base %s and exportUrl %s", ctx, srv.URL(), pk.URL)
 	}
-	// A v3 manifest's request member serves when nothing else does.
+	// A v3 manifest's request member is recorded as the export URL (for the log's Group), but
+	// the server wrote it, so it is never the FHIR base, whose origin gets the credentials.
 	srv3 := newServer(t, fhirtest.Options{Polls: 1})
 	status3 := kickoff(t, plainClient(t, srv3.URL()), bulk.KickoffRequest{URL: srv3.URL() + "/Group/all"})
 	_, stdout, _ = runPoll(t, clockDeps(clk), "", status3)
-	if ctx, _ := bulk.ContextOf([]byte(stdout)); ctx.FHIRBase != srv3.URL() || !strings.HasSuffix(ctx.ExportURL, "/Group/all/$export") {
-		t.Errorf("context from the manifest's request = %+v", ctx)
+	if ctx, _ := bulk.ContextOf([]byte(stdout)); ctx.FHIRBase != "" || !strings.HasSuffix(ctx.ExportURL, "/Group/all/$export") {
+		t.Errorf("context from the manifest's request = %+v, want no fhirBase and its exportUrl", ctx)
 	}
 }
 
@@ -510,5 +511,30 @@ func TestProgressText(t *testing.T) {
 	q.warn("z")
 	if b.String() != "bulk-poll: warning: z\n" {
 		t.Errorf("--quiet output = %q, want only the warning", b.String())
+	}
+}
+
+// TestPollSynthesizedKickoffNotABase: a kickoff event bulk-fetch wrote from a manifest (marked
+// _synthesized) names the manifest's request as exportUrl, which the server wrote: bulk-poll
+// --log reads it for the export URL only, never for the FHIR base (DESIGN.md §2, token safety).
+func TestPollSynthesizedKickoffNotABase(t *testing.T) {
+	srv := newServer(t, fhirtest.Options{Polls: 1, Profile: fhirtest.ProfileV4})
+	status := kickoff(t, plainClient(t, srv.URL()), bulk.KickoffRequest{URL: srv.URL() + "/Group/cohort-a"})
+	clk := fhirtest.NewClock()
+	logPath := filepath.Join(t.TempDir(), "log.ndjson")
+	w, err := exportdir.OpenLog(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := exportdir.NewEvent(status, "kickoff", map[string]any{"exportUrl": "https://evil.example/fhir/Group/g/$export",
+		bulk.SynthesizedMember: "bulk-fetch: from the export context and the manifest"}, clk.Now())
+	w.Write(e, true)
+	w.Close()
+	code, stdout, stderr := runPoll(t, clockDeps(clk), "", status, "--log", logPath)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if ctx, _ := bulk.ContextOf([]byte(stdout)); ctx.FHIRBase != "" || ctx.ExportURL != "https://evil.example/fhir/Group/g/$export" {
+		t.Errorf("context from a synthesized kickoff = %+v, want no fhirBase, and its exportUrl", ctx)
 	}
 }

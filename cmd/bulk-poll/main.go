@@ -69,8 +69,8 @@ func pollFlags() []cli.Flag {
 
 // export is what bulk-poll knows of the export besides its status URL.
 type export struct {
-	base, exportURL string
-	types           []string
+	base, exportURL, tokenURL string
+	types                     []string
 }
 
 func run(c *cli.Context, d deps) error {
@@ -87,7 +87,7 @@ func run(c *cli.Context, d deps) error {
 	}
 	var log *exportdir.LogWriter
 	logPath := c.String("log")
-	ex, err := findExport(c.String("fhir-url"), logPath, statusURL)
+	ex, err := findExport(c.String("fhir-url"), logPath, statusURL, func(err error) { st.warn("%v", err) })
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,8 @@ func run(c *cli.Context, d deps) error {
 	}
 	su, _ := url.Parse(statusURL)
 	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.base, Origin: su.Scheme + "://" + su.Host, Types: ex.types,
-		Now: d.now, Sleep: d.sleep, MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: maxWait},
+		TokenURL: ex.tokenURL,
+		Now:      d.now, Sleep: d.sleep, MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: maxWait},
 		OnRetry: func(e fhirclient.RetryEvent) {
 			st.line("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
 		}})
@@ -117,6 +118,11 @@ func run(c *cli.Context, d deps) error {
 			return hint(err)
 		}
 		st.line("cancelled %s", fhirclient.Redact(statusURL))
+		if dir := tool.RecordDir(); dir != "" {
+			if err := bulk.RemoveRecord(dir, statusURL); err != nil {
+				st.warn("%v", err)
+			}
+		}
 		return nil
 	}
 
@@ -242,12 +248,24 @@ func statusURLArg(c *cli.Context) (string, error) {
 	return raw, nil
 }
 
-// findExport gathers the FHIR base, kickoff URL and types: --fhir-url first, then the kickoff
-// event that --log holds for this status URL (bulk-kickoff --log writes it). The base is what
-// SMART discovery needs; without it, SMART auth needs --token-url.
-func findExport(fhirURL, logPath, statusURL string) (*export, error) {
+// findExport gathers the FHIR base, kickoff URL, types and token endpoint from trusted sources
+// only (DESIGN.md §2, token safety): --fhir-url first, then the record bulk-kickoff kept for this
+// status URL, then the kickoff event that --log holds for it. The base is what SMART discovery
+// needs; without it, SMART auth needs --token-url. A record that cannot be used is reported to
+// warn and passed over.
+func findExport(fhirURL, logPath, statusURL string, warn func(error)) (*export, error) {
 	ex := &export{base: strings.TrimRight(fhirURL, "/")}
-	if logPath == "" {
+	if dir := tool.RecordDir(); dir != "" {
+		if r, err := bulk.LoadRecord(dir, statusURL); err == nil {
+			// A record of another server than --fhir-url's says nothing about this one.
+			if ex.base == "" || ex.base == strings.TrimRight(r.FHIRBase, "/") {
+				ex.base, ex.exportURL, ex.tokenURL, ex.types = r.FHIRBase, r.ExportURL, r.TokenURL, r.Types
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			warn(err)
+		}
+	}
+	if logPath == "" || ex.exportURL != "" {
 		return ex, nil
 	}
 	events, err := exportdir.LogEvents(logPath)
@@ -264,24 +282,18 @@ func findExport(fhirURL, logPath, statusURL string) (*export, error) {
 		detail := gjson.ParseBytes(e.EventDetail)
 		ex.exportURL = detail.Get("exportUrl").String()
 		ex.types = bulk.SplitList(detail.Get("requestParameters._type").String())
-	}
-	if ex.base == "" && ex.exportURL != "" {
-		ex.base, _ = bulk.BaseURL(ex.exportURL)
+		if base := bulk.KickoffBase(e.EventDetail); base != "" && fhirURL == "" {
+			ex.base = base
+		}
 	}
 	return ex, nil
 }
 
-// learn fills what is still unknown from a manifest's request member (the kickoff URL; STU1–3).
+// learn records the manifest's request member (the kickoff URL; STU1–3) as the export URL when
+// none is known, for the log's Group only: the server wrote it, so it is never a FHIR base.
 func (ex *export) learn(manifest []byte) {
-	req := gjson.GetBytes(manifest, "request").String()
-	if req == "" {
-		return
-	}
 	if ex.exportURL == "" {
-		ex.exportURL = req
-	}
-	if ex.base == "" {
-		ex.base, _ = bulk.BaseURL(req)
+		ex.exportURL = gjson.GetBytes(manifest, "request").String()
 	}
 }
 

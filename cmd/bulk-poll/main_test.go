@@ -18,7 +18,7 @@ import (
 var update = flag.Bool("update", false, "rewrite testscript golden files")
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"bulk-poll": main})
+	testscript.Main(tooltest.PrivateCache(m), map[string]func(){"bulk-poll": main})
 }
 
 func TestScript(t *testing.T) {

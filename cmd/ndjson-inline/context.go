@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tidwall/gjson"
 	"github.com/urfave/cli/v2"
 
 	"github.com/bulkpipe/bulkpipe/pkg/attachment"
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
@@ -73,9 +75,31 @@ func folderContext(c *cli.Context, input string) (base, exportID string, err err
 		return "", "", err
 	}
 	if base == "" {
-		base = baseFromExportURL(exp.ExportURL)
+		base = logBase(exp)
 	}
 	return base, exp.ExportID, nil
+}
+
+// logBase is the FHIR base the export's kickoff event vouches for (DESIGN.md §2, token safety):
+// the base of its exportUrl when a client wrote it as it sent the kickoff, but for a kickoff
+// event bulk-fetch synthesized, whose exportUrl may be the manifest's request, only the fhirBase
+// that bulk-fetch recorded from the user's settings. "" when it vouches for none.
+func logBase(exp *exportdir.Export) string {
+	for i := len(exp.Events) - 1; i >= 0; i-- {
+		ev := exp.Events[i]
+		if ev.EventID != "kickoff" {
+			continue
+		}
+		d := gjson.ParseBytes(ev.EventDetail)
+		if d.Get("exportUrl").String() != exp.ExportURL {
+			continue
+		}
+		if d.Get(bulk.SynthesizedMember).Exists() {
+			return d.Get(bulk.ContextMember + ".fhirBase").String()
+		}
+		return baseFromExportURL(exp.ExportURL)
+	}
+	return ""
 }
 
 // baseFromExportURL turns a kickoff URL into the FHIR base it was sent to:

@@ -117,3 +117,42 @@ func FileCounts(manifest []byte) (output, deleted, errs int) {
 	r := gjson.GetManyBytes(manifest, "output.#", "deleted.#", "error.#", "outcome.#")
 	return int(r[0].Int()), int(r[1].Int()), int(r[2].Int() + r[3].Int())
 }
+
+// ErrNotManifest is wrapped by the error of a 200 answer that is not a Bulk Data manifest: a
+// FHIR resource (the URL given was a Group's, or /metadata, not a status URL) or an object
+// without transactionTime and output. Taking it for one would make bulk-fetch DELETE that URL.
+var ErrNotManifest = errors.New("not a Bulk Data manifest")
+
+// CheckManifest tells a completed export's manifest from any other JSON object: a manifest has a
+// transactionTime string and an output array, and no resourceType (IG, "Response - Complete
+// Status"). The error names what came back instead.
+func CheckManifest(body []byte) error {
+	r := gjson.ParseBytes(body)
+	if !gjson.ValidBytes(body) || !r.IsObject() {
+		return fmt.Errorf("%w: the body is not a JSON object", ErrNotManifest)
+	}
+	if rt := r.Get("resourceType"); rt.Exists() {
+		return fmt.Errorf("%w but a FHIR %s resource (is the URL a status URL, the Content-Location of a kickoff?)",
+			ErrNotManifest, quoteShort(rt.String()))
+	}
+	var missing []string
+	if r.Get("transactionTime").Type != gjson.String {
+		missing = append(missing, "transactionTime")
+	}
+	if !r.Get("output").IsArray() {
+		missing = append(missing, "output array")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: it has no %s", ErrNotManifest, strings.Join(missing, " and no "))
+	}
+	return nil
+}
+
+// quoteShort keeps a server-chosen name short and printable in a message.
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	q := fmt.Sprintf("%q", s)
+	return q[1 : len(q)-1]
+}

@@ -74,8 +74,8 @@ func status(ctx context.Context, c *fhirclient.Client, statusURL string, idle ti
 		XProgress: resp.Header.Get("X-Progress")}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		if !isManifest(body) {
-			return nil, fmt.Errorf("%s: %s: the body is not a manifest (a JSON object): %s", what, resp.Status, snippet(body))
+		if err := CheckManifest(body); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w: %s", what, resp.Status, err, snippet(body))
 		}
 	case http.StatusAccepted:
 		// A 202 body is a partial manifest (STU3 allowPartialManifests), or an OperationOutcome

@@ -245,8 +245,15 @@ func TestPollTransientAndErrors(t *testing.T) {
 	t.Run("200 not JSON", func(t *testing.T) {
 		srv, _, c, clock := pollServer(t, map[string][]answer{"/fhir/status/1": {{200, nil, "<html>ok</html>"}}})
 		_, _, err := collect(t, c, srv.URL+"/fhir/status/1", PollOptions{Now: clock.Now, Sleep: clock.Sleep})
-		if err == nil || !strings.Contains(err.Error(), "200 OK: the body is not a manifest") {
-			t.Errorf("Poll = %v", err)
+		if !errors.Is(err, ErrNotManifest) || !strings.Contains(err.Error(), "200 OK: not a Bulk Data manifest: the body is not a JSON object") {
+			t.Errorf("Poll = %v, want ErrNotManifest", err)
+		}
+	})
+	t.Run("200 a FHIR resource", func(t *testing.T) {
+		srv, _, c, clock := pollServer(t, map[string][]answer{"/fhir/Group/cohort-b": {{200, nil, `{"resourceType":"Group","id":"cohort-b","type":"person"}`}}})
+		_, _, err := collect(t, c, srv.URL+"/fhir/Group/cohort-b", PollOptions{Now: clock.Now, Sleep: clock.Sleep})
+		if !errors.Is(err, ErrNotManifest) || !strings.Contains(err.Error(), "a FHIR Group resource") {
+			t.Errorf("Poll = %v, want ErrNotManifest naming the Group", err)
 		}
 	})
 	t.Run("link loop", func(t *testing.T) {

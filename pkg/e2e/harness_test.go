@@ -40,6 +40,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// bulk-kickoff's export records go to a folder of the run's, never the user's cache.
+	os.Setenv("BULK_CACHE_DIR", filepath.Join(dir, "cache"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -54,6 +54,11 @@ type Options struct {
 	Gzip         bool          // keep files as .ndjson.gz (compressed after verification)
 	LogFrom      string        // copy this export's events from this log (--log, BULK_LOG)
 	Version      string        // recorded as _clientVersion in a synthesized kickoff event
+	// FHIRBase is the FHIR base the user gave, or a tool recorded from what the user gave; a
+	// synthesized kickoff event records it, so that readers of the log (ndjson-inline) never
+	// take a base from its exportUrl, which may be the manifest's request (DESIGN.md §2). ""
+	// when the run knows none.
+	FHIRBase string
 
 	// PostVerify, when set, rewrites each verified file on its way to its final name: it reads
 	// the decoded, verified NDJSON from r and writes what is to be kept to w (before --gzip

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 )
@@ -59,7 +60,10 @@ func (e *engine) openLog() error {
 		detail := map[string]any{"exportUrl": e.exportURL, "errorCode": nil, "errorBody": nil,
 			"softwareName": nil, "softwareVersion": nil, "softwareReleaseDate": nil, "fhirVersion": nil,
 			"requestParameters": requestParameters(e.exportURL), "responseHeaders": map[string]string{},
-			"logVersion": "2", "_synthesized": "bulk-fetch: from the export context and the manifest"}
+			"logVersion": "2", bulk.SynthesizedMember: "bulk-fetch: from the export context and the manifest"}
+		if e.o.FHIRBase != "" {
+			detail[bulk.ContextMember] = map[string]string{"fhirBase": e.o.FHIRBase}
+		}
 		ev, err := exportdir.NewEvent(e.exportID, "kickoff", detail, now)
 		if err != nil {
 			return err

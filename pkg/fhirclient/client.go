@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -40,6 +41,7 @@ type Options struct {
 	Version        string                                           // "bulkpipe/<Version>" User-Agent
 	ClientID       string                                           // sent as Epic-Client-ID once Metadata() saw an Epic server
 	OnRetry        func(RetryEvent)                                 // progress callback (tools print it on stderr); nil = silent
+	OnWarn         func(msg string)                                 // a request went from https to plain http (once per origin); nil = silent
 }
 
 // RetryEvent describes one retry, for progress lines on stderr (STYLE.md §9).
@@ -85,9 +87,15 @@ type Client struct {
 	userAgent   string
 	clientID    string
 	onRetry     func(RetryEvent)
+	onWarn      func(string)
 
 	mu      sync.RWMutex
 	trusted map[string]bool // origins (see origin) that may receive credentials
+	// chosen are the trusted origins the user named (the FHIR base, --token-origin): the only
+	// plain-http origins trusted on a host that is also trusted over https.
+	chosen map[string]bool
+	secure map[string]bool // hosts with a trusted https origin
+	warned map[string]bool // origins already reported to onWarn
 
 	epic atomic.Bool // set by Metadata
 }
@@ -113,7 +121,11 @@ func New(opts Options) (*Client, error) {
 		userAgent:   "bulkpipe",
 		clientID:    opts.ClientID,
 		onRetry:     opts.OnRetry,
+		onWarn:      opts.OnWarn,
 		trusted:     map[string]bool{},
+		chosen:      map[string]bool{},
+		secure:      map[string]bool{},
+		warned:      map[string]bool{},
 	}
 	if opts.Version != "" {
 		c.userAgent += "/" + opts.Version
@@ -139,11 +151,15 @@ func New(opts Options) (*Client, error) {
 		c.rand = rand.Float64
 	}
 	o, _ := origin(base)
-	c.trusted[o] = true
+	c.trust(o)
+	c.chosen[o] = true
 	for _, t := range opts.TrustedOrigins {
 		if err := c.Trust(t); err != nil {
 			return nil, err
 		}
+		u, _ := url.Parse(t)
+		o, _ := origin(u)
+		c.chosen[o] = true
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
@@ -229,13 +245,31 @@ func (c *Client) Trust(rawURL string) error {
 		return fmt.Errorf("trusting origin %s: want scheme://host[:port] with scheme http or https", Redact(rawURL))
 	}
 	c.mu.Lock()
-	c.trusted[o] = true
+	c.trust(o)
 	c.mu.Unlock()
 	return nil
 }
 
+// trust adds origin o; c.mu is held (or c is not yet shared).
+func (c *Client) trust(o string) {
+	c.trusted[o] = true
+	if strings.HasPrefix(o, "https://") {
+		c.secure[originHost(o)] = true
+	}
+}
+
+// originHost is the host of an origin string, without scheme and port.
+func originHost(o string) string {
+	_, hostport, _ := strings.Cut(o, "://")
+	h, _, _ := net.SplitHostPort(hostport)
+	return h
+}
+
 // Trusted reports whether u's scheme, host and port equal a trusted origin's (default ports
-// normalized, host compared case-insensitively).
+// normalized, host compared case-insensitively). A plain-http origin on a host that is trusted
+// over https is not trusted unless the user named it (FHIR base, --token-origin): a server
+// that answers an https kickoff with an http status URL would otherwise get the token in clear
+// text (DESIGN.md §2, token safety).
 func (c *Client) Trusted(u *url.URL) bool {
 	o, ok := origin(u)
 	if !ok {
@@ -243,7 +277,36 @@ func (c *Client) Trusted(u *url.URL) bool {
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.trusted[o]
+	return c.trusted[o] && !c.downgraded(o)
+}
+
+// downgraded reports whether o is plain http on a host trusted over https, and not named by the
+// user; c.mu is held.
+func (c *Client) downgraded(o string) bool {
+	return strings.HasPrefix(o, "http://") && c.secure[originHost(o)] && !c.chosen[o]
+}
+
+// warnDowngrade reports, once per origin, a hop over plain http that follows https: a redirect
+// from https, or a host trusted over https.
+func (c *Client) warnDowngrade(u *url.URL, fromHTTPS bool) {
+	o, ok := origin(u)
+	if !ok || !strings.HasPrefix(o, "http://") || c.onWarn == nil {
+		return
+	}
+	c.mu.Lock()
+	down := c.downgraded(o)
+	report := (fromHTTPS || down) && !c.warned[o]
+	if report {
+		c.warned[o] = true
+	}
+	c.mu.Unlock()
+	switch {
+	case !report:
+	case down:
+		c.onWarn(fmt.Sprintf("%s is plain http on a host reached over https: no credentials are sent there", o))
+	default:
+		c.onWarn(fmt.Sprintf("redirected from https to plain http (%s)", o))
+	}
 }
 
 // Resolve turns a reference from a manifest or resource into a URL: "Binary/1" against
@@ -307,7 +370,10 @@ func (c *Client) Do(ctx context.Context, req *Request) (*http.Response, error) {
 	se := newStatusError(r.method, r.shown, r.resp, r.secrets)
 	switch {
 	case r.untrusted != "":
-		return nil, &untrustedError{StatusError: se, origin: r.untrusted}
+		c.mu.RLock()
+		down := c.downgraded(r.untrusted)
+		c.mu.RUnlock()
+		return nil, &untrustedError{StatusError: se, origin: r.untrusted, downgrade: down}
 	case r.gaveUp:
 		return nil, &giveUpError{method: r.method, url: r.shown, attempts: r.attempts, note: r.note, detail: se.detail(), err: se}
 	}

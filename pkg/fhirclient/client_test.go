@@ -209,3 +209,33 @@ func TestStatusErrorUnwrapNil(t *testing.T) {
 		t.Errorf("errors.AsType[*OperationOutcome] found an outcome in %v", se)
 	}
 }
+
+// TestMetadataWithoutCredentials: the CapabilityStatement is public, so Metadata asks for no
+// token (a failing token endpoint must not matter to it); only a server that refuses the plain
+// request gets a second one with credentials.
+func TestMetadataWithoutCredentials(t *testing.T) {
+	const capa = `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`
+	srv, rec := serve(t, respond(capa))
+	creds := &fakeCreds{authErr: errors.New("token endpoint down")}
+	c, _ := newTestClient(t, srv.URL+"/fhir", Options{Credentials: creds})
+	if _, err := c.Metadata(t.Context()); err != nil {
+		t.Fatalf("Metadata with a failing token endpoint = %v, want the CapabilityStatement", err)
+	}
+	if calls, _ := creds.counts(); calls != 0 {
+		t.Errorf("Metadata asked the credentials %d times, want 0", calls)
+	}
+	if a := rec.Requests()[0].Header.Get("Authorization"); a != "" {
+		t.Errorf("GET metadata sent Authorization %q, want none", a)
+	}
+
+	srv, rec = serve(t, status(http.StatusUnauthorized, ""), respond(capa))
+	c, _ = newTestClient(t, srv.URL+"/fhir", Options{Credentials: &fakeCreds{static: true}})
+	if _, err := c.Metadata(t.Context()); err != nil {
+		t.Fatalf("Metadata behind auth = %v, want the CapabilityStatement", err)
+	}
+	reqs := rec.Requests()
+	if len(reqs) != 2 || reqs[0].Header.Get("Authorization") != "" || reqs[1].Header.Get("Authorization") == "" {
+		t.Errorf("Metadata behind auth sent %d requests, Authorization %q then %q; want none, then the token",
+			len(reqs), reqs[0].Header.Get("Authorization"), reqs[len(reqs)-1].Header.Get("Authorization"))
+	}
+}

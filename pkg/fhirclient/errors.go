@@ -346,10 +346,16 @@ func (e *maybeSentError) Unwrap() []error { return []error{ErrMaybeSent, e.err} 
 // is --token-origin, not new credentials (DESIGN.md §2, token safety).
 type untrustedError struct {
 	*StatusError
-	origin string
+	origin    string
+	downgrade bool // plain http on a host reached over https
 }
 
 func (e *untrustedError) Error() string {
+	if e.downgrade {
+		return fmt.Sprintf("%s (no token was sent: %s is plain http on a host reached over https, and credentials never go "+
+			"over plain http there; use the server's https URL, or add --token-origin %s to send them anyway)",
+			e.StatusError.Error(), e.origin, e.origin)
+	}
 	return fmt.Sprintf("%s (no token was sent: %s is not a trusted origin; add --token-origin %s if it should get the token)",
 		e.StatusError.Error(), e.origin, e.origin)
 }

@@ -3,6 +3,7 @@ package fhirclient
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -29,14 +30,24 @@ func containsFold(s, sub string) bool {
 
 // Metadata GETs [base]/metadata (Accept: application/fhir+json), remembers whether the server
 // is Epic (software.name or publisher contains "Epic"), and from then on sends
-// Epic-Client-ID: ClientID to trusted origins.
+// Epic-Client-ID: ClientID to trusted origins. The CapabilityStatement is public (FHIR R4
+// 3.2.0.2, and the SMART Backend Services IG reads it before authorizing): it is asked for
+// without credentials, so a run never gets a token only for it; only a server that answers
+// that with 401 or 403 is asked again with them.
 func (c *Client) Metadata(ctx context.Context) (*Capability, error) {
-	resp, err := c.Do(ctx, &Request{
+	req := &Request{
 		Method: http.MethodGet,
 		URL:    "metadata",
 		Header: http.Header{"Accept": {"application/fhir+json"}},
 		Route:  RouteMetadata,
-	})
+		Auth:   AuthNever,
+	}
+	resp, err := c.Do(ctx, req)
+	if se, ok := errors.AsType[*StatusError](err); ok && c.creds != nil &&
+		(se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden) {
+		req.Auth = AuthIfTrusted
+		resp, err = c.Do(ctx, req)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -116,6 +116,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	hop.Header.Del("Referer") // would tell the next hop the previous URL, presigned query and all
 	trusted := t.c.Trusted(hop.URL)
+	t.c.warnDowngrade(hop.URL, strings.HasPrefix(x.initial, "https://"))
 	credsSent := false
 	if trusted {
 		for k, vs := range t.c.header {

@@ -72,8 +72,11 @@ func Exits(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// setupServer starts a server for a script with a .fhirserver/ folder.
+// setupServer starts a server for a script with a .fhirserver/ folder, and gives every script
+// a cache folder of its own.
 func setupServer(env *testscript.Env) error {
+	// bulk-kickoff's export records go to the script's own folder, never the user's cache.
+	env.Setenv("BULK_CACHE_DIR", filepath.Join(env.WorkDir, ".cache"))
 	root := filepath.Join(env.WorkDir, ".fhirserver")
 	if st, err := os.Stat(root); err != nil || !st.IsDir() {
 		return nil

@@ -44,6 +44,10 @@ type ClientConfig struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// OnRetry reports retries; nil prints one line per retry on stderr unless --quiet.
 	OnRetry func(fhirclient.RetryEvent)
+	// TokenURL is the SMART token endpoint when --token-url is not given (an export record's).
+	TokenURL string
+	// OnTokenURL is told the SMART token endpoint once it is known (bulk-kickoff records it).
+	OnTokenURL func(string)
 }
 
 // NewClientWith is NewClient with the tool's own settings.
@@ -71,15 +75,17 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 		Version:        Version(),
 		OnRetry:        cfg.OnRetry,
 	}
+	// A scheme downgrade is a warning: it shows even with --quiet.
+	stderr, name := c.App.ErrWriter, c.App.Name
+	opts.OnWarn = func(msg string) { fmt.Fprintf(stderr, "%s: warning: %s\n", name, msg) }
 	if opts.OnRetry == nil && !quiet(c) {
-		stderr, name := c.App.ErrWriter, c.App.Name
 		opts.OnRetry = func(e fhirclient.RetryEvent) {
 			fmt.Fprintf(stderr, "%s: %s %s: %s; retrying in %s (attempt %d)\n",
 				name, e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
 		}
 	}
 	// Auth flags are checked before the base URL, so a half-given SMART setup is reported as such.
-	creds, clientID, err := credentials(c, base, cfg.Types)
+	creds, clientID, err := credentials(c, base, cfg.TokenURL, cfg.Types)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +103,7 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 	}
 	if l, ok := creds.(*lazySMART); ok {
 		l.doer, l.metaDoer = plain.Doer(fhirclient.RouteToken), plain.Doer(fhirclient.RouteMetadata)
-		l.now, l.sleep = cfg.Now, cfg.Sleep
+		l.now, l.sleep, l.onTokenURL = cfg.Now, cfg.Sleep, cfg.OnTokenURL
 		l.linked = cfg.Linked
 	}
 	opts.Credentials, opts.ClientID = creds, clientID
@@ -116,7 +122,7 @@ func quiet(c *cli.Context) bool {
 }
 
 // credentials picks the one auth method the flags and environment describe.
-func credentials(c *cli.Context, base string, types []string) (fhirclient.Credentials, string, error) {
+func credentials(c *cli.Context, base, recordTokenURL string, types []string) (fhirclient.Credentials, string, error) {
 	var methods []string
 	smartID, smartKey := c.String("smart-client-id"), c.Path("smart-key")
 	if smartID != "" || smartKey != "" {
@@ -150,6 +156,9 @@ func credentials(c *cli.Context, base string, types []string) (fhirclient.Creden
 			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", c.App.Name, w)
 		}
 		tokenURL := c.String("token-url")
+		if tokenURL == "" {
+			tokenURL = recordTokenURL
+		}
 		if tokenURL == "" && base == "" {
 			return nil, "", UsageErrorf("SMART auth cannot find the token endpoint: give --fhir-url (or BULK_FHIR_URL) or --token-url")
 		}
@@ -204,6 +213,7 @@ type lazySMART struct {
 	key            *smartauth.Key
 	scopes, types  []string
 	linked         []string
+	onTokenURL     func(string)
 	mu             sync.Mutex
 	src            *smartauth.Source
 }
@@ -229,6 +239,9 @@ func (l *lazySMART) source(ctx context.Context) (*smartauth.Source, error) {
 		if scopes == nil {
 			scopes = smartauth.Scopes(l.types, l.linked, d.V2)
 		}
+	}
+	if l.onTokenURL != nil {
+		l.onTokenURL(tokenURL)
 	}
 	l.src = smartauth.NewSource(smartauth.Config{ClientID: l.clientID, Key: l.key, TokenURL: tokenURL, Scopes: scopes,
 		HTTP: l.doer, Now: l.now, Sleep: l.sleep})
