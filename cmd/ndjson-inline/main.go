@@ -68,7 +68,7 @@ func inlineFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "resource", Usage: "inline attachments of these resource `TYPES` only (comma-separated or repeated; default DocumentReference,DiagnosticReport)"},
 		&cli.StringSliceFlag{Name: "mimetype", Usage: "inline attachments of these media `TYPES` (comma-separated or repeated; default text/plain,text/html,application/xhtml+xml)"},
 		&cli.IntFlag{Name: "parallel", Aliases: []string{"j"}, Value: attachment.DefaultParallel, Usage: "download at most `N` attachments at once"},
-		&cli.StringFlag{Name: "max-size", Value: "64MiB", Usage: "skip attachments larger than `SIZE` (such as 10MB or 1GiB; 0: no limit)"},
+		&cli.StringFlag{Name: "max-size", Value: "64MiB", Usage: "skip attachments larger than `SIZE` (such as 10MB; at most 1GiB, which 0 means)"},
 		&cli.DurationFlag{Name: "stall-timeout", Value: attachment.DefaultStallTimeout, Usage: "retry a download that receives nothing for `DURATION`"},
 		&cli.BoolFlag{Name: "strict", Usage: "exit 1 when an attachment failed (the others are still inlined)"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append download_complete and download_error events to the export log `FILE`"},
@@ -96,6 +96,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	var err error
 	if cfg.policy.MaxSize, err = attachment.ParseSize(c.String("max-size")); err != nil {
 		return nil, tool.UsageErrorf("--max-size: %v", err)
+	}
+	if cfg.policy.MaxSize > attachment.HardMaxSize {
+		return nil, tool.UsageErrorf("--max-size %s: at most 1GiB (an attachment is held in memory, and its base64 must fit in a line)", c.String("max-size"))
 	}
 	maxLine, err := attachment.ParseSize(c.String("max-line"))
 	if err != nil || maxLine < 1 || maxLine > 1<<31-1<<20 {

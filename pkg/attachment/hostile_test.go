@@ -1,0 +1,161 @@
+package attachment
+
+import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// lyingServer answers every request with the head it is given (a Content-Length it does not
+// keep, say) and body, then closes the connection: what net/http's server would never send.
+func lyingServer(t *testing.T, head, body string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\n" + head + "Connection: close\r\n\r\n" + body)
+		buf.Flush()
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestAnnouncedSizeNeverAllocated: a Content-Length is a claim, not a buffer size (issue 11.8: a
+// terabyte announced with --max-size 0 crashed the tool with "out of memory"). Beyond the limit
+// the attachment is skipped at once; below it, a body that stops short costs what was sent.
+func TestAnnouncedSizeNeverAllocated(t *testing.T) {
+	tests := []struct {
+		name    string
+		max     int64
+		length  int64
+		result  Result
+		wantErr error
+	}{
+		{"a terabyte, no limit given", 0, 1 << 40, Skipped, ErrTooLarge},
+		{"a terabyte, a limit", 64 << 20, 1 << 40, Skipped, ErrTooLarge},
+		{"half the ceiling, 5 bytes sent", 0, HardMaxSize / 2, Failed, io.ErrUnexpectedEOF},
+	}
+	for _, tt := range tests {
+		srv := lyingServer(t, "Content-Type: text/plain\r\nContent-Length: "+strconv.FormatInt(tt.length, 10)+"\r\n", "hello")
+		in, ds := newInliner(t, newClient(t, srv.URL, nil), func(o *Options) { o.MaxSize = tt.max })
+		input := docRef("big", `{"contentType":"text/plain","url":"Binary/big"}`)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		got, _ := inline(t, in, input)
+		runtime.ReadMemStats(&after)
+		if got != input+"\n" {
+			t.Errorf("%s: line = %s, want it unchanged", tt.name, got)
+		}
+		if len(*ds) != 1 || (*ds)[0].Result != tt.result || !errors.Is((*ds)[0].Err, tt.wantErr) {
+			t.Errorf("%s: downloads = %+v, want one %v with %v", tt.name, *ds, tt.result, tt.wantErr)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
+			t.Errorf("%s: allocated %d MiB for 5 bytes sent, want under 32 MiB", tt.name, n>>20)
+		}
+	}
+}
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestContentEncoding: an answer the server compressed unasked is inlined as its content, with
+// the content's size and hash (issue 11.9), and a gzip bomb stops at the size limit.
+func TestContentEncoding(t *testing.T) {
+	var deflated bytes.Buffer
+	zw := zlib.NewWriter(&deflated)
+	zw.Write([]byte("hello world"))
+	zw.Close()
+	bomb := bytes.Repeat(gzipped(t, make([]byte, 1<<20)), 64) // 64 MiB of zeros in 64 gzip members
+	binary := `{"resourceType":"Binary","contentType":"text/plain","data":"aGVsbG8gd29ybGQ="}`
+	answers := map[string]struct {
+		ct, enc string
+		body    []byte
+	}{
+		"/Binary/gzip":        {"text/plain", "gzip", gzipped(t, []byte("hello world"))},
+		"/Binary/x-gzip":      {"text/plain; charset=utf-8", "x-gzip", gzipped(t, []byte("hello world"))},
+		"/Binary/deflate":     {"text/plain", "deflate", deflated.Bytes()},
+		"/Binary/json":        {"application/fhir+json", "gzip", gzipped(t, []byte(binary))},
+		"/Binary/identity":    {"text/plain", "identity", []byte("hello world")},
+		"/Binary/br":          {"text/plain", "br", []byte("\x0b\x05\x80hello world\x03")},
+		"/Binary/bomb":        {"text/plain", "gzip", bomb},
+		"/Binary/not-gzip":    {"text/plain", "gzip", []byte("hello world")},
+		"/Binary/gzip-gzip":   {"text/plain", "gzip, gzip", gzipped(t, gzipped(t, []byte("hello world")))},
+		"/Binary/cut-in-half": {"text/plain", "gzip", gzipped(t, []byte("hello world"))[:15]},
+	}
+	var mu sync.Mutex
+	calls := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := answers[r.URL.Path]
+		mu.Lock()
+		calls[r.URL.Path]++
+		mu.Unlock()
+		w.Header().Set("Content-Type", a.ct)
+		w.Header().Set("Content-Encoding", a.enc)
+		w.Write(a.body)
+	}))
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		path   string
+		result Result
+		calls  int
+	}{
+		{"/Binary/gzip", Inlined, 1},
+		{"/Binary/x-gzip", Inlined, 1},
+		{"/Binary/deflate", Inlined, 1},
+		{"/Binary/json", Inlined, 1},
+		{"/Binary/identity", Inlined, 1},
+		{"/Binary/br", Failed, 1}, // not decodable: no retry would change that
+		{"/Binary/gzip-gzip", Failed, 1},
+		{"/Binary/bomb", Skipped, 1},
+		{"/Binary/not-gzip", Failed, 3},
+		{"/Binary/cut-in-half", Failed, 3},
+	}
+	for _, tt := range tests {
+		in, ds := newInliner(t, newClient(t, srv.URL, nil), func(o *Options) { o.MaxSize = 1 << 20 })
+		input := docRef("1", `{"contentType":"text/plain","url":"`+srv.URL+tt.path+`"}`)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		got, _ := inline(t, in, input)
+		runtime.ReadMemStats(&after)
+		if len(*ds) != 1 || (*ds)[0].Result != tt.result {
+			t.Errorf("%s: downloads = %+v, want %v", tt.path, *ds, tt.result)
+			continue
+		}
+		mu.Lock()
+		n := calls[tt.path]
+		mu.Unlock()
+		if n != tt.calls {
+			t.Errorf("%s: %d requests, want %d", tt.path, n, tt.calls)
+		}
+		want := input + "\n"
+		if tt.result == Inlined {
+			want = docRef("1", `{"contentType":"text/plain; charset=utf-8","url":"`+srv.URL+tt.path+`","data":"aGVsbG8gd29ybGQ=","size":11,"hash":"Kq5sNclPz7QV2+lfQIuc6R7oRu0="}`) + "\n"
+		}
+		if got != want {
+			t.Errorf("%s: line =\n%s\nwant\n%s", tt.path, got, want)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
+			t.Errorf("%s: allocated %d MiB with a 1 MiB limit, want under 32 MiB", tt.path, n>>20)
+		}
+	}
+}
