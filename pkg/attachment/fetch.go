@@ -83,7 +83,7 @@ func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
 	target := u.String()
 	f := fetched{url: fhirclient.Redact(target)}
 	req := &fhirclient.Request{Method: http.MethodGet, URL: target, Header: http.Header{"Accept": {mt}},
-		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted}
+		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted, Guard: !in.allowLL}
 	for attempt := 1; ; attempt++ {
 		resp, err := in.fetcher.Do(ctx, req)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -12,6 +13,9 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
 )
 
 // lyingServer answers every request with the head it is given (a Content-Length it does not
@@ -156,6 +160,50 @@ func TestContentEncoding(t *testing.T) {
 		}
 		if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
 			t.Errorf("%s: allocated %d MiB with a 1 MiB limit, want under 32 MiB", tt.path, n>>20)
+		}
+	}
+}
+
+// guardRecorder is a fakeFetcher that records Request.Guard.
+type guardRecorder struct {
+	fakeFetcher
+	mu     sync.Mutex
+	guards []bool
+}
+
+func (g *guardRecorder) Do(ctx context.Context, req *fhirclient.Request) (*http.Response, error) {
+	g.mu.Lock()
+	g.guards = append(g.guards, req.Guard)
+	g.mu.Unlock()
+	return g.fakeFetcher.Do(ctx, req)
+}
+
+// TestLinkLocalRefused: an attachment url at a cloud metadata address, directly or by a
+// redirect, fails without being fetched or retried (issue 11.14); AllowLinkLocal lifts the guard.
+func TestLinkLocalRefused(t *testing.T) {
+	srv := newServer(t, fhirtest.Options{Patients: 1, Override: map[string][]byte{
+		"/Binary/redirect": rawResponse("302 Found", http.Header{"Location": {"http://169.254.169.254/latest/meta-data/iam/security-credentials/"}}, ""),
+	}})
+	for _, u := range []string{"http://169.254.169.254/latest/meta-data/iam/security-credentials/", "http://metadata.google.internal/computeMetadata/v1/", "Binary/redirect"} {
+		in, ds := newInliner(t, newClient(t, srv.URL(), nil), nil)
+		input := docRef("1", `{"contentType":"text/plain","url":"`+u+`"}`)
+		got, _ := inline(t, in, input)
+		if got != input+"\n" {
+			t.Errorf("%s: line = %s, want it unchanged", u, got)
+		}
+		if len(*ds) != 1 || (*ds)[0].Result != Failed {
+			t.Fatalf("%s: downloads = %+v, want one failed", u, *ds)
+		}
+		if _, ok := errors.AsType[*fhirclient.ForbiddenAddressError]((*ds)[0].Err); !ok {
+			t.Errorf("%s: error = %v, want a ForbiddenAddressError", u, (*ds)[0].Err)
+		}
+	}
+	for _, allow := range []bool{false, true} {
+		g := &guardRecorder{}
+		in, _ := newInliner(t, g, func(o *Options) { o.AllowLinkLocal = allow })
+		inline(t, in, docRef("1", `{"contentType":"text/plain","url":"Binary/1"}`))
+		if len(g.guards) != 1 || g.guards[0] != !allow {
+			t.Errorf("AllowLinkLocal %v: Request.Guard = %v, want %v", allow, g.guards, !allow)
 		}
 	}
 }
