@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
@@ -370,4 +371,47 @@ func (d *outDir) commit() error {
 		}
 	}
 	return nil
+}
+
+// checkOutOutsideSources refuses an --out that is a source, holds one, or is inside one (issue
+// 11.14): with --force the merged folder replaces --out, and the sources would go with it; a
+// folder inside a source would be read back as part of that source by the next merge. Paths are
+// compared with symbolic links resolved, so another spelling of the same folder is caught too.
+func checkOutOutsideSources(out string, sources []string) error {
+	o := resolvePath(out)
+	for _, src := range sources {
+		if src == "-" {
+			continue
+		}
+		s := resolvePath(src)
+		switch {
+		case o == s:
+			return fmt.Errorf("--out %s is the source %s: choose a folder outside the sources", out, src)
+		case within(s, o):
+			return fmt.Errorf("--out %s holds the source %s, which replacing it would delete: choose a folder outside the sources", out, src)
+		case within(o, s):
+			return fmt.Errorf("--out %s is inside the source %s: choose a folder outside the sources", out, src)
+		}
+	}
+	return nil
+}
+
+// within reports whether path is inside dir (both absolute and clean).
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// resolvePath is p made absolute with symbolic links resolved as far as it exists: --out
+// usually does not exist yet, its parent does.
+func resolvePath(p string) string {
+	p = absPath(p)
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	parent := filepath.Dir(p)
+	if parent == p {
+		return p
+	}
+	return filepath.Join(resolvePath(parent), filepath.Base(p))
 }
