@@ -29,8 +29,10 @@ type outDir struct {
 	maxFile int64
 
 	cur, del, errs *outFile
-	ordinals       map[string]int // next ordinal per item type and resource type
-	files          []*outFile     // closed, in the order written
+	errKeys        map[[sha256.Size]byte]struct{} // error/ lines written (seenError)
+	maxErrors      int                            // bound on errKeys; 0 is maxErrorKeys
+	ordinals       map[string]int                 // next ordinal per item type and resource type
+	files          []*outFile                     // closed, in the order written
 	bytes          int64
 
 	// pending DELETE entries of one resource type, written as one transaction Bundle per
@@ -284,8 +286,15 @@ func (d *outDir) endResources() error {
 	return nil
 }
 
-// copyErrors appends the lines of a source's error/ file to error/OperationOutcome.NNN.ndjson.
-// They are kept as they are: OperationOutcomes have no identity to merge by.
+// maxErrorKeys bounds the set copyErrors remembers lines by: 32 bytes and a map entry each, about
+// 20 MiB in all. Past it, further lines are kept even when they repeat one.
+const maxErrorKeys = 1 << 18
+
+// copyErrors appends the lines of a source's error/ file to error/OperationOutcome.NNN.ndjson and
+// returns how many it wrote. OperationOutcomes have no identity to merge by, so they are kept as
+// they are, but a line identical to one already written is written once: each slice of an export
+// carries the server's same warning, and the merged folder would repeat it once per slice (issue
+// 12.17).
 func (d *outDir) copyErrors(ctx context.Context, f exportdir.File, maxLine int) (int64, error) {
 	r, err := exportdir.OpenFile(f.Path)
 	if err != nil {
@@ -297,6 +306,9 @@ func (d *outDir) copyErrors(ctx context.Context, f exportdir.File, maxLine int) 
 	for sc.Scan() {
 		if !ndjson.Valid(sc.Bytes()) {
 			return n, fmt.Errorf("%s:%d: invalid JSON", f.Path, sc.Line())
+		}
+		if d.seenError(sc.Bytes()) {
+			continue
 		}
 		if err := d.write(&d.errs, exportdir.ItemError, "OperationOutcome", sc.Bytes()); err != nil {
 			return n, err
@@ -311,6 +323,26 @@ func (d *outDir) copyErrors(ctx context.Context, f exportdir.File, maxLine int) 
 		return n, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	return n, nil
+}
+
+// seenError reports a line already written to error/, and remembers it otherwise, while there is
+// room (maxErrors, 0 meaning maxErrorKeys).
+func (d *outDir) seenError(line []byte) bool {
+	sum := sha256.Sum256(line)
+	if _, ok := d.errKeys[sum]; ok {
+		return true
+	}
+	limit := d.maxErrors
+	if limit == 0 {
+		limit = maxErrorKeys
+	}
+	if len(d.errKeys) < limit {
+		if d.errKeys == nil {
+			d.errKeys = map[[sha256.Size]byte]struct{}{}
+		}
+		d.errKeys[sum] = struct{}{}
+	}
+	return false
 }
 
 func (d *outDir) endErrors() error {
