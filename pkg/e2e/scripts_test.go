@@ -106,7 +106,7 @@ func TestScriptsFindTools(t *testing.T) {
 	srv := fetchServer(t, fhirtest.Options{Patients: 2, Seed: 33})
 	checkout := t.TempDir()
 	os.Mkdir(filepath.Join(checkout, "scripts"), 0o755)
-	for _, s := range []string{"bulk-export.sh", "export-and-load.sh"} {
+	for _, s := range []string{"bulk-export.sh", "export-and-load.sh", "Makefile"} {
 		b, err := os.ReadFile(filepath.Join(moduleRoot(), "scripts", s))
 		if err != nil {
 			t.Fatal(err)
@@ -115,15 +115,17 @@ func TestScriptsFindTools(t *testing.T) {
 	}
 	// A PATH with the shell's utilities and none of the tools.
 	utils := t.TempDir()
-	for _, u := range []string{"sh", "mktemp", "dirname", "basename", "head", "sed", "date", "mkdir", "rm", "mkfifo", "cat", "grep", "kill"} {
-		p, err := exec.LookPath(u)
-		if err != nil {
-			t.Fatal(err)
+	for _, u := range []string{"sh", "make", "mktemp", "dirname", "basename", "head", "sed", "date", "mkdir", "rm", "mkfifo", "cat", "grep", "test"} {
+		if p, err := exec.LookPath(u); err == nil {
+			os.Symlink(p, filepath.Join(utils, u))
 		}
-		os.Symlink(p, filepath.Join(utils, u))
 	}
 	run := func(script string, args ...string) result {
-		c := exec.Command(filepath.Join(utils, "sh"), append([]string{filepath.Join(checkout, "scripts", script)}, args...)...)
+		name, args := filepath.Join(utils, "sh"), append([]string{filepath.Join(checkout, "scripts", script)}, args...)
+		if script == "Makefile" {
+			name, args = filepath.Join(utils, "make"), append([]string{"-s", "-f"}, args...)
+		}
+		c := exec.Command(name, args...)
 		c.Dir = t.TempDir()
 		c.Env = []string{"PATH=" + utils, "HOME=" + c.Dir}
 		var out, errb bytes.Buffer
@@ -137,14 +139,24 @@ func TestScriptsFindTools(t *testing.T) {
 		}
 		return result{Code: code, Stdout: out.String(), Stderr: errb.String()}
 	}
-	for _, s := range []string{"bulk-export.sh", "export-and-load.sh"} {
+	for _, s := range []string{"bulk-export.sh", "export-and-load.sh", "Makefile"} {
 		var r result
-		if s == "bulk-export.sh" {
-			r = run(s, srv.URL(), "out")
-		} else {
-			r = run(s, srv.URL(), "--export-to", "out")
-		}
 		want := s + ": bulk-kickoff not found on PATH or in " + checkout + "/bin; build the tools with 'make build' in " + checkout
+		switch s {
+		case "bulk-export.sh":
+			r = run(s, srv.URL(), "out")
+		case "export-and-load.sh":
+			r = run(s, srv.URL(), "--export-to", "out")
+		default:
+			if _, err := os.Stat(filepath.Join(utils, "make")); err != nil {
+				continue
+			}
+			r = run(s, "FHIR_URL="+srv.URL(), "DIR=out")
+			want = want[len(s+": "):]
+			if r.Code == 2 { // make's own status for a failed recipe
+				r.Code = 1
+			}
+		}
 		if r.Code != 1 || !strings.Contains(r.Stderr, want) || strings.Contains(r.Stderr, "resume") {
 			t.Errorf("%s without the tools: exit %d, stderr\n%s\nwant exit 1 and %q", s, r.Code, r.Stderr, want)
 		}
@@ -155,6 +167,11 @@ func TestScriptsFindTools(t *testing.T) {
 	}
 	if r := run("bulk-export.sh", srv.URL()+"/Group/all", "out", "--type", "Patient"); r.Code != 0 {
 		t.Errorf("bulk-export.sh with the tools in bin/: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(utils, "make")); err == nil {
+		if r := run("Makefile", "FHIR_URL="+srv.URL()+"/Group/all", "DIR=out", "KICKOFF_FLAGS=--type Patient"); r.Code != 0 {
+			t.Errorf("make -f scripts/Makefile with the tools in bin/: exit %d\n%s", r.Code, r.Stderr)
+		}
 	}
 }
 
