@@ -207,3 +207,66 @@ func TestLinkLocalRefused(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadBody: whatever the body and its Content-Encoding, readBody never returns more than the
+// limit, and an encoded body it accepts decodes to what the standard library decodes.
+func FuzzReadBody(f *testing.F) {
+	var deflated bytes.Buffer
+	zw := zlib.NewWriter(&deflated)
+	zw.Write([]byte("hello world"))
+	zw.Close()
+	var gz bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write(make([]byte, 8<<10))
+	gw.Close()
+	f.Add(gz.Bytes(), "gzip", true)
+	f.Add(deflated.Bytes(), "deflate", false)
+	f.Add([]byte("hello world"), "", true)
+	f.Add([]byte("hello world"), "identity", false)
+	f.Add([]byte("\x1f\x8b\x08\x00"), "x-gzip", true)
+	f.Add([]byte("x"), "br, gzip", false)
+	const limit = 4 << 10
+	in, err := New(Options{Policy: Policy{MaxSize: limit}, Fetcher: &fakeFetcher{}, StallTimeout: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, enc string, withLength bool) {
+		resp := &http.Response{Header: http.Header{"Content-Type": {"text/plain"}}, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: -1}
+		if enc != "" {
+			resp.Header.Set("Content-Encoding", enc)
+		}
+		if withLength {
+			resp.ContentLength = int64(len(body))
+		}
+		got, err := in.readBody(resp)
+		if err != nil {
+			return
+		}
+		if len(got) > limit {
+			t.Fatalf("readBody gave %d bytes, over the %d limit", len(got), limit)
+		}
+		var want []byte
+		switch e, _ := contentEncoding(resp.Header); e {
+		case "gzip":
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("readBody accepted gzip that gzip.NewReader refuses: %v", err)
+			}
+			want, err = io.ReadAll(zr)
+			if err != nil {
+				t.Fatalf("readBody accepted gzip that does not decode: %v", err)
+			}
+		case "deflate":
+			zr, err := zlib.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("readBody accepted deflate that zlib.NewReader refuses: %v", err)
+			}
+			want, _ = io.ReadAll(zr)
+		default:
+			want = body
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("readBody = %q, want %q", got, want)
+		}
+	})
+}
