@@ -116,9 +116,9 @@ if [ "$new_export" = yes ]; then
   # Until the new export is downloaded, a resumed run must still let bulk-fetch replace the old.
   : >"$work/new-export"
 elif [ -e "$work/done" ]; then
-  echo "$prog: the export in $dir is complete and was loaded into $db ($(head -n 1 "$work/done"));" \
-    "nothing to do" >&2
+  echo "$prog: the export in $dir is complete and was $(head -n 1 "$work/done"); nothing to do" >&2
   echo "$prog: to start a new export into $dir: $again --new-export" >&2
+  echo "$prog: to load it into another database: etl-load --db FILE '$dir'" >&2
   exit 0
 fi
 
@@ -174,6 +174,6 @@ etl-load --db "$db" --summary "$dir" || rc=$?
 if [ "$keep" = no ]; then
   rm -rf "$(dirname "$dir")"
 else
-  echo "loaded $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$work/done"
+  echo "loaded into $db at $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$work/done"
   echo "$prog: export kept in $dir" >&2
 fi
