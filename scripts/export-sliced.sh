@@ -5,11 +5,13 @@
 # (Cumulus's "No Partial Group Exports": a folder must hold the whole Group for each type, so
 # slices are recombined before loading; see docs/completion.md.)
 #
-#   scripts/export-sliced.sh GROUP_URL [WORKDIR]
+#   scripts/export-sliced.sh GROUP_URL [WORKDIR] [--db FILE]
 #
 #   GROUP_URL  e.g. "$BULK_FHIR_URL/Group/abc" (server and auth settings come from the usual
 #              BULK_* environment variables or flags' defaults, see bulk-kickoff(1))
 #   WORKDIR    default ./sliced-export: WORKDIR/slices/NAME/ per slice, WORKDIR/merged/ the result
+#   --db FILE  the DuckDB database etl-load writes (default: etl-load's, $BULK_DB or
+#              bulkpipe.duckdb), as in export-and-load.sh
 #
 # Environment:
 #   TYPE             resource type to slice (default Observation)
@@ -30,12 +32,33 @@
 # this script stops there. Without :missing there is no filter for "no category": either rerun
 # with MISSING=0 and accept that Observations without a category are left out (and do not set
 # ASSUME_COMPLETE), or export the type once unsliced instead.
+#
+# The tools are taken from PATH, else from bin/ of this checkout (make build).
 set -eu
 
 usage() {
-	echo "usage: $0 GROUP_URL [WORKDIR]" >&2
+	echo "usage: $0 GROUP_URL [WORKDIR] [--db FILE]" >&2
 	exit 2
 }
+# --db may come anywhere; the other arguments are GROUP_URL and WORKDIR, in that order.
+db=
+n=$#
+while [ "$n" -gt 0 ]; do
+	arg=$1
+	shift
+	n=$((n - 1))
+	case $arg in
+	--db)
+		[ "$n" -gt 0 ] || usage
+		db=$1
+		shift
+		n=$((n - 1))
+		;;
+	--db=*) db=${arg#*=} ;;
+	-*) usage ;;
+	*) set -- "$@" "$arg" ;;
+	esac
+done
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
 	usage
 fi
@@ -46,9 +69,14 @@ categories=${CATEGORIES:-"laboratory vital-signs social-history imaging procedur
 missing=${MISSING:-1}
 parallel=${PARALLEL:-1}
 
+# The tools: PATH first, then bin/ of this checkout, where `make build` puts them.
+root=$(cd "$(dirname "$0")/.." && pwd)
+PATH="$PATH:$root/bin"
+export PATH
 for tool in bulk-kickoff bulk-poll bulk-fetch ndjson-merge etl-load; do
 	command -v "$tool" >/dev/null 2>&1 || {
-		echo "$0: $tool not found on PATH (go build -o bin/ ./cmd/... and add bin/ to PATH)" >&2
+		echo "$0: $tool not found on PATH or in $root/bin; build the tools with 'make build' in $root" \
+			"(or: go build -o bin/ ./cmd/...), then run the same command again" >&2
 		exit 1
 	}
 done
@@ -156,10 +184,14 @@ ndjson-merge "$@" --out "$work/merged" --force --mem "${MERGE_MEM:-512MB}"
 echo "$0: merged $# slices into $work/merged (filters:$filters)" >&2
 
 if [ "${LOAD:-1}" = 1 ]; then
+	set --
+	if [ -n "$db" ]; then
+		set -- --db "$db"
+	fi
 	if [ "${ASSUME_COMPLETE:-0}" = 1 ]; then
-		etl-load --assume-complete "$type" "$work/merged"
+		etl-load "$@" --assume-complete "$type" "$work/merged"
 	else
-		etl-load "$work/merged"
+		etl-load "$@" "$work/merged"
 		echo "$0: etl-load kept no completion row for $type (its log records category filters);" \
 			"if CATEGORIES covers every category code of the server, rerun with ASSUME_COMPLETE=1" >&2
 	fi

@@ -41,7 +41,10 @@ FHIR base comes from its log when --fhir-url is not given, and .bulkpipe/state.j
 so bulk-fetch never fetches over the rewrite.
 
 The token (and --header values) go only to relative URLs and trusted origins (the FHIR base's,
-and --token-origin), never to another host. A failed attachment is left as it was and reported;
+and --token-origin), never to another host. An attachment URL is data, not a place the user
+chose: one that reaches a link-local address or a cloud metadata endpoint (169.254.169.254,
+metadata.google.internal), by name, by what the name resolves to, or by a redirect, is refused
+unless --allow-link-local is given. A failed attachment is left as it was and reported;
 the counts of inlined, already inlined, skipped and failed attachments end the run on stderr.
 
 Examples:
@@ -68,8 +71,9 @@ func inlineFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "resource", Usage: "inline attachments of these resource `TYPES` only (comma-separated or repeated; default DocumentReference,DiagnosticReport)"},
 		&cli.StringSliceFlag{Name: "mimetype", Usage: "inline attachments of these media `TYPES` (comma-separated or repeated; default text/plain,text/html,application/xhtml+xml)"},
 		&cli.IntFlag{Name: "parallel", Aliases: []string{"j"}, Value: attachment.DefaultParallel, Usage: "download at most `N` attachments at once"},
-		&cli.StringFlag{Name: "max-size", Value: "64MiB", Usage: "skip attachments larger than `SIZE` (such as 10MB or 1GiB; 0: no limit)"},
+		&cli.StringFlag{Name: "max-size", Value: "64MiB", Usage: "skip attachments larger than `SIZE` (such as 10MB; at most 1GiB, which 0 means)"},
 		&cli.DurationFlag{Name: "stall-timeout", Value: attachment.DefaultStallTimeout, Usage: "retry a download that receives nothing for `DURATION`"},
+		&cli.BoolFlag{Name: "allow-link-local", Usage: "let attachment URLs reach link-local addresses (169.254.0.0/16, fe80::/10) and cloud metadata endpoints, refused by default"},
 		&cli.BoolFlag{Name: "strict", Usage: "exit 1 when an attachment failed (the others are still inlined)"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append download_complete and download_error events to the export log `FILE`"},
 		&cli.StringFlag{Name: "max-line", Value: "256MiB", Usage: "refuse input lines longer than `SIZE`"},
@@ -85,17 +89,21 @@ type config struct {
 	maxLine  int
 	strict   bool
 	quiet    bool
+	allowLL  bool
 	log      string
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
 	cfg := &config{parallel: c.Int("parallel"), stall: c.Duration("stall-timeout"), strict: c.Bool("strict"),
-		quiet: c.Bool("quiet"), log: c.String("log")}
+		quiet: c.Bool("quiet"), log: c.String("log"), allowLL: c.Bool("allow-link-local")}
 	cfg.policy.Resources = attachment.SplitList(c.StringSlice("resource"))
 	cfg.policy.MIMETypes = attachment.SplitList(c.StringSlice("mimetype"))
 	var err error
 	if cfg.policy.MaxSize, err = attachment.ParseSize(c.String("max-size")); err != nil {
 		return nil, tool.UsageErrorf("--max-size: %v", err)
+	}
+	if cfg.policy.MaxSize > attachment.HardMaxSize {
+		return nil, tool.UsageErrorf("--max-size %s: at most 1GiB (an attachment is held in memory, and its base64 must fit in a line)", c.String("max-size"))
 	}
 	maxLine, err := attachment.ParseSize(c.String("max-line"))
 	if err != nil || maxLine < 1 || maxLine > 1<<31-1<<20 {
@@ -212,7 +220,8 @@ func runFilter(c *cli.Context, cfg *config, r *reporter, args []string) (attachm
 func newInliner(cfg *config, f attachment.Fetcher, r *reporter, exportID string) (*attachment.Inliner, error) {
 	return attachment.New(attachment.Options{
 		Policy: cfg.policy, Fetcher: f, Parallel: cfg.parallel, StallTimeout: cfg.stall, MaxLine: cfg.maxLine,
-		OnDownload: func(d attachment.Download) { r.download(d, exportID) },
+		AllowLinkLocal: cfg.allowLL,
+		OnDownload:     func(d attachment.Download) { r.download(d, exportID) },
 	})
 }
 

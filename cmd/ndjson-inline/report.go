@@ -12,6 +12,7 @@ import (
 
 	"github.com/bulkpipe/bulkpipe/pkg/attachment"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
@@ -106,7 +107,11 @@ func (r *reporter) download(d attachment.Download, exportID string) {
 			if d.Result == attachment.Skipped {
 				what = "skipped"
 			}
-			fmt.Fprintf(r.w, "%s: %s:%d: %s %s %s: %v\n", r.name, d.Name, d.Line, d.Resource, d.Path, what, d.Err)
+			hint := ""
+			if _, ok := errors.AsType[*fhirclient.ForbiddenAddressError](d.Err); ok {
+				hint = " (--allow-link-local allows it)"
+			}
+			fmt.Fprintf(r.w, "%s: %s:%d: %s %s %s: %v%s\n", r.name, d.Name, d.Line, d.Resource, d.Path, what, d.Err, hint)
 		} else {
 			r.hidden++
 		}

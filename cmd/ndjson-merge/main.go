@@ -34,7 +34,7 @@ Examples:
 		HideHelpCommand: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the merged export folder `DIR` (- for NDJSON on stdout, one resource type only)"},
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --out if it exists and is not empty"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --out if it exists and is not empty (never a source, or a folder holding or inside one)"},
 			&cli.StringFlag{Name: "mem", Value: "512MB", Usage: "memory for sorting before runs are spilled to disk (`SIZE`: 256MB, 1GB, 64KiB)"},
 			&cli.StringFlag{Name: "max-file-size", Value: "1GiB", Usage: "start a new Type.NNN.ndjson file past this `SIZE`"},
 			&cli.StringFlag{Name: "max-line", Value: "256MiB", Usage: "refuse input lines longer than `SIZE`"},
@@ -94,6 +94,11 @@ func run(c *cli.Context) error {
 	}
 	if o.out == "-" && c.Bool("force") {
 		return tool.UsageErrorf("--force applies to an output folder, not --out -")
+	}
+	if o.out != "-" {
+		if err := checkOutOutsideSources(o.out, o.sources); err != nil {
+			return tool.UsageErrorf("%v", err)
+		}
 	}
 	// The sort buffers hold no pointers, so a soft limit a little above --mem makes the garbage
 	// collector return memory early instead of letting the heap double (peak RSS ≈ --mem).

@@ -142,14 +142,15 @@ func TestMergeFolder(t *testing.T) {
 			"Observation.000.ndjson":            lines(obs("2", "2024-01-01T00:00:00Z", "lab2"), obs("10", "", "lab10")),
 			"Observation.001.ndjson":            lines(obs("1", "2024-01-01T00:00:00Z", "lab1")),
 			"deleted/Bundle.000.ndjson":         lines(deleteBundle("Observation/7", "Observation/3")),
-			"error/OperationOutcome.000.ndjson": lines(`{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"lab"}]}`),
+			"error/OperationOutcome.000.ndjson": lines(`{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"lab"}]}`, `{"resourceType":"OperationOutcome","id":"export-warning","issue":[{"severity":"warning","code":"informational","diagnostics":"same in every slice"}]}`),
 		}})
 	writeSlice(t, filepath.Join(dir, "vitals"), slice{group: "g1", time: "2024-05-01T12:00:00+02:00",
 		params: map[string]any{"_type": "Observation", "_typeFilter": "Observation?category=vital-signs"},
 		files: map[string]string{
 			// Observation/1 again, older: the lab copy wins; Observation/3 deleted by the later lab slice
-			"1.Observation.ndjson":              lines(obs("1", "2023-01-01T00:00:00Z", "vit1"), obs("3", "", "vit3"), obs("9", "", "vit9")),
-			"error/OperationOutcome.000.ndjson": lines(`{"resourceType":"OperationOutcome","issue":[{"severity":"warning","code":"processing","diagnostics":"vitals"}]}`),
+			"1.Observation.ndjson": lines(obs("1", "2023-01-01T00:00:00Z", "vit1"), obs("3", "", "vit3"), obs("9", "", "vit9")),
+			// the server's warning again, as each slice has it: kept once
+			"error/OperationOutcome.000.ndjson": lines(`{"resourceType":"OperationOutcome","id":"export-warning","issue":[{"severity":"warning","code":"informational","diagnostics":"same in every slice"}]}`, `{"resourceType":"OperationOutcome","issue":[{"severity":"warning","code":"processing","diagnostics":"vitals"}]}`, `{"resourceType":"OperationOutcome","id":"export-warning","issue":[{"severity":"warning","code":"informational","diagnostics":"same in every slice"}]}`),
 		}})
 	out := filepath.Join(dir, "merged")
 	o, warnings := testOptions(t, out, filepath.Join(dir, "lab"), filepath.Join(dir, "vitals"))
@@ -162,7 +163,7 @@ func TestMergeFolder(t *testing.T) {
 		// sorted by id as bytes: "1" < "10" < "2" < "9"
 		"Observation.000.ndjson":            lines(obs("1", "2024-01-01T00:00:00Z", "lab1"), obs("10", "", "lab10"), obs("2", "2024-01-01T00:00:00Z", "lab2"), obs("9", "", "vit9")),
 		"deleted/Bundle.000.ndjson":         lines(deleteBundle("Observation/3", "Observation/7")),
-		"error/OperationOutcome.000.ndjson": lines(`{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"lab"}]}`, `{"resourceType":"OperationOutcome","issue":[{"severity":"warning","code":"processing","diagnostics":"vitals"}]}`),
+		"error/OperationOutcome.000.ndjson": lines(`{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"lab"}]}`, `{"resourceType":"OperationOutcome","id":"export-warning","issue":[{"severity":"warning","code":"informational","diagnostics":"same in every slice"}]}`, `{"resourceType":"OperationOutcome","issue":[{"severity":"warning","code":"processing","diagnostics":"vitals"}]}`),
 	}
 	for k := range got {
 		if k == "manifest.json" || k == exportdir.LogName || strings.HasPrefix(k, ".bulkpipe/") {
@@ -177,8 +178,8 @@ func TestMergeFolder(t *testing.T) {
 			t.Errorf("merged %s =\n%s\nwant\n%s", k, got[k], w)
 		}
 	}
-	if res.read != 6 || res.written != 4 || res.deleted != 2 || res.errors != 2 {
-		t.Errorf("merge result = %+v, want 6 read, 4 written, 2 deleted, 2 errors", *res)
+	if res.read != 6 || res.written != 4 || res.deleted != 2 || res.errors != 3 {
+		t.Errorf("merge result = %+v, want 6 read, 4 written, 2 deleted, 3 errors", *res)
 	}
 	if len(*warnings) > 0 {
 		t.Errorf("warnings = %q, want none", *warnings)
@@ -216,7 +217,7 @@ func TestMergeFolder(t *testing.T) {
 		t.Fatalf("ParseManifest(merged manifest): %v", err)
 	}
 	if man.TransactionTime != "2024-05-01T12:00:00+02:00" || len(man.Output) != 1 || man.Output[0].URL != "Observation.000.ndjson" ||
-		man.Output[0].Count != 4 || len(man.Deleted) != 1 || man.Deleted[0].Count != 1 || len(man.Error) != 1 || man.Error[0].Count != 2 {
+		man.Output[0].Count != 4 || len(man.Deleted) != 1 || man.Deleted[0].Count != 1 || len(man.Error) != 1 || man.Error[0].Count != 3 {
 		t.Errorf("merged manifest = %s", mb)
 	}
 	st, err := exportdir.ReadState(out)
@@ -559,4 +560,21 @@ func TestStaleStaging(t *testing.T) {
 		t.Fatalf("merge: %v", err)
 	}
 	leftovers(t, dir, "in.ndjson", "out", ".out.ndjson-merge-222")
+}
+
+// TestSeenErrorBounded: error/ lines are remembered up to the bound; past it a repeat is
+// written again rather than memory growing with the error files.
+func TestSeenErrorBounded(t *testing.T) {
+	d := &outDir{maxErrors: 2}
+	for i, tt := range []struct {
+		line string
+		want bool
+	}{{"a", false}, {"b", false}, {"a", true}, {"c", false}, {"b", true}, {"c", false}} {
+		if got := d.seenError([]byte(tt.line)); got != tt.want {
+			t.Errorf("step %d: seenError(%q) = %v, want %v", i, tt.line, got, tt.want)
+		}
+	}
+	if len(d.errKeys) != 2 {
+		t.Errorf("%d lines remembered, want the bound, 2", len(d.errKeys))
+	}
 }

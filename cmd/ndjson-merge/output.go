@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
@@ -28,8 +29,10 @@ type outDir struct {
 	maxFile int64
 
 	cur, del, errs *outFile
-	ordinals       map[string]int // next ordinal per item type and resource type
-	files          []*outFile     // closed, in the order written
+	errKeys        map[[sha256.Size]byte]struct{} // error/ lines written (seenError)
+	maxErrors      int                            // bound on errKeys; 0 is maxErrorKeys
+	ordinals       map[string]int                 // next ordinal per item type and resource type
+	files          []*outFile                     // closed, in the order written
 	bytes          int64
 
 	// pending DELETE entries of one resource type, written as one transaction Bundle per
@@ -283,8 +286,15 @@ func (d *outDir) endResources() error {
 	return nil
 }
 
-// copyErrors appends the lines of a source's error/ file to error/OperationOutcome.NNN.ndjson.
-// They are kept as they are: OperationOutcomes have no identity to merge by.
+// maxErrorKeys bounds the set copyErrors remembers lines by: 32 bytes and a map entry each, about
+// 20 MiB in all. Past it, further lines are kept even when they repeat one.
+const maxErrorKeys = 1 << 18
+
+// copyErrors appends the lines of a source's error/ file to error/OperationOutcome.NNN.ndjson and
+// returns how many it wrote. OperationOutcomes have no identity to merge by, so they are kept as
+// they are, but a line identical to one already written is written once: each slice of an export
+// carries the server's same warning, and the merged folder would repeat it once per slice (issue
+// 12.17).
 func (d *outDir) copyErrors(ctx context.Context, f exportdir.File, maxLine int) (int64, error) {
 	r, err := exportdir.OpenFile(f.Path)
 	if err != nil {
@@ -296,6 +306,9 @@ func (d *outDir) copyErrors(ctx context.Context, f exportdir.File, maxLine int) 
 	for sc.Scan() {
 		if !ndjson.Valid(sc.Bytes()) {
 			return n, fmt.Errorf("%s:%d: invalid JSON", f.Path, sc.Line())
+		}
+		if d.seenError(sc.Bytes()) {
+			continue
 		}
 		if err := d.write(&d.errs, exportdir.ItemError, "OperationOutcome", sc.Bytes()); err != nil {
 			return n, err
@@ -310,6 +323,26 @@ func (d *outDir) copyErrors(ctx context.Context, f exportdir.File, maxLine int) 
 		return n, fmt.Errorf("%s: %w", f.Path, err)
 	}
 	return n, nil
+}
+
+// seenError reports a line already written to error/, and remembers it otherwise, while there is
+// room (maxErrors, 0 meaning maxErrorKeys).
+func (d *outDir) seenError(line []byte) bool {
+	sum := sha256.Sum256(line)
+	if _, ok := d.errKeys[sum]; ok {
+		return true
+	}
+	limit := d.maxErrors
+	if limit == 0 {
+		limit = maxErrorKeys
+	}
+	if len(d.errKeys) < limit {
+		if d.errKeys == nil {
+			d.errKeys = map[[sha256.Size]byte]struct{}{}
+		}
+		d.errKeys[sum] = struct{}{}
+	}
+	return false
 }
 
 func (d *outDir) endErrors() error {
@@ -370,4 +403,47 @@ func (d *outDir) commit() error {
 		}
 	}
 	return nil
+}
+
+// checkOutOutsideSources refuses an --out that is a source, holds one, or is inside one (issue
+// 11.14): with --force the merged folder replaces --out, and the sources would go with it; a
+// folder inside a source would be read back as part of that source by the next merge. Paths are
+// compared with symbolic links resolved, so another spelling of the same folder is caught too.
+func checkOutOutsideSources(out string, sources []string) error {
+	o := resolvePath(out)
+	for _, src := range sources {
+		if src == "-" {
+			continue
+		}
+		s := resolvePath(src)
+		switch {
+		case o == s:
+			return fmt.Errorf("--out %s is the source %s: choose a folder outside the sources", out, src)
+		case within(s, o):
+			return fmt.Errorf("--out %s holds the source %s, which replacing it would delete: choose a folder outside the sources", out, src)
+		case within(o, s):
+			return fmt.Errorf("--out %s is inside the source %s: choose a folder outside the sources", out, src)
+		}
+	}
+	return nil
+}
+
+// within reports whether path is inside dir (both absolute and clean).
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// resolvePath is p made absolute with symbolic links resolved as far as it exists: --out
+// usually does not exist yet, its parent does.
+func resolvePath(p string) string {
+	p = absPath(p)
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	parent := filepath.Dir(p)
+	if parent == p {
+		return p
+	}
+	return filepath.Join(resolvePath(parent), filepath.Base(p))
 }

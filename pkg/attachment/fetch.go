@@ -2,6 +2,8 @@ package attachment
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"crypto/sha1"
 	"encoding/base64"
@@ -81,7 +83,7 @@ func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
 	target := u.String()
 	f := fetched{url: fhirclient.Redact(target)}
 	req := &fhirclient.Request{Method: http.MethodGet, URL: target, Header: http.Header{"Accept": {mt}},
-		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted}
+		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted, Guard: !in.allowLL}
 	for attempt := 1; ; attempt++ {
 		resp, err := in.fetcher.Do(ctx, req)
 		if err != nil {
@@ -94,6 +96,10 @@ func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
 		}
 		if errors.Is(err, ErrTooLarge) {
 			f.result, f.err = Skipped, fmt.Errorf("GET %s: %w", f.url, err)
+			return f
+		}
+		if _, ok := errors.AsType[errEncoding](err); ok {
+			f.result, f.err = Failed, fmt.Errorf("GET %s: %w", f.url, err)
 			return f
 		}
 		// The retry table ends at the headers; a body cut off (reset, truncated, stalled) is
@@ -112,37 +118,106 @@ func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
 // readBody reads the whole answer, within the size limit, and closes it. A Binary resource in JSON
 // is a third larger than its content in base64, plus its other members: the limit on what is read
 // allows for that, and the decoded content is checked again.
+//
+// Nothing is sized from a header: Content-Length only rejects early what is announced too large
+// and checks, at the end, that all of it came (a server announcing a terabyte, issue 11.8, gets
+// ErrTooLarge, not an allocation). An answer the server compressed on its own
+// (Content-Encoding: gzip, though the request asked for none) is decoded here, so that data,
+// size and hash describe the content (issue 11.9); the decoded bytes count against the limit,
+// so a gzip bomb stops there.
 func (in *Inliner) readBody(resp *http.Response) ([]byte, error) {
 	body := newIdleReader(resp.Body, in.stall)
 	defer body.Close()
-	limit := int64(-1)
-	if max := in.policy.maxSize; max > 0 {
-		limit = max
-		if ct, _ := mediaType(resp.Header.Get("Content-Type")); isJSON(ct) {
-			limit = max/3*4 + 4 + 64<<10
-		}
-		if resp.ContentLength > limit {
-			return nil, fmt.Errorf("%w (%d bytes announced)", ErrTooLarge, resp.ContentLength)
-		}
+	limit := in.policy.maxSize
+	if ct, _ := mediaType(resp.Header.Get("Content-Type")); isJSON(ct) {
+		limit = limit/3*4 + 4 + 64<<10
 	}
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 {
-		buf.Grow(int(resp.ContentLength) + 1)
-	}
-	var r io.Reader = body
-	if limit >= 0 {
-		r = io.LimitReader(body, limit+1)
-	}
-	if _, err := buf.ReadFrom(r); err != nil {
+	enc, err := contentEncoding(resp.Header)
+	if err != nil {
 		return nil, err
 	}
-	if limit >= 0 && int64(buf.Len()) > limit {
+	// The encoded bytes are bounded too: a deflate stream of empty blocks yields nothing forever.
+	rawLimit := limit
+	if enc != "" {
+		rawLimit = limit + limit/8 + 64<<10
+	}
+	if resp.ContentLength > rawLimit {
+		return nil, fmt.Errorf("%w (%d bytes announced)", ErrTooLarge, resp.ContentLength)
+	}
+	raw := &countingReader{r: io.LimitReader(body, rawLimit+1)}
+	var r io.Reader = raw
+	switch enc {
+	case "gzip":
+		zr, err := gzip.NewReader(raw)
+		if err != nil {
+			return nil, fmt.Errorf("decoding Content-Encoding gzip: %w", err)
+		}
+		r = zr
+	case "deflate":
+		zr, err := zlib.NewReader(raw)
+		if err != nil {
+			return nil, fmt.Errorf("decoding Content-Encoding deflate: %w", err)
+		}
+		r = zr
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
+		if enc != "" {
+			err = fmt.Errorf("decoding Content-Encoding %s: %w", enc, err)
+		}
+		return nil, err
+	}
+	if int64(buf.Len()) > limit {
 		return nil, fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, limit)
 	}
-	if resp.ContentLength >= 0 && int64(buf.Len()) != resp.ContentLength {
-		return nil, fmt.Errorf("got %d bytes of %d: %w", buf.Len(), resp.ContentLength, io.ErrUnexpectedEOF)
+	if enc != "" {
+		// Read what follows the compressed stream, so the length check below sees all of it.
+		if _, err := io.Copy(io.Discard, raw); err != nil {
+			return nil, err
+		}
+		if raw.n > rawLimit {
+			return nil, fmt.Errorf("%w (more than %d encoded bytes)", ErrTooLarge, rawLimit)
+		}
+	}
+	if resp.ContentLength >= 0 && raw.n != resp.ContentLength {
+		return nil, fmt.Errorf("got %d bytes of %d: %w", raw.n, resp.ContentLength, io.ErrUnexpectedEOF)
 	}
 	return buf.Bytes(), nil
+}
+
+// errEncoding is an answer in a Content-Encoding this package cannot decode: retrying would get
+// the same, so the attachment fails at once.
+type errEncoding string
+
+func (e errEncoding) Error() string {
+	return fmt.Sprintf("answered with Content-Encoding %q, which cannot be decoded (gzip and deflate can)", string(e))
+}
+
+// contentEncoding reads Content-Encoding: "" (none or identity), "gzip" (and x-gzip) or
+// "deflate". Stacked encodings and others (br, compress) are an errEncoding.
+func contentEncoding(h http.Header) (string, error) {
+	v := strings.ToLower(strings.TrimSpace(strings.Join(h.Values("Content-Encoding"), ",")))
+	switch v {
+	case "", "identity":
+		return "", nil
+	case "gzip", "x-gzip":
+		return "gzip", nil
+	case "deflate":
+		return "deflate", nil
+	}
+	return "", errEncoding(v)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // check turns an answer into the content to inline: a FHIR Binary resource is decoded (servers
@@ -177,7 +252,7 @@ func (in *Inliner) check(f fetched, header string, body []byte, want string) fet
 		f.result, f.err = Failed, fmt.Errorf("GET %s: answered %s, want %s", f.url, got, want)
 		return f
 	}
-	if max := in.policy.maxSize; max > 0 && int64(len(body)) > max {
+	if max := in.policy.maxSize; int64(len(body)) > max {
 		f.result, f.err = Skipped, fmt.Errorf("GET %s: %w (%d bytes)", f.url, ErrTooLarge, len(body))
 		return f
 	}

@@ -40,6 +40,11 @@ type Options struct {
 	StallTimeout time.Duration
 	// MaxLine caps input lines (ndjson.Scanner); 0 means ndjson.DefaultMaxLine.
 	MaxLine int
+	// AllowLinkLocal lets attachment URLs reach link-local addresses and cloud metadata
+	// endpoints. By default the requests are sent with fhirclient.Request.Guard: an attachment
+	// url comes from the data, and what it answers is stored in the output, so a url at
+	// 169.254.169.254 would copy the machine's cloud credentials into the notes (issue 11.14).
+	AllowLinkLocal bool
 	// OnDownload, when set, is called for every attachment that was downloaded or tried, in
 	// output order, from the goroutine running Stream: tools print failures and write the
 	// download_complete and download_error events of DESIGN.md §4 from it (see Download.Event).
@@ -107,6 +112,7 @@ type Inliner struct {
 	windowBytes int64
 	stall       time.Duration
 	maxLine     int
+	allowLL     bool
 	onDownload  func(Download)
 }
 
@@ -120,7 +126,8 @@ func New(opts Options) (*Inliner, error) {
 		return nil, errors.New("attachment: no Fetcher")
 	}
 	in := &Inliner{policy: p, fetcher: opts.Fetcher, parallel: opts.Parallel, windowLines: opts.WindowLines,
-		windowBytes: opts.WindowBytes, stall: opts.StallTimeout, maxLine: opts.MaxLine, onDownload: opts.OnDownload}
+		windowBytes: opts.WindowBytes, stall: opts.StallTimeout, maxLine: opts.MaxLine, allowLL: opts.AllowLinkLocal,
+		onDownload: opts.OnDownload}
 	if in.parallel <= 0 {
 		in.parallel = DefaultParallel
 	}

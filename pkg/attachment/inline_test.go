@@ -549,7 +549,8 @@ func TestPolicy(t *testing.T) {
 		{Policy{Resources: []string{"Observation"}}, `resource type "Observation": attachments are inlined in DocumentReference and DiagnosticReport only`},
 		{Policy{MIMETypes: []string{"text"}}, `media type "text": want type/subtype`},
 		{Policy{MIMETypes: []string{}}, "no resource types or no media types"},
-		{Policy{MaxSize: -1}, "want 0 (no limit) or more"},
+		{Policy{MaxSize: -1}, "want at most 1GiB (0 means 1GiB)"},
+		{Policy{MaxSize: HardMaxSize + 1}, "want at most 1GiB (0 means 1GiB)"},
 	}
 	for _, tt := range tests {
 		_, err := New(Options{Policy: tt.p, Fetcher: &fakeFetcher{}})

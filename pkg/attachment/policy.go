@@ -26,11 +26,16 @@ type Policy struct {
 	// An attachment matches when its contentType, parameters such as charset ignored, is one of
 	// them (case-insensitively).
 	MIMETypes []string
-	// MaxSize skips attachments whose content is larger, in bytes; 0 means no limit. A size
-	// field already in the attachment is not trusted for this (some servers put the base64
-	// length there, DESIGN.md §9): the download itself decides.
+	// MaxSize skips attachments whose content is larger, in bytes; 0 means HardMaxSize, the
+	// most there is. A size field already in the attachment is not trusted for this (some
+	// servers put the base64 length there, DESIGN.md §9): the download itself decides.
 	MaxSize int64
 }
+
+// HardMaxSize is the largest attachment ever inlined, whatever Policy.MaxSize says: a download
+// is held in memory until it is spliced into its line, and its base64 (4/3 of it) must fit in
+// a line other tools can read (ndjson.Scanner takes lines up to 2047 MiB at most).
+const HardMaxSize = 1 << 30
 
 // policy is a checked Policy with sets for matching.
 type policy struct {
@@ -64,8 +69,11 @@ func (p Policy) compile() (*policy, error) {
 	if len(c.resources) == 0 || len(c.mimes) == 0 {
 		return nil, fmt.Errorf("no resource types or no media types to inline")
 	}
-	if p.MaxSize < 0 {
-		return nil, fmt.Errorf("maximum attachment size %d: want 0 (no limit) or more", p.MaxSize)
+	switch {
+	case p.MaxSize < 0 || p.MaxSize > HardMaxSize:
+		return nil, fmt.Errorf("maximum attachment size %d: want at most 1GiB (0 means 1GiB)", p.MaxSize)
+	case p.MaxSize == 0:
+		c.maxSize = HardMaxSize
 	}
 	return c, nil
 }

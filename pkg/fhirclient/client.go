@@ -70,6 +70,11 @@ type Request struct {
 	// stopped answering otherwise holds a request until the transport's own, much longer,
 	// timeout. 0 = only the transport's.
 	HeaderTimeout time.Duration
+	// Guard refuses to connect to link-local addresses and cloud metadata endpoints
+	// (ForbiddenAddress), on every hop, checked on the address dialed: for URLs that come from
+	// data, not from the user (attachments). The check is the default HTTP client's; a
+	// caller-supplied Options.HTTPClient gets only the check of the URL's host.
+	Guard bool
 }
 
 // Client talks to one FHIR server and whatever file and attachment origins its manifests name.
@@ -492,7 +497,7 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 
 // attempt sends req once, following redirects, with a fresh exchange for the transport.
 func (c *Client) attempt(ctx context.Context, method, target string, req *Request) (*http.Response, *exchange, error) {
-	x := &exchange{auth: req.Auth, creds: c.creds}
+	x := &exchange{auth: req.Auth, creds: c.creds, guard: req.Guard}
 	if u, err := url.Parse(target); err == nil {
 		x.initial, _ = origin(u)
 	}

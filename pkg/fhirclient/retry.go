@@ -80,6 +80,9 @@ func retryableTransport(err error) bool {
 	if _, ok := errors.AsType[*redirectError](err); ok {
 		return false
 	}
+	if _, ok := errors.AsType[*ForbiddenAddressError](err); ok {
+		return false
+	}
 	if dns, ok := errors.AsType[*net.DNSError](err); ok && dns.IsNotFound {
 		return false
 	}

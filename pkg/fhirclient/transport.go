@@ -31,6 +31,7 @@ type exchange struct {
 	auth    Auth
 	creds   Credentials
 	initial string // origin of the first hop: caller-set Authorization stays on it
+	guard   bool   // Request.Guard: read by guardControl when a hop dials
 
 	sent atomic.Bool // set by httptrace from the transport's write goroutine
 
@@ -103,6 +104,14 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	x, _ := r.Context().Value(exchangeKey{}).(*exchange)
 	if x == nil {
 		x = &exchange{auth: AuthNever}
+	}
+	if x.guard {
+		if err := checkGuardedHost(r.URL.Hostname()); err != nil {
+			if r.Body != nil {
+				r.Body.Close()
+			}
+			return nil, err
+		}
 	}
 	hop := r.Clone(r.Context())
 	if hop.Header == nil {
@@ -220,10 +229,9 @@ func redirectPolicy(next func(*http.Request, []*http.Request) error) func(*http.
 // can ask for identity when resuming with Range. HTTP/2 is negotiated when offered and can be
 // turned off with GODEBUG=http2client=0.
 func newHTTPClient() *http.Client {
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
+		DialContext:           newDialer().DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
 		MaxIdleConnsPerHost:   32, // bulk-fetch and ndjson-inline download in parallel from one host
@@ -233,4 +241,10 @@ func newHTTPClient() *http.Client {
 		ResponseHeaderTimeout: 5 * time.Minute,
 		DisableCompression:    true,
 	}}
+}
+
+// newDialer is the default client's dialer. Request.Guard is checked in its ControlContext,
+// which runs on each address after resolution (guardControl).
+func newDialer() *net.Dialer {
+	return &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, ControlContext: guardControl}
 }

@@ -189,7 +189,7 @@ func (s *Server) write(req *exportRequest, dir string) ([]*exportFile, error) {
 		}
 	}
 	fw.start(itemError, "OperationOutcome")
-	if err := fw.line(s.warning()); err != nil {
+	if err := fw.line(s.warning(slices.Contains(types, "MedicationRequest"))); err != nil {
 		return nil, err
 	}
 	if err := fw.end(); err != nil {
@@ -321,10 +321,11 @@ func deletionBundle(keys []string) []byte {
 }
 
 // warning is the line of the error file every export has: a warning, which clients must keep
-// and not treat as a failure.
-func (s *Server) warning() []byte {
+// and not treat as a failure. It speaks of Medications only to an export that holds
+// MedicationRequests (withMedRequests), the only one whose references they are.
+func (s *Server) warning(withMedRequests bool) []byte {
 	msg := "bulkpipe test server: synthetic data"
-	if len(s.data.medications) > 0 {
+	if withMedRequests && len(s.data.medications) > 0 {
 		msg = "Medication resources referenced by MedicationRequest are not part of this export; read them at Medication/{id}"
 	}
 	o := outcome("warning", "informational", msg)

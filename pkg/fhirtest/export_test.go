@@ -614,3 +614,31 @@ func FuzzParseInstant(f *testing.F) {
 		}
 	})
 }
+
+// TestWarningMedications: the export's warning speaks of Medications only when the export holds
+// MedicationRequests that reference them (issue 12.17); other exports get the plain warning.
+func TestWarningMedications(t *testing.T) {
+	s := start(t, Options{Patients: 3})
+	tests := []struct {
+		types string
+		want  string
+	}{
+		{"", "Medication resources referenced by MedicationRequest"},
+		{"MedicationRequest", "Medication resources referenced by MedicationRequest"},
+		{"Patient,Observation", "bulkpipe test server: synthetic data"},
+	}
+	for _, tt := range tests {
+		q := url.Values{}
+		if tt.types != "" {
+			q.Set("_type", tt.types)
+		}
+		m, _ := poll(t, kickoff(t, s, "/$export", q, nil), nil)
+		if len(m.Error) != 1 {
+			t.Fatalf("_type=%s: error items = %+v, want one", tt.types, m.Error)
+		}
+		got := gjson.GetBytes(fileLines(t, m.Error[0].URL, nil)[0], "issue.0.diagnostics").Str
+		if !strings.HasPrefix(got, tt.want) {
+			t.Errorf("_type=%s: warning = %q, want %q…", tt.types, got, tt.want)
+		}
+	}
+}
