@@ -81,10 +81,10 @@ func (e *engine) download(ctx context.Context, f *file) (exportdir.FileState, in
 	rel := f.id.rel()
 	final := filepath.Join(e.o.Dir, filepath.FromSlash(rel))
 	partPath := final + ".part"
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+	if err := exportdir.MkdirNoFollow(e.o.Dir, f.id.item.Dir()); err != nil {
 		return exportdir.FileState{}, 0, err
 	}
-	pf, err := os.OpenFile(partPath, os.O_RDWR|os.O_CREATE, 0o644)
+	pf, err := exportdir.OpenNoFollow(partPath, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return exportdir.FileState{}, 0, err
 	}
