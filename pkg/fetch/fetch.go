@@ -198,6 +198,15 @@ func Run(ctx context.Context, o Options, pr *PageReader) (*Result, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	// A manifest that will be refused is refused before the folder is created or claimed, so
+	// the next, correct export into it needs no --new-export.
+	first, err := pr.Peek()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPage(first, o.StatusURL, o.Client); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create export folder: %w", err)
 	}
@@ -280,10 +289,7 @@ func (e *engine) run(ctx context.Context, pr *PageReader) (*Result, error) {
 // addPage takes one manifest page: the first establishes the export; each lists files, of which
 // those not yet verified are returned for download.
 func (e *engine) addPage(p *Page, first bool) ([]*file, error) {
-	statusURL := e.o.StatusURL
-	if statusURL == "" {
-		statusURL = p.Context.StatusURL
-	}
+	statusURL := pageStatusURL(p, e.o.StatusURL)
 	m := p.Manifest
 	if first {
 		if err := e.begin(p, statusURL); err != nil {
@@ -342,6 +348,40 @@ func (e *engine) addPage(p *Page, first bool) ([]*file, error) {
 	return todo, nil
 }
 
+// pageStatusURL is the status URL a page is read with: --status-url, else its context's.
+func pageStatusURL(p *Page, override string) string {
+	if override != "" {
+		return override
+	}
+	return p.Context.StatusURL
+}
+
+// fileBase is what relative file URLs resolve against: the status URL, else the FHIR base.
+func fileBase(statusURL string, c *fhirclient.Client) (*url.URL, error) {
+	if statusURL == "" {
+		b := c.Base()
+		b.Path += "/"
+		return b, nil
+	}
+	u, err := url.Parse(statusURL)
+	if err != nil || !u.IsAbs() {
+		return nil, fmt.Errorf("status URL %q: want an absolute http or https URL", fhirclient.Redact(statusURL))
+	}
+	return u, nil
+}
+
+// checkPage refuses a first page that addPage would refuse, without touching the folder.
+func checkPage(p *Page, statusOverride string, c *fhirclient.Client) error {
+	base, err := fileBase(pageStatusURL(p, statusOverride), c)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.where(), err)
+	}
+	if _, err := (numberer{}).entries(p.Manifest, base, nil); err != nil {
+		return fmt.Errorf("%s: %w", p.where(), err)
+	}
+	return nil
+}
+
 // begin establishes the export from its first page: its identity, the folder's claim on it,
 // the trusted status origin and the log.
 func (e *engine) begin(p *Page, statusURL string) error {
@@ -352,21 +392,17 @@ func (e *engine) begin(p *Page, statusURL string) error {
 		e.exportURL = p.Manifest.Request
 	}
 	e.exportID = statusURL
+	base, err := fileBase(statusURL, e.c)
+	if err != nil {
+		return err
+	}
+	e.base = base
 	if statusURL == "" {
 		e.exportID = manifestID(p.Raw)
 		e.warn("no status URL (give --status-url, or pipe bulk-poll's output): cannot refresh expired file links or delete the export on the server")
-		e.base = e.c.Base()
-		e.base.Path += "/"
-	} else {
-		u, err := url.Parse(statusURL)
-		if err != nil || !u.IsAbs() {
-			return fmt.Errorf("status URL %q: want an absolute http or https URL", fhirclient.Redact(statusURL))
-		}
+	} else if err := e.c.Trust(statusURL); err != nil {
 		// The status URL's origin is trusted (DESIGN.md §2, token safety): it came from the server.
-		if err := e.c.Trust(statusURL); err != nil {
-			return err
-		}
-		e.base = u
+		return err
 	}
 	if err := e.claim(); err != nil {
 		return err

@@ -491,7 +491,7 @@ func TestFetchRelativeURLs(t *testing.T) {
 	}
 }
 
-// TestFetchUnsafeType: a type that would lead outside DIR fails the run and writes nothing there.
+// TestFetchUnsafeType: a type that would lead outside DIR fails the run and writes nothing at all.
 func TestFetchUnsafeType(t *testing.T) {
 	srv := newFileServer(t, map[string]string{"/f/p": patients})
 	c := newClient(t, srv.URL, fhirclient.Options{})
@@ -502,8 +502,8 @@ func TestFetchUnsafeType(t *testing.T) {
 		t.Fatalf("err = %v, want a refusal of the type", err)
 	}
 	entries, _ := os.ReadDir(root)
-	if len(entries) != 1 {
-		t.Errorf("wrote outside the export folder: %v", entries)
+	if len(entries) != 0 {
+		t.Errorf("wrote outside the export folder, or created it: %v", entries)
 	}
 	// A "../" in a URL is harmless: names never come from URLs.
 	dir = t.TempDir()
@@ -538,5 +538,46 @@ func TestSafeRel(t *testing.T) {
 		if got := safeRel(name); got != want {
 			t.Errorf("safeRel(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestFetchRefusedManifestClaimsNothing: a manifest that is refused leaves the folder as it was
+// (not created, or still empty), so the next, correct export into it needs no --new-export.
+func TestFetchRefusedManifestClaimsNothing(t *testing.T) {
+	srv := newFileServer(t, map[string]string{"/f/p": patients})
+	c := newClient(t, srv.URL, fhirclient.Options{})
+	status := srv.URL + "/status/1"
+	tests := []struct {
+		name string
+		line []byte
+		err  string
+	}{
+		{"path type", manifestLine(t, status, map[string]any{"output": items(srv.URL, "../evil", "/f/p")}), `type "../evil"`},
+		{"not http", manifestLine(t, status, map[string]any{"output": items("file://", "Patient", "/etc/passwd")}), "is not http or https"},
+		{"relative status URL", manifestLine(t, "status/1", map[string]any{"output": items(srv.URL, "Patient", "/f/p")}), "want an absolute http or https URL"},
+	}
+	// Another export: into a folder the refused one had claimed, it would need --new-export.
+	good := manifestLine(t, srv.URL+"/status/2", map[string]any{"transactionTime": "2024-02-02T00:00:00Z",
+		"output": items(srv.URL, "Patient", "/f/p")})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, exists := range []bool{false, true} {
+				dir := filepath.Join(t.TempDir(), "export")
+				if exists {
+					os.Mkdir(dir, 0o755)
+				}
+				_, _, err := fetchInto(t, dir, c, tt.line, func(o *Options) { o.NoDelete = true })
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.HasPrefix(err.Error(), "manifest:1: ") {
+					t.Fatalf("err = %v, want manifest:1: … %s", err, tt.err)
+				}
+				entries, statErr := os.ReadDir(dir)
+				if exists && (statErr != nil || len(entries) > 0) || !exists && statErr == nil {
+					t.Errorf("folder (existed %v) after the refusal: %v, %v; want it as it was", exists, entries, statErr)
+				}
+				if _, _, err := fetchInto(t, dir, c, good, func(o *Options) { o.NoDelete = true }); err != nil {
+					t.Errorf("the correct export after the refusal: %v", err)
+				}
+			}
+		})
 	}
 }
