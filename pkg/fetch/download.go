@@ -89,8 +89,9 @@ func (e *engine) download(ctx context.Context, f *file) (exportdir.FileState, in
 		return exportdir.FileState{}, 0, err
 	}
 	defer pf.Close()
+	count, hasCount := f.countBound()
 	d := &dl{e: e, f: f, rel: rel, pf: pf, part: partPath,
-		v: newVerifier(partPath, f.id.rtype, f.item.Count, f.item.HasCount, e.o.MaxLine)}
+		v: newVerifier(partPath, f.id.rtype, count, hasCount, e.o.MaxLine)}
 	if err := d.resumePoint(); err != nil {
 		return exportdir.FileState{}, 0, err
 	}
@@ -102,6 +103,10 @@ func (e *engine) download(ctx context.Context, f *file) (exportdir.FileState, in
 	err = d.loop(ctx)
 	if err == nil {
 		err = d.v.finish()
+	}
+	if err == nil && f.item.HasCount && !hasCount && d.v.lines != f.item.Count {
+		e.warn(fmt.Sprintf("%s: %d resources, but the manifest's count is %d: kept anyway (servers copy a failed file's count into its error item)",
+			final, d.v.lines, f.item.Count))
 	}
 	if errors.Is(err, ErrVerify) {
 		return exportdir.FileState{}, 0, fmt.Errorf("%w (the .part is kept for inspection and never renamed; a rerun downloads it again)", err)
@@ -773,7 +778,8 @@ func checkFile(path, name string, f *file, maxLine int) (exportdir.FileState, er
 		}
 		r = zr
 	}
-	v := newVerifier(path, f.id.rtype, f.item.Count, f.item.HasCount, maxLine)
+	count, hasCount := f.countBound()
+	v := newVerifier(path, f.id.rtype, count, hasCount, maxLine)
 	buf := make([]byte, chunk)
 	for {
 		n, err := fill(r, buf)

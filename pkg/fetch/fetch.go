@@ -141,6 +141,17 @@ type file struct {
 	missing bool // not in the manifest fetched again
 }
 
+// countBound is the line count the file is verified against, if any. An error file's count is
+// only reported: a reference server copies a failed output file's entry, count included, into
+// its error item, and the reference client checks counts of output files only. Refusing the file
+// would hide the server's account of the failure, and every rerun would fail the same way.
+func (f *file) countBound() (int64, bool) {
+	if f.id.item == exportdir.ItemError {
+		return 0, false
+	}
+	return f.item.Count, f.item.HasCount
+}
+
 func (f *file) link() (string, int, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -179,7 +190,8 @@ type engine struct {
 // (DESIGN.md §3), starting each page's files as soon as the page arrives. When every file is on
 // disk it logs export_complete, reads the issues of error/ into the Result and deletes the export
 // on the server (unless o.NoDelete). A file that cannot be downloaded or verified does not stop
-// the others: Run waits for them and then returns an error naming the first failure.
+// the others: Run waits for them and then returns an error naming the first failure, with a
+// Result of what is on disk, the issues of error/ included, for the tool to print.
 func Run(ctx context.Context, o Options, pr *PageReader) (*Result, error) {
 	if o.Dir == "" || o.Client == nil {
 		return nil, errors.New("fetch: Options.Dir and Options.Client are required")
@@ -611,23 +623,12 @@ func (e *engine) written(path string) {
 }
 
 // finish runs when every download has ended: it reports failures, or completes the export.
+// Issues of the error files on disk are read either way: a server's own account of what went
+// wrong is worth printing most when the run fails.
 func (e *engine) finish(ctx context.Context) (*Result, error) {
 	e.mu.Lock()
 	failed, next := e.failed, e.next
-	e.mu.Unlock()
-	if len(failed) > 0 {
-		err := failed[0]
-		if len(failed) > 1 {
-			err = fmt.Errorf("%w (and %d more files failed; run again to resume)", err, len(failed)-1)
-		}
-		return nil, err
-	}
-	if next != "" {
-		return nil, fmt.Errorf("%w: its last page links to a next page (%s) that never came; the files so far are kept: run the pipeline again to get the rest",
-			ErrIncomplete, fhirclient.Redact(next))
-	}
 	res := &Result{ExportID: e.exportID, Downloaded: e.downloaded}
-	e.mu.Lock()
 	var errorFiles []string
 	for _, f := range e.files {
 		i := e.stateIndex(f.id)
@@ -643,15 +644,31 @@ func (e *engine) finish(ctx context.Context) (*Result, error) {
 		}
 	}
 	e.mu.Unlock()
+	issues, ierr := readIssues(errorFiles, e.o.MaxLine)
+	res.Issues = issues
+	if len(failed) > 0 {
+		err := failed[0]
+		if len(failed) > 1 {
+			err = fmt.Errorf("%w (and %d more files failed)", err, len(failed)-1)
+		}
+		if !slices.ContainsFunc(failed, func(err error) bool { return errors.Is(err, ErrVerify) }) {
+			// A cut connection or a server error may pass; a file that fails verification
+			// comes back the same from the same server, so a rerun is not promised to help.
+			err = fmt.Errorf("%w; run again to resume", err)
+		}
+		return res, err
+	}
+	if next != "" {
+		return res, fmt.Errorf("%w: its last page links to a next page (%s) that never came; the files so far are kept: run the pipeline again to get the rest",
+			ErrIncomplete, fhirclient.Redact(next))
+	}
+	if ierr != nil {
+		return nil, ierr
+	}
 	if err := e.logEvent("export_complete", map[string]any{"files": res.Files, "resources": res.Resources,
 		"bytes": res.Bytes, "attachments": nil, "duration": e.now().Sub(e.t0).Milliseconds()}, true); err != nil {
 		return nil, err
 	}
-	issues, err := readIssues(errorFiles, e.o.MaxLine)
-	if err != nil {
-		return nil, err
-	}
-	res.Issues = issues
 	if e.statusURL != "" && !e.o.NoDelete {
 		if err := bulk.Cancel(ctx, e.c, e.statusURL); err != nil {
 			e.warn(fmt.Sprintf("the files are safe, but deleting the export on the server failed (run `bulk-poll --cancel %s` later): %v",
