@@ -108,6 +108,12 @@ func (e *engine) download(ctx context.Context, f *file) (exportdir.FileState, in
 		e.warn(fmt.Sprintf("%s: %d resources, but the manifest's count is %d: kept anyway (servers copy a failed file's count into its error item)",
 			final, d.v.lines, f.item.Count))
 	}
+	if errors.Is(err, errOverflow) {
+		pf.Close()
+		os.Remove(partPath)
+		removeSidecar(e.o.Dir, rel)
+		return exportdir.FileState{}, 0, fmt.Errorf("%w (download stopped there; the .part is deleted)", err)
+	}
 	if errors.Is(err, ErrVerify) {
 		return exportdir.FileState{}, 0, fmt.Errorf("%w (the .part is kept for inspection and never renamed; a rerun downloads it again)", err)
 	}

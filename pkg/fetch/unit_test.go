@@ -40,11 +40,14 @@ func TestVerifier(t *testing.T) {
 		{"no type", `{"id":"x"}` + "\n", -1, 1, `f.part:1: no resourceType, want "Patient"`},
 		{"count", `{"resourceType":"Patient"}` + "\n", 2, 1, "f.part: 1 resources, want 2 (the manifest's count)"},
 		{"too long", `{"resourceType":"Patient","x":"` + strings.Repeat("a", 100) + `"}` + "\n", -1, 0, "f.part:1: line longer than 64 bytes"},
+		{"over count", `{"resourceType":"Patient"}` + "\n\n" + `{"resourceType":"Patient"}` + "\n" + `{"resourceType":"Patient"}` + "\n" + `{"resourceType":"Patient"}`, 2, 0, "f.part:4: more than 2 resources (the manifest's count)"},
+		{"blank flood", "\r\n" + strings.Repeat("\n", 40), -1, 0, "f.part:33: more than 32 bytes of blank lines"},
 	}
 	for _, tt := range tests {
 		// Whole, and split at every byte: the result must not depend on where reads end.
 		for _, step := range []int{len(tt.in) + 1, 1, 7} {
 			v := newVerifier("f.part", "Patient", tt.count, tt.count >= 0, 64)
+			v.maxBlank = 32
 			var err error
 			for i := 0; i < len(tt.in) && err == nil; i += step {
 				err = v.write([]byte(tt.in[i:min(i+step, len(tt.in))]))
