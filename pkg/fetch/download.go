@@ -247,6 +247,10 @@ var errRestarted = errors.New("the server answered for another range: starting o
 func (d *dl) loop(ctx context.Context) error {
 	e := d.e
 	failures, refreshed := 0, false
+	// furthest is the most of the file any attempt has had. Progress is measured against it, not
+	// against the start of the attempt: a .part that cannot be resumed (no validator) restarts
+	// at 0, and a body cut at the same point each time must not count as progress each time.
+	furthest := d.v.size
 	var last error
 	for !d.done {
 		if err := e.refreshIfExpired(ctx); err != nil {
@@ -277,7 +281,6 @@ func (d *dl) loop(ctx context.Context) error {
 			err = fmt.Errorf("GET %s: no response for %v (--stall-timeout)", fhirclient.Redact(u), d.e.o.StallTimeout)
 		}
 		if err == nil {
-			before := d.v.size
 			refreshed = false // the link works: a later expiry may refresh again
 			if n, changed := e.lim.succeeded(); changed && e.o.On.Limit != nil {
 				e.o.On.Limit(n, "the server keeps up")
@@ -294,7 +297,8 @@ func (d *dl) loop(ctx context.Context) error {
 			case errors.Is(err, ErrVerify), isLocal(err):
 				return err
 			}
-			if d.v.size > before {
+			if d.v.size > furthest {
+				furthest = d.v.size
 				failures = 0 // progress: a link that keeps breaking still gets the file
 			}
 			e.logError(u, err)
@@ -322,10 +326,11 @@ func (d *dl) loop(ctx context.Context) error {
 					}
 					continue
 				}
+				// Starting over is one more attempt, not a free one: a server that answers 416 to
+				// everything must not keep the download going round forever.
 				if err := d.restart(); err != nil {
 					return err
 				}
-				continue
 			case code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusGone:
 				// Expired links (DESIGN.md §2): fetch the manifest again, once per file; a 401
 				// reaches here after fhirclient's one re-authorization.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -84,6 +85,50 @@ func TestFetchHostileBodies(t *testing.T) {
 			}
 			if n := requests.Load(); n != 1 {
 				t.Errorf("%d requests, want 1 (a file that fails verification is not retried)", n)
+			}
+		})
+	}
+}
+
+// TestFetchEndlessRetries: attempts are bounded whatever the server does. A server that cuts
+// every answer short and sends no ETag or Last-Modified cannot be resumed, so each attempt starts
+// the file over: reaching the same point again is not progress. A server that answers 416 to every
+// request makes each attempt start over too. Both give up after the client's attempts.
+func TestFetchEndlessRetries(t *testing.T) {
+	body := strings.Repeat(`{"resourceType":"Patient","id":"x"}`+"\n", 5000)
+	const forgive = 50 // after this many requests the server relents, so a client that loops ends
+	tests := []struct {
+		name   string
+		answer func(w http.ResponseWriter)
+	}{
+		{"cut without validators", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			io.WriteString(w, body[:len(body)/2])
+			panic(http.ErrAbortHandler)
+		}},
+		{"416 to everything", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Range", "bytes */1")
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if requests.Add(1) > forgive {
+					io.WriteString(w, body)
+					return
+				}
+				tt.answer(w)
+			}))
+			t.Cleanup(srv.Close)
+			c := newClient(t, srv.URL, fhirclient.Options{MaxAttempts: 3})
+			_, _, err := fetchInto(t, t.TempDir(), c, manifestLine(t, "", map[string]any{"output": items(srv.URL, "Patient", "/f/p")}), nil)
+			if err == nil || !strings.Contains(err.Error(), "giving up after 3 attempts") {
+				t.Errorf("err = %v, want giving up after 3 attempts", err)
+			}
+			if n := requests.Load(); n != 3 {
+				t.Errorf("%d requests, want 3 (--retries bounds the attempts whatever the server does)", n)
 			}
 		})
 	}
