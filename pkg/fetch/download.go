@@ -432,8 +432,12 @@ func (d *dl) request(ctx context.Context, u string) (*http.Response, error) {
 		auth = fhirclient.AuthIfTrusted
 	}
 	d.e.mu.Unlock()
+	// Close keeps a file's connection out of the pool once the file is done. A server or
+	// middlebox that goes silent on a kept-alive connection after a complete answer would
+	// otherwise hold whichever request reuses it (the next file, the final DELETE) for a whole
+	// timeout; a download is long enough that a new connection per request costs nothing.
 	return d.e.c.Do(ctx, &fhirclient.Request{Method: http.MethodGet, URL: u, Header: h,
-		Route: fhirclient.RouteFile, Auth: auth, Budget: noRetries})
+		Route: fhirclient.RouteFile, Auth: auth, Budget: noRetries, Close: true})
 }
 
 // receive streams one response into the .part; dog cancels the request when the body stalls.

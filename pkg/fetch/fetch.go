@@ -670,7 +670,7 @@ func (e *engine) finish(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	if e.statusURL != "" && !e.o.NoDelete {
-		if err := bulk.Cancel(ctx, e.c, e.statusURL); err != nil {
+		if err := bulk.CancelWithin(ctx, e.c, e.statusURL, e.o.StallTimeout); err != nil {
 			e.warn(fmt.Sprintf("the files are safe, but deleting the export on the server failed (run `bulk-poll --cancel %s` later): %v",
 				fhirclient.Redact(e.statusURL), err))
 		} else {

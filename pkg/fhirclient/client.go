@@ -68,6 +68,9 @@ type Request struct {
 	// stopped answering otherwise holds a request until the transport's own, much longer,
 	// timeout. 0 = only the transport's.
 	HeaderTimeout time.Duration
+	// Close keeps the connection out of the pool after this request (http.Request.Close): a
+	// Connection: close header alone does not stop Go's transport from reusing it.
+	Close bool
 }
 
 // Client talks to one FHIR server and whatever file and attachment origins its manifests name.
@@ -449,6 +452,7 @@ func (c *Client) attempt(ctx context.Context, method, target string, req *Reques
 	for k, vs := range req.Header {
 		hr.Header[k] = append([]string(nil), vs...)
 	}
+	hr.Close = req.Close
 	if req.HeaderTimeout <= 0 {
 		resp, err := c.hc.Do(hr)
 		return resp, x, err
