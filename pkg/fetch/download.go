@@ -528,11 +528,21 @@ func (d *dl) receive(dog *watchdog, resp *http.Response) error {
 	return nil
 }
 
-// copy moves r into the .part a chunk at a time: write, then verify and hash the same bytes.
+// flushEvery is how long received bytes may wait in the buffer for it to fill before they are
+// written to the .part anyway: a slow body reaches the disk within seconds, so a kill -9 loses
+// little of it (DESIGN.md §8).
+const flushEvery = time.Second
+
+// copy moves r into the .part a chunk at a time: write, then verify and hash the same bytes. A
+// chunk is written when full, or when flushEvery has passed since it was started.
 func (d *dl) copy(r io.Reader) error {
 	buf := d.buffer()
+	every := d.e.o.flushEvery
+	if every <= 0 {
+		every = flushEvery
+	}
 	for {
-		n, rerr := fill(r, buf)
+		n, rerr := fillFor(r, buf, every)
 		if n > 0 {
 			if _, err := d.pf.Write(buf[:n]); err != nil {
 				return localError{fmt.Errorf("write %s: %w", d.part, err)}
@@ -558,12 +568,25 @@ func (d *dl) copy(r io.Reader) error {
 
 // fill reads until buf is full or the reader fails; io.EOF means a clean end.
 func fill(r io.Reader, buf []byte) (int, error) {
+	return fillFor(r, buf, 0)
+}
+
+// fillFor is fill that also returns what it has once every has passed (0: never), checked after
+// each read.
+func fillFor(r io.Reader, buf []byte, every time.Duration) (int, error) {
 	n := 0
+	var start time.Time
+	if every > 0 {
+		start = time.Now()
+	}
 	for n < len(buf) {
 		m, err := r.Read(buf[n:])
 		n += m
 		if err != nil {
 			return n, err
+		}
+		if every > 0 && n > 0 && time.Since(start) >= every {
+			return n, nil
 		}
 	}
 	return n, nil

@@ -64,6 +64,8 @@ type Options struct {
 	Now  func() time.Time // nil = time.Now
 	Poll bulk.PollOptions // for fetching the manifest again when links expire
 	On   Callbacks        // progress and diagnostics; nil members are silent
+
+	flushEvery time.Duration // tests shorten the package's flushEvery
 }
 
 // Callbacks report what Run does; tools render them on stderr and stdout (STYLE.md §9). They

@@ -3,6 +3,9 @@ package fetch
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,5 +74,49 @@ func TestFetchDeleteBoundedByStallTimeout(t *testing.T) {
 	}
 	if !res.Deleted || deletes.Load() != 2 || len(reasons) != 1 || !strings.Contains(reasons[0], "DELETE no response within 200ms") {
 		t.Errorf("deleted %v after %d DELETEs, retries %q; want deleted on the second, after no response within 200ms", res.Deleted, deletes.Load(), reasons)
+	}
+}
+
+// TestFetchSlowBodyReachesDisk: bytes of a body that arrives slowly are written to the .part
+// before the buffer fills, so a kill -9 during a slow download loses little. The server sends the
+// first 1000 bytes, then waits until the client reports them written.
+func TestFetchSlowBodyReachesDisk(t *testing.T) {
+	body := strings.Repeat(`{"resourceType":"Patient","id":"x"}`+"\n", 20000) // several chunks
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write([]byte(body[:1000]))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second): // only a client that holds the bytes gets here
+		case <-r.Context().Done():
+		}
+		w.Write([]byte(body[1000:]))
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, fhirclient.Options{})
+	dir := t.TempDir()
+	var first int64
+	var onDisk int64 = -1
+	var once sync.Once
+	_, _, err := fetchInto(t, dir, c, manifestLine(t, "", map[string]any{"output": items(srv.URL, "Patient", "/f/p")}), func(o *Options) {
+		o.flushEvery = time.Nanosecond
+		o.On.Progress = func(_ string, n, _ int64) {
+			once.Do(func() {
+				first = n
+				if st, err := os.Stat(filepath.Join(dir, "Patient.000.ndjson.part")); err == nil {
+					onDisk = st.Size()
+				}
+				close(release)
+			})
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first <= 0 || first > 1000 || onDisk != first {
+		t.Errorf("first write of %d bytes, %d on disk then; want the bytes received so far (at most 1000), on disk", first, onDisk)
 	}
 }
