@@ -584,3 +584,27 @@ func TestFetchRefusedManifestClaimsNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchIssuesWhenFilesFail: when a file fails, the issues of the error files on disk still
+// come back with the error, since they may say why; a failure that a rerun cannot cure (a file
+// that fails verification) does not promise one.
+func TestFetchIssuesWhenFilesFail(t *testing.T) {
+	oo := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing","diagnostics":"Observation export failed"}]}` + "\n"
+	srv := newFileServer(t, map[string]string{"/f/p": patients, "/f/e": oo})
+	c := newClient(t, srv.URL, fhirclient.Options{})
+	out := items(srv.URL, "Patient", "/f/p")
+	out[0]["count"] = 4 // the file has 3
+	// The error item's count is wrong too, as a reference server copies it from the failed file.
+	errs := items(srv.URL, "OperationOutcome", "/f/e")
+	errs[0]["count"] = 4
+	res, rec, err := fetchInto(t, t.TempDir(), c, manifestLine(t, "", map[string]any{"output": out, "error": errs}), nil)
+	if !errors.Is(err, ErrVerify) || strings.Contains(err.Error(), "run again") {
+		t.Errorf("err = %v, want the verification failure without a promise that a rerun helps", err)
+	}
+	if res == nil || len(res.Issues) != 1 || res.Issues[0].Text() != "Observation export failed" {
+		t.Errorf("Result = %+v, want the error file's issue", res)
+	}
+	if !rec.warned("1 resources, but the manifest's count is 4: kept anyway") {
+		t.Errorf("warnings %q, want one about the error file's count", rec.warnings)
+	}
+}
