@@ -672,7 +672,9 @@ func (e *engine) finish(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	if e.statusURL != "" && !e.o.NoDelete {
-		if err := bulk.CancelWithin(ctx, e.c, e.statusURL, e.o.StallTimeout); err != nil {
+		// The DELETE waits for an answer no longer than a download would (nor than bulk-poll's
+		// DELETE does): a connection the server went silent on must not hold the run.
+		if err := bulk.CancelWithin(ctx, e.c, e.statusURL, min(e.o.StallTimeout, bulk.DefaultReadTimeout)); err != nil {
 			e.warn(fmt.Sprintf("the files are safe, but deleting the export on the server failed (run `bulk-poll --cancel %s` later): %v",
 				fhirclient.Redact(e.statusURL), err))
 		} else {
