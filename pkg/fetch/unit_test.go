@@ -68,7 +68,7 @@ func TestVerifier(t *testing.T) {
 }
 
 // FuzzVerifier: however the bytes are split into writes, the verdict, line count and hash are
-// the same as for one write.
+// the same as for one write, including the stops at the count and at too many blank lines.
 func FuzzVerifier(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Patient"}`+"\n"+`{"resourceType":"Patient"}`), uint8(3))
 	f.Add([]byte("\xef\xbb\xbf{\"resourceType\":\"Patient\"}\r\n\n"), uint8(1))
@@ -76,7 +76,10 @@ func FuzzVerifier(f *testing.F) {
 	f.Add([]byte("not json\n"), uint8(2))
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
 		run := func(step int) (string, int64, string) {
-			v := newVerifier("f", "Patient", 0, false, 1<<10)
+			// A count of 2 and a small blank-line budget: stopping early must not depend on
+			// where writes end either.
+			v := newVerifier("f", "Patient", 2, true, 1<<10)
+			v.maxBlank = 16
 			var err error
 			for i := 0; i < len(in) && err == nil; i += step {
 				err = v.write(in[i:min(i+step, len(in))])
