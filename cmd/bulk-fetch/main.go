@@ -212,6 +212,17 @@ func run(c *cli.Context) error {
 	if err == nil {
 		err = outErr
 	}
+	// The server's issues in error/ are printed whatever happened to the other files: they may
+	// say why the export is incomplete.
+	fatal := 0
+	if res != nil {
+		for _, is := range res.Issues {
+			if is.Fatal() {
+				fatal++
+			}
+			say("%s: %s: %s", is.File, orDefault(is.Severity, "issue"), is.Text())
+		}
+	}
 	if err != nil {
 		failMu.Lock()
 		for _, f := range failures {
@@ -232,13 +243,6 @@ func run(c *cli.Context) error {
 		if err := inl.finish(quiet); err != nil {
 			return err
 		}
-	}
-	fatal := 0
-	for _, is := range res.Issues {
-		if is.Fatal() {
-			fatal++
-		}
-		say("%s: %s: %s", is.File, orDefault(is.Severity, "issue"), is.Text())
 	}
 	if !quiet {
 		say("%d files (%d downloaded now), %d resources, %s in %s, %v", res.Files, res.Downloaded, res.Resources,

@@ -309,9 +309,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 // so is 404: the export is already gone (cancelled, cleaned up or expired), which is what the
 // caller wants.
 func Cancel(ctx context.Context, c *fhirclient.Client, statusURL string) error {
+	return CancelWithin(ctx, c, statusURL, DefaultReadTimeout)
+}
+
+// CancelWithin is Cancel with each attempt's wait for an answer bounded by headerTimeout
+// (0 = DefaultReadTimeout): bulk-fetch bounds its DELETE like its downloads (--stall-timeout),
+// so a connection the server stopped answering costs that, not a minute.
+func CancelWithin(ctx context.Context, c *fhirclient.Client, statusURL string, headerTimeout time.Duration) error {
+	if headerTimeout <= 0 {
+		headerTimeout = DefaultReadTimeout
+	}
 	resp, err := c.Do(ctx, &fhirclient.Request{Method: http.MethodDelete, URL: statusURL,
 		Header: http.Header{"Accept": {"application/fhir+json"}}, Route: fhirclient.RouteStatus,
-		HeaderTimeout: DefaultReadTimeout})
+		HeaderTimeout: headerTimeout})
 	if err != nil {
 		if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.StatusCode == http.StatusNotFound {
 			return nil

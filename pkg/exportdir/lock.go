@@ -36,11 +36,11 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 // releases it; the file stays (removing it would let a third process lock a new file while a
 // second holds the old one).
 func Lock(dir string) (unlock func() error, err error) {
-	if err := os.MkdirAll(filepath.Join(dir, MetaDir), 0o755); err != nil {
+	if err := MkdirNoFollow(dir, MetaDir); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, MetaDir, "lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := OpenNoFollow(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}

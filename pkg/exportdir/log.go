@@ -303,9 +303,21 @@ type LogWriter struct {
 }
 
 // OpenLog opens path for appending, creating it. If a crash left a last line without its newline,
-// one is added first so the next event starts on a line of its own.
+// one is added first so the next event starts on a line of its own. path is a log the user named
+// (--log FILE), which may be a symbolic link; the log inside an export folder is opened with
+// OpenFolderLog.
 func OpenLog(path string) (*LogWriter, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
+	return openLog(path, os.OpenFile)
+}
+
+// OpenFolderLog opens DIR/log.ndjson as OpenLog does, but refuses a symbolic link there (a
+// *SymlinkError): appending through it would write to whatever file it names.
+func OpenFolderLog(dir string) (*LogWriter, error) {
+	return openLog(filepath.Join(dir, LogName), OpenNoFollow)
+}
+
+func openLog(path string, open func(string, int, os.FileMode) (*os.File, error)) (*LogWriter, error) {
+	f, err := open(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open export log: %w", err)
 	}

@@ -89,7 +89,7 @@ func ReadState(dir string) (*State, error) {
 // WriteState replaces DIR/.bulkpipe/state.json atomically, so a crash leaves the old state or the
 // new one, never a mix.
 func WriteState(dir string, s *State) error {
-	if err := os.MkdirAll(filepath.Join(dir, MetaDir), 0o755); err != nil {
+	if err := MkdirNoFollow(dir, MetaDir); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	c := *s

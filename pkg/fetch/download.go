@@ -81,16 +81,17 @@ func (e *engine) download(ctx context.Context, f *file) (exportdir.FileState, in
 	rel := f.id.rel()
 	final := filepath.Join(e.o.Dir, filepath.FromSlash(rel))
 	partPath := final + ".part"
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+	if err := exportdir.MkdirNoFollow(e.o.Dir, f.id.item.Dir()); err != nil {
 		return exportdir.FileState{}, 0, err
 	}
-	pf, err := os.OpenFile(partPath, os.O_RDWR|os.O_CREATE, 0o644)
+	pf, err := exportdir.OpenNoFollow(partPath, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return exportdir.FileState{}, 0, err
 	}
 	defer pf.Close()
+	count, hasCount := f.countBound()
 	d := &dl{e: e, f: f, rel: rel, pf: pf, part: partPath,
-		v: newVerifier(partPath, f.id.rtype, f.item.Count, f.item.HasCount, e.o.MaxLine)}
+		v: newVerifier(partPath, f.id.rtype, count, hasCount, e.o.MaxLine)}
 	if err := d.resumePoint(); err != nil {
 		return exportdir.FileState{}, 0, err
 	}
@@ -102,6 +103,16 @@ func (e *engine) download(ctx context.Context, f *file) (exportdir.FileState, in
 	err = d.loop(ctx)
 	if err == nil {
 		err = d.v.finish()
+	}
+	if err == nil && f.item.HasCount && !hasCount && d.v.lines != f.item.Count {
+		e.warn(fmt.Sprintf("%s: %d resources, but the manifest's count is %d: kept anyway (servers copy a failed file's count into its error item)",
+			final, d.v.lines, f.item.Count))
+	}
+	if errors.Is(err, errOverflow) {
+		pf.Close()
+		os.Remove(partPath)
+		removeSidecar(e.o.Dir, rel)
+		return exportdir.FileState{}, 0, fmt.Errorf("%w (download stopped there; the .part is deleted)", err)
 	}
 	if errors.Is(err, ErrVerify) {
 		return exportdir.FileState{}, 0, fmt.Errorf("%w (the .part is kept for inspection and never renamed; a rerun downloads it again)", err)
@@ -236,6 +247,10 @@ var errRestarted = errors.New("the server answered for another range: starting o
 func (d *dl) loop(ctx context.Context) error {
 	e := d.e
 	failures, refreshed := 0, false
+	// furthest is the most of the file any attempt has had. Progress is measured against it, not
+	// against the start of the attempt: a .part that cannot be resumed (no validator) restarts
+	// at 0, and a body cut at the same point each time must not count as progress each time.
+	furthest := d.v.size
 	var last error
 	for !d.done {
 		if err := e.refreshIfExpired(ctx); err != nil {
@@ -266,7 +281,6 @@ func (d *dl) loop(ctx context.Context) error {
 			err = fmt.Errorf("GET %s: no response for %v (--stall-timeout)", fhirclient.Redact(u), d.e.o.StallTimeout)
 		}
 		if err == nil {
-			before := d.v.size
 			refreshed = false // the link works: a later expiry may refresh again
 			if n, changed := e.lim.succeeded(); changed && e.o.On.Limit != nil {
 				e.o.On.Limit(n, "the server keeps up")
@@ -283,7 +297,8 @@ func (d *dl) loop(ctx context.Context) error {
 			case errors.Is(err, ErrVerify), isLocal(err):
 				return err
 			}
-			if d.v.size > before {
+			if d.v.size > furthest {
+				furthest = d.v.size
 				failures = 0 // progress: a link that keeps breaking still gets the file
 			}
 			e.logError(u, err)
@@ -311,10 +326,11 @@ func (d *dl) loop(ctx context.Context) error {
 					}
 					continue
 				}
+				// Starting over is one more attempt, not a free one: a server that answers 416 to
+				// everything must not keep the download going round forever.
 				if err := d.restart(); err != nil {
 					return err
 				}
-				continue
 			case code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusGone:
 				// Expired links (DESIGN.md §2): fetch the manifest again, once per file; a 401
 				// reaches here after fhirclient's one re-authorization.
@@ -416,8 +432,12 @@ func (d *dl) request(ctx context.Context, u string) (*http.Response, error) {
 		auth = fhirclient.AuthIfTrusted
 	}
 	d.e.mu.Unlock()
+	// Close keeps a file's connection out of the pool once the file is done. A server or
+	// middlebox that goes silent on a kept-alive connection after a complete answer would
+	// otherwise hold whichever request reuses it (the next file, the final DELETE) for a whole
+	// timeout; a download is long enough that a new connection per request costs nothing.
 	return d.e.c.Do(ctx, &fhirclient.Request{Method: http.MethodGet, URL: u, Header: h,
-		Route: fhirclient.RouteFile, Auth: auth, Budget: noRetries})
+		Route: fhirclient.RouteFile, Auth: auth, Budget: noRetries, Close: true})
 }
 
 // receive streams one response into the .part; dog cancels the request when the body stalls.
@@ -508,11 +528,21 @@ func (d *dl) receive(dog *watchdog, resp *http.Response) error {
 	return nil
 }
 
-// copy moves r into the .part a chunk at a time: write, then verify and hash the same bytes.
+// flushEvery is how long received bytes may wait in the buffer for it to fill before they are
+// written to the .part anyway: a slow body reaches the disk within seconds, so a kill -9 loses
+// little of it (DESIGN.md §8).
+const flushEvery = time.Second
+
+// copy moves r into the .part a chunk at a time: write, then verify and hash the same bytes. A
+// chunk is written when full, or when flushEvery has passed since it was started.
 func (d *dl) copy(r io.Reader) error {
 	buf := d.buffer()
+	every := d.e.o.flushEvery
+	if every <= 0 {
+		every = flushEvery
+	}
 	for {
-		n, rerr := fill(r, buf)
+		n, rerr := fillFor(r, buf, every)
 		if n > 0 {
 			if _, err := d.pf.Write(buf[:n]); err != nil {
 				return localError{fmt.Errorf("write %s: %w", d.part, err)}
@@ -538,12 +568,25 @@ func (d *dl) copy(r io.Reader) error {
 
 // fill reads until buf is full or the reader fails; io.EOF means a clean end.
 func fill(r io.Reader, buf []byte) (int, error) {
+	return fillFor(r, buf, 0)
+}
+
+// fillFor is fill that also returns what it has once every has passed (0: never), checked after
+// each read.
+func fillFor(r io.Reader, buf []byte, every time.Duration) (int, error) {
 	n := 0
+	var start time.Time
+	if every > 0 {
+		start = time.Now()
+	}
 	for n < len(buf) {
 		m, err := r.Read(buf[n:])
 		n += m
 		if err != nil {
 			return n, err
+		}
+		if every > 0 && n > 0 && time.Since(start) >= every {
+			return n, nil
 		}
 	}
 	return n, nil
@@ -773,7 +816,8 @@ func checkFile(path, name string, f *file, maxLine int) (exportdir.FileState, er
 		}
 		r = zr
 	}
-	v := newVerifier(path, f.id.rtype, f.item.Count, f.item.HasCount, maxLine)
+	count, hasCount := f.countBound()
+	v := newVerifier(path, f.id.rtype, count, hasCount, maxLine)
 	buf := make([]byte, chunk)
 	for {
 		n, err := fill(r, buf)

@@ -69,6 +69,8 @@ type Options struct {
 	Now  func() time.Time // nil = time.Now
 	Poll bulk.PollOptions // for fetching the manifest again when links expire
 	On   Callbacks        // progress and diagnostics; nil members are silent
+
+	flushEvery time.Duration // tests shorten the package's flushEvery
 }
 
 // Callbacks report what Run does; tools render them on stderr and stdout (STYLE.md §9). They
@@ -146,6 +148,17 @@ type file struct {
 	missing bool // not in the manifest fetched again
 }
 
+// countBound is the line count the file is verified against, if any. An error file's count is
+// only reported: a reference server copies a failed output file's entry, count included, into
+// its error item, and the reference client checks counts of output files only. Refusing the file
+// would hide the server's account of the failure, and every rerun would fail the same way.
+func (f *file) countBound() (int64, bool) {
+	if f.id.item == exportdir.ItemError {
+		return 0, false
+	}
+	return f.item.Count, f.item.HasCount
+}
+
 func (f *file) link() (string, int, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -184,7 +197,8 @@ type engine struct {
 // (DESIGN.md §3), starting each page's files as soon as the page arrives. When every file is on
 // disk it logs export_complete, reads the issues of error/ into the Result and deletes the export
 // on the server (unless o.NoDelete). A file that cannot be downloaded or verified does not stop
-// the others: Run waits for them and then returns an error naming the first failure.
+// the others: Run waits for them and then returns an error naming the first failure, with a
+// Result of what is on disk, the issues of error/ included, for the tool to print.
 func Run(ctx context.Context, o Options, pr *PageReader) (*Result, error) {
 	if o.Dir == "" || o.Client == nil {
 		return nil, errors.New("fetch: Options.Dir and Options.Client are required")
@@ -202,6 +216,15 @@ func Run(ctx context.Context, o Options, pr *PageReader) (*Result, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	// A manifest that will be refused is refused before the folder is created or claimed, so
+	// the next, correct export into it needs no --new-export.
+	first, err := pr.Peek()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPage(first, o.StatusURL, o.Client); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create export folder: %w", err)
@@ -285,10 +308,7 @@ func (e *engine) run(ctx context.Context, pr *PageReader) (*Result, error) {
 // addPage takes one manifest page: the first establishes the export; each lists files, of which
 // those not yet verified are returned for download.
 func (e *engine) addPage(p *Page, first bool) ([]*file, error) {
-	statusURL := e.o.StatusURL
-	if statusURL == "" {
-		statusURL = p.Context.StatusURL
-	}
+	statusURL := pageStatusURL(p, e.o.StatusURL)
 	m := p.Manifest
 	if first {
 		if err := e.begin(p, statusURL); err != nil {
@@ -347,6 +367,40 @@ func (e *engine) addPage(p *Page, first bool) ([]*file, error) {
 	return todo, nil
 }
 
+// pageStatusURL is the status URL a page is read with: --status-url, else its context's.
+func pageStatusURL(p *Page, override string) string {
+	if override != "" {
+		return override
+	}
+	return p.Context.StatusURL
+}
+
+// fileBase is what relative file URLs resolve against: the status URL, else the FHIR base.
+func fileBase(statusURL string, c *fhirclient.Client) (*url.URL, error) {
+	if statusURL == "" {
+		b := c.Base()
+		b.Path += "/"
+		return b, nil
+	}
+	u, err := url.Parse(statusURL)
+	if err != nil || !u.IsAbs() {
+		return nil, fmt.Errorf("status URL %q: want an absolute http or https URL", fhirclient.Redact(statusURL))
+	}
+	return u, nil
+}
+
+// checkPage refuses a first page that addPage would refuse, without touching the folder.
+func checkPage(p *Page, statusOverride string, c *fhirclient.Client) error {
+	base, err := fileBase(pageStatusURL(p, statusOverride), c)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.where(), err)
+	}
+	if _, err := (numberer{}).entries(p.Manifest, base, nil); err != nil {
+		return fmt.Errorf("%s: %w", p.where(), err)
+	}
+	return nil
+}
+
 // begin establishes the export from its first page: its identity, the folder's claim on it,
 // the trusted status origin and the log.
 func (e *engine) begin(p *Page, statusURL string) error {
@@ -357,21 +411,17 @@ func (e *engine) begin(p *Page, statusURL string) error {
 		e.exportURL = p.Manifest.Request
 	}
 	e.exportID = statusURL
+	base, err := fileBase(statusURL, e.c)
+	if err != nil {
+		return err
+	}
+	e.base = base
 	if statusURL == "" {
 		e.exportID = manifestID(p.Raw)
 		e.warn("no status URL (give --status-url, or pipe bulk-poll's output): cannot refresh expired file links or delete the export on the server")
-		e.base = e.c.Base()
-		e.base.Path += "/"
-	} else {
-		u, err := url.Parse(statusURL)
-		if err != nil || !u.IsAbs() {
-			return fmt.Errorf("status URL %q: want an absolute http or https URL", fhirclient.Redact(statusURL))
-		}
+	} else if err := e.c.Trust(statusURL); err != nil {
 		// The status URL's origin is trusted (DESIGN.md §2, token safety): it came from the server.
-		if err := e.c.Trust(statusURL); err != nil {
-			return err
-		}
-		e.base = u
+		return err
 	}
 	if err := e.claim(); err != nil {
 		return err
@@ -580,23 +630,12 @@ func (e *engine) written(path string) {
 }
 
 // finish runs when every download has ended: it reports failures, or completes the export.
+// Issues of the error files on disk are read either way: a server's own account of what went
+// wrong is worth printing most when the run fails.
 func (e *engine) finish(ctx context.Context) (*Result, error) {
 	e.mu.Lock()
 	failed, next := e.failed, e.next
-	e.mu.Unlock()
-	if len(failed) > 0 {
-		err := failed[0]
-		if len(failed) > 1 {
-			err = fmt.Errorf("%w (and %d more files failed; run again to resume)", err, len(failed)-1)
-		}
-		return nil, err
-	}
-	if next != "" {
-		return nil, fmt.Errorf("%w: its last page links to a next page (%s) that never came; the files so far are kept: run the pipeline again to get the rest",
-			ErrIncomplete, fhirclient.Redact(next))
-	}
 	res := &Result{ExportID: e.exportID, Downloaded: e.downloaded}
-	e.mu.Lock()
 	var errorFiles []string
 	for _, f := range e.files {
 		i := e.stateIndex(f.id)
@@ -612,17 +651,35 @@ func (e *engine) finish(ctx context.Context) (*Result, error) {
 		}
 	}
 	e.mu.Unlock()
+	issues, ierr := readIssues(errorFiles, e.o.MaxLine)
+	res.Issues = issues
+	if len(failed) > 0 {
+		err := failed[0]
+		if len(failed) > 1 {
+			err = fmt.Errorf("%w (and %d more files failed)", err, len(failed)-1)
+		}
+		if !slices.ContainsFunc(failed, func(err error) bool { return errors.Is(err, ErrVerify) }) {
+			// A cut connection or a server error may pass; a file that fails verification
+			// comes back the same from the same server, so a rerun is not promised to help.
+			err = fmt.Errorf("%w; run again to resume", err)
+		}
+		return res, err
+	}
+	if next != "" {
+		return res, fmt.Errorf("%w: its last page links to a next page (%s) that never came; the files so far are kept: run the pipeline again to get the rest",
+			ErrIncomplete, fhirclient.Redact(next))
+	}
+	if ierr != nil {
+		return nil, ierr
+	}
 	if err := e.logEvent("export_complete", map[string]any{"files": res.Files, "resources": res.Resources,
 		"bytes": res.Bytes, "attachments": nil, "duration": e.now().Sub(e.t0).Milliseconds()}, true); err != nil {
 		return nil, err
 	}
-	issues, err := readIssues(errorFiles, e.o.MaxLine)
-	if err != nil {
-		return nil, err
-	}
-	res.Issues = issues
 	if e.statusURL != "" && !e.o.NoDelete {
-		if err := bulk.Cancel(ctx, e.c, e.statusURL); err != nil {
+		// The DELETE waits for an answer no longer than a download would (nor than bulk-poll's
+		// DELETE does): a connection the server went silent on must not hold the run.
+		if err := bulk.CancelWithin(ctx, e.c, e.statusURL, min(e.o.StallTimeout, bulk.DefaultReadTimeout)); err != nil {
 			e.warn(fmt.Sprintf("the files are safe, but deleting the export on the server failed (run `bulk-poll --cancel %s` later): %v",
 				fhirclient.Redact(e.statusURL), err))
 		} else {

@@ -19,8 +19,12 @@ import (
 // then a kickoff and a status_complete are synthesized from the context and the manifest when
 // the log still has none for this exportId, so that readers find the Group and the time.
 func (e *engine) openLog() error {
-	path := filepath.Join(e.o.Dir, exportdir.LogName)
-	existing, err := exportdir.LogEvents(path)
+	// Opened before it is read, so that a symbolic link there is refused before anything else.
+	var err error
+	if e.log, err = exportdir.OpenFolderLog(e.o.Dir); err != nil {
+		return err
+	}
+	existing, err := exportdir.LogEvents(filepath.Join(e.o.Dir, exportdir.LogName))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -31,9 +35,6 @@ func (e *engine) openLog() error {
 		if ev.ExportID == e.exportID {
 			has[ev.EventID] = true
 		}
-	}
-	if e.log, err = exportdir.OpenLog(path); err != nil {
-		return err
 	}
 	if e.o.LogFrom != "" {
 		events, err := exportdir.LogEvents(e.o.LogFrom)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -66,7 +67,8 @@ func readSidecar(dir, rel string) (*sidecar, bool) {
 
 func writeSidecar(dir, rel string, s *sidecar) error {
 	p := sidecarPath(dir, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	sub := path.Dir(path.Join(exportdir.MetaDir, "parts", rel))
+	if err := exportdir.MkdirNoFollow(dir, sub); err != nil {
 		return err
 	}
 	b, err := json.Marshal(s)

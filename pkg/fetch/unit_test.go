@@ -40,11 +40,14 @@ func TestVerifier(t *testing.T) {
 		{"no type", `{"id":"x"}` + "\n", -1, 1, `f.part:1: no resourceType, want "Patient"`},
 		{"count", `{"resourceType":"Patient"}` + "\n", 2, 1, "f.part: 1 resources, want 2 (the manifest's count)"},
 		{"too long", `{"resourceType":"Patient","x":"` + strings.Repeat("a", 100) + `"}` + "\n", -1, 0, "f.part:1: line longer than 64 bytes"},
+		{"over count", `{"resourceType":"Patient"}` + "\n\n" + `{"resourceType":"Patient"}` + "\n" + `{"resourceType":"Patient"}` + "\n" + `{"resourceType":"Patient"}`, 2, 0, "f.part:4: more than 2 resources (the manifest's count)"},
+		{"blank flood", "\r\n" + strings.Repeat("\n", 40), -1, 0, "f.part:33: more than 32 bytes of blank lines"},
 	}
 	for _, tt := range tests {
 		// Whole, and split at every byte: the result must not depend on where reads end.
 		for _, step := range []int{len(tt.in) + 1, 1, 7} {
 			v := newVerifier("f.part", "Patient", tt.count, tt.count >= 0, 64)
+			v.maxBlank = 32
 			var err error
 			for i := 0; i < len(tt.in) && err == nil; i += step {
 				err = v.write([]byte(tt.in[i:min(i+step, len(tt.in))]))
@@ -65,7 +68,7 @@ func TestVerifier(t *testing.T) {
 }
 
 // FuzzVerifier: however the bytes are split into writes, the verdict, line count and hash are
-// the same as for one write.
+// the same as for one write, including the stops at the count and at too many blank lines.
 func FuzzVerifier(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Patient"}`+"\n"+`{"resourceType":"Patient"}`), uint8(3))
 	f.Add([]byte("\xef\xbb\xbf{\"resourceType\":\"Patient\"}\r\n\n"), uint8(1))
@@ -73,7 +76,10 @@ func FuzzVerifier(f *testing.F) {
 	f.Add([]byte("not json\n"), uint8(2))
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
 		run := func(step int) (string, int64, string) {
-			v := newVerifier("f", "Patient", 0, false, 1<<10)
+			// A count of 2 and a small blank-line budget: stopping early must not depend on
+			// where writes end either.
+			v := newVerifier("f", "Patient", 2, true, 1<<10)
+			v.maxBlank = 16
 			var err error
 			for i := 0; i < len(in) && err == nil; i += step {
 				err = v.write(in[i:min(i+step, len(in))])
@@ -491,7 +497,7 @@ func TestFetchRelativeURLs(t *testing.T) {
 	}
 }
 
-// TestFetchUnsafeType: a type that would lead outside DIR fails the run and writes nothing there.
+// TestFetchUnsafeType: a type that would lead outside DIR fails the run and writes nothing at all.
 func TestFetchUnsafeType(t *testing.T) {
 	srv := newFileServer(t, map[string]string{"/f/p": patients})
 	c := newClient(t, srv.URL, fhirclient.Options{})
@@ -502,8 +508,8 @@ func TestFetchUnsafeType(t *testing.T) {
 		t.Fatalf("err = %v, want a refusal of the type", err)
 	}
 	entries, _ := os.ReadDir(root)
-	if len(entries) != 1 {
-		t.Errorf("wrote outside the export folder: %v", entries)
+	if len(entries) != 0 {
+		t.Errorf("wrote outside the export folder, or created it: %v", entries)
 	}
 	// A "../" in a URL is harmless: names never come from URLs.
 	dir = t.TempDir()
@@ -538,5 +544,70 @@ func TestSafeRel(t *testing.T) {
 		if got := safeRel(name); got != want {
 			t.Errorf("safeRel(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestFetchRefusedManifestClaimsNothing: a manifest that is refused leaves the folder as it was
+// (not created, or still empty), so the next, correct export into it needs no --new-export.
+func TestFetchRefusedManifestClaimsNothing(t *testing.T) {
+	srv := newFileServer(t, map[string]string{"/f/p": patients})
+	c := newClient(t, srv.URL, fhirclient.Options{})
+	status := srv.URL + "/status/1"
+	tests := []struct {
+		name string
+		line []byte
+		err  string
+	}{
+		{"path type", manifestLine(t, status, map[string]any{"output": items(srv.URL, "../evil", "/f/p")}), `type "../evil"`},
+		{"not http", manifestLine(t, status, map[string]any{"output": items("file://", "Patient", "/etc/passwd")}), "is not http or https"},
+		{"relative status URL", manifestLine(t, "status/1", map[string]any{"output": items(srv.URL, "Patient", "/f/p")}), "want an absolute http or https URL"},
+	}
+	// Another export: into a folder the refused one had claimed, it would need --new-export.
+	good := manifestLine(t, srv.URL+"/status/2", map[string]any{"transactionTime": "2024-02-02T00:00:00Z",
+		"output": items(srv.URL, "Patient", "/f/p")})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, exists := range []bool{false, true} {
+				dir := filepath.Join(t.TempDir(), "export")
+				if exists {
+					os.Mkdir(dir, 0o755)
+				}
+				_, _, err := fetchInto(t, dir, c, tt.line, func(o *Options) { o.NoDelete = true })
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.HasPrefix(err.Error(), "manifest:1: ") {
+					t.Fatalf("err = %v, want manifest:1: … %s", err, tt.err)
+				}
+				entries, statErr := os.ReadDir(dir)
+				if exists && (statErr != nil || len(entries) > 0) || !exists && statErr == nil {
+					t.Errorf("folder (existed %v) after the refusal: %v, %v; want it as it was", exists, entries, statErr)
+				}
+				if _, _, err := fetchInto(t, dir, c, good, func(o *Options) { o.NoDelete = true }); err != nil {
+					t.Errorf("the correct export after the refusal: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// TestFetchIssuesWhenFilesFail: when a file fails, the issues of the error files on disk still
+// come back with the error, since they may say why; a failure that a rerun cannot cure (a file
+// that fails verification) does not promise one.
+func TestFetchIssuesWhenFilesFail(t *testing.T) {
+	oo := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing","diagnostics":"Observation export failed"}]}` + "\n"
+	srv := newFileServer(t, map[string]string{"/f/p": patients, "/f/e": oo})
+	c := newClient(t, srv.URL, fhirclient.Options{})
+	out := items(srv.URL, "Patient", "/f/p")
+	out[0]["count"] = 4 // the file has 3
+	// The error item's count is wrong too, as a reference server copies it from the failed file.
+	errs := items(srv.URL, "OperationOutcome", "/f/e")
+	errs[0]["count"] = 4
+	res, rec, err := fetchInto(t, t.TempDir(), c, manifestLine(t, "", map[string]any{"output": out, "error": errs}), nil)
+	if !errors.Is(err, ErrVerify) || strings.Contains(err.Error(), "run again") {
+		t.Errorf("err = %v, want the verification failure without a promise that a rerun helps", err)
+	}
+	if res == nil || len(res.Issues) != 1 || res.Issues[0].Text() != "Observation export failed" {
+		t.Errorf("Result = %+v, want the error file's issue", res)
+	}
+	if !rec.warned("1 resources, but the manifest's count is 4: kept anyway") {
+		t.Errorf("warnings %q, want one about the error file's count", rec.warnings)
 	}
 }

@@ -75,6 +75,9 @@ type Request struct {
 	// data, not from the user (attachments). The check is the default HTTP client's; a
 	// caller-supplied Options.HTTPClient gets only the check of the URL's host.
 	Guard bool
+	// Close keeps the connection out of the pool after this request (http.Request.Close): a
+	// Connection: close header alone does not stop Go's transport from reusing it.
+	Close bool
 }
 
 // Client talks to one FHIR server and whatever file and attachment origins its manifests name.
@@ -520,6 +523,7 @@ func (c *Client) attempt(ctx context.Context, method, target string, req *Reques
 	for k, vs := range req.Header {
 		hr.Header[k] = append([]string(nil), vs...)
 	}
+	hr.Close = req.Close
 	if req.HeaderTimeout <= 0 {
 		resp, err := c.hc.Do(hr)
 		return resp, x, err

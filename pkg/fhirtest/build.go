@@ -188,12 +188,28 @@ func (s *Server) write(req *exportRequest, dir string) ([]*exportFile, error) {
 			return nil, err
 		}
 	}
+	// error-count: as a reference server does, a failed output file's manifest entry is copied
+	// into the error item, count included, while the file holds one OperationOutcome.
+	var failed *exportFile
+	if _, ok := has(FaultErrorCount); ok {
+		if i := slices.IndexFunc(fw.files, func(f *exportFile) bool { return f.item == itemOutput }); i >= 0 {
+			failed = fw.files[i]
+		}
+	}
 	fw.start(itemError, "OperationOutcome")
-	if err := fw.line(s.warning(slices.Contains(types, "MedicationRequest"))); err != nil {
+	issue := s.warning(slices.Contains(types, "MedicationRequest"))
+	if failed != nil {
+		issue = failure(failed.typ)
+	}
+	if err := fw.line(issue); err != nil {
 		return nil, err
 	}
 	if err := fw.end(); err != nil {
 		return nil, err
+	}
+	if failed != nil {
+		// A count of 1 would be right by chance: the fault is a count that is wrong.
+		fw.files[len(fw.files)-1].count = max(failed.count, 2)
 	}
 	return fw.files, nil
 }
@@ -330,6 +346,14 @@ func (s *Server) warning(withMedRequests bool) []byte {
 	}
 	o := outcome("warning", "informational", msg)
 	o.ID = "export-warning"
+	b, _ := marshal(o)
+	return b
+}
+
+// failure is the error file line of the error-count fault: the export of typ failed.
+func failure(typ string) []byte {
+	o := outcome("error", "exception", "injected fault: exporting "+typ+" failed; its file is incomplete")
+	o.ID = "export-failure"
 	b, _ := marshal(o)
 	return b
 }

@@ -431,10 +431,26 @@ func TestFaultNoLastUpdated(t *testing.T) {
 	}
 }
 
+func TestFaultErrorCount(t *testing.T) {
+	m, files := dataExport(t, Options{Patients: 2, Faults: []Fault{{Kind: "error-count"}}}, nil)
+	if len(m.Error) != 1 {
+		t.Fatalf("error-count: %d error items, want 1", len(m.Error))
+	}
+	_, body := do(t, "GET", m.Error[0].URL, nil, nil)
+	lines := bytes.Count(body, []byte("\n"))
+	want := max(m.Output[0].Count, 2)
+	if lines != 1 || m.Error[0].Count != want || len(files[m.Output[0].Type][0]) == 0 {
+		t.Errorf("error-count: error file of %d lines with count %d, want 1 line with count %d (the first output file's)", lines, m.Error[0].Count, want)
+	}
+	if got := gjson.GetBytes(body, "issue.0.severity").Str; got != "error" || !strings.Contains(string(body), m.Output[0].Type) {
+		t.Errorf("error-count: error file %s, want an error issue naming %s", body, m.Output[0].Type)
+	}
+}
+
 func TestFaultsOnHelp(t *testing.T) {
 	// Every kind has a test above and an example in FaultGrammar; this keeps the list honest.
 	want := []string{"500", "503", "429", "reset", "truncate", "stall", "slow", "401", "expire-links",
-		"dup-lines", "no-final-newline", "ignore-typefilter", "b64-size", "no-lastupdated"}
+		"dup-lines", "no-final-newline", "ignore-typefilter", "b64-size", "no-lastupdated", "error-count"}
 	if d := cmp.Diff(want, FaultKinds()); d != "" {
 		t.Errorf("FaultKinds() (-want +got):\n%s", d)
 	}
