@@ -110,11 +110,6 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// Only a manifest's status URL may be DELETEd when the download is done: a Group resource
-	// piped from `bulk-poll BASE/Group/ID` must not make its URL the export to delete.
-	if err := bulk.CheckManifest(first.Raw); err != nil {
-		return fmt.Errorf("%s:%d: %w", first.Input, first.Line, err)
-	}
 	statusURL := c.String("status-url")
 	if statusURL == "" {
 		statusURL = first.Context.StatusURL

@@ -116,6 +116,11 @@ func ParsePage(line []byte) (*Page, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every page, not only the first: a Group resource or a CapabilityStatement in a manifest
+	// file must never make its URL the export that bulk-fetch DELETEs when done.
+	if err := bulk.CheckManifest(raw); err != nil {
+		return nil, err
+	}
 	return &Page{Raw: raw, Manifest: m, Context: ctx, HasContext: has}, nil
 }
 

@@ -526,12 +526,17 @@ func TestPageReader(t *testing.T) {
 	if _, err := NewPageReader(strings.NewReader("\n \n"), "-", 0).Peek(); !errors.Is(err, ErrNoInput) {
 		t.Errorf("Peek(blank input) = %v, want ErrNoInput", err)
 	}
-	pr := NewPageReader(strings.NewReader(`{"output":[]}`+"\n\n"+`{"output":`+"\n"), "m.ndjson", 0)
+	pr := NewPageReader(strings.NewReader(`{"transactionTime":"2024-01-01T00:00:00Z","output":[]}`+"\n\n"+`{"output":`+"\n"+
+		`{"resourceType":"Group","id":"g"}`+"\n"), "m.ndjson", 0)
 	if _, err := pr.Next(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pr.Next(); err == nil || !strings.HasPrefix(err.Error(), "m.ndjson:3: manifest") {
 		t.Errorf("Next() = %v, want an error at m.ndjson:3", err)
+	}
+	// A later page is checked like the first: a FHIR resource is never taken for a manifest.
+	if _, err := pr.Next(); !errors.Is(err, bulk.ErrNotManifest) || !strings.HasPrefix(err.Error(), "m.ndjson:4: ") {
+		t.Errorf("Next() = %v, want ErrNotManifest at m.ndjson:4", err)
 	}
 }
 
