@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/google/go-cmp/cmp"
 )
@@ -25,6 +26,9 @@ type slice struct {
 	params map[string]any
 	files  map[string]string
 	noLog  bool
+	// synthesized writes the kickoff event as bulk-fetch does from a manifest alone: marked, with
+	// an exportUrl the server wrote and no FHIR base it vouches for.
+	synthesized bool
 }
 
 // writeSlice writes s as an export folder in dir, its log through exportdir.
@@ -65,6 +69,9 @@ func writeSlice(t testing.TB, dir string, s slice) {
 		id     string
 		detail any
 	}{{"kickoff", map[string]any{"exportUrl": exportURL, "requestParameters": s.params, "softwareName": "EHR", "logVersion": "2"}}}
+	if s.synthesized {
+		events[0].detail.(map[string]any)[bulk.SynthesizedMember] = "bulk-fetch"
+	}
 	if s.time != "" {
 		events = append(events, struct {
 			id     string
@@ -576,5 +583,47 @@ func TestSeenErrorBounded(t *testing.T) {
 	}
 	if len(d.errKeys) != 2 {
 		t.Errorf("%d lines remembered, want the bound, 2", len(d.errKeys))
+	}
+}
+
+// TestMergedKickoffVouches: the merged log vouches for a FHIR base only when every slice's kickoff
+// does, for the same one, so ndjson-inline never trusts an origin that only a manifest named.
+func TestMergedKickoffVouches(t *testing.T) {
+	tests := []struct {
+		name        string
+		synthesized [2]bool
+		want        string
+	}{
+		{"both sent by a client", [2]bool{false, false}, "https://ehr.example/fhir"},
+		{"one from a manifest alone", [2]bool{false, true}, ""},
+		{"both from manifests alone", [2]bool{true, true}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var srcs []string
+			for i, syn := range tt.synthesized {
+				src := filepath.Join(dir, fmt.Sprint("s", i))
+				writeSlice(t, src, slice{time: "2024-01-01T00:00:00Z", synthesized: syn,
+					files: map[string]string{"Observation.000.ndjson": lines(obs(fmt.Sprint(i), "", "x"))}})
+				srcs = append(srcs, src)
+			}
+			out := filepath.Join(dir, "out")
+			o, _ := testOptions(t, out, srcs...)
+			if _, err := merge(t.Context(), o); err != nil {
+				t.Fatal(err)
+			}
+			ex, err := exportdir.ReadLog(filepath.Join(out, exportdir.LogName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := kickoffRaw(ex)
+			if raw == nil {
+				t.Fatal("merged log has no kickoff event")
+			}
+			if got := bulk.KickoffBase(raw); got != tt.want {
+				t.Errorf("KickoffBase(merged kickoff) = %q, want %q (detail %s)", got, tt.want, raw)
+			}
+		})
 	}
 }

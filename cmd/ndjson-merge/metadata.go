@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 )
 
@@ -43,6 +44,10 @@ type kickoffDetail struct {
 	RequestParameters   map[string]any `json:"requestParameters"`
 	ResponseHeaders     map[string]any `json:"responseHeaders"`
 	LogVersion          string         `json:"logVersion"`
+	// The merged event is composed, not the record of a kickoff sent: readers take a FHIR base
+	// only from the _bulkpipe member, and that only where every slice vouched for the same one.
+	Synthesized string         `json:"_synthesized"`
+	Context     map[string]any `json:"_bulkpipe,omitempty"`
 }
 
 // earliest is the slice whose transactionTime the merged export takes (DESIGN.md §6: everything in
@@ -114,7 +119,11 @@ func (m *merger) writeMetadata(out *outDir) error {
 	for _, n := range notes {
 		m.o.warn(n)
 	}
-	kick := kickoffDetail{ExportURL: exportURL, RequestParameters: params, ResponseHeaders: map[string]any{}, LogVersion: "2"}
+	kick := kickoffDetail{ExportURL: exportURL, RequestParameters: params, ResponseHeaders: map[string]any{}, LogVersion: "2",
+		Synthesized: "ndjson-merge: from the slices' logs"}
+	if b := vouchedBase(m.srcs); b != "" {
+		kick.Context = map[string]any{"fhirBase": b}
+	}
 	if s := firstLogged(m.srcs); s != nil {
 		if d := kickoffOf(s.export); d != nil {
 			kick.SoftwareName, kick.SoftwareVersion = d["softwareName"], d["softwareVersion"]
@@ -179,6 +188,38 @@ func firstLogged(srcs []*source) *source {
 		}
 	}
 	return first
+}
+
+// vouchedBase is the FHIR base every logged slice's kickoff vouches for (bulk.KickoffBase), or ""
+// when one vouches for none or two disagree: the merged log must never make trusted an origin
+// that only a manifest's request named, nor pick one of two servers.
+func vouchedBase(srcs []*source) string {
+	base := ""
+	for _, s := range srcs {
+		if s.export == nil {
+			continue
+		}
+		raw := kickoffRaw(s.export)
+		if raw == nil {
+			return ""
+		}
+		b := strings.TrimRight(bulk.KickoffBase(raw), "/")
+		if b == "" || (base != "" && b != base) {
+			return ""
+		}
+		base = b
+	}
+	return base
+}
+
+// kickoffRaw returns the raw detail of the export's last kickoff event.
+func kickoffRaw(e *exportdir.Export) []byte {
+	for i := len(e.Events) - 1; i >= 0; i-- {
+		if e.Events[i].EventID == "kickoff" {
+			return e.Events[i].EventDetail
+		}
+	}
+	return nil
 }
 
 // kickoffOf returns the detail of the export's kickoff event.
