@@ -25,7 +25,7 @@ func inlineFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "inline-resource", Usage: "with --inline, only these resource `TYPES` (default DocumentReference,DiagnosticReport)"},
 		&cli.StringSliceFlag{Name: "inline-mimetype", Usage: "with --inline, these media `TYPES` (default text/plain,text/html,application/xhtml+xml)"},
 		&cli.IntFlag{Name: "inline-parallel", Value: attachment.DefaultParallel, Usage: "with --inline, `N` attachment downloads at once per file"},
-		&cli.StringFlag{Name: "inline-max-size", Value: "64MiB", Usage: "with --inline, skip attachments larger than `SIZE` (0: no limit)"},
+		&cli.StringFlag{Name: "inline-max-size", Value: "64MiB", Usage: "with --inline, skip attachments larger than `SIZE` (at most 1GiB, which 0 means)"},
 		&cli.BoolFlag{Name: "inline-strict", Usage: "with --inline, exit 1 when an attachment could not be inlined"},
 	}
 }
