@@ -37,6 +37,7 @@ Examples:
    etl-load export/                         load into ./bulkpipe.duckdb
    etl-load --db site.duckdb enc/ cond/     load two folders, in that order
    etl-load --export-group g1 --export-timestamp 2024-05-01T00:00:00Z old-export/
+   etl-load --allow-incomplete export/      a download bulk-fetch could not finish: rows, no completion
    etl-load --db site.duckdb --format parquet --out snapshot/
    etl-load --format ndjson --out cumulus-out/ export/
    etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
@@ -49,6 +50,7 @@ Examples:
 			&cli.StringFlag{Name: "export-group", Usage: "Group `NAME` of the export (overrides the log; \"\" for a system-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "`TIME` of the export, RFC 3339 (overrides the log's transactionTime)"},
 			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
+			&cli.BoolFlag{Name: "allow-incomplete", Usage: "load a folder whose download did not finish, without completion rows"},
 			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter)"},
 			&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
@@ -65,6 +67,7 @@ type config struct {
 	timestamp       *time.Time
 	exclude, assume []string
 	maxLine         int
+	allowIncomplete bool
 	progress        bool
 	stderr          io.Writer
 	dirs            []string
@@ -135,16 +138,17 @@ func run(c *cli.Context) error {
 
 func parseConfig(c *cli.Context) (*config, error) {
 	cfg := &config{
-		db:       c.Path("db"),
-		format:   c.String("format"),
-		out:      c.Path("out"),
-		exclude:  splitList(c.StringSlice("exclude-resources")),
-		assume:   splitList(c.StringSlice("assume-complete")),
-		maxLine:  c.Int("max-line"),
-		progress: !c.Bool("quiet") && tool.IsTerminal(c.App.ErrWriter),
-		stderr:   c.App.ErrWriter,
-		dirs:     c.Args().Slice(),
-		now:      time.Now,
+		db:              c.Path("db"),
+		format:          c.String("format"),
+		out:             c.Path("out"),
+		exclude:         splitList(c.StringSlice("exclude-resources")),
+		assume:          splitList(c.StringSlice("assume-complete")),
+		maxLine:         c.Int("max-line"),
+		allowIncomplete: c.Bool("allow-incomplete"),
+		progress:        !c.Bool("quiet") && tool.IsTerminal(c.App.ErrWriter),
+		stderr:          c.App.ErrWriter,
+		dirs:            c.Args().Slice(),
+		now:             time.Now,
 	}
 	switch cfg.format {
 	case "duckdb":
@@ -230,6 +234,15 @@ func readFolder(cfg *config, dir string) (store.Source, error) {
 	if exp != nil {
 		src.Export = store.Export{Group: exp.Group, URL: exp.ExportURL, RequestParameters: exp.RequestParameters}
 		haveGroup = true
+		unfinished, err := downloadUnfinished(dir, exp)
+		if err != nil {
+			return src, err
+		}
+		if unfinished && !cfg.allowIncomplete {
+			return src, fmt.Errorf("%s: the download did not finish (%s has no export_complete for %s): run bulk-fetch again to finish it, or load the rows without completion rows with --allow-incomplete",
+				dir, logPath, exp.ExportID)
+		}
+		src.Export.Unfinished = unfinished
 		if exp.HasTime {
 			src.Export.Time, haveTime = store.Micro(exp.TransactionTime), true
 		}
@@ -260,6 +273,34 @@ func readFolder(cfg *config, dir string) (store.Source, error) {
 		})
 	}
 	return src, nil
+}
+
+// downloadUnfinished reports whether the folder records a download of its export that never
+// ended. Every downloader whose folders etl-load reads (bulk-fetch, SMART bulk-data-client,
+// Cumulus ETL) logs export_complete once every file is on disk, and logs download events (or,
+// bulk-fetch, writes .bulkpipe/state.json) as files arrive. So a log with download events or a
+// state with verified files, and no export_complete for the export, is an unfinished download:
+// bulk-fetch writes kickoff and status_complete before the first file, so those prove nothing.
+// A log with neither (written by hand, or by a tool that logs only the kickoff) cannot tell and
+// is trusted, as is a folder without a log, whose Group and time the user gives.
+func downloadUnfinished(dir string, exp *exportdir.Export) (bool, error) {
+	downloaded := false
+	for _, e := range exp.Events {
+		switch {
+		case e.EventID == "export_complete":
+			return false, nil
+		case strings.HasPrefix(e.EventID, "download_"):
+			downloaded = true
+		}
+	}
+	if downloaded {
+		return true, nil
+	}
+	st, err := exportdir.ReadState(dir)
+	if err != nil {
+		return false, err
+	}
+	return st.ExportID != "" || len(st.Files) > 0, nil
 }
 
 // partFile returns a download in progress (bulk-fetch's NAME.part) in dir or its deleted/.
@@ -306,6 +347,10 @@ func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Sourc
 	p.done(st, err)
 	if err != nil {
 		return st, fmt.Errorf("load %s: %w", src.Dir, err)
+	}
+	if src.Export.Unfinished {
+		warn(fmt.Sprintf("%s: %s: rows loaded without completion rows (--allow-incomplete)", src.Dir, store.ReasonUnfinished))
+		return st, nil
 	}
 	for _, s := range st.Skipped {
 		warn(fmt.Sprintf("%s: %s loaded without a completion row: %s (--assume-complete %s if it holds the whole Group)",

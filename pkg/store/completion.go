@@ -33,6 +33,9 @@ type Export struct {
 	Time              time.Time      // transactionTime, or --export-timestamp
 	URL               string         // the kickoff URL, "" when unknown
 	RequestParameters map[string]any // as logged by the kickoff event; nil without a log
+	// Unfinished says the folder's download did not finish (the user loads it anyway): its rows
+	// load, but no table of it is complete, whatever --assume-complete says.
+	Unfinished bool
 }
 
 // Skip says why a table loaded from a folder gets no completion row.
@@ -54,6 +57,9 @@ type Completion struct {
 	Excluded []string
 }
 
+// ReasonUnfinished is the Skip reason of every table of an unfinished download.
+const ReasonUnfinished = "the download did not finish"
+
 // PlanCompletion decides which tables a folder marks complete (DESIGN.md §7). present lists the
 // resource types that have output files; excluded and assume are resource types or table names
 // from --exclude-resources and --assume-complete.
@@ -61,7 +67,7 @@ type Completion struct {
 // Rules: every present type and every type requested in _type (an empty answer proves there are
 // none) gets a row, unless excluded; a `patient`-sliced export (_patientCount logged) and a type
 // filtered by a _typeFilter that is not only a date window get none, unless the user vouches for
-// them with --assume-complete.
+// them with --assume-complete. An unfinished download marks nothing complete.
 func PlanCompletion(e Export, present, excluded, assume []string) (Completion, error) {
 	c := Completion{Time: Micro(e.Time), Excluded: tableSet(excluded)}
 	if until, ok := param(e.RequestParameters, "_until"); ok && until != "" {
@@ -96,6 +102,8 @@ func PlanCompletion(e Export, present, excluded, assume []string) (Completion, e
 	for _, t := range tables {
 		switch {
 		case slices.Contains(c.Excluded, t):
+		case e.Unfinished:
+			c.Skipped = append(c.Skipped, Skip{Table: t, Reason: ReasonUnfinished})
 		case sliced[t] != "" && !slices.Contains(assumed, t):
 			c.Skipped = append(c.Skipped, Skip{Table: t, Reason: sliced[t]})
 		default:

@@ -21,6 +21,7 @@ func TestPlanCompletion(t *testing.T) {
 		params            map[string]any
 		present           []string
 		excluded, assumed []string
+		unfinished        bool
 		want              Completion
 	}{{
 		name:    "files only, no log",
@@ -105,13 +106,22 @@ func TestPlanCompletion(t *testing.T) {
 		excluded: []string{"Specimen", "EpisodeOfCare"},
 		want:     Completion{Time: t0, Tables: []string{"patient"}, Excluded: []string{"episodeofcare", "specimen"}},
 	}, {
+		name:       "unfinished download: nothing complete, even when assumed",
+		params:     map[string]any{"_type": "Patient,Condition"},
+		present:    []string{"Patient"},
+		excluded:   []string{"Specimen"},
+		assumed:    []string{"Patient"},
+		unfinished: true,
+		want: Completion{Time: t0, Excluded: []string{"specimen"}, Skipped: []Skip{
+			{"condition", ReasonUnfinished}, {"patient", ReasonUnfinished}}},
+	}, {
 		name:    "Parameters-style values",
 		params:  map[string]any{"_type": []any{map[string]any{"name": "_type", "valueString": "Procedure"}}},
 		present: nil,
 		want:    Completion{Time: t0, Tables: []string{"procedure"}},
 	}}
 	for _, tt := range tests {
-		got, err := PlanCompletion(Export{Time: t0, RequestParameters: tt.params}, tt.present, tt.excluded, tt.assumed)
+		got, err := PlanCompletion(Export{Time: t0, RequestParameters: tt.params, Unfinished: tt.unfinished}, tt.present, tt.excluded, tt.assumed)
 		if err != nil {
 			t.Errorf("%s: PlanCompletion: %v", tt.name, err)
 			continue
