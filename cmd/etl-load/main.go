@@ -38,6 +38,7 @@ Examples:
    etl-load --db site.duckdb enc/ cond/     load two folders, in that order
    etl-load --export-group g1 --export-timestamp 2024-05-01T00:00:00Z old-export/
    etl-load --allow-incomplete export/      a download bulk-fetch could not finish: rows, no completion
+   etl-load --replace-invalid-utf8 export/  load Latin-1 bytes and lone surrogates as U+FFFD
    etl-load --db site.duckdb --format parquet --out snapshot/
    etl-load --format ndjson --out cumulus-out/ export/
    etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
@@ -52,6 +53,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
 			&cli.BoolFlag{Name: "allow-incomplete", Usage: "load a folder whose download did not finish, without completion rows"},
 			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter)"},
+			&cli.BoolFlag{Name: "replace-invalid-utf8", Usage: "load text that is not Unicode (invalid UTF-8, a lone \\ud800 escape) as U+FFFD, with a warning, instead of refusing the folder"},
 			&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
@@ -68,6 +70,7 @@ type config struct {
 	exclude, assume []string
 	maxLine         int
 	allowIncomplete bool
+	replaceText     bool
 	progress        bool
 	stderr          io.Writer
 	dirs            []string
@@ -145,6 +148,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		assume:          splitList(c.StringSlice("assume-complete")),
 		maxLine:         c.Int("max-line"),
 		allowIncomplete: c.Bool("allow-incomplete"),
+		replaceText:     c.Bool("replace-invalid-utf8"),
 		progress:        !c.Bool("quiet") && tool.IsTerminal(c.App.ErrWriter),
 		stderr:          c.App.ErrWriter,
 		dirs:            c.Args().Slice(),
@@ -328,14 +332,15 @@ func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Sourc
 	warn := func(s string) { fmt.Fprintf(cfg.stderr, "etl-load: %s\n", s) }
 	p := newProgress(cfg, src.Dir)
 	opts := store.Options{
-		Exclude:        cfg.exclude,
-		AssumeComplete: cfg.assume,
-		Deletions:      deletions,
-		MaxLine:        cfg.maxLine,
-		Now:            cfg.now,
-		Version:        tool.Version(),
-		Warn:           warn,
-		Progress:       p.update,
+		Exclude:            cfg.exclude,
+		AssumeComplete:     cfg.assume,
+		Deletions:          deletions,
+		MaxLine:            cfg.maxLine,
+		ReplaceInvalidText: cfg.replaceText,
+		Now:                cfg.now,
+		Version:            tool.Version(),
+		Warn:               warn,
+		Progress:           p.update,
 	}
 	if srv != nil {
 		opts.Medications = srv
@@ -345,6 +350,9 @@ func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Sourc
 	}
 	st, err := store.Load(ctx, db, src, opts)
 	p.done(st, err)
+	if _, ok := errors.AsType[*ndjson.TextError](err); ok {
+		return st, fmt.Errorf("load %s: %w (--replace-invalid-utf8 loads it as U+FFFD)", src.Dir, err)
+	}
 	if err != nil {
 		return st, fmt.Errorf("load %s: %w", src.Dir, err)
 	}

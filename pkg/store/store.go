@@ -84,6 +84,9 @@ type Options struct {
 	Version        string                  // etl_version
 	Warn           func(string)            // diagnostics for stderr; nil drops them
 	Progress       func(Progress)          // called as bytes are read; nil is silent
+	// ReplaceInvalidText loads a line with invalid UTF-8 or a lone surrogate escape with U+FFFD
+	// in its place (counted, and reported through Warn) instead of refusing the folder.
+	ReplaceInvalidText bool
 	// Medications, when set, downloads the Medications that MedicationRequests reference
 	// (medicationReference, not contained) and that neither the folder nor the store has: many
 	// EHRs export them only that way (DESIGN.md §7, Cumulus's --fhir-url).
@@ -117,6 +120,8 @@ type Stats struct {
 	// MedicationsFetched and MedicationsFailed count Options.Medications downloads; each failure
 	// was reported through Options.Warn.
 	MedicationsFetched, MedicationsFailed int
+	// TextReplaced counts the U+FFFD replacements of Options.ReplaceInvalidText.
+	TextReplaced int64
 	Completion
 
 	medRefs map[string]string // Medication id → first reference to it, from MedicationRequests
@@ -132,9 +137,13 @@ type LineError struct {
 	Path string
 	Line int
 	What string // "invalid JSON", "missing id", …
+	Err  error  // the cause when there is one, such as an *ndjson.TextError
 }
 
 func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %s", e.Path, e.Line, e.What) }
+
+// Unwrap returns the cause, so that callers can tell bad text (*ndjson.TextError) from the rest.
+func (e *LineError) Unwrap() error { return e.Err }
 
 // Is makes every LineError match ErrInvalid.
 func (e *LineError) Is(target error) bool { return target == ErrInvalid }
@@ -279,6 +288,11 @@ func loadFile(ctx context.Context, b Batch, f File, excluded []string, opts Opti
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if rd.fixedLines > 0 {
+		st.TextReplaced += rd.fixes
+		warn(fmt.Sprintf("%s: %d invalid UTF-8 sequences or lone surrogates replaced with U+FFFD on %d lines (first at line %d)",
+			f.Path, rd.fixes, rd.fixedLines, rd.firstFixLine))
+	}
 	if rd.mismatches > 0 {
 		warn(fmt.Sprintf("%s: %d resources are not %s (first at line %d: %s); loaded by their resourceType",
 			f.Path, rd.mismatches, f.ResourceType, rd.firstLine, rd.firstType))
@@ -314,6 +328,9 @@ type reader struct {
 	mismatches int
 	firstLine  int
 	firstType  string
+	// fixes counts the replacements of ReplaceInvalidText, on fixedLines lines.
+	fixes                    int64
+	fixedLines, firstFixLine int
 }
 
 func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free <-chan *chunk) {
@@ -350,8 +367,23 @@ func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free 
 		line := sc.Bytes()
 		c.bytes += int64(len(line)) + 1
 		if !ndjson.Valid(line) {
-			fail(&LineError{f.Path, sc.Line(), "invalid JSON"})
+			fail(&LineError{Path: f.Path, Line: sc.Line(), What: "invalid JSON"})
 			return
+		}
+		// DuckDB stores invalid UTF-8 as a NULL resource and refuses a lone surrogate in the
+		// whole merge, naming neither file nor line: check the text here, at the edge.
+		if err := ndjson.CheckText(line); err != nil {
+			if !rd.opts.ReplaceInvalidText {
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: err.Error(), Err: err})
+				return
+			}
+			var n int
+			line, n = ndjson.FixText(line)
+			if rd.fixedLines == 0 {
+				rd.firstFixLine = sc.Line()
+			}
+			rd.fixedLines++
+			rd.fixes += int64(n)
 		}
 		if f.Deleted {
 			for _, d := range rd.opts.Deletions(line) {
@@ -365,13 +397,13 @@ func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free 
 			typ, id := typeAndID(line)
 			switch {
 			case typ == "":
-				fail(&LineError{f.Path, sc.Line(), "missing resourceType"})
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: "missing resourceType"})
 				return
 			case !ValidResourceType(typ):
-				fail(&LineError{f.Path, sc.Line(), fmt.Sprintf("invalid resourceType %.40q", typ)})
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: fmt.Sprintf("invalid resourceType %.40q", typ)})
 				return
 			case id == "":
-				fail(&LineError{f.Path, sc.Line(), "missing id"})
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: "missing id"})
 				return
 			}
 			if typ != f.ResourceType {
