@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
 			&cli.BoolFlag{Name: "allow-incomplete", Usage: "load a folder whose download did not finish, without completion rows"},
 			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter)"},
+			&cli.BoolFlag{Name: "allow-unknown-types", Usage: "load resource types that are neither FHIR R4/R5 types nor named by the folder's manifest (each becomes a table)"},
 			&cli.BoolFlag{Name: "replace-invalid-utf8", Usage: "load text that is not Unicode (invalid UTF-8, a lone \\ud800 escape) as U+FFFD, with a warning, instead of refusing the folder"},
 			&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
@@ -71,6 +73,7 @@ type config struct {
 	maxLine         int
 	allowIncomplete bool
 	replaceText     bool
+	allowUnknown    bool
 	progress        bool
 	stderr          io.Writer
 	dirs            []string
@@ -149,6 +152,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		maxLine:         c.Int("max-line"),
 		allowIncomplete: c.Bool("allow-incomplete"),
 		replaceText:     c.Bool("replace-invalid-utf8"),
+		allowUnknown:    c.Bool("allow-unknown-types"),
 		progress:        !c.Bool("quiet") && tool.IsTerminal(c.App.ErrWriter),
 		stderr:          c.App.ErrWriter,
 		dirs:            c.Args().Slice(),
@@ -218,7 +222,7 @@ func readFolder(cfg *config, dir string) (store.Source, error) {
 		// Completion rows would claim whole tables for a folder that lacks some of its files.
 		return store.Source{}, fmt.Errorf("%s: %s is an unfinished download: finish it with bulk-fetch (or remove it) before loading", dir, part)
 	}
-	src := store.Source{Dir: dir}
+	src := store.Source{Dir: dir, ExtraTypes: manifestTypes(dir)}
 	var exp *exportdir.Export
 	logPath, err := exportdir.FindLog(dir)
 	switch {
@@ -279,6 +283,26 @@ func readFolder(cfg *config, dir string) (store.Source, error) {
 	return src, nil
 }
 
+// manifestTypes returns the output types the folder's manifest.json names: a server's own types
+// are loaded besides FHIR's. A folder without a readable manifest names none.
+func manifestTypes(dir string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return nil
+	}
+	m, err := exportdir.ParseManifest(b)
+	if err != nil {
+		return nil
+	}
+	var types []string
+	for _, it := range m.Output {
+		if !slices.Contains(types, it.Type) {
+			types = append(types, it.Type)
+		}
+	}
+	return types
+}
+
 // downloadUnfinished reports whether the folder records a download of its export that never
 // ended. Every downloader whose folders etl-load reads (bulk-fetch, SMART bulk-data-client,
 // Cumulus ETL) logs export_complete once every file is on disk, and logs download events (or,
@@ -337,6 +361,8 @@ func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Sourc
 		Deletions:          deletions,
 		MaxLine:            cfg.maxLine,
 		ReplaceInvalidText: cfg.replaceText,
+		ExtraTypes:         src.ExtraTypes,
+		AllowUnknownTypes:  cfg.allowUnknown,
 		Now:                cfg.now,
 		Version:            tool.Version(),
 		Warn:               warn,
@@ -352,6 +378,9 @@ func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Sourc
 	p.done(st, err)
 	if _, ok := errors.AsType[*ndjson.TextError](err); ok {
 		return st, fmt.Errorf("load %s: %w (--replace-invalid-utf8 loads it as U+FFFD)", src.Dir, err)
+	}
+	if errors.Is(err, store.ErrUnknownType) {
+		return st, fmt.Errorf("load %s: %w (not a FHIR R4 or R5 resource type, nor one the manifest names: --allow-unknown-types loads it)", src.Dir, err)
 	}
 	if err != nil {
 		return st, fmt.Errorf("load %s: %w", src.Dir, err)

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 )
 
 // LinkedTables are the Encounter-linked tables whose completion an encounter waits for
@@ -68,7 +70,15 @@ const ReasonUnfinished = "the download did not finish"
 // none) gets a row, unless excluded; a `patient`-sliced export (_patientCount logged) and a type
 // filtered by a _typeFilter that is not only a date window get none, unless the user vouches for
 // them with --assume-complete. An unfinished download marks nothing complete.
+//
+// Only FHIR's resource types count (resourcetype.Known): a file name or a logged _type of another
+// type makes no table.
 func PlanCompletion(e Export, present, excluded, assume []string) (Completion, error) {
+	return planCompletion(e, present, excluded, assume, resourcetype.Known)
+}
+
+// planCompletion is PlanCompletion with the types that count given by known (Options.ExtraTypes).
+func planCompletion(e Export, present, excluded, assume []string, known func(string) bool) (Completion, error) {
 	c := Completion{Time: Micro(e.Time), Excluded: tableSet(excluded)}
 	if until, ok := param(e.RequestParameters, "_until"); ok && until != "" {
 		t, err := ParseTime(until)
@@ -79,7 +89,13 @@ func PlanCompletion(e Export, present, excluded, assume []string) (Completion, e
 			c.Time = Micro(t)
 		}
 	}
-	tables := tableSet(append(slices.Clone(present), list(e.RequestParameters, "_type")...))
+	var types []string
+	for _, t := range append(slices.Clone(present), list(e.RequestParameters, "_type")...) {
+		if known(t) {
+			types = append(types, t)
+		}
+	}
+	tables := tableSet(types)
 
 	sliced := map[string]string{}
 	if n, ok := patientCount(e.RequestParameters); ok {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
+	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 )
 
 // Backend is a store that loads one folder per transaction.
@@ -61,6 +62,8 @@ type Source struct {
 	Dir    string
 	Export Export
 	Files  []File
+	// ExtraTypes are the resource types the folder's manifest names (Options.ExtraTypes).
+	ExtraTypes []string
 }
 
 // File is one NDJSON file of a folder.
@@ -87,6 +90,11 @@ type Options struct {
 	// ReplaceInvalidText loads a line with invalid UTF-8 or a lone surrogate escape with U+FFFD
 	// in its place (counted, and reported through Warn) instead of refusing the folder.
 	ReplaceInvalidText bool
+	// ExtraTypes are resource types loaded besides FHIR's (resourcetype.Known): those the
+	// folder's manifest names, a server's own. Lines of any other type are refused
+	// (ErrUnknownType), since every type becomes a table, unless AllowUnknownTypes.
+	ExtraTypes        []string
+	AllowUnknownTypes bool
 	// Medications, when set, downloads the Medications that MedicationRequests reference
 	// (medicationReference, not contained) and that neither the folder nor the store has: many
 	// EHRs export them only that way (DESIGN.md §7, Cumulus's --fhir-url).
@@ -132,6 +140,10 @@ type Stats struct {
 // loaded and the store is unchanged. The errors are *LineError.
 var ErrInvalid = errors.New("invalid input")
 
+// ErrUnknownType is the cause of a LineError for a resourceType that is neither FHIR's nor in
+// Options.ExtraTypes: a file of made-up types would otherwise make a table of each.
+var ErrUnknownType = errors.New("unknown resource type")
+
 // LineError is a bad line: "FILE:LINE: what".
 type LineError struct {
 	Path string
@@ -170,7 +182,7 @@ func Load(ctx context.Context, be Backend, src Source, opts Options) (st Stats, 
 			present = append(present, f.ResourceType)
 		}
 	}
-	comp, err := PlanCompletion(src.Export, present, opts.Exclude, opts.AssumeComplete)
+	comp, err := planCompletion(src.Export, present, opts.Exclude, opts.AssumeComplete, opts.knownType)
 	if err != nil {
 		return st, err
 	}
@@ -388,7 +400,7 @@ func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free 
 		if f.Deleted {
 			for _, d := range rd.opts.Deletions(line) {
 				t := TableName(d.ResourceType)
-				if !ValidResourceType(d.ResourceType) || d.ID == "" || slices.Contains(rd.excluded, t) {
+				if !rd.opts.knownType(d.ResourceType) || d.ID == "" || slices.Contains(rd.excluded, t) {
 					continue
 				}
 				c.recs = append(c.recs, record{table: t, id: d.ID})
@@ -401,6 +413,13 @@ func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free 
 				return
 			case !ValidResourceType(typ):
 				fail(&LineError{Path: f.Path, Line: sc.Line(), What: fmt.Sprintf("invalid resourceType %.40q", typ)})
+				return
+			case !rd.opts.knownType(typ):
+				what := fmt.Sprintf("unknown resourceType %q", typ)
+				if s := resourcetype.Suggest(typ); s != "" {
+					what += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: what, Err: ErrUnknownType})
 				return
 			case id == "":
 				fail(&LineError{Path: f.Path, Line: sc.Line(), What: "missing id"})
@@ -433,6 +452,14 @@ func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free 
 		return
 	}
 	send()
+}
+
+// knownType reports whether resources of type typ may be loaded (Options.ExtraTypes).
+func (o *Options) knownType(typ string) bool {
+	if o.AllowUnknownTypes {
+		return ValidResourceType(typ)
+	}
+	return resourcetype.Known(typ) || slices.Contains(o.ExtraTypes, typ) && ValidResourceType(typ)
 }
 
 // typeAndID reads the two members every line is routed by. Both are usually the first keys of

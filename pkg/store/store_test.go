@@ -38,6 +38,11 @@ func TestPlanCompletion(t *testing.T) {
 		present: []string{"Patient"},
 		want:    Completion{Time: t0, Tables: []string{"patient"}},
 	}, {
+		name:    "types FHIR does not know make no table",
+		params:  map[string]any{"_type": "Condition,Zzz0001,patient"},
+		present: []string{"Patient", "SiteThing"},
+		want:    Completion{Time: t0, Tables: []string{"condition", "patient"}},
+	}, {
 		name:    "_type as a list",
 		params:  map[string]any{"_type": []any{"Patient", "MedicationRequest,Specimen"}},
 		present: nil,
