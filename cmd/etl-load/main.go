@@ -16,6 +16,7 @@ import (
 
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
+	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
 	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
@@ -53,7 +54,7 @@ Examples:
 			&cli.StringFlag{Name: "export-timestamp", Usage: "`TIME` of the export, RFC 3339 (overrides the log's transactionTime)"},
 			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
 			&cli.BoolFlag{Name: "allow-incomplete", Usage: "load a folder whose download did not finish, without completion rows"},
-			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter)"},
+			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter), or has none of them because the server holds none"},
 			&cli.BoolFlag{Name: "allow-unknown-types", Usage: "load resource types that are neither FHIR R4/R5 types nor named by the folder's manifest (each becomes a table)"},
 			&cli.BoolFlag{Name: "replace-invalid-utf8", Usage: "load text that is not Unicode (invalid UTF-8, a lone \\ud800 escape) as U+FFFD, with a warning, instead of refusing the folder"},
 			&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
@@ -129,6 +130,16 @@ func run(c *cli.Context) error {
 		}
 		for _, n := range counts {
 			fmt.Fprintf(c.App.Writer, "%s\t%d\n", n.Name, n.Rows)
+		}
+	}
+	// After a load, the groups loaded; with --summary, every group.
+	var groups []string
+	for _, src := range cfg.sources {
+		groups = append(groups, src.Export.Group)
+	}
+	if c.Bool("summary") || len(groups) > 0 {
+		if err := explainIncomplete(ctx, db, cfg.stderr, c.Bool("summary"), groups); err != nil {
+			return err
 		}
 	}
 	if err := db.Close(); err != nil {
@@ -394,6 +405,75 @@ func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Sourc
 			src.Dir, s.Table, s.Reason, s.Table))
 	}
 	return st, nil
+}
+
+// explainIncomplete says why encounters are incomplete, per group: the linked tables never
+// exported for it (after a full export from a server that does not export some of the ten types,
+// every encounter is incomplete, and "complete_encounter 0" alone explains nothing), and those
+// exported only before the encounters were. Only the groups given are explained, unless all.
+func explainIncomplete(ctx context.Context, db *duckdb.DB, w io.Writer, all bool, groups []string) error {
+	gaps, err := db.Gaps(ctx)
+	if err != nil {
+		return err
+	}
+	for len(gaps) > 0 {
+		group := gaps[0].Group
+		if !all && !slices.Contains(groups, group) {
+			gaps = gaps[1:]
+			continue
+		}
+		var never, stale []string
+		var nNever, nStale int64
+		for len(gaps) > 0 && gaps[0].Group == group {
+			g := gaps[0]
+			gaps = gaps[1:]
+			if g.Exported {
+				stale, nStale = append(stale, g.Table), max(nStale, g.Encounters)
+			} else {
+				never, nNever = append(never, g.Table), max(nNever, g.Encounters)
+			}
+		}
+		switch {
+		case len(never) == len(store.LinkedTables):
+			fmt.Fprintf(w, "etl-load: group %q: %s incomplete: none of the ten linked tables (%s) was exported for the group yet; export them and load that folder\n",
+				group, encounters(nNever), strings.Join(never, ", "))
+		case len(never) > 0:
+			types := make([]string, len(never))
+			for i, t := range never {
+				types[i] = t
+				if s := resourcetype.Suggest(t); strings.EqualFold(s, t) {
+					types[i] = s
+				}
+			}
+			fmt.Fprintf(w, "etl-load: group %q: %s incomplete: %s never exported for the group (an encounter is complete once all ten linked tables are); export %s and load that folder too, or, if the server holds none, load the export folder again with --assume-complete %s\n",
+				group, encounters(nNever), andList(never, "was", "were"), verb(never, "it", "them"), strings.Join(types, ","))
+		}
+		if len(stale) > 0 {
+			fmt.Fprintf(w, "etl-load: group %q: %s waiting for a newer export of %s: %s exported only before those encounters were\n",
+				group, encounters(nStale), strings.Join(stale, ", "), verb(stale, "it was", "they were"))
+		}
+	}
+	return nil
+}
+
+// andList joins tables for a sentence, with the verb that agrees: "specimen was", "a, b were".
+func andList(tables []string, one, many string) string {
+	return strings.Join(tables, ", ") + " " + verb(tables, one, many)
+}
+
+func verb(tables []string, one, many string) string {
+	if len(tables) == 1 {
+		return one
+	}
+	return many
+}
+
+// encounters counts encounters with the verb that agrees: "1 encounter is", "2 encounters are".
+func encounters(n int64) string {
+	if n == 1 {
+		return "1 encounter is"
+	}
+	return fmt.Sprintf("%d encounters are", n)
 }
 
 // progress draws one line on stderr while a folder loads, when stderr is a terminal.

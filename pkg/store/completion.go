@@ -69,7 +69,9 @@ const ReasonUnfinished = "the download did not finish"
 // Rules: every present type and every type requested in _type (an empty answer proves there are
 // none) gets a row, unless excluded; a `patient`-sliced export (_patientCount logged) and a type
 // filtered by a _typeFilter that is not only a date window get none, unless the user vouches for
-// them with --assume-complete. An unfinished download marks nothing complete.
+// them with --assume-complete. A type given to --assume-complete is complete even when the folder
+// has no file of it and did not request it: the user says the server holds none. An unfinished
+// download marks nothing complete.
 //
 // Only FHIR's resource types count (resourcetype.Known): a file name or a logged _type of another
 // type makes no table.
@@ -89,8 +91,14 @@ func planCompletion(e Export, present, excluded, assume []string, known func(str
 			c.Time = Micro(t)
 		}
 	}
+	// A type the user vouches for gets its row even when the folder neither has nor requested it:
+	// that is how a type the server never exports (the reference server's Specimen, say) stops
+	// holding every encounter incomplete.
 	var types []string
-	for _, t := range append(slices.Clone(present), list(e.RequestParameters, "_type")...) {
+	for _, t := range slices.Concat(present, list(e.RequestParameters, "_type"), assume) {
+		if s := resourcetype.Suggest(t); strings.EqualFold(s, t) {
+			t = s // a table name, such as --assume-complete specimen
+		}
 		if known(t) {
 			types = append(types, t)
 		}

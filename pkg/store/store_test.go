@@ -43,6 +43,12 @@ func TestPlanCompletion(t *testing.T) {
 		present: []string{"Patient", "SiteThing"},
 		want:    Completion{Time: t0, Tables: []string{"condition", "patient"}},
 	}, {
+		name:    "assumed types are complete without a file or a request",
+		params:  map[string]any{"_type": "Condition"},
+		present: []string{"Encounter"},
+		assumed: []string{"Specimen", "episodeofcare"},
+		want:    Completion{Time: t0, Tables: []string{"condition", "encounter", "episodeofcare", "specimen"}},
+	}, {
 		name:    "_type as a list",
 		params:  map[string]any{"_type": []any{"Patient", "MedicationRequest,Specimen"}},
 		present: nil,
