@@ -249,6 +249,13 @@ func readFolder(cfg *config, dir string) (store.Source, error) {
 			return src, err
 		}
 	}
+	data := slices.ContainsFunc(files, func(f exportdir.File) bool { return f.ItemType != exportdir.ItemError })
+	if !data && (exp == nil || !exportCompleted(exp)) {
+		// Not an export folder (or the wrong one): loading it would do nothing, or write
+		// completion rows for requested types that no download ever looked for. Only a finished
+		// download that returned no file proves the Group has none.
+		return src, fmt.Errorf("no NDJSON files in %s", dir)
+	}
 	var haveGroup, haveTime bool
 	if exp != nil {
 		src.Export = store.Export{Group: exp.Group, URL: exp.ExportURL, RequestParameters: exp.RequestParameters}
@@ -323,16 +330,10 @@ func manifestTypes(dir string) []string {
 // A log with neither (written by hand, or by a tool that logs only the kickoff) cannot tell and
 // is trusted, as is a folder without a log, whose Group and time the user gives.
 func downloadUnfinished(dir string, exp *exportdir.Export) (bool, error) {
-	downloaded := false
-	for _, e := range exp.Events {
-		switch {
-		case e.EventID == "export_complete":
-			return false, nil
-		case strings.HasPrefix(e.EventID, "download_"):
-			downloaded = true
-		}
+	if exportCompleted(exp) {
+		return false, nil
 	}
-	if downloaded {
+	if slices.ContainsFunc(exp.Events, func(e exportdir.Event) bool { return strings.HasPrefix(e.EventID, "download_") }) {
 		return true, nil
 	}
 	st, err := exportdir.ReadState(dir)
@@ -340,6 +341,11 @@ func downloadUnfinished(dir string, exp *exportdir.Export) (bool, error) {
 		return false, err
 	}
 	return st.ExportID != "" || len(st.Files) > 0, nil
+}
+
+// exportCompleted reports whether the log says every file of its export is on disk.
+func exportCompleted(exp *exportdir.Export) bool {
+	return slices.ContainsFunc(exp.Events, func(e exportdir.Event) bool { return e.EventID == "export_complete" })
 }
 
 // partFile returns a download in progress (bulk-fetch's NAME.part) in dir or its deleted/.
