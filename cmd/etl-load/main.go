@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -324,16 +325,16 @@ func manifestTypes(dir string) []string {
 // downloadUnfinished reports whether the folder records a download of its export that never
 // ended. Every downloader whose folders etl-load reads (bulk-fetch, SMART bulk-data-client,
 // Cumulus ETL) logs export_complete once every file is on disk, and logs download events (or,
-// bulk-fetch, writes .bulkpipe/state.json) as files arrive. So a log with download events or a
-// state with verified files, and no export_complete for the export, is an unfinished download:
-// bulk-fetch writes kickoff and status_complete before the first file, so those prove nothing.
-// A log with neither (written by hand, or by a tool that logs only the kickoff) cannot tell and
+// bulk-fetch, writes .bulkpipe/state.json) as files arrive. So a log with a file's
+// download_request or a state with verified files, and no export_complete for the export, is an
+// unfinished download: bulk-fetch writes kickoff and status_complete before the first file, so
+// those prove nothing. A log with neither (written by hand, or by a tool that logs only the kickoff) cannot tell and
 // is trusted, as is a folder without a log, whose Group and time the user gives.
 func downloadUnfinished(dir string, exp *exportdir.Export) (bool, error) {
 	if exportCompleted(exp) {
 		return false, nil
 	}
-	if slices.ContainsFunc(exp.Events, func(e exportdir.Event) bool { return strings.HasPrefix(e.EventID, "download_") }) {
+	if slices.ContainsFunc(exp.Events, fileRequest) {
 		return true, nil
 	}
 	st, err := exportdir.ReadState(dir)
@@ -341,6 +342,19 @@ func downloadUnfinished(dir string, exp *exportdir.Export) (bool, error) {
 		return false, err
 	}
 	return st.ExportID != "" || len(st.Files) > 0, nil
+}
+
+// fileRequest reports whether e is the download_request of an export file. Attachment downloads
+// (ndjson-inline --log appends them to the folder's log) are not: they come after the export.
+func fileRequest(e exportdir.Event) bool {
+	if e.EventID != "download_request" {
+		return false
+	}
+	var d struct {
+		ItemType string `json:"itemType"`
+	}
+	json.Unmarshal(e.EventDetail, &d)
+	return d.ItemType != "attachment"
 }
 
 // exportCompleted reports whether the log says every file of its export is on disk.
