@@ -195,6 +195,15 @@ func parseConfig(c *cli.Context) (*config, error) {
 		if !store.ValidResourceType(t) {
 			return nil, tool.UsageErrorf("%q is not a resource type", t)
 		}
+		// A misspelt type would otherwise exclude or vouch for nothing, silently. Table names
+		// (specimen) are accepted as in Cumulus.
+		if s := resourcetype.Suggest(t); !cfg.allowUnknown && !resourcetype.Known(t) && !strings.EqualFold(s, t) {
+			hint := ""
+			if s != "" {
+				hint = fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			return nil, tool.UsageErrorf("%q is not a FHIR R4 or R5 resource type%s", t, hint)
+		}
 	}
 	if c.IsSet("export-group") {
 		g := c.String("export-group")
