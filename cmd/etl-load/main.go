@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
@@ -275,8 +276,9 @@ func readFolder(cfg *config, dir string) (store.Source, error) {
 			return src, err
 		}
 		if unfinished && !cfg.allowIncomplete {
-			return src, fmt.Errorf("%s: the download did not finish (%s has no export_complete for %s): run bulk-fetch again to finish it, or load the rows without completion rows with --allow-incomplete",
-				dir, logPath, exp.ExportID)
+			// The exportId is a status URL a server chose: redacted like every URL printed.
+			return src, fmt.Errorf("%s: the download did not finish (%s has no export_complete for %q): run bulk-fetch again to finish it, or load the rows without completion rows with --allow-incomplete",
+				dir, logPath, fhirclient.Redact(exp.ExportID))
 		}
 		src.Export.Unfinished = unfinished
 		if exp.HasTime {
@@ -337,8 +339,9 @@ func manifestTypes(dir string) []string {
 // bulk-fetch, writes .bulkpipe/state.json) as files arrive. So a log with a file's
 // download_request or a state with verified files, and no export_complete for the export, is an
 // unfinished download: bulk-fetch writes kickoff and status_complete before the first file, so
-// those prove nothing. A log with neither (written by hand, or by a tool that logs only the kickoff) cannot tell and
-// is trusted, as is a folder without a log, whose Group and time the user gives.
+// those prove nothing. A log with neither (written by hand, or by a tool that logs only the
+// kickoff) cannot tell and is trusted, as is a folder without a log, whose Group and time the
+// user gives.
 func downloadUnfinished(dir string, exp *exportdir.Export) (bool, error) {
 	if exportCompleted(exp) {
 		return false, nil
