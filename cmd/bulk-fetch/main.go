@@ -105,6 +105,9 @@ func run(c *cli.Context) error {
 	pr := fetch.NewPageReader(in, arg, c.Int("max-line"))
 	first, err := pr.Peek()
 	if errors.Is(err, fetch.ErrNoInput) {
+		if arg != "" && arg != "-" {
+			return fmt.Errorf("%s holds no manifest (is it empty? did the step that wrote it fail?)", arg)
+		}
 		return tool.ErrNoInput
 	}
 	if err != nil {

@@ -5,16 +5,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
+	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
 	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
@@ -37,6 +41,8 @@ Examples:
    etl-load export/                         load into ./bulkpipe.duckdb
    etl-load --db site.duckdb enc/ cond/     load two folders, in that order
    etl-load --export-group g1 --export-timestamp 2024-05-01T00:00:00Z old-export/
+   etl-load --allow-incomplete export/      a download bulk-fetch could not finish: rows, no completion
+   etl-load --replace-invalid-utf8 export/  load Latin-1 bytes and lone surrogates as U+FFFD
    etl-load --db site.duckdb --format parquet --out snapshot/
    etl-load --format ndjson --out cumulus-out/ export/
    etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
@@ -49,7 +55,10 @@ Examples:
 			&cli.StringFlag{Name: "export-group", Usage: "Group `NAME` of the export (overrides the log; \"\" for a system-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "`TIME` of the export, RFC 3339 (overrides the log's transactionTime)"},
 			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
-			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter)"},
+			&cli.BoolFlag{Name: "allow-incomplete", Usage: "load a folder whose download did not finish, without completion rows"},
+			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter), or has none of them because the server holds none"},
+			&cli.BoolFlag{Name: "allow-unknown-types", Usage: "load resource types that are neither FHIR R4/R5 types nor named by the folder's manifest (each becomes a table)"},
+			&cli.BoolFlag{Name: "replace-invalid-utf8", Usage: "load text that is not Unicode (invalid UTF-8, a lone \\ud800 escape) as U+FFFD, with a warning, instead of refusing the folder"},
 			&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
@@ -65,6 +74,9 @@ type config struct {
 	timestamp       *time.Time
 	exclude, assume []string
 	maxLine         int
+	allowIncomplete bool
+	replaceText     bool
+	allowUnknown    bool
 	progress        bool
 	stderr          io.Writer
 	dirs            []string
@@ -122,6 +134,16 @@ func run(c *cli.Context) error {
 			fmt.Fprintf(c.App.Writer, "%s\t%d\n", n.Name, n.Rows)
 		}
 	}
+	// After a load, the groups loaded; with --summary, every group.
+	var groups []string
+	for _, src := range cfg.sources {
+		groups = append(groups, src.Export.Group)
+	}
+	if c.Bool("summary") || len(groups) > 0 {
+		if err := explainIncomplete(ctx, db, cfg.stderr, c.Bool("summary"), groups); err != nil {
+			return err
+		}
+	}
 	if err := db.Close(); err != nil {
 		return err
 	}
@@ -135,16 +157,19 @@ func run(c *cli.Context) error {
 
 func parseConfig(c *cli.Context) (*config, error) {
 	cfg := &config{
-		db:       c.Path("db"),
-		format:   c.String("format"),
-		out:      c.Path("out"),
-		exclude:  splitList(c.StringSlice("exclude-resources")),
-		assume:   splitList(c.StringSlice("assume-complete")),
-		maxLine:  c.Int("max-line"),
-		progress: !c.Bool("quiet") && tool.IsTerminal(c.App.ErrWriter),
-		stderr:   c.App.ErrWriter,
-		dirs:     c.Args().Slice(),
-		now:      time.Now,
+		db:              c.Path("db"),
+		format:          c.String("format"),
+		out:             c.Path("out"),
+		exclude:         splitList(c.StringSlice("exclude-resources")),
+		assume:          splitList(c.StringSlice("assume-complete")),
+		maxLine:         c.Int("max-line"),
+		allowIncomplete: c.Bool("allow-incomplete"),
+		replaceText:     c.Bool("replace-invalid-utf8"),
+		allowUnknown:    c.Bool("allow-unknown-types"),
+		progress:        !c.Bool("quiet") && tool.IsTerminal(c.App.ErrWriter),
+		stderr:          c.App.ErrWriter,
+		dirs:            c.Args().Slice(),
+		now:             time.Now,
 	}
 	switch cfg.format {
 	case "duckdb":
@@ -170,6 +195,15 @@ func parseConfig(c *cli.Context) (*config, error) {
 	for _, t := range append(append([]string{}, cfg.exclude...), cfg.assume...) {
 		if !store.ValidResourceType(t) {
 			return nil, tool.UsageErrorf("%q is not a resource type", t)
+		}
+		// A misspelt type would otherwise exclude or vouch for nothing, silently. Table names
+		// (specimen) are accepted as in Cumulus.
+		if s := resourcetype.Suggest(t); !cfg.allowUnknown && !resourcetype.Known(t) && !strings.EqualFold(s, t) {
+			hint := ""
+			if s != "" {
+				hint = fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			return nil, tool.UsageErrorf("%q is not a FHIR R4 or R5 resource type%s", t, hint)
 		}
 	}
 	if c.IsSet("export-group") {
@@ -210,7 +244,7 @@ func readFolder(cfg *config, dir string) (store.Source, error) {
 		// Completion rows would claim whole tables for a folder that lacks some of its files.
 		return store.Source{}, fmt.Errorf("%s: %s is an unfinished download: finish it with bulk-fetch (or remove it) before loading", dir, part)
 	}
-	src := store.Source{Dir: dir}
+	src := store.Source{Dir: dir, ExtraTypes: manifestTypes(dir)}
 	var exp *exportdir.Export
 	logPath, err := exportdir.FindLog(dir)
 	switch {
@@ -226,10 +260,27 @@ func readFolder(cfg *config, dir string) (store.Source, error) {
 			return src, err
 		}
 	}
+	data := slices.ContainsFunc(files, func(f exportdir.File) bool { return f.ItemType != exportdir.ItemError })
+	if !data && (exp == nil || !exportCompleted(exp)) {
+		// Not an export folder (or the wrong one): loading it would do nothing, or write
+		// completion rows for requested types that no download ever looked for. Only a finished
+		// download that returned no file proves the Group has none.
+		return src, fmt.Errorf("no NDJSON files in %s", dir)
+	}
 	var haveGroup, haveTime bool
 	if exp != nil {
 		src.Export = store.Export{Group: exp.Group, URL: exp.ExportURL, RequestParameters: exp.RequestParameters}
 		haveGroup = true
+		unfinished, err := downloadUnfinished(dir, exp)
+		if err != nil {
+			return src, err
+		}
+		if unfinished && !cfg.allowIncomplete {
+			// The exportId is a status URL a server chose: redacted like every URL printed.
+			return src, fmt.Errorf("%s: the download did not finish (%s has no export_complete for %q): run bulk-fetch again to finish it, or load the rows without completion rows with --allow-incomplete",
+				dir, logPath, fhirclient.Redact(exp.ExportID))
+		}
+		src.Export.Unfinished = unfinished
 		if exp.HasTime {
 			src.Export.Time, haveTime = store.Micro(exp.TransactionTime), true
 		}
@@ -262,6 +313,67 @@ func readFolder(cfg *config, dir string) (store.Source, error) {
 	return src, nil
 }
 
+// manifestTypes returns the output types the folder's manifest.json names: a server's own types
+// are loaded besides FHIR's. A folder without a readable manifest names none.
+func manifestTypes(dir string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return nil
+	}
+	m, err := exportdir.ParseManifest(b)
+	if err != nil {
+		return nil
+	}
+	var types []string
+	for _, it := range m.Output {
+		if !slices.Contains(types, it.Type) {
+			types = append(types, it.Type)
+		}
+	}
+	return types
+}
+
+// downloadUnfinished reports whether the folder records a download of its export that never
+// ended. Every downloader whose folders etl-load reads (bulk-fetch, SMART bulk-data-client,
+// Cumulus ETL) logs export_complete once every file is on disk, and logs download events (or,
+// bulk-fetch, writes .bulkpipe/state.json) as files arrive. So a log with a file's
+// download_request or a state with verified files, and no export_complete for the export, is an
+// unfinished download: bulk-fetch writes kickoff and status_complete before the first file, so
+// those prove nothing. A log with neither (written by hand, or by a tool that logs only the
+// kickoff) cannot tell and is trusted, as is a folder without a log, whose Group and time the
+// user gives.
+func downloadUnfinished(dir string, exp *exportdir.Export) (bool, error) {
+	if exportCompleted(exp) {
+		return false, nil
+	}
+	if slices.ContainsFunc(exp.Events, fileRequest) {
+		return true, nil
+	}
+	st, err := exportdir.ReadState(dir)
+	if err != nil {
+		return false, err
+	}
+	return st.ExportID != "" || len(st.Files) > 0, nil
+}
+
+// fileRequest reports whether e is the download_request of an export file. Attachment downloads
+// (ndjson-inline --log appends them to the folder's log) are not: they come after the export.
+func fileRequest(e exportdir.Event) bool {
+	if e.EventID != "download_request" {
+		return false
+	}
+	var d struct {
+		ItemType string `json:"itemType"`
+	}
+	json.Unmarshal(e.EventDetail, &d)
+	return d.ItemType != "attachment"
+}
+
+// exportCompleted reports whether the log says every file of its export is on disk.
+func exportCompleted(exp *exportdir.Export) bool {
+	return slices.ContainsFunc(exp.Events, func(e exportdir.Event) bool { return e.EventID == "export_complete" })
+}
+
 // partFile returns a download in progress (bulk-fetch's NAME.part) in dir or its deleted/.
 func partFile(dir string) string {
 	for _, sub := range []string{"", "deleted"} {
@@ -287,14 +399,17 @@ func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Sourc
 	warn := func(s string) { fmt.Fprintf(cfg.stderr, "etl-load: %s\n", s) }
 	p := newProgress(cfg, src.Dir)
 	opts := store.Options{
-		Exclude:        cfg.exclude,
-		AssumeComplete: cfg.assume,
-		Deletions:      deletions,
-		MaxLine:        cfg.maxLine,
-		Now:            cfg.now,
-		Version:        tool.Version(),
-		Warn:           warn,
-		Progress:       p.update,
+		Exclude:            cfg.exclude,
+		AssumeComplete:     cfg.assume,
+		Deletions:          deletions,
+		MaxLine:            cfg.maxLine,
+		ReplaceInvalidText: cfg.replaceText,
+		ExtraTypes:         src.ExtraTypes,
+		AllowUnknownTypes:  cfg.allowUnknown,
+		Now:                cfg.now,
+		Version:            tool.Version(),
+		Warn:               warn,
+		Progress:           p.update,
 	}
 	if srv != nil {
 		opts.Medications = srv
@@ -304,14 +419,93 @@ func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Sourc
 	}
 	st, err := store.Load(ctx, db, src, opts)
 	p.done(st, err)
+	if _, ok := errors.AsType[*ndjson.TextError](err); ok {
+		return st, fmt.Errorf("load %s: %w (--replace-invalid-utf8 loads it as U+FFFD)", src.Dir, err)
+	}
+	if errors.Is(err, store.ErrUnknownType) {
+		return st, fmt.Errorf("load %s: %w (not a FHIR R4 or R5 resource type, nor one the manifest names: --allow-unknown-types loads it)", src.Dir, err)
+	}
 	if err != nil {
 		return st, fmt.Errorf("load %s: %w", src.Dir, err)
+	}
+	if src.Export.Unfinished {
+		warn(fmt.Sprintf("%s: %s: rows loaded without completion rows (--allow-incomplete)", src.Dir, store.ReasonUnfinished))
+		return st, nil
 	}
 	for _, s := range st.Skipped {
 		warn(fmt.Sprintf("%s: %s loaded without a completion row: %s (--assume-complete %s if it holds the whole Group)",
 			src.Dir, s.Table, s.Reason, s.Table))
 	}
 	return st, nil
+}
+
+// explainIncomplete says why encounters are incomplete, per group: the linked tables never
+// exported for it (after a full export from a server that does not export some of the ten types,
+// every encounter is incomplete, and "complete_encounter 0" alone explains nothing), and those
+// exported only before the encounters were. Only the groups given are explained, unless all.
+func explainIncomplete(ctx context.Context, db *duckdb.DB, w io.Writer, all bool, groups []string) error {
+	gaps, err := db.Gaps(ctx)
+	if err != nil {
+		return err
+	}
+	for len(gaps) > 0 {
+		group := gaps[0].Group
+		if !all && !slices.Contains(groups, group) {
+			gaps = gaps[1:]
+			continue
+		}
+		var never, stale []string
+		var nNever, nStale int64
+		for len(gaps) > 0 && gaps[0].Group == group {
+			g := gaps[0]
+			gaps = gaps[1:]
+			if g.Exported {
+				stale, nStale = append(stale, g.Table), max(nStale, g.Encounters)
+			} else {
+				never, nNever = append(never, g.Table), max(nNever, g.Encounters)
+			}
+		}
+		switch {
+		case len(never) == len(store.LinkedTables):
+			fmt.Fprintf(w, "etl-load: group %q: %s incomplete: none of the ten linked tables (%s) was exported for the group yet; export them and load that folder\n",
+				group, encounters(nNever), strings.Join(never, ", "))
+		case len(never) > 0:
+			types := make([]string, len(never))
+			for i, t := range never {
+				types[i] = t
+				if s := resourcetype.Suggest(t); strings.EqualFold(s, t) {
+					types[i] = s
+				}
+			}
+			fmt.Fprintf(w, "etl-load: group %q: %s incomplete: %s never exported for the group (an encounter is complete once all ten linked tables are); export %s and load that folder too, or, if the server holds none, load the export folder again with --assume-complete %s\n",
+				group, encounters(nNever), andList(never, "was", "were"), verb(never, "it", "them"), strings.Join(types, ","))
+		}
+		if len(stale) > 0 {
+			fmt.Fprintf(w, "etl-load: group %q: %s waiting for a newer export of %s: %s exported only before those encounters were\n",
+				group, encounters(nStale), strings.Join(stale, ", "), verb(stale, "it was", "they were"))
+		}
+	}
+	return nil
+}
+
+// andList joins tables for a sentence, with the verb that agrees: "specimen was", "a, b were".
+func andList(tables []string, one, many string) string {
+	return strings.Join(tables, ", ") + " " + verb(tables, one, many)
+}
+
+func verb(tables []string, one, many string) string {
+	if len(tables) == 1 {
+		return one
+	}
+	return many
+}
+
+// encounters counts encounters with the verb that agrees: "1 encounter is", "2 encounters are".
+func encounters(n int64) string {
+	if n == 1 {
+		return "1 encounter is"
+	}
+	return fmt.Sprintf("%d encounters are", n)
 }
 
 // progress draws one line on stderr while a folder loads, when stderr is a terminal.

@@ -101,8 +101,10 @@ func listFolder(dir string, resources []string) ([]file, error) {
 	}
 	var files []file
 	known := map[string]bool{}
+	data := false
 	for _, f := range found {
 		known[f.Rel] = true
+		data = data || f.ItemType != exportdir.ItemError
 		if f.ItemType != exportdir.ItemOutput || !slices.Contains(resources, f.ResourceType) {
 			continue
 		}
@@ -133,6 +135,12 @@ func listFolder(dir string, resources []string) ([]file, error) {
 			return nil, err
 		}
 		files = append(files, ff)
+		data = true
+	}
+	if !data {
+		// Not an export folder (a wrong path, or a download that never happened): saying
+		// "0 inlined" would hide it.
+		return nil, fmt.Errorf("no NDJSON files in %s", dir)
 	}
 	return files, nil
 }

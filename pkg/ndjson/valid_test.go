@@ -46,7 +46,8 @@ func BenchmarkValid(b *testing.B) {
 	for _, bm := range []struct {
 		name string
 		f    func([]byte) bool
-	}{{"ndjson.Valid", Valid}, {"json.Valid", json.Valid}, {"gjson.ValidBytes", gjson.ValidBytes}} {
+	}{{"ndjson.Valid", Valid}, {"json.Valid", json.Valid}, {"gjson.ValidBytes", gjson.ValidBytes},
+		{"ndjson.CheckText", func(b []byte) bool { return CheckText(b) == nil }}} {
 		b.Run(bm.name, func(b *testing.B) {
 			b.SetBytes(int64(len(line)))
 			for b.Loop() {

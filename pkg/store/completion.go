@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 )
 
 // LinkedTables are the Encounter-linked tables whose completion an encounter waits for
@@ -33,6 +35,9 @@ type Export struct {
 	Time              time.Time      // transactionTime, or --export-timestamp
 	URL               string         // the kickoff URL, "" when unknown
 	RequestParameters map[string]any // as logged by the kickoff event; nil without a log
+	// Unfinished says the folder's download did not finish (the user loads it anyway): its rows
+	// load, but no table of it is complete, whatever --assume-complete says.
+	Unfinished bool
 }
 
 // Skip says why a table loaded from a folder gets no completion row.
@@ -54,6 +59,9 @@ type Completion struct {
 	Excluded []string
 }
 
+// ReasonUnfinished is the Skip reason of every table of an unfinished download.
+const ReasonUnfinished = "the download did not finish"
+
 // PlanCompletion decides which tables a folder marks complete (DESIGN.md §7). present lists the
 // resource types that have output files; excluded and assume are resource types or table names
 // from --exclude-resources and --assume-complete.
@@ -61,8 +69,18 @@ type Completion struct {
 // Rules: every present type and every type requested in _type (an empty answer proves there are
 // none) gets a row, unless excluded; a `patient`-sliced export (_patientCount logged) and a type
 // filtered by a _typeFilter that is not only a date window get none, unless the user vouches for
-// them with --assume-complete.
+// them with --assume-complete. A type given to --assume-complete is complete even when the folder
+// has no file of it and did not request it: the user says the server holds none. An unfinished
+// download marks nothing complete.
+//
+// Only FHIR's resource types count (resourcetype.Known): a file name or a logged _type of another
+// type makes no table.
 func PlanCompletion(e Export, present, excluded, assume []string) (Completion, error) {
+	return planCompletion(e, present, excluded, assume, resourcetype.Known)
+}
+
+// planCompletion is PlanCompletion with the types that count given by known (Options.ExtraTypes).
+func planCompletion(e Export, present, excluded, assume []string, known func(string) bool) (Completion, error) {
 	c := Completion{Time: Micro(e.Time), Excluded: tableSet(excluded)}
 	if until, ok := param(e.RequestParameters, "_until"); ok && until != "" {
 		t, err := ParseTime(until)
@@ -73,7 +91,19 @@ func PlanCompletion(e Export, present, excluded, assume []string) (Completion, e
 			c.Time = Micro(t)
 		}
 	}
-	tables := tableSet(append(slices.Clone(present), list(e.RequestParameters, "_type")...))
+	// A type the user vouches for gets its row even when the folder neither has nor requested it:
+	// that is how a type the server never exports (the reference server's Specimen, say) stops
+	// holding every encounter incomplete.
+	var types []string
+	for _, t := range slices.Concat(present, list(e.RequestParameters, "_type"), assume) {
+		if s := resourcetype.Suggest(t); strings.EqualFold(s, t) {
+			t = s // a table name, such as --assume-complete specimen
+		}
+		if known(t) {
+			types = append(types, t)
+		}
+	}
+	tables := tableSet(types)
 
 	sliced := map[string]string{}
 	if n, ok := patientCount(e.RequestParameters); ok {
@@ -96,6 +126,8 @@ func PlanCompletion(e Export, present, excluded, assume []string) (Completion, e
 	for _, t := range tables {
 		switch {
 		case slices.Contains(c.Excluded, t):
+		case e.Unfinished:
+			c.Skipped = append(c.Skipped, Skip{Table: t, Reason: ReasonUnfinished})
 		case sliced[t] != "" && !slices.Contains(assumed, t):
 			c.Skipped = append(c.Skipped, Skip{Table: t, Reason: sliced[t]})
 		default:

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
+	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 	"github.com/tidwall/gjson"
 )
 
@@ -109,6 +110,14 @@ func fetchMedications(ctx context.Context, b Batch, opts Options, st *Stats, war
 				case fhirjson.ResourceType(res) != "Medication" || fhirjson.ID(res) != ids[i]:
 					results[i].err = fmt.Sprintf("the answer is not Medication/%s", ids[i])
 				default:
+					// The same edge as a file's lines: DuckDB would store bad text as NULL.
+					if err := ndjson.CheckText(res); err != nil {
+						if !opts.ReplaceInvalidText {
+							results[i].err = fmt.Sprintf("the answer is not Unicode text: %v", err)
+							break
+						}
+						res, _ = ndjson.FixText(res)
+					}
 					results[i] = result{res: res, url: u}
 				}
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
+	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 )
 
 // Backend is a store that loads one folder per transaction.
@@ -61,6 +62,8 @@ type Source struct {
 	Dir    string
 	Export Export
 	Files  []File
+	// ExtraTypes are the resource types the folder's manifest names (Options.ExtraTypes).
+	ExtraTypes []string
 }
 
 // File is one NDJSON file of a folder.
@@ -84,6 +87,14 @@ type Options struct {
 	Version        string                  // etl_version
 	Warn           func(string)            // diagnostics for stderr; nil drops them
 	Progress       func(Progress)          // called as bytes are read; nil is silent
+	// ReplaceInvalidText loads a line with invalid UTF-8 or a lone surrogate escape with U+FFFD
+	// in its place (counted, and reported through Warn) instead of refusing the folder.
+	ReplaceInvalidText bool
+	// ExtraTypes are resource types loaded besides FHIR's (resourcetype.Known): those the
+	// folder's manifest names, a server's own. Lines of any other type are refused
+	// (ErrUnknownType), since every type becomes a table, unless AllowUnknownTypes.
+	ExtraTypes        []string
+	AllowUnknownTypes bool
 	// Medications, when set, downloads the Medications that MedicationRequests reference
 	// (medicationReference, not contained) and that neither the folder nor the store has: many
 	// EHRs export them only that way (DESIGN.md §7, Cumulus's --fhir-url).
@@ -117,6 +128,8 @@ type Stats struct {
 	// MedicationsFetched and MedicationsFailed count Options.Medications downloads; each failure
 	// was reported through Options.Warn.
 	MedicationsFetched, MedicationsFailed int
+	// TextReplaced counts the U+FFFD replacements of Options.ReplaceInvalidText.
+	TextReplaced int64
 	Completion
 
 	medRefs map[string]string // Medication id → first reference to it, from MedicationRequests
@@ -127,14 +140,22 @@ type Stats struct {
 // loaded and the store is unchanged. The errors are *LineError.
 var ErrInvalid = errors.New("invalid input")
 
+// ErrUnknownType is the cause of a LineError for a resourceType that is neither FHIR's nor in
+// Options.ExtraTypes: a file of made-up types would otherwise make a table of each.
+var ErrUnknownType = errors.New("unknown resource type")
+
 // LineError is a bad line: "FILE:LINE: what".
 type LineError struct {
 	Path string
 	Line int
 	What string // "invalid JSON", "missing id", …
+	Err  error  // the cause when there is one, such as an *ndjson.TextError
 }
 
 func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %s", e.Path, e.Line, e.What) }
+
+// Unwrap returns the cause, so that callers can tell bad text (*ndjson.TextError) from the rest.
+func (e *LineError) Unwrap() error { return e.Err }
 
 // Is makes every LineError match ErrInvalid.
 func (e *LineError) Is(target error) bool { return target == ErrInvalid }
@@ -161,7 +182,7 @@ func Load(ctx context.Context, be Backend, src Source, opts Options) (st Stats, 
 			present = append(present, f.ResourceType)
 		}
 	}
-	comp, err := PlanCompletion(src.Export, present, opts.Exclude, opts.AssumeComplete)
+	comp, err := planCompletion(src.Export, present, opts.Exclude, opts.AssumeComplete, opts.knownType)
 	if err != nil {
 		return st, err
 	}
@@ -279,6 +300,11 @@ func loadFile(ctx context.Context, b Batch, f File, excluded []string, opts Opti
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if rd.fixedLines > 0 {
+		st.TextReplaced += rd.fixes
+		warn(fmt.Sprintf("%s: %d invalid UTF-8 sequences or lone surrogates replaced with U+FFFD on %d lines (first at line %d)",
+			f.Path, rd.fixes, rd.fixedLines, rd.firstFixLine))
+	}
 	if rd.mismatches > 0 {
 		warn(fmt.Sprintf("%s: %d resources are not %s (first at line %d: %s); loaded by their resourceType",
 			f.Path, rd.mismatches, f.ResourceType, rd.firstLine, rd.firstType))
@@ -314,6 +340,9 @@ type reader struct {
 	mismatches int
 	firstLine  int
 	firstType  string
+	// fixes counts the replacements of ReplaceInvalidText, on fixedLines lines.
+	fixes                    int64
+	fixedLines, firstFixLine int
 }
 
 func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free <-chan *chunk) {
@@ -350,13 +379,28 @@ func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free 
 		line := sc.Bytes()
 		c.bytes += int64(len(line)) + 1
 		if !ndjson.Valid(line) {
-			fail(&LineError{f.Path, sc.Line(), "invalid JSON"})
+			fail(&LineError{Path: f.Path, Line: sc.Line(), What: "invalid JSON"})
 			return
+		}
+		// DuckDB stores invalid UTF-8 as a NULL resource and refuses a lone surrogate in the
+		// whole merge, naming neither file nor line: check the text here, at the edge.
+		if err := ndjson.CheckText(line); err != nil {
+			if !rd.opts.ReplaceInvalidText {
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: err.Error(), Err: err})
+				return
+			}
+			var n int
+			line, n = ndjson.FixText(line)
+			if rd.fixedLines == 0 {
+				rd.firstFixLine = sc.Line()
+			}
+			rd.fixedLines++
+			rd.fixes += int64(n)
 		}
 		if f.Deleted {
 			for _, d := range rd.opts.Deletions(line) {
 				t := TableName(d.ResourceType)
-				if !ValidResourceType(d.ResourceType) || d.ID == "" || slices.Contains(rd.excluded, t) {
+				if !rd.opts.knownType(d.ResourceType) || d.ID == "" || slices.Contains(rd.excluded, t) {
 					continue
 				}
 				c.recs = append(c.recs, record{table: t, id: d.ID})
@@ -365,13 +409,20 @@ func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free 
 			typ, id := typeAndID(line)
 			switch {
 			case typ == "":
-				fail(&LineError{f.Path, sc.Line(), "missing resourceType"})
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: "missing resourceType"})
 				return
 			case !ValidResourceType(typ):
-				fail(&LineError{f.Path, sc.Line(), fmt.Sprintf("invalid resourceType %.40q", typ)})
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: fmt.Sprintf("invalid resourceType %.40q", typ)})
+				return
+			case !rd.opts.knownType(typ):
+				what := fmt.Sprintf("unknown resourceType %q", typ)
+				if s := resourcetype.Suggest(typ); s != "" {
+					what += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: what, Err: ErrUnknownType})
 				return
 			case id == "":
-				fail(&LineError{f.Path, sc.Line(), "missing id"})
+				fail(&LineError{Path: f.Path, Line: sc.Line(), What: "missing id"})
 				return
 			}
 			if typ != f.ResourceType {
@@ -401,6 +452,14 @@ func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free 
 		return
 	}
 	send()
+}
+
+// knownType reports whether resources of type typ may be loaded (Options.ExtraTypes).
+func (o *Options) knownType(typ string) bool {
+	if o.AllowUnknownTypes {
+		return ValidResourceType(typ)
+	}
+	return resourcetype.Known(typ) || slices.Contains(o.ExtraTypes, typ) && ValidResourceType(typ)
 }
 
 // typeAndID reads the two members every line is routed by. Both are usually the first keys of

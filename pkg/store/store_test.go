@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 )
 
 var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -21,6 +23,7 @@ func TestPlanCompletion(t *testing.T) {
 		params            map[string]any
 		present           []string
 		excluded, assumed []string
+		unfinished        bool
 		want              Completion
 	}{{
 		name:    "files only, no log",
@@ -36,6 +39,17 @@ func TestPlanCompletion(t *testing.T) {
 		params:  map[string]any{"_type": "Patient,Pa tient,x\"y", "_typeFilter": "Bad Type?code=1"},
 		present: []string{"Patient"},
 		want:    Completion{Time: t0, Tables: []string{"patient"}},
+	}, {
+		name:    "types FHIR does not know make no table",
+		params:  map[string]any{"_type": "Condition,Zzz0001,patient"},
+		present: []string{"Patient", "SiteThing"},
+		want:    Completion{Time: t0, Tables: []string{"condition", "patient"}},
+	}, {
+		name:    "assumed types are complete without a file or a request",
+		params:  map[string]any{"_type": "Condition"},
+		present: []string{"Encounter"},
+		assumed: []string{"Specimen", "episodeofcare"},
+		want:    Completion{Time: t0, Tables: []string{"condition", "encounter", "episodeofcare", "specimen"}},
 	}, {
 		name:    "_type as a list",
 		params:  map[string]any{"_type": []any{"Patient", "MedicationRequest,Specimen"}},
@@ -105,13 +119,22 @@ func TestPlanCompletion(t *testing.T) {
 		excluded: []string{"Specimen", "EpisodeOfCare"},
 		want:     Completion{Time: t0, Tables: []string{"patient"}, Excluded: []string{"episodeofcare", "specimen"}},
 	}, {
+		name:       "unfinished download: nothing complete, even when assumed",
+		params:     map[string]any{"_type": "Patient,Condition"},
+		present:    []string{"Patient"},
+		excluded:   []string{"Specimen"},
+		assumed:    []string{"Patient"},
+		unfinished: true,
+		want: Completion{Time: t0, Excluded: []string{"specimen"}, Skipped: []Skip{
+			{"condition", ReasonUnfinished}, {"patient", ReasonUnfinished}}},
+	}, {
 		name:    "Parameters-style values",
 		params:  map[string]any{"_type": []any{map[string]any{"name": "_type", "valueString": "Procedure"}}},
 		present: nil,
 		want:    Completion{Time: t0, Tables: []string{"procedure"}},
 	}}
 	for _, tt := range tests {
-		got, err := PlanCompletion(Export{Time: t0, RequestParameters: tt.params}, tt.present, tt.excluded, tt.assumed)
+		got, err := PlanCompletion(Export{Time: t0, RequestParameters: tt.params, Unfinished: tt.unfinished}, tt.present, tt.excluded, tt.assumed)
 		if err != nil {
 			t.Errorf("%s: PlanCompletion: %v", tt.name, err)
 			continue
@@ -298,12 +321,23 @@ func TestLoadErrors(t *testing.T) {
 		{`{"resourceType":"Patient","id":7}`, "f.ndjson:1: missing id"},
 		{`{"resourceType":"Patient","id":"p1"`, "f.ndjson:1: invalid JSON"},
 		{"\n\n" + `{"resourceType":"Patient","id":""}`, "f.ndjson:3: missing id"},
+		{"{\"resourceType\":\"Patient\",\"id\":\"p\xff\"}", "f.ndjson:1: invalid UTF-8 at byte 34"},
+		{`{"resourceType":"Patient","id":"p1","x":"\udfff"}`, `f.ndjson:1: lone surrogate \udfff at byte 42`},
+		{`{"resourceType":"patient","id":"p1"}`, `f.ndjson:1: unknown resourceType "patient" (did you mean "Patient"?)`},
+		{`{"resourceType":"Zzz","id":"p1"}`, `f.ndjson:1: unknown resourceType "Zzz"`},
 	}
 	for _, tt := range tests {
 		fb := &fakeBackend{}
 		_, err := Load(t.Context(), fb, Source{Export: Export{Time: t0}, Files: []File{file("f.ndjson", "Patient", tt.body)}}, Options{})
 		if err == nil || err.Error() != tt.want || !errors.Is(err, ErrInvalid) {
 			t.Errorf("Load(%q) = %v, want %q", tt.body, err, tt.want)
+		}
+		_, text := errors.AsType[*ndjson.TextError](err)
+		if want := strings.Contains(tt.want, "UTF-8") || strings.Contains(tt.want, "surrogate"); text != want {
+			t.Errorf("Load(%q) = %v: a *ndjson.TextError is %v, want %v", tt.body, err, text, want)
+		}
+		if got, want := errors.Is(err, ErrUnknownType), strings.Contains(tt.want, "unknown"); got != want {
+			t.Errorf("Load(%q) = %v: errors.Is ErrUnknownType = %v, want %v", tt.body, err, got, want)
 		}
 		if !fb.rolledBack || fb.plan != nil {
 			t.Errorf("Load(%q): rolled back %v, committed %v", tt.body, fb.rolledBack, fb.plan != nil)
@@ -356,13 +390,15 @@ func TestLoadMedications(t *testing.T) {
 		file("MedicationRequest.000.ndjson", "MedicationRequest",
 			mr("r1", "Medication/m1")+mr("r2", "#contained")+mr("r3", "Medication/m2")+mr("r4", "Medication/m3")+
 				mr("r5", "https://x/fhir/Medication/m4/_history/2")+mr("r6", "Medication/m5")+mr("r7", "Medication/m1")+
-				mr("r8", "Medication/m6")+`{"resourceType":"MedicationRequest","id":"r9","medicationCodeableConcept":{"text":"x"}}`+"\n"),
+				mr("r8", "Medication/m6")+`{"resourceType":"MedicationRequest","id":"r9","medicationCodeableConcept":{"text":"x"}}`+"\n"+
+				mr("r10", "Medication/m7")),
 		file("Medication.000.ndjson", "Medication", `{"resourceType":"Medication","id":"m2"}`+"\n"),
 	}}
 	meds := fakeMeds{
 		"Medication/m1": `{"resourceType":"Medication","id":"m1"}`,
 		"https://x/fhir/Medication/m4/_history/2": `{"resourceType":"Medication","id":"m4"}`,
 		"Medication/m6": `{"resourceType":"Patient","id":"m6"}`,
+		"Medication/m7": "{\"resourceType\":\"Medication\",\"id\":\"m7\",\"code\":{\"text\":\"\xe9\"}}",
 	}
 	st, err := Load(t.Context(), fb, src, Options{Medications: meds, Warn: func(s string) { warnings = append(warnings, s) }})
 	if err != nil {
@@ -385,11 +421,12 @@ func TestLoadMedications(t *testing.T) {
 	wantWarn := []string{
 		"Medication/m5 (referenced by MedicationRequests): GET Medication/m5: 404 Not Found",
 		"Medication/m6 (referenced by MedicationRequests): the answer is not Medication/m6",
+		"Medication/m7 (referenced by MedicationRequests): the answer is not Unicode text: invalid UTF-8 at byte 56",
 	}
 	if diff := cmp.Diff(wantWarn, warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
-	if st.MedicationsFetched != 2 || st.MedicationsFailed != 2 || st.Tables["medication"] != 3 {
+	if st.MedicationsFetched != 2 || st.MedicationsFailed != 3 || st.Tables["medication"] != 3 {
 		t.Errorf("stats = %+v", st)
 	}
 	if !slices.Contains(fb.plan.Tables, "medication") {

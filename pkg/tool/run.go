@@ -48,6 +48,8 @@ func Main(app *cli.App) int {
 	defer stop()
 	// After the first signal the default action is restored, so a second one kills at once.
 	context.AfterFunc(ctx, stop)
+	// A full quota (`ulimit -f`) is a write error to report, not a silent death (exit 153).
+	ignoreFileSizeLimit()
 	if path := os.Getenv(CPUProfileEnv); path != "" {
 		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
 			defer f.Close()

@@ -512,3 +512,44 @@ func (d *DB) Summary(ctx context.Context) ([]Count, error) {
 	}
 	return out, nil
 }
+
+// Gap is one reason why encounters of a group are incomplete: a linked table they wait for.
+type Gap struct {
+	Group string
+	Table string
+	// Encounters counts the group's incomplete encounters that wait for Table.
+	Encounters int64
+	// Exported is set when Table has a completion row in the group, only older than those
+	// encounters (a newer export of it resolves the gap); unset, it was never exported for
+	// the group, as when a server does not export the type at all.
+	Exported bool
+}
+
+// Gaps explains the incomplete_encounter view, per group and linked table, sorted: what a user
+// who sees "complete_encounter 0" needs to know next.
+func (d *DB) Gaps(ctx context.Context) ([]Gap, error) {
+	q := `WITH waiting AS (
+		SELECT DISTINCT ece.group_name, m.table_name, c.encounter_id
+		FROM etl__encounter_completion AS c,
+			unnest(string_split(c.missing_tables, ',')) AS m(table_name),
+			etl__completion_encounters AS ece
+		WHERE NOT c.is_complete AND ece.encounter_id = c.encounter_id),
+	exported AS (SELECT DISTINCT group_name, table_name FROM etl__completion)
+	SELECT w.group_name, w.table_name, count(*), x.table_name IS NOT NULL
+	FROM waiting AS w LEFT JOIN exported AS x USING (group_name, table_name)
+	GROUP BY ALL ORDER BY 1, 2`
+	rows, err := d.conn.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("explain incomplete encounters: %w", err)
+	}
+	defer rows.Close()
+	var out []Gap
+	for rows.Next() {
+		var g Gap
+		if err := rows.Scan(&g.Group, &g.Table, &g.Encounters, &g.Exported); err != nil {
+			return nil, fmt.Errorf("explain incomplete encounters: %w", err)
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}

@@ -551,3 +551,35 @@ func TestExisting(t *testing.T) {
 		t.Errorf("Existing(specimen) = %v, %v, want none", got, err)
 	}
 }
+
+func TestGaps(t *testing.T) {
+	d := openDB(t)
+	if got, err := d.Gaps(t.Context()); err != nil || got != nil {
+		t.Fatalf("Gaps(empty database) = %v, %v, want none", got, err)
+	}
+	// Group g: two encounters, the linked tables without three the server never exports, then
+	// a newer encounter export, so that g's condition rows are older than e3. Group h: nothing linked.
+	mustLoad(t, d, encounters("g", "2024-01-01T00:00:00Z", nil, "e1", "e2"))
+	mustLoad(t, d, linked("g", "2024-01-01T00:00:00Z", nil, "EpisodeOfCare", "ServiceRequest", "Specimen"))
+	mustLoad(t, d, encounters("g", "2024-02-01T00:00:00Z", nil, "e3"))
+	mustLoad(t, d, encounters("h", "2024-01-01T00:00:00Z", nil, "e9"))
+	got, err := d.Gaps(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Gap
+	for _, tb := range store.LinkedTables {
+		exported := !slices.Contains([]string{"episodeofcare", "servicerequest", "specimen"}, tb)
+		n := int64(1)
+		if !exported {
+			n = 3
+		}
+		want = append(want, Gap{Group: "g", Table: tb, Encounters: n, Exported: exported})
+	}
+	for _, tb := range store.LinkedTables {
+		want = append(want, Gap{Group: "h", Table: tb, Encounters: 1})
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Gaps (-want +got):\n%s", diff)
+	}
+}

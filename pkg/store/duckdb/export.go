@@ -179,6 +179,10 @@ func (d *DB) writeRows(ctx context.Context, table, dir string) error {
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
+	// Cumulus ETL's completion tables hold strings only (cumulus_etl/completion/schema.py), ""
+	// when there is nothing to say: Cumulus Library infers each table's schema from its first
+	// row, so a null there types the column null and a later value breaks it.
+	emptyForNull := table == "etl__completion" || table == "etl__completion_encounters"
 	var b []byte
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
@@ -192,8 +196,13 @@ func (d *DB) writeRows(ctx context.Context, table, dir string) error {
 			b, _ = appendJSON(b, c)
 			b = append(b, ':')
 			v := vals[i]
-			if t, ok := v.(time.Time); ok {
+			switch t := v.(type) {
+			case time.Time:
 				v = store.FormatTime(t)
+			case nil:
+				if emptyForNull {
+					v = ""
+				}
 			}
 			if b, err = appendJSON(b, v); err != nil {
 				return fmt.Errorf("%s.%s: %w", table, c, err)
