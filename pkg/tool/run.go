@@ -73,7 +73,10 @@ func Run(ctx context.Context, app *cli.App, args []string, stdin io.Reader, stdo
 	if app.Version == "" {
 		app.Version = Version()
 	}
-	err := app.RunContext(ctx, Reorder(app.Flags, args))
+	args, err := Reorder(app.Flags, args)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
 	if ferr := out.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write stdout: %w", ferr)
 	}
