@@ -13,6 +13,7 @@ import (
 
 	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 )
 
 // ErrNoInput is the "no input on stdin" rule of DESIGN.md §1: an empty pipe where a URL or a
@@ -30,7 +31,7 @@ func Input(c *cli.Context, name string) (io.ReadCloser, error) {
 		}
 		return f, nil
 	}
-	if name == "" && isTerminal(c.App.Reader) {
+	if name == "" && IsTerminal(c.App.Reader) {
 		return nil, UsageErrorf("expected %s as an argument or on stdin", c.App.ArgsUsage)
 	}
 	return io.NopCloser(c.App.Reader), nil
@@ -51,23 +52,25 @@ func FirstLine(r io.Reader) (string, error) {
 	return "", ErrNoInput
 }
 
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
+// IsTerminal reports whether the stream (an *os.File) is a terminal: tools draw progress on
+// stderr only then, and refuse to wait on a terminal for implicit stdin. It asks the terminal
+// driver, because a character device is not necessarily a terminal: /dev/null is one, and it is
+// the stdin of cron jobs, systemd units and `ssh -n`, which must get "no input on stdin".
+func IsTerminal(stream any) bool {
+	// SyscallConn rather than Fd, which would switch a non-blocking descriptor to blocking.
+	sc, ok := stream.(syscall.Conn)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// IsTerminal reports whether w is a terminal, for tools that draw progress on stderr only then.
-func IsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
+	rc, err := sc.SyscallConn()
+	if err != nil {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	tty := false
+	if err := rc.Control(func(fd uintptr) { tty = term.IsTerminal(int(fd)) }); err != nil {
+		return false
+	}
+	return tty
 }
 
 // Output is where a tool writes its data: the app's stdout, or with -o FILE a file that appears

@@ -1,6 +1,8 @@
 package tool
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -111,5 +113,45 @@ func TestOutputDevice(t *testing.T) {
 	fi, err := os.Lstat(null)
 	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
 		t.Errorf("after the run %s is %v, %v, want a character device still", null, fi.Mode(), err)
+	}
+}
+
+// TestInputDevNull: /dev/null is a character device but not a terminal; as the stdin of cron
+// jobs, systemd units and `ssh -n` it is an empty input.
+func TestInputDevNull(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	app := &cli.App{Name: "t", ArgsUsage: "[URL]", Action: func(c *cli.Context) error {
+		in, err := Input(c, "")
+		if err != nil {
+			return err
+		}
+		_, err = FirstLine(in)
+		return err
+	}}
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), app, []string{"t"}, null, &out, &errb)
+	if want := "t: " + ErrNoInput.Error() + "\n"; code != ExitFailure || errb.String() != want {
+		t.Errorf("t </dev/null = %d %q, want %d %q", code, errb.String(), ExitFailure, want)
+	}
+	if IsTerminal(null) {
+		t.Errorf("IsTerminal(/dev/null) = true, want false")
+	}
+}
+
+func TestIsTerminalPty(t *testing.T) {
+	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer ptm.Close()
+	if !IsTerminal(ptm) {
+		t.Errorf("IsTerminal(/dev/ptmx) = false, want true")
+	}
+	if IsTerminal(&bytes.Buffer{}) {
+		t.Errorf("IsTerminal(a buffer) = true, want false")
 	}
 }
