@@ -365,6 +365,8 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 			}
 			reason, detail, lastErr = inner.Error(), inner.Error(), inner
 		} else {
+			// The reason phrase is server text that callers print: made Printable here, once.
+			resp.Status = statusLine(resp.StatusCode, resp.Status)
 			last, trusted, credsSent := x.hop()
 			status := resp.StatusCode
 			done := result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header), attempts: tries}

@@ -14,6 +14,7 @@ import (
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/urfave/cli/v2"
 )
 
@@ -97,7 +98,8 @@ func Run(ctx context.Context, app *cli.App, args []string, stdin io.Reader, stdo
 	return ExitFailure
 }
 
-// oneLine keeps the diagnostic to one line, as scripts grep for "tool: message".
+// oneLine keeps the diagnostic to one line, as scripts grep for "tool: message", and Printable:
+// server text is escaped where it is captured, and this catches what any other path let through.
 func oneLine(err error) string {
 	b := []byte(err.Error())
 	for i, c := range b {
@@ -105,5 +107,5 @@ func oneLine(err error) string {
 			b[i] = ' '
 		}
 	}
-	return string(b)
+	return fhirclient.Printable(string(b))
 }
