@@ -185,7 +185,8 @@ func Poll(ctx context.Context, c *fhirclient.Client, statusURL string, opts Poll
 	for {
 		st, err := status(ctx, c, cur, o.ReadTimeout)
 		if err != nil {
-			if h, ok := retryable(err); ok && transient < c.MaxAttempts() && ctx.Err() == nil {
+			if h, ok := retryable(err); ok && transient < c.MaxAttempts()-1 && ctx.Err() == nil {
+				// MaxAttempts-1: as many retries as --retries, after the first poll.
 				transient++
 				attempt++
 				if err := o.wait(ctx, start, Progress{URL: cur, Page: number, Attempt: attempt, Err: err,

@@ -331,7 +331,11 @@ type giveUpError struct {
 }
 
 func (e *giveUpError) Error() string {
-	return fmt.Sprintf("%s %s: giving up after %d attempts%s: %s", e.method, e.url, e.attempts, e.note, e.detail)
+	tries := "1 attempt"
+	if e.attempts != 1 {
+		tries = strconv.Itoa(e.attempts) + " attempts"
+	}
+	return fmt.Sprintf("%s %s: giving up after %s%s: %s", e.method, e.url, tries, e.note, e.detail)
 }
 
 func (e *giveUpError) Unwrap() error { return e.err }

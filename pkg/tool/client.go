@@ -56,11 +56,15 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 	if clientBase == "" {
 		clientBase = cfg.Origin
 	}
+	attempts, err := maxAttempts(c)
+	if err != nil {
+		return nil, err
+	}
 	opts := fhirclient.Options{
 		FHIRBase:       clientBase,
 		Header:         header,
 		TrustedOrigins: c.StringSlice("token-origin"),
-		MaxAttempts:    c.Int("retries"),
+		MaxAttempts:    attempts,
 		MaxWait:        cfg.MaxWait,
 		Now:            cfg.Now,
 		Sleep:          cfg.Sleep,

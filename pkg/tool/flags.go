@@ -32,9 +32,27 @@ func ServerFlags() []cli.Flag {
 			Usage: "extra request header 'Name: value', or @FILE of such lines (repeatable; never logged)"},
 		&cli.StringSliceFlag{Name: "token-origin", EnvVars: []string{"BULK_TOKEN_ORIGIN"}, Category: CategoryServer,
 			Usage: "also send the token to this origin (scheme://host:port; repeatable)"},
-		&cli.IntFlag{Name: "retries", EnvVars: []string{"BULK_RETRIES"}, Value: 8, Category: CategoryServer,
-			Usage: "attempts per request before giving up on 5xx, 429 and network errors"},
+		&cli.IntFlag{Name: "retries", EnvVars: []string{"BULK_RETRIES"}, Value: DefaultRetries, Category: CategoryServer,
+			Usage: "retry a request `N` times after its first attempt on 408, 425, 429, 5xx and network errors (0: none)"},
 	}
+}
+
+// DefaultRetries is the --retries default: with the backoff's doubling waits, about two minutes
+// of outage before giving up.
+const DefaultRetries = 7
+
+// maxRetries bounds --retries: a request that failed a hundred times is not going to succeed,
+// and a huge count would keep a script waiting for days.
+const maxRetries = 100
+
+// maxAttempts turns --retries N, the retries after the first attempt, into the tries per request
+// that fhirclient counts.
+func maxAttempts(c *cli.Context) (int, error) {
+	n := c.Int("retries")
+	if n < 0 || n > maxRetries {
+		return 0, UsageErrorf("--retries %d: want 0 to %d retries after the first attempt", n, maxRetries)
+	}
+	return n + 1, nil
 }
 
 // Flags concatenates flag lists, so a tool's own flags can follow the shared ones.
