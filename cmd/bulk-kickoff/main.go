@@ -57,6 +57,7 @@ func kickoffFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the status URL to `FILE` (atomically) instead of stdout"},
 		&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "resource `TYPE`s to export (repeatable; comma lists ok)"},
+		&cli.BoolFlag{Name: "allow-unknown-types", Usage: "send --type and --type-filter types that FHIR R4 and R5 do not define (custom types)"},
 		&cli.StringFlag{Name: "since", Usage: "only resources changed after `TIME` (a FHIR date or dateTime; sent as an instant)"},
 		&cli.StringFlag{Name: "until", Usage: "only resources changed before `TIME` (a FHIR date or dateTime; sent as an instant)"},
 		&cli.StringSliceFlag{Name: "elements", Usage: "only these `ELEMENTS` of each resource (repeatable; comma lists ok)"},
@@ -90,7 +91,8 @@ func run(c *cli.Context, d deps) error {
 		Elements: bulk.SplitList(c.StringSlice("elements")...), TypeFilters: nonEmpty(c.StringSlice("type-filter")),
 		Patients: nonEmpty(c.StringSlice("patient")), IncludeAssociatedData: bulk.SplitList(c.StringSlice("include-associated-data")...),
 		OutputFormat: c.String("output-format"), AllowPartialManifests: c.Bool("allow-partial-manifests"),
-		Lenient: c.Bool("lenient"), Post: c.Bool("post"), Wait: c.Duration("wait"), ReadTimeout: d.readTimeout}
+		Lenient: c.Bool("lenient"), Post: c.Bool("post"), Wait: c.Duration("wait"), ReadTimeout: d.readTimeout,
+		AllowUnknownTypes: c.Bool("allow-unknown-types")}
 	for _, name := range []string{"since", "until"} {
 		v := c.String(name)
 		if v == "" {
@@ -114,7 +116,9 @@ func run(c *cli.Context, d deps) error {
 		req.Params = append(req.Params, [2]string{strings.TrimSpace(name), value})
 	}
 	pk, err := req.Prepare()
-	if err != nil {
+	if _, ok := errors.AsType[*bulk.UnknownTypeError](err); ok {
+		return tool.UsageErrorf("%v (--allow-unknown-types sends it anyway)", err)
+	} else if err != nil {
 		return tool.UsageErrorf("%v", err)
 	}
 	for _, name := range []string{bulk.ParamSince, bulk.ParamUntil} {

@@ -166,15 +166,11 @@ func parseBase(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, errors.New("no FHIR base URL")
 	}
-	u, err := url.Parse(raw)
+	u, err := ParseHTTPURL(raw)
 	if err != nil {
-		return nil, fmt.Errorf("FHIR base URL %s: %w", Redact(raw), urlErr(err))
+		return nil, fmt.Errorf("FHIR base URL %w", err)
 	}
 	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("FHIR base URL %s: want an http or https URL", Redact(raw))
-	case u.Host == "":
-		return nil, fmt.Errorf("FHIR base URL %s: no host", Redact(raw))
 	case u.User != nil:
 		return nil, fmt.Errorf("FHIR base URL %s: credentials in the URL are not supported (use a credentials file)", Redact(raw))
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":

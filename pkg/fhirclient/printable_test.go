@@ -51,3 +51,26 @@ func FuzzPrintable(f *testing.F) {
 		}
 	})
 }
+
+func TestParseHTTPURL(t *testing.T) {
+	tests := []struct{ in, err string }{
+		{"https://ehr.example/fhir", ""},
+		{"http://127.0.0.1:1/fhir/Group/all", ""},
+		{"localhost:8080/fhir", `"localhost:8080/fhir": want an absolute http or https URL (did you mean https://localhost:8080/fhir?)`},
+		{"ehr.example/fhir", `"ehr.example/fhir": want an absolute http or https URL (did you mean https://ehr.example/fhir?)`},
+		{"/fhir/status/1", `"/fhir/status/1": want an absolute http or https URL`},
+		{"ftp://x/fhir", `"ftp://x/fhir": want an absolute http or https URL`},
+		{"https:///fhir", `"https:///fhir": want an absolute http or https URL`},
+		{"http://[::1", `"http://[::1": want an absolute http or https URL`},
+	}
+	for _, tt := range tests {
+		_, err := ParseHTTPURL(tt.in)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.err {
+			t.Errorf("ParseHTTPURL(%q) error = %q, want %q", tt.in, got, tt.err)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 //
 // A flag that takes a value but ends the command line is a usage error here: left to the parser,
 // it would take the "--" inserted above as its value (`bulk-fetch m.ndjson --dir` downloading
-// into a folder named "--").
+// into a folder named "--"). So is an unknown flag, named as the user typed it.
 func Reorder(flags []cli.Flag, args []string) ([]string, error) {
 	if len(args) == 0 {
 		return args, nil
@@ -43,11 +43,13 @@ func Reorder(flags []cli.Flag, args []string) ([]string, error) {
 		}
 		opts = append(opts, a)
 		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
-			continue
+		name, _, _ = strings.Cut(name, "=")
+		tv, known := takesValue[name]
+		if !known {
+			// Said here, with the dashes as typed: the parser would say "-typo-flag".
+			return nil, UsageErrorf("unknown flag %s (see --help)", strings.SplitN(a, "=", 2)[0])
 		}
-		// An unknown flag is passed on alone, so the parser reports it by name.
-		if takesValue[name] {
+		if tv && !strings.Contains(a, "=") {
 			if i+1 == len(rest) {
 				return nil, UsageErrorf("flag needs an argument: %s", a)
 			}

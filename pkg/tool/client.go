@@ -149,6 +149,11 @@ func credentials(c *cli.Context, base string, types []string) (fhirclient.Creden
 			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", c.App.Name, w)
 		}
 		tokenURL := c.String("token-url")
+		if tokenURL != "" {
+			if _, err := fhirclient.ParseHTTPURL(tokenURL); err != nil {
+				return nil, "", UsageErrorf("--token-url %v", err)
+			}
+		}
 		if tokenURL == "" && base == "" {
 			return nil, "", UsageErrorf("SMART auth cannot find the token endpoint: give --fhir-url (or BULK_FHIR_URL) or --token-url")
 		}

@@ -3,8 +3,15 @@ package tool
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -67,4 +74,35 @@ func noSleepClient(t *testing.T, args ...string) (*fhirclient.Client, int, strin
 	var stderr bytes.Buffer
 	code := Run(context.Background(), app, append([]string{"t"}, args...), strings.NewReader(""), &bytes.Buffer{}, &stderr)
 	return client, code, stderr.String()
+}
+
+// TestUserURLsChecked: --fhir-url and --token-url without a scheme get the message a relative
+// URL gets, before any request.
+func TestUserURLsChecked(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "key.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--fhir-url", "127.0.0.1:8080/fhir"},
+			`t: --fhir-url: FHIR base URL "127.0.0.1:8080/fhir": want an absolute http or https URL (did you mean https://127.0.0.1:8080/fhir?)` + "\n"},
+		{[]string{"--fhir-url", "https://ehr.example/fhir", "--smart-client-id", "abc", "--smart-key", keyFile, "--token-url", "ehr.example/token"},
+			`t: --token-url "ehr.example/token": want an absolute http or https URL (did you mean https://ehr.example/token?)` + "\n"},
+	}
+	for _, tt := range tests {
+		_, code, stderr := noSleepClient(t, tt.args...)
+		if code != ExitUsage || stderr != tt.want {
+			t.Errorf("%q: exit %d, stderr %q, want %d %q", tt.args, code, stderr, ExitUsage, tt.want)
+		}
+	}
 }
