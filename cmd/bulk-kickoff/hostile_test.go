@@ -1,8 +1,11 @@
 package main
 
 import (
+	"net"
+
 	"encoding/json"
 	"fmt"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -44,5 +47,25 @@ func TestKickoffHostileServerText(t *testing.T) {
 	}
 	if want := `400 Bad\x1b[2JRequest: \x1b]0;pwned\a\x1b[2J`; !strings.Contains(stderr, want) {
 		t.Errorf("stderr = %q, want it to contain %q", stderr, want)
+	}
+}
+
+// TestKickoffWrongPort: a server that never answers (a wrong port) fails at once, in one line,
+// instead of minutes of retries of /metadata and then of $export.
+func TestKickoffWrongPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	clk := fhirtest.NewClock()
+	code, stdout, stderr := runKickoff(t, clockDeps(clk), "", "http://"+addr+"/fhir/Group/all", "--type", "Patient")
+	want := "bulk-kickoff: cannot connect to " + addr + ": connection refused — is the URL right?\n"
+	if code != 1 || stdout != "" || stderr != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and stderr %q", code, stdout, stderr, want)
+	}
+	if n := len(clk.Slept()); n != 0 {
+		t.Errorf("%d waits before failing, want none", n)
 	}
 }

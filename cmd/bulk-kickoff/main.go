@@ -140,7 +140,8 @@ func run(c *cli.Context, d deps) error {
 	}
 	defer out.Abort()
 
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep,
+	// FailFast: a server that never answered is a wrong URL, not an outage worth minutes of retries.
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep, FailFast: true,
 		OnRetry: func(e fhirclient.RetryEvent) {
 			say("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
 		}})
@@ -151,7 +152,7 @@ func run(c *cli.Context, d deps) error {
 	// Epic (Epic-Client-ID); an export works without it.
 	capa, merr := client.Metadata(ctx)
 	if merr != nil {
-		if ctx.Err() != nil {
+		if _, unreachable := errors.AsType[*fhirclient.UnreachableError](merr); unreachable || ctx.Err() != nil {
 			return merr
 		}
 		fmt.Fprintf(stderr, "bulk-kickoff: warning: %v (continuing without the server's CapabilityStatement)\n", merr)

@@ -40,6 +40,12 @@ type Options struct {
 	Version        string                                           // "bulkpipe/<Version>" User-Agent
 	ClientID       string                                           // sent as Epic-Client-ID once Metadata() saw an Epic server
 	OnRetry        func(RetryEvent)                                 // progress callback (tools print it on stderr); nil = silent
+	// FailFast makes a refused connection, an unreachable host or an unknown host name an
+	// *UnreachableError at once, without retries, as long as no server has answered this Client:
+	// a server never reached is most likely a wrong URL, not an outage. Once anything answered,
+	// the usual retries apply. For a tool's first contact with a server (bulk-kickoff); not for a
+	// status URL polled again days later, where a refused connection is an outage to wait out.
+	FailFast bool
 }
 
 // RetryEvent describes one retry, for progress lines on stderr (STYLE.md §9).
@@ -73,6 +79,8 @@ type Request struct {
 // Client talks to one FHIR server and whatever file and attachment origins its manifests name.
 // It is safe for concurrent use.
 type Client struct {
+	failFast    bool
+	answered    atomic.Bool // some response, of any status, has arrived (see Options.FailFast)
 	base        *url.URL
 	creds       Credentials
 	header      http.Header
@@ -114,6 +122,7 @@ func New(opts Options) (*Client, error) {
 		clientID:    opts.ClientID,
 		onRetry:     opts.OnRetry,
 		trusted:     map[string]bool{},
+		failFast:    opts.FailFast,
 	}
 	if opts.Version != "" {
 		c.userAgent += "/" + opts.Version
@@ -356,6 +365,11 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 				// Cut off once sent, by the network or by the user: say an export may exist.
 				return result{}, &maybeSentError{method: method, url: shown, err: inner}
 			}
+			if c.failFast && !c.answered.Load() && ctx.Err() == nil {
+				if ue := unreachable(x, u, err); ue != nil {
+					return result{}, ue
+				}
+			}
 			if ctx.Err() != nil || !retryableTransport(err) {
 				return result{}, fmt.Errorf("%s %s: %w", method, shown, inner)
 			}
@@ -363,6 +377,7 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 		} else {
 			// The reason phrase is server text that callers print: made Printable here, once.
 			resp.Status = statusLine(resp.StatusCode, resp.Status)
+			c.answered.Store(true)
 			last, trusted, credsSent := x.hop()
 			status := resp.StatusCode
 			done := result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header), attempts: tries}

@@ -40,6 +40,9 @@ type ClientConfig struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// OnRetry reports retries; nil prints one line per retry on stderr unless --quiet.
 	OnRetry func(fhirclient.RetryEvent)
+	// FailFast ends at once on a server never reached (fhirclient.Options.FailFast): for a
+	// tool's first contact with a server, not for a status URL that may be in an outage.
+	FailFast bool
 }
 
 // NewClientWith is NewClient with the tool's own settings.
@@ -70,6 +73,7 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 		Sleep:          cfg.Sleep,
 		Version:        Version(),
 		OnRetry:        cfg.OnRetry,
+		FailFast:       cfg.FailFast,
 	}
 	if opts.OnRetry == nil && !quiet(c) {
 		stderr, name := c.App.ErrWriter, c.App.Name
