@@ -32,12 +32,12 @@ error/ subfolders, manifest.json, log.ndjson and .bulkpipe/state.json. Downloads
 as soon as the page arrives. stdout lists each data file once it is verified.
 
 Each file streams into NAME.part, decoded from gzip if the server compressed it, and is checked
-line by line (valid JSON, the manifest's resourceType, the manifest's count) before it is renamed.
-Interrupted, killed or cut off, bulk-fetch is resumed by running it again: verified files are never
-fetched again, partial ones continue where they stopped (Range), expired links are replaced by
-fetching the manifest again from the status URL. When every file is verified the export is
-deleted on the server (--no-delete keeps it), and the issues the server wrote in error/ are
-printed; a fatal or error issue makes the exit status 1.
+line by line (valid JSON, the manifest's resourceType, the manifest's count) before it is
+renamed. Interrupted, killed or cut off, bulk-fetch is resumed by running it again: verified
+files are never fetched again, partial ones continue where they stopped (Range), expired links
+are replaced by fetching the manifest again from the status URL. When every file is verified
+the export is deleted on the server (--no-delete keeps it), and the issues the server wrote in
+error/ are printed; a fatal or error issue makes the exit status 1.
 
 Examples:
    bulk-kickoff "$BULK_FHIR_URL/Group/abc" | bulk-poll | bulk-fetch --dir export/

@@ -35,9 +35,12 @@ is not idempotent: it is retried only after 429 (another export still running; s
 
 Examples:
    bulk-kickoff https://ehr.example/fhir/Group/abc --type Patient,Condition --since 2024-01-01
-   bulk-kickoff "$BULK_FHIR_URL/Group/abc" --type-filter 'Observation?category=laboratory,vital-signs' | bulk-poll > manifest.ndjson
-   bulk-kickoff https://ehr.example/fhir/Patient --patient 123 --patient 456 --log log.ndjson -o status-url.txt
-   bulk-kickoff 'https://ehr.example/fhir/$export?_type=Patient&_elements=id' --param organizeOutputBy=Patient`
+   bulk-kickoff "$BULK_FHIR_URL/Group/abc" \
+       --type-filter 'Observation?category=laboratory,vital-signs' | bulk-poll > manifest.ndjson
+   bulk-kickoff https://ehr.example/fhir/Patient --patient 123 --patient 456 \
+       --log log.ndjson -o status-url.txt
+   bulk-kickoff 'https://ehr.example/fhir/$export?_type=Patient&_elements=id' \
+       --param organizeOutputBy=Patient`
 
 func newApp() *cli.App { return newAppWith(deps{}) }
 

@@ -51,7 +51,12 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 	if base == "" {
 		base = c.String("fhir-url")
 	}
-	header, err := parseHeaders(c.StringSlice("header"), os.Getenv("BULK_HEADERS"))
+	// One variable for extra headers: BULK_HEADER (several lines allowed). The old second one is
+	// refused rather than ignored, since a header it held would silently go missing.
+	if os.Getenv("BULK_HEADERS") != "" {
+		return nil, UsageErrorf("BULK_HEADERS is no longer read: put its lines in BULK_HEADER")
+	}
+	header, err := parseHeaders(c.StringSlice("header"), "")
 	if err != nil {
 		return nil, err
 	}
@@ -258,8 +263,8 @@ func (l *lazySMART) Reauthorize(ctx context.Context) error {
 	return s.Reauthorize(ctx)
 }
 
-// parseHeaders reads --header values ("Name: value", or @FILE holding such lines) and the
-// newline-separated BULK_HEADERS variable. Values are secrets as often as not (API keys), so
+// parseHeaders reads --header values ("Name: value", or @FILE holding such lines; BULK_HEADER
+// may hold several lines) and the newline-separated lines of env. Values are secrets as often as not (API keys), so
 // errors name the header, never its value.
 func parseHeaders(flags []string, env string) (http.Header, error) {
 	h := http.Header{}
@@ -276,7 +281,7 @@ func parseHeaders(flags []string, env string) (http.Header, error) {
 			}
 			continue
 		}
-		lines = append(lines, f)
+		lines = append(lines, strings.Split(f, "\n")...)
 	}
 	lines = append(lines, strings.Split(env, "\n")...)
 	for _, l := range lines {

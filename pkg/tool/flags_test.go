@@ -106,3 +106,17 @@ func TestUserURLsChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestOneHeaderVariable: BULK_HEADER takes several lines; BULK_HEADERS is refused, not ignored.
+func TestOneHeaderVariable(t *testing.T) {
+	t.Setenv("BULK_HEADER", "X-A: 1\nX-B: 2")
+	c, code, stderr := noSleepClient(t, "--fhir-url", "https://x/fhir")
+	if code != 0 || c == nil {
+		t.Fatalf("BULK_HEADER of two lines: exit %d: %s", code, stderr)
+	}
+	t.Setenv("BULK_HEADERS", "X-C: 3")
+	_, code, stderr = noSleepClient(t, "--fhir-url", "https://x/fhir")
+	if want := "t: BULK_HEADERS is no longer read: put its lines in BULK_HEADER\n"; code != ExitUsage || stderr != want {
+		t.Errorf("with BULK_HEADERS: exit %d, stderr %q, want %d %q", code, stderr, ExitUsage, want)
+	}
+}

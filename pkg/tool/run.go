@@ -71,8 +71,12 @@ func Run(ctx context.Context, app *cli.App, args []string, stdin io.Reader, stdo
 	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
 	app.DisableSliceFlagSeparator = true
 	app.HideHelpCommand = true
+	if app.CustomAppHelpTemplate == "" {
+		app.CustomAppHelpTemplate = helpTemplate
+		app.ExtraInfo = func() map[string]string { return map[string]string{"options": helpOptions(app)} }
+	}
 	if app.Version == "" {
-		app.Version = Version()
+		app.Version = VersionLine()
 	}
 	args, err := Reorder(app.Flags, args)
 	if err == nil {
