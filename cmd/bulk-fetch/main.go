@@ -20,7 +20,6 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fetch"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
-	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
@@ -72,7 +71,7 @@ func fetchFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "gzip", Usage: "keep files gzipped on disk as .ndjson.gz (compressed after verification)"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"},
 			Usage: "copy this export's events from the export log `FILE` of bulk-kickoff and bulk-poll into DIR/log.ndjson"},
-		&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
+		tool.MaxLineFlag(),
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress; print only errors and warnings on stderr"},
 	}
 }
@@ -88,8 +87,10 @@ func run(c *cli.Context) error {
 		return tool.UsageErrorf("--parallel must be at least 1")
 	case c.Duration("stall-timeout") <= 0:
 		return tool.UsageErrorf("--stall-timeout must be more than 0")
-	case c.Int("max-line") < 1:
-		return tool.UsageErrorf("--max-line must be at least 1")
+	}
+	maxLine, err := tool.MaxLine(c)
+	if err != nil {
+		return err
 	}
 	if s := c.String("status-url"); s != "" {
 		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -102,7 +103,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer in.Close()
-	pr := fetch.NewPageReader(in, arg, c.Int("max-line"))
+	pr := fetch.NewPageReader(in, arg, maxLine)
 	first, err := pr.Peek()
 	if errors.Is(err, fetch.ErrNoInput) {
 		return tool.ErrNoInput
@@ -144,7 +145,7 @@ func run(c *cli.Context) error {
 	var outErr error
 	opts := fetch.Options{
 		Dir: dir, Client: client, StatusURL: c.String("status-url"),
-		Parallel: c.Int("parallel"), StallTimeout: c.Duration("stall-timeout"), MaxLine: c.Int("max-line"),
+		Parallel: c.Int("parallel"), StallTimeout: c.Duration("stall-timeout"), MaxLine: maxLine,
 		Verify: c.Bool("verify"), NewExport: c.Bool("new-export"), NoDelete: c.Bool("no-delete"),
 		Gzip: c.Bool("gzip"), LogFrom: c.String("log"), Version: tool.Version(),
 		On: fetch.Callbacks{
@@ -162,7 +163,7 @@ func run(c *cli.Context) error {
 			},
 		},
 	}
-	inl, err := newInliner(c, client, say)
+	inl, err := newInliner(c, client, maxLine, say)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
-	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
 	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
@@ -50,7 +49,7 @@ Examples:
 			&cli.StringFlag{Name: "export-timestamp", Usage: "`TIME` of the export, RFC 3339 (overrides the log's transactionTime)"},
 			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
 			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter)"},
-			&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
+			tool.MaxLineFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
 		}, tool.ServerFlags()),
@@ -140,7 +139,6 @@ func parseConfig(c *cli.Context) (*config, error) {
 		out:      c.Path("out"),
 		exclude:  splitList(c.StringSlice("exclude-resources")),
 		assume:   splitList(c.StringSlice("assume-complete")),
-		maxLine:  c.Int("max-line"),
 		progress: !c.Bool("quiet") && tool.IsTerminal(c.App.ErrWriter),
 		stderr:   c.App.ErrWriter,
 		dirs:     c.Args().Slice(),
@@ -164,8 +162,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.db == "" {
 		return nil, tool.UsageErrorf("--db must name a file")
 	}
-	if cfg.maxLine <= 0 {
-		return nil, tool.UsageErrorf("--max-line must be positive")
+	var err error
+	if cfg.maxLine, err = tool.MaxLine(c); err != nil {
+		return nil, err
 	}
 	for _, t := range append(append([]string{}, cfg.exclude...), cfg.assume...) {
 		if !store.ValidResourceType(t) {
