@@ -60,7 +60,7 @@ type inliner struct {
 }
 
 // newInliner is nil without --inline; flag mistakes are usage errors.
-func newInliner(c *cli.Context, client *fhirclient.Client, say func(string, ...any)) (*inliner, error) {
+func newInliner(c *cli.Context, client *fhirclient.Client, maxLine int, say func(string, ...any)) (*inliner, error) {
 	for _, name := range []string{"inline-resource", "inline-mimetype", "inline-parallel", "inline-max-size", "inline-strict"} {
 		if c.IsSet(name) && !c.Bool("inline") {
 			return nil, tool.UsageErrorf("--%s needs --inline", name)
@@ -84,7 +84,7 @@ func newInliner(c *cli.Context, client *fhirclient.Client, say func(string, ...a
 			MaxSize:   maxSize,
 		},
 		Fetcher: client, Parallel: c.Int("inline-parallel"),
-		StallTimeout: c.Duration("stall-timeout"), MaxLine: c.Int("max-line"),
+		StallTimeout: c.Duration("stall-timeout"), MaxLine: maxLine,
 		OnDownload: i.downloaded,
 	})
 	if err != nil {

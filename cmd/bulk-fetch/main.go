@@ -20,7 +20,6 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fetch"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
-	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
@@ -32,12 +31,12 @@ error/ subfolders, manifest.json, log.ndjson and .bulkpipe/state.json. Downloads
 as soon as the page arrives. stdout lists each data file once it is verified.
 
 Each file streams into NAME.part, decoded from gzip if the server compressed it, and is checked
-line by line (valid JSON, the manifest's resourceType, the manifest's count) before it is renamed.
-Interrupted, killed or cut off, bulk-fetch is resumed by running it again: verified files are never
-fetched again, partial ones continue where they stopped (Range), expired links are replaced by
-fetching the manifest again from the status URL. When every file is verified the export is
-deleted on the server (--no-delete keeps it), and the issues the server wrote in error/ are
-printed; a fatal or error issue makes the exit status 1.
+line by line (valid JSON, the manifest's resourceType, the manifest's count) before it is
+renamed. Interrupted, killed or cut off, bulk-fetch is resumed by running it again: verified
+files are never fetched again, partial ones continue where they stopped (Range), expired links
+are replaced by fetching the manifest again from the status URL. When every file is verified
+the export is deleted on the server (--no-delete keeps it), and the issues the server wrote in
+error/ are printed; a fatal or error issue makes the exit status 1.
 
 Examples:
    bulk-kickoff "$BULK_FHIR_URL/Group/abc" | bulk-poll | bulk-fetch --dir export/
@@ -72,7 +71,7 @@ func fetchFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "gzip", Usage: "keep files gzipped on disk as .ndjson.gz (compressed after verification)"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"},
 			Usage: "copy this export's events from the export log `FILE` of bulk-kickoff and bulk-poll into DIR/log.ndjson"},
-		&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
+		tool.MaxLineFlag(),
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress; print only errors and warnings on stderr"},
 	}
 }
@@ -88,8 +87,10 @@ func run(c *cli.Context) error {
 		return tool.UsageErrorf("--parallel must be at least 1")
 	case c.Duration("stall-timeout") <= 0:
 		return tool.UsageErrorf("--stall-timeout must be more than 0")
-	case c.Int("max-line") < 1:
-		return tool.UsageErrorf("--max-line must be at least 1")
+	}
+	maxLine, err := tool.MaxLine(c)
+	if err != nil {
+		return err
 	}
 	if s := c.String("status-url"); s != "" {
 		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -102,7 +103,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer in.Close()
-	pr := fetch.NewPageReader(in, arg, c.Int("max-line"))
+	pr := fetch.NewPageReader(in, arg, maxLine)
 	first, err := pr.Peek()
 	if errors.Is(err, fetch.ErrNoInput) {
 		if arg != "" && arg != "-" {
@@ -153,7 +154,7 @@ func run(c *cli.Context) error {
 	var outErr error
 	opts := fetch.Options{
 		Dir: dir, Client: client, StatusURL: c.String("status-url"),
-		Parallel: c.Int("parallel"), StallTimeout: c.Duration("stall-timeout"), MaxLine: c.Int("max-line"),
+		Parallel: c.Int("parallel"), StallTimeout: c.Duration("stall-timeout"), MaxLine: maxLine,
 		Verify: c.Bool("verify"), NewExport: c.Bool("new-export"), NoDelete: c.Bool("no-delete"),
 		Gzip: c.Bool("gzip"), LogFrom: c.String("log"), Version: tool.Version(), FHIRBase: trusted,
 		On: fetch.Callbacks{
@@ -171,7 +172,7 @@ func run(c *cli.Context) error {
 			},
 		},
 	}
-	inl, err := newInliner(c, client, say)
+	inl, err := newInliner(c, client, maxLine, say)
 	if err != nil {
 		return err
 	}

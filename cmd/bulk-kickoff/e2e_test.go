@@ -421,7 +421,8 @@ func TestKickoffArguments(t *testing.T) {
 		{"", []string{srv.URL(), "--param", "_outputFormat=x", "--output-format", "y"}, 2, "given twice"},
 		{"", []string{"ftp://x/fhir"}, 2, "want an absolute http or https URL"},
 		{"", []string{srv.URL(), "--wait", "forever"}, 2, `invalid value "forever" for flag -wait`},
-		{"", []string{srv.URL() + "/$export?_type=Nope"}, 1, "400 Bad Request"},
+		{"", []string{srv.URL() + "/$export?_type=Nope"}, 2, `_type "Nope": not a FHIR resource type`},
+		{"", []string{srv.URL() + "/$export?_type=Nope", "--allow-unknown-types"}, 1, "400 Bad Request"},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := runKickoff(t, clockDeps(clk), tt.stdin, tt.args...)

@@ -35,9 +35,12 @@ is not idempotent: it is retried only after 429 (another export still running; s
 
 Examples:
    bulk-kickoff https://ehr.example/fhir/Group/abc --type Patient,Condition --since 2024-01-01
-   bulk-kickoff "$BULK_FHIR_URL/Group/abc" --type-filter 'Observation?category=laboratory,vital-signs' | bulk-poll > manifest.ndjson
-   bulk-kickoff https://ehr.example/fhir/Patient --patient 123 --patient 456 --log log.ndjson -o status-url.txt
-   bulk-kickoff 'https://ehr.example/fhir/$export?_type=Patient&_elements=id' --param organizeOutputBy=Patient`
+   bulk-kickoff "$BULK_FHIR_URL/Group/abc" \
+       --type-filter 'Observation?category=laboratory,vital-signs' | bulk-poll > manifest.ndjson
+   bulk-kickoff https://ehr.example/fhir/Patient --patient 123 --patient 456 \
+       --log log.ndjson -o status-url.txt
+   bulk-kickoff 'https://ehr.example/fhir/$export?_type=Patient&_elements=id' \
+       --param organizeOutputBy=Patient`
 
 func newApp() *cli.App { return newAppWith(deps{}) }
 
@@ -57,6 +60,7 @@ func kickoffFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the status URL to `FILE` (atomically) instead of stdout"},
 		&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "resource `TYPE`s to export (repeatable; comma lists ok)"},
+		&cli.BoolFlag{Name: "allow-unknown-types", Usage: "send --type and --type-filter types that FHIR R4 and R5 do not define (custom types)"},
 		&cli.StringFlag{Name: "since", Usage: "only resources changed after `TIME` (a FHIR date or dateTime; sent as an instant)"},
 		&cli.StringFlag{Name: "until", Usage: "only resources changed before `TIME` (a FHIR date or dateTime; sent as an instant)"},
 		&cli.StringSliceFlag{Name: "elements", Usage: "only these `ELEMENTS` of each resource (repeatable; comma lists ok)"},
@@ -90,7 +94,8 @@ func run(c *cli.Context, d deps) error {
 		Elements: bulk.SplitList(c.StringSlice("elements")...), TypeFilters: nonEmpty(c.StringSlice("type-filter")),
 		Patients: nonEmpty(c.StringSlice("patient")), IncludeAssociatedData: bulk.SplitList(c.StringSlice("include-associated-data")...),
 		OutputFormat: c.String("output-format"), AllowPartialManifests: c.Bool("allow-partial-manifests"),
-		Lenient: c.Bool("lenient"), Post: c.Bool("post"), Wait: c.Duration("wait"), ReadTimeout: d.readTimeout}
+		Lenient: c.Bool("lenient"), Post: c.Bool("post"), Wait: c.Duration("wait"), ReadTimeout: d.readTimeout,
+		AllowUnknownTypes: c.Bool("allow-unknown-types")}
 	for _, name := range []string{"since", "until"} {
 		v := c.String(name)
 		if v == "" {
@@ -114,7 +119,9 @@ func run(c *cli.Context, d deps) error {
 		req.Params = append(req.Params, [2]string{strings.TrimSpace(name), value})
 	}
 	pk, err := req.Prepare()
-	if err != nil {
+	if _, ok := errors.AsType[*bulk.UnknownTypeError](err); ok {
+		return tool.UsageErrorf("%v (--allow-unknown-types sends it anyway)", err)
+	} else if err != nil {
 		return tool.UsageErrorf("%v", err)
 	}
 	for _, name := range []string{bulk.ParamSince, bulk.ParamUntil} {
@@ -137,7 +144,8 @@ func run(c *cli.Context, d deps) error {
 	defer out.Abort()
 
 	var tokenURL string
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep,
+	// FailFast: a server that never answered is a wrong URL, not an outage worth minutes of retries.
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep, FailFast: true,
 		OnTokenURL: func(u string) { tokenURL = u },
 		OnRetry: func(e fhirclient.RetryEvent) {
 			say("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
@@ -149,7 +157,7 @@ func run(c *cli.Context, d deps) error {
 	// Epic (Epic-Client-ID); an export works without it.
 	capa, merr := client.Metadata(ctx)
 	if merr != nil {
-		if ctx.Err() != nil {
+		if _, unreachable := errors.AsType[*fhirclient.UnreachableError](merr); unreachable || ctx.Err() != nil {
 			return merr
 		}
 		fmt.Fprintf(stderr, "bulk-kickoff: warning: %v (continuing without the server's CapabilityStatement)\n", merr)

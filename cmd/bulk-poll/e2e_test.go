@@ -468,7 +468,7 @@ func TestPollArguments(t *testing.T) {
 		{"", []string{"not a url"}, 2, `status URL "not a url": want an absolute http or https URL`},
 		{"bulk-kickoff: error\n", nil, 1, "on the first line of stdin"},
 		{"", []string{"http://127.0.0.1:1/status/x", "--max-wait", "0s"}, 2, "--max-wait"},
-		{"", []string{"--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{"", []string{"--bogus"}, 2, "unknown flag --bogus (see --help)"},
 		{"", []string{"http://127.0.0.1:1/status/x", "--header", "no colon"}, 2, "--header: want 'Name: value'"},
 	}
 	for _, tt := range tests {

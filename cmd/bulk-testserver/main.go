@@ -29,7 +29,8 @@ Groups of the generated data: all, cohort-a, cohort-b, empty.
 EXAMPLES
   bulk-testserver --patients 50 > server.url &
   until base=$(head -n 1 server.url) && [ -n "$base" ]; do sleep 0.1; done
-  curl -si -H 'Accept: application/fhir+json' -H 'Prefer: respond-async' "$base/Group/all/\$export"
+  curl -si -H 'Accept: application/fhir+json' -H 'Prefer: respond-async' \
+    "$base/Group/all/\$export"
   bulk-testserver --auth smart --client-id demo --public-key public.jwks --token-ttl 500ms
   bulk-testserver --polls 5 --retry-after 2s --fault 503:1@status --fault reset@file*3`
 

@@ -41,7 +41,7 @@ Examples:
    etl-load export/                         load into ./bulkpipe.duckdb
    etl-load --db site.duckdb enc/ cond/     load two folders, in that order
    etl-load --export-group g1 --export-timestamp 2024-05-01T00:00:00Z old-export/
-   etl-load --allow-incomplete export/      a download bulk-fetch could not finish: rows, no completion
+   etl-load --allow-incomplete export/      an unfinished download: its rows, no completion rows
    etl-load --replace-invalid-utf8 export/  load Latin-1 bytes and lone surrogates as U+FFFD
    etl-load --db site.duckdb --format parquet --out snapshot/
    etl-load --format ndjson --out cumulus-out/ export/
@@ -59,7 +59,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter), or has none of them because the server holds none"},
 			&cli.BoolFlag{Name: "allow-unknown-types", Usage: "load resource types that are neither FHIR R4/R5 types nor named by the folder's manifest (each becomes a table)"},
 			&cli.BoolFlag{Name: "replace-invalid-utf8", Usage: "load text that is not Unicode (invalid UTF-8, a lone \\ud800 escape) as U+FFFD, with a warning, instead of refusing the folder"},
-			&cli.IntFlag{Name: "max-line", Value: ndjson.DefaultMaxLine, Usage: "longest NDJSON line accepted, in `BYTES`"},
+			tool.MaxLineFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
 		}, tool.ServerFlags()),
@@ -162,7 +162,6 @@ func parseConfig(c *cli.Context) (*config, error) {
 		out:             c.Path("out"),
 		exclude:         splitList(c.StringSlice("exclude-resources")),
 		assume:          splitList(c.StringSlice("assume-complete")),
-		maxLine:         c.Int("max-line"),
 		allowIncomplete: c.Bool("allow-incomplete"),
 		replaceText:     c.Bool("replace-invalid-utf8"),
 		allowUnknown:    c.Bool("allow-unknown-types"),
@@ -189,8 +188,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.db == "" {
 		return nil, tool.UsageErrorf("--db must name a file")
 	}
-	if cfg.maxLine <= 0 {
-		return nil, tool.UsageErrorf("--max-line must be positive")
+	var err error
+	if cfg.maxLine, err = tool.MaxLine(c); err != nil {
+		return nil, err
 	}
 	for _, t := range append(append([]string{}, cfg.exclude...), cfg.assume...) {
 		if !store.ValidResourceType(t) {

@@ -50,8 +50,10 @@ the counts of inlined, already inlined, skipped and failed attachments end the r
 Examples:
    ndjson-inline --in-place export/
    ndjson-inline --fhir-url "$BULK_FHIR_URL" DocumentReference.000.ndjson > inlined.ndjson
-   bulk-fetch --dir export/ manifest.ndjson && ndjson-inline --in-place --log export/log.ndjson export/
-   ndjson-inline --in-place --mimetype text/plain,application/pdf --max-size 10MB --log export/log.ndjson export/`
+   bulk-fetch --dir export/ manifest.ndjson &&
+       ndjson-inline --in-place --log export/log.ndjson export/
+   ndjson-inline --in-place --mimetype text/plain,application/pdf --max-size 10MB \
+       --log export/log.ndjson export/`
 
 func newApp() *cli.App {
 	return &cli.App{

@@ -22,10 +22,10 @@ func newApp() *cli.App {
 		Usage:     "merge the slices of a sliced export into one de-duplicated export folder",
 		ArgsUsage: "SRC... --out DIR",
 		Description: `Each SRC is an export folder (with its log.ndjson), an NDJSON file, or - for stdin.
-Duplicates (same resourceType/id) collapse to the copy with the newest meta.lastUpdated; ties go to
-the slice with the later transactionTime, then to the later argument. A deleted/ entry removes the
-copies of earlier slices. The merged log takes the earliest slice's transactionTime and the Group
-all slices share. Output is sorted by resourceType, then id. See ndjson-merge(1).
+Duplicates (same resourceType/id) collapse to the copy with the newest meta.lastUpdated; ties go
+to the slice with the later transactionTime, then to the later argument. A deleted/ entry removes
+the copies of earlier slices. The merged log takes the earliest slice's transactionTime and the
+Group all slices share. Output is sorted by resourceType, then id. See ndjson-merge(1).
 
 Examples:
    ndjson-merge obs-lab obs-vitals obs-rest --out obs

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 )
 
 // Level is the scope of an export: the three kickoff endpoints of the IG.
@@ -40,12 +41,9 @@ type Target struct {
 // whose last path segment is "Patient", or whose last two are "Group" and an id, is taken for
 // that level: give the full $export URL to say otherwise.
 func ParseExportURL(raw string) (*Target, string, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
+	u, err := fhirclient.ParseHTTPURL(strings.TrimSpace(raw))
 	if err != nil {
-		return nil, "", fmt.Errorf("export URL: %w", err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, "", fmt.Errorf("export URL %q: want an absolute http or https URL", fhirclient.Redact(raw))
+		return nil, "", fmt.Errorf("export URL %w", err)
 	}
 	query := u.RawQuery
 	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
@@ -75,6 +73,45 @@ func ParseExportURL(raw string) (*Target, string, error) {
 	return t, query, nil
 }
 
+// UnknownTypeError is a resource type in _type or a _typeFilter that no FHIR version (R4, R4B,
+// R5) defines: most likely a typo, which a server would answer with an error (or, worse, an
+// empty export), so Prepare refuses it unless KickoffRequest.AllowUnknownTypes is set.
+type UnknownTypeError struct {
+	Param      string // _type or _typeFilter
+	Name       string // the type as given
+	Suggestion string // the type it most likely means, "" when none is close
+}
+
+func (e *UnknownTypeError) Error() string {
+	msg := fmt.Sprintf("%s %q: not a FHIR resource type", e.Param, e.Name)
+	if e.Suggestion != "" {
+		msg += "; did you mean " + e.Suggestion + "?"
+	}
+	return msg
+}
+
+// checkTypes finds the first unknown type in _type and in the type part of each _typeFilter.
+func checkTypes(ps params) error {
+	for _, p := range ps {
+		for _, v := range p.values {
+			var names []string
+			switch p.name {
+			case ParamType:
+				names = SplitList(v) // a --param value is a comma list
+			case ParamTypeFilter:
+				name, _, _ := strings.Cut(v, "?")
+				names = []string{name}
+			}
+			for _, name := range names {
+				if !resourcetype.Known(name) {
+					return &UnknownTypeError{Param: p.name, Name: name, Suggestion: resourcetype.Suggest(name)}
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // BaseURL returns the FHIR base of an export URL (as logged in a kickoff event's exportUrl).
 func BaseURL(exportURL string) (string, error) {
 	t, _, err := ParseExportURL(exportURL)
@@ -98,6 +135,7 @@ type KickoffRequest struct {
 	AllowPartialManifests bool
 	Lenient               bool        // Prefer: handling=lenient
 	Post                  bool        // POST a Parameters body instead of GET
+	AllowUnknownTypes     bool        // send _type and _typeFilter types no FHIR version defines (custom types)
 	Params                [][2]string // anything else (organizeOutputBy, vendor parameters), each one value
 
 	// Wait bounds the time spent retrying 429s (another export still running) and 503s with
@@ -221,6 +259,11 @@ func (r KickoffRequest) Prepare() (*PreparedKickoff, error) {
 		ps.set(name, value)
 	}
 	ps = slices.DeleteFunc(ps, func(p param) bool { return len(p.values) == 0 })
+	if !r.AllowUnknownTypes {
+		if err := checkTypes(ps); err != nil {
+			return nil, err
+		}
+	}
 	for i, p := range ps {
 		if p.name == ParamSince || p.name == ParamUntil {
 			for j, v := range p.values {

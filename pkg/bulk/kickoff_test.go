@@ -223,7 +223,7 @@ func TestKickoffResponses(t *testing.T) {
 			srv := httptest.NewServer(tt.handler)
 			defer srv.Close()
 			c := newClient(t, srv.URL+"/fhir")
-			res, err := Kickoff(t.Context(), c, KickoffRequest{URL: srv.URL + "/fhir/Group/g", Types: []string{"Foo"}})
+			res, err := Kickoff(t.Context(), c, KickoffRequest{URL: srv.URL + "/fhir/Group/g", Types: []string{"Foo"}, AllowUnknownTypes: true})
 			if tt.status == "" {
 				if err == nil {
 					t.Fatalf("Kickoff = %+v, want an error", res)
@@ -297,5 +297,37 @@ func TestKickoffMaybeSent(t *testing.T) {
 	}
 	if n := count.Load(); !strings.Contains(err.Error(), "an export may already exist on the server") || n != 1 {
 		t.Errorf("Kickoff after %d requests: %v", n, err)
+	}
+}
+
+// TestPrepareUnknownTypes: a misspelt type is refused before the server sees it, with the type
+// it most likely means; AllowUnknownTypes lets custom types through.
+func TestPrepareUnknownTypes(t *testing.T) {
+	tests := []struct {
+		req  KickoffRequest
+		want string
+	}{
+		{KickoffRequest{URL: "https://x/fhir", Types: []string{"Patient", "Patinet"}}, `_type "Patinet": not a FHIR resource type; did you mean Patient?`},
+		{KickoffRequest{URL: "https://x/fhir", Types: []string{"patient"}}, `_type "patient": not a FHIR resource type; did you mean Patient?`},
+		{KickoffRequest{URL: "https://x/fhir?_type=Observation,Zzzzzz"}, `_type "Zzzzzz": not a FHIR resource type`},
+		{KickoffRequest{URL: "https://x/fhir", Params: [][2]string{{"_type", "Patient,Conditon"}}}, `_type "Conditon": not a FHIR resource type; did you mean Condition?`},
+		{KickoffRequest{URL: "https://x/fhir", TypeFilters: []string{"Observaton?category=laboratory"}},
+			`_typeFilter "Observaton": not a FHIR resource type; did you mean Observation?`},
+		{KickoffRequest{URL: "https://x/fhir", Types: []string{"Patient", "Encounter"}, TypeFilters: []string{"Encounter?class=IMP,EMER"}}, ""},
+		{KickoffRequest{URL: "https://x/fhir", Types: []string{"ResearchStudy", "EncounterHistory"}}, ""}, // R4 and R5
+		{KickoffRequest{URL: "https://x/fhir", Types: []string{"MyCustomThing"}, AllowUnknownTypes: true}, ""},
+	}
+	for _, tt := range tests {
+		_, err := tt.req.Prepare()
+		got := ""
+		if err != nil {
+			got = err.Error()
+			if _, ok := errors.AsType[*UnknownTypeError](err); !ok {
+				t.Errorf("Prepare(%+v) = %T, want *UnknownTypeError", tt.req, err)
+			}
+		}
+		if got != tt.want {
+			t.Errorf("Prepare(%q, %q, %q) error = %q, want %q", tt.req.URL, tt.req.Types, tt.req.TypeFilters, got, tt.want)
+		}
 	}
 }

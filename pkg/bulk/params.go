@@ -54,9 +54,9 @@ var timeRE = regexp.MustCompile(`^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[Tt](\d{2}):(\
 
 // NormalizeTime turns a FHIR date or dateTime into the instant that _since and _until require
 // (DESIGN.md §2), in UTC, RFC 3339, keeping any fractional seconds. A partial date means its first
-// instant ("2024" is 2024-01-01T00:00:00Z), and a time without a zone is read as UTC, so the same
-// command means the same export on every machine; the caller echoes the result so the user sees
-// which instant was sent.
+// instant ("2024" is 2024-01-01T00:00:00Z), the same on every machine; the caller echoes the result
+// so the user sees which instant was sent. A time without a zone offset is refused, as FHIR
+// refuses it: reading it as UTC would silently shift the export by the user's own offset.
 func NormalizeTime(s string) (string, error) {
 	t, err := parseTime(strings.TrimSpace(s))
 	if err != nil {
@@ -83,6 +83,9 @@ func parseTime(s string) (time.Time, error) {
 	if f := m[7]; f != "" {
 		f = (f + "000000000")[:9] // precision beyond nanoseconds cannot be sent anyway
 		nsec, _ = strconv.Atoi(f)
+	}
+	if m[4] != "" && m[8] == "" {
+		return time.Time{}, fmt.Errorf("%q: a time needs a zone offset (Z or ±hh:mm, e.g. %sZ), which FHIR requires", s, s)
 	}
 	loc := time.UTC
 	if z := m[8]; z != "" && z != "Z" && z != "z" {

@@ -31,7 +31,7 @@ type StatusResponse struct {
 	URL        string // the URL that was polled
 	StatusCode int    // http.StatusOK or http.StatusAccepted
 	Header     http.Header
-	XProgress  string // the 202's X-Progress, "" when absent
+	XProgress  string // the 202's X-Progress, made Printable; "" when absent
 	// Manifest is the manifest page, compacted to one line with every value byte-for-byte as sent:
 	// a 200's body, or the partial manifest a 202 may carry with allowPartialManifests (STU3).
 	// nil for a 202 without one.
@@ -71,7 +71,7 @@ func status(ctx context.Context, c *fhirclient.Client, statusURL string, idle ti
 		return nil, fmt.Errorf("%s: %s: body larger than %d MiB", what, resp.Status, maxManifest>>20)
 	}
 	st := &StatusResponse{URL: statusURL, StatusCode: resp.StatusCode, Header: resp.Header,
-		XProgress: resp.Header.Get("X-Progress")}
+		XProgress: fhirclient.Printable(resp.Header.Get("X-Progress"))}
 	switch resp.StatusCode {
 	case http.StatusOK:
 		if err := CheckManifest(body); err != nil {
@@ -185,7 +185,8 @@ func Poll(ctx context.Context, c *fhirclient.Client, statusURL string, opts Poll
 	for {
 		st, err := status(ctx, c, cur, o.ReadTimeout)
 		if err != nil {
-			if h, ok := retryable(err); ok && transient < c.MaxAttempts() && ctx.Err() == nil {
+			if h, ok := retryable(err); ok && transient < c.MaxAttempts()-1 && ctx.Err() == nil {
+				// MaxAttempts-1: as many retries as --retries, after the first poll.
 				transient++
 				attempt++
 				if err := o.wait(ctx, start, Progress{URL: cur, Page: number, Attempt: attempt, Err: err,

@@ -227,8 +227,9 @@ func TestPollTransientAndErrors(t *testing.T) {
 	t.Run("transient forever", func(t *testing.T) {
 		srv, _, c, clock := pollServer(t, map[string][]answer{"/fhir/status/1": {{400, nil, transientOO}}})
 		_, progress, err := collect(t, c, srv.URL+"/fhir/status/1", PollOptions{Now: clock.Now, Sleep: clock.Sleep})
-		if err == nil || !strings.Contains(err.Error(), "database busy") || len(progress) != c.MaxAttempts() {
-			t.Errorf("Poll = %v after %d retries, want the transient error after %d", err, len(progress), c.MaxAttempts())
+		// MaxAttempts tries: the first poll and MaxAttempts-1 retries.
+		if err == nil || !strings.Contains(err.Error(), "database busy") || len(progress) != c.MaxAttempts()-1 {
+			t.Errorf("Poll = %v after %d retries, want the transient error after %d", err, len(progress), c.MaxAttempts()-1)
 		}
 	})
 	t.Run("4xx ends", func(t *testing.T) {

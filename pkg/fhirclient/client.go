@@ -42,6 +42,12 @@ type Options struct {
 	ClientID       string                                           // sent as Epic-Client-ID once Metadata() saw an Epic server
 	OnRetry        func(RetryEvent)                                 // progress callback (tools print it on stderr); nil = silent
 	OnWarn         func(msg string)                                 // a request went from https to plain http (once per origin); nil = silent
+	// FailFast makes a refused connection, an unreachable host or an unknown host name an
+	// *UnreachableError at once, without retries, as long as no server has answered this Client:
+	// a server never reached is most likely a wrong URL, not an outage. Once anything answered,
+	// the usual retries apply. For a tool's first contact with a server (bulk-kickoff); not for a
+	// status URL polled again days later, where a refused connection is an outage to wait out.
+	FailFast bool
 }
 
 // RetryEvent describes one retry, for progress lines on stderr (STYLE.md §9).
@@ -83,6 +89,8 @@ type Request struct {
 // Client talks to one FHIR server and whatever file and attachment origins its manifests name.
 // It is safe for concurrent use.
 type Client struct {
+	failFast    bool
+	answered    atomic.Bool // some response, of any status, has arrived (see Options.FailFast)
 	base        *url.URL
 	creds       Credentials
 	header      http.Header
@@ -134,6 +142,7 @@ func New(opts Options) (*Client, error) {
 		chosen:      map[string]bool{},
 		secure:      map[string]bool{},
 		warned:      map[string]bool{},
+		failFast:    opts.FailFast,
 	}
 	if opts.Version != "" {
 		c.userAgent += "/" + opts.Version
@@ -190,15 +199,11 @@ func parseBase(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, errors.New("no FHIR base URL")
 	}
-	u, err := url.Parse(raw)
+	u, err := ParseHTTPURL(raw)
 	if err != nil {
-		return nil, fmt.Errorf("FHIR base URL %s: %w", Redact(raw), urlErr(err))
+		return nil, fmt.Errorf("FHIR base URL %w", err)
 	}
 	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("FHIR base URL %s: want an http or https URL", Redact(raw))
-	case u.Host == "":
-		return nil, fmt.Errorf("FHIR base URL %s: no host", Redact(raw))
 	case u.User != nil:
 		return nil, fmt.Errorf("FHIR base URL %s: credentials in the URL are not supported (use a credentials file)", Redact(raw))
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
@@ -434,11 +439,19 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 				// Cut off once sent, by the network or by the user: say an export may exist.
 				return result{}, &maybeSentError{method: method, url: shown, err: inner}
 			}
+			if c.failFast && !c.answered.Load() && ctx.Err() == nil {
+				if ue := unreachable(x, u, err); ue != nil {
+					return result{}, ue
+				}
+			}
 			if ctx.Err() != nil || !retryableTransport(err) {
 				return result{}, fmt.Errorf("%s %s: %w", method, shown, inner)
 			}
 			reason, detail, lastErr = inner.Error(), inner.Error(), inner
 		} else {
+			// The reason phrase is server text that callers print: made Printable here, once.
+			resp.Status = statusLine(resp.StatusCode, resp.Status)
+			c.answered.Store(true)
 			last, trusted, credsSent := x.hop()
 			status := resp.StatusCode
 			done := result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header), attempts: tries}

@@ -18,9 +18,10 @@ func TestNewRejects(t *testing.T) {
 		wantErr string
 	}{
 		{"no base", Options{}, "no FHIR base URL"},
-		{"ftp", Options{FHIRBase: "ftp://x/fhir"}, "want an http or https URL"},
-		{"relative", Options{FHIRBase: "/fhir"}, "want an http or https URL"},
-		{"no host", Options{FHIRBase: "http:///fhir"}, "no host"},
+		{"ftp", Options{FHIRBase: "ftp://x/fhir"}, "want an absolute http or https URL"},
+		{"relative", Options{FHIRBase: "/fhir"}, "want an absolute http or https URL"},
+		{"no host", Options{FHIRBase: "http:///fhir"}, "want an absolute http or https URL"},
+		{"no scheme", Options{FHIRBase: "127.0.0.1:8080/fhir"}, `FHIR base URL "127.0.0.1:8080/fhir": want an absolute http or https URL (did you mean https://127.0.0.1:8080/fhir?)`},
 		{"password", Options{FHIRBase: "https://u:hunter2@x/fhir"}, "credentials in the URL"},
 		{"query", Options{FHIRBase: "https://x/fhir?a=b"}, "no query or fragment"},
 		{"fragment", Options{FHIRBase: "https://x/fhir#f"}, "no query or fragment"},

@@ -106,10 +106,10 @@ func newStatusError(method, shownURL string, resp *http.Response, secrets []stri
 }
 
 // statusLine normalizes a status to "503 Service Unavailable" whatever the server or the HTTP
-// version put in the reason phrase.
+// version put in the reason phrase, which is kept only made printable.
 func statusLine(code int, status string) string {
 	if status != "" && strings.HasPrefix(status, strconv.Itoa(code)+" ") && len(status) > 4 {
-		return status
+		return Printable(status)
 	}
 	if t := http.StatusText(code); t != "" {
 		return strconv.Itoa(code) + " " + t
@@ -124,7 +124,7 @@ func excerpt(h http.Header, body []byte) string {
 	if !(strings.HasPrefix(mt, "text/plain") || strings.Contains(mt, "json")) || !utf8.Valid(body) {
 		return ""
 	}
-	s := strings.Join(strings.Fields(string(body)), " ")
+	s := Printable(strings.Join(strings.Fields(string(body)), " "))
 	const limit = 200
 	if utf8.RuneCountInString(s) > limit {
 		s = strings.TrimRight(string([]rune(s)[:limit]), " ") + "…"
@@ -148,7 +148,7 @@ type OperationOutcome struct {
 	Issues []Issue
 }
 
-// Issue is one OperationOutcome.issue.
+// Issue is one OperationOutcome.issue. Its texts are the server's, made Printable.
 type Issue struct {
 	Severity, Code, Diagnostics, DetailsText string
 }
@@ -218,11 +218,12 @@ func ParseOperationOutcome(b []byte) (*OperationOutcome, bool) {
 		}
 		var details struct{ Text json.RawMessage }
 		_ = json.Unmarshal(f.Details, &details) // not an object: no details.text
+		// Escaped here, where the text enters the program, as every tool prints it.
 		o.Issues = append(o.Issues, Issue{
-			Severity:    jsonString(f.Severity),
-			Code:        jsonString(f.Code),
-			Diagnostics: jsonString(f.Diagnostics),
-			DetailsText: jsonString(details.Text),
+			Severity:    Printable(jsonString(f.Severity)),
+			Code:        Printable(jsonString(f.Code)),
+			Diagnostics: Printable(jsonString(f.Diagnostics)),
+			DetailsText: Printable(jsonString(details.Text)),
 		})
 	}
 	return o, true
@@ -251,8 +252,13 @@ var secretParams = map[string]bool{
 // Redact returns rawURL with the values of secret query parameters (presigned URLs:
 // X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token, sig, signature, token, access_token,
 // code, Signature, Key-Pair-Id, Policy, and a few more) and any userinfo password replaced by
-// "REDACTED", so URLs can appear in errors and progress lines. Other parts are kept as written.
+// "REDACTED", so URLs can appear in errors and progress lines. Other parts are kept as written,
+// made Printable: URLs come from servers (Content-Location, manifests, links).
 func Redact(rawURL string) string {
+	return Printable(redact(rawURL))
+}
+
+func redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return redactUnparsed(rawURL)
@@ -325,7 +331,11 @@ type giveUpError struct {
 }
 
 func (e *giveUpError) Error() string {
-	return fmt.Sprintf("%s %s: giving up after %d attempts%s: %s", e.method, e.url, e.attempts, e.note, e.detail)
+	tries := "1 attempt"
+	if e.attempts != 1 {
+		tries = strconv.Itoa(e.attempts) + " attempts"
+	}
+	return fmt.Sprintf("%s %s: giving up after %s%s: %s", e.method, e.url, tries, e.note, e.detail)
 }
 
 func (e *giveUpError) Unwrap() error { return e.err }
@@ -366,7 +376,8 @@ func (e *untrustedError) Unwrap() error { return e.StatusError }
 // only repeat the token requests, which smartauth already retries.
 type credentialsError struct{ err error }
 
-func (e *credentialsError) Error() string { return "getting credentials: " + e.err.Error() }
+// Error makes the cause Printable: it can quote a token endpoint's answer.
+func (e *credentialsError) Error() string { return "getting credentials: " + Printable(e.err.Error()) }
 func (e *credentialsError) Unwrap() error { return e.err }
 
 // redirectError is a redirect refused by the redirect policy; it is not retried.

@@ -11,9 +11,13 @@ import (
 // `bulk-poll URL --quiet` as often as `bulk-poll --quiet URL`. A flag that takes a value keeps the
 // next argument with it; "--" ends the flags; "-" is a positional argument (stdin). The result
 // puts "--" before the positionals so that one starting with a dash is never read as a flag.
-func Reorder(flags []cli.Flag, args []string) []string {
+//
+// A flag that takes a value but ends the command line is a usage error here: left to the parser,
+// it would take the "--" inserted above as its value (`bulk-fetch m.ndjson --dir` downloading
+// into a folder named "--"). So is an unknown flag, named as the user typed it.
+func Reorder(flags []cli.Flag, args []string) ([]string, error) {
 	if len(args) == 0 {
-		return args
+		return args, nil
 	}
 	takesValue := map[string]bool{"help": false, "h": false, "version": false, "v": false}
 	for _, f := range flags {
@@ -39,11 +43,16 @@ func Reorder(flags []cli.Flag, args []string) []string {
 		}
 		opts = append(opts, a)
 		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
-			continue
+		name, _, _ = strings.Cut(name, "=")
+		tv, known := takesValue[name]
+		if !known {
+			// Said here, with the dashes as typed: the parser would say "-typo-flag".
+			return nil, UsageErrorf("unknown flag %s (see --help)", strings.SplitN(a, "=", 2)[0])
 		}
-		// An unknown flag is passed on alone, so the parser reports it by name.
-		if takesValue[name] && i+1 < len(rest) {
+		if tv && !strings.Contains(a, "=") {
+			if i+1 == len(rest) {
+				return nil, UsageErrorf("flag needs an argument: %s", a)
+			}
 			i++
 			opts = append(opts, rest[i])
 		}
@@ -53,5 +62,5 @@ func Reorder(flags []cli.Flag, args []string) []string {
 		out = append(out, "--")
 		out = append(out, pos...)
 	}
-	return out
+	return out, nil
 }

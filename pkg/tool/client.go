@@ -48,6 +48,9 @@ type ClientConfig struct {
 	TokenURL string
 	// OnTokenURL is told the SMART token endpoint once it is known (bulk-kickoff records it).
 	OnTokenURL func(string)
+	// FailFast ends at once on a server never reached (fhirclient.Options.FailFast): for a
+	// tool's first contact with a server, not for a status URL that may be in an outage.
+	FailFast bool
 }
 
 // NewClientWith is NewClient with the tool's own settings.
@@ -56,7 +59,12 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 	if base == "" {
 		base = c.String("fhir-url")
 	}
-	header, err := parseHeaders(c.StringSlice("header"), os.Getenv("BULK_HEADERS"))
+	// One variable for extra headers: BULK_HEADER (several lines allowed). The old second one is
+	// refused rather than ignored, since a header it held would silently go missing.
+	if os.Getenv("BULK_HEADERS") != "" {
+		return nil, UsageErrorf("BULK_HEADERS is no longer read: put its lines in BULK_HEADER")
+	}
+	header, err := parseHeaders(c.StringSlice("header"), "")
 	if err != nil {
 		return nil, err
 	}
@@ -64,16 +72,21 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 	if clientBase == "" {
 		clientBase = cfg.Origin
 	}
+	attempts, err := maxAttempts(c)
+	if err != nil {
+		return nil, err
+	}
 	opts := fhirclient.Options{
 		FHIRBase:       clientBase,
 		Header:         header,
 		TrustedOrigins: c.StringSlice("token-origin"),
-		MaxAttempts:    c.Int("retries"),
+		MaxAttempts:    attempts,
 		MaxWait:        cfg.MaxWait,
 		Now:            cfg.Now,
 		Sleep:          cfg.Sleep,
 		Version:        Version(),
 		OnRetry:        cfg.OnRetry,
+		FailFast:       cfg.FailFast,
 	}
 	// A scheme downgrade is a warning: it shows even with --quiet.
 	stderr, name := c.App.ErrWriter, c.App.Name
@@ -156,6 +169,11 @@ func credentials(c *cli.Context, base, recordTokenURL string, types []string) (f
 			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", c.App.Name, w)
 		}
 		tokenURL := c.String("token-url")
+		if tokenURL != "" {
+			if _, err := fhirclient.ParseHTTPURL(tokenURL); err != nil {
+				return nil, "", UsageErrorf("--token-url %v", err)
+			}
+		}
 		if tokenURL == "" {
 			tokenURL = recordTokenURL
 		}
@@ -265,8 +283,8 @@ func (l *lazySMART) Reauthorize(ctx context.Context) error {
 	return scopeHint(s.Reauthorize(ctx))
 }
 
-// parseHeaders reads --header values ("Name: value", or @FILE holding such lines) and the
-// newline-separated BULK_HEADERS variable. Values are secrets as often as not (API keys), so
+// parseHeaders reads --header values ("Name: value", or @FILE holding such lines; BULK_HEADER
+// may hold several lines) and the newline-separated lines of env. Values are secrets as often as not (API keys), so
 // errors name the header, never its value.
 func parseHeaders(flags []string, env string) (http.Header, error) {
 	h := http.Header{}
@@ -283,7 +301,7 @@ func parseHeaders(flags []string, env string) (http.Header, error) {
 			}
 			continue
 		}
-		lines = append(lines, f)
+		lines = append(lines, strings.Split(f, "\n")...)
 	}
 	lines = append(lines, strings.Split(env, "\n")...)
 	for _, l := range lines {

@@ -14,6 +14,7 @@ import (
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/urfave/cli/v2"
 )
 
@@ -72,10 +73,17 @@ func Run(ctx context.Context, app *cli.App, args []string, stdin io.Reader, stdo
 	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
 	app.DisableSliceFlagSeparator = true
 	app.HideHelpCommand = true
-	if app.Version == "" {
-		app.Version = Version()
+	if app.CustomAppHelpTemplate == "" {
+		app.CustomAppHelpTemplate = helpTemplate
+		app.ExtraInfo = func() map[string]string { return map[string]string{"options": helpOptions(app)} }
 	}
-	err := app.RunContext(ctx, Reorder(app.Flags, args))
+	if app.Version == "" {
+		app.Version = VersionLine()
+	}
+	args, err := Reorder(app.Flags, args)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
 	if ferr := out.Flush(); err == nil && ferr != nil {
 		err = fmt.Errorf("write stdout: %w", ferr)
 	}
@@ -96,7 +104,8 @@ func Run(ctx context.Context, app *cli.App, args []string, stdin io.Reader, stdo
 	return ExitFailure
 }
 
-// oneLine keeps the diagnostic to one line, as scripts grep for "tool: message".
+// oneLine keeps the diagnostic to one line, as scripts grep for "tool: message", and Printable:
+// server text is escaped where it is captured, and this catches what any other path let through.
 func oneLine(err error) string {
 	b := []byte(err.Error())
 	for i, c := range b {
@@ -104,5 +113,5 @@ func oneLine(err error) string {
 			b[i] = ' '
 		}
 	}
-	return string(b)
+	return fhirclient.Printable(string(b))
 }

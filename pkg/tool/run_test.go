@@ -35,13 +35,35 @@ func TestReorder(t *testing.T) {
 		{[]string{"t", "-", "--quiet"}, []string{"t", "--quiet", "--", "-"}},
 		{[]string{"t", "--", "--quiet", "-o"}, []string{"t", "--", "--quiet", "-o"}},
 		{[]string{"t", "A", "--type-filter", "a?b=c,d", "B"}, []string{"t", "--type-filter", "a?b=c,d", "--", "A", "B"}},
-		{[]string{"t", "--bogus", "A"}, []string{"t", "--bogus", "--", "A"}},
 		{[]string{"t", "A", "--help"}, []string{"t", "--help", "--", "A"}},
-		{[]string{"t", "--output"}, []string{"t", "--output"}},
+		{[]string{"t", "--quiet"}, []string{"t", "--quiet"}},
 	}
 	for _, tt := range tests {
-		if got := Reorder(testFlags(), tt.in); !cmp.Equal(got, tt.want) {
-			t.Errorf("Reorder(%q) = %q, want %q", tt.in, got, tt.want)
+		if got, err := Reorder(testFlags(), tt.in); err != nil || !cmp.Equal(got, tt.want) {
+			t.Errorf("Reorder(%q) = %q, %v, want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// TestReorderMissingValue: a value flag at the very end would otherwise take the "--" that
+// reordering inserts before the positionals as its value.
+func TestReorderErrors(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"t", "--output"}, "flag needs an argument: --output"},
+		{[]string{"t", "URL", "--output"}, "flag needs an argument: --output"},
+		{[]string{"t", "URL", "-o"}, "flag needs an argument: -o"},
+		{[]string{"t", "A", "--quiet", "B", "--parallel"}, "flag needs an argument: --parallel"},
+		{[]string{"t", "--bogus", "A"}, "unknown flag --bogus (see --help)"},
+		{[]string{"t", "A", "-bogus=1"}, "unknown flag -bogus (see --help)"},
+		{[]string{"t", "A", "--output=x", "--typo-flag"}, "unknown flag --typo-flag (see --help)"},
+	}
+	for _, tt := range tests {
+		got, err := Reorder(testFlags(), tt.in)
+		if err == nil || err.Error() != tt.want || !IsUsageError(err) {
+			t.Errorf("Reorder(%q) = %q, %v, want usage error %q", tt.in, got, err, tt.want)
 		}
 	}
 }
@@ -66,8 +88,12 @@ func TestRunExitCodes(t *testing.T) {
 		{"ok", func(c *cli.Context) error { fmt.Fprint(c.App.Writer, c.Args().First()); return nil }, []string{"x"}, 0, "x", "^$"},
 		{"failure", func(*cli.Context) error { return errors.New("GET u: 500 boom") }, nil, 1, "", "^t: GET u: 500 boom\n$"},
 		{"usage", func(*cli.Context) error { return UsageErrorf("--since: bad date") }, nil, 2, "", "^t: --since: bad date\n$"},
-		{"unknown flag", func(*cli.Context) error { return nil }, []string{"--bogus"}, 2, "", "^t: flag provided but not defined: -bogus\n$"},
+		{"unknown flag", func(*cli.Context) error { return nil }, []string{"--bogus"}, 2, "", "^t: unknown flag --bogus \\(see --help\\)\n$"},
 		{"missing value", func(*cli.Context) error { return nil }, []string{"--parallel", "x"}, 2, "", "^t: invalid value"},
+		{"value forgotten at the end", func(c *cli.Context) error {
+			fmt.Fprintf(c.App.Writer, "output=%q", c.String("output"))
+			return nil
+		}, []string{"URL", "--output"}, 2, "", "^t: flag needs an argument: --output\n$"},
 		{"multi-line error", func(*cli.Context) error { return errors.New("a\nb") }, nil, 1, "", "^t: a b\n$"},
 		{"flags after args", func(c *cli.Context) error {
 			fmt.Fprintf(c.App.Writer, "%s %s %v", c.Args().First(), c.String("output"), c.Bool("quiet"))

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
+)
+
+// hostile is what a malicious or broken server could put in its text: retitle the terminal
+// window, ring the bell, clear the screen.
+const hostile = "\x1b]0;pwned\x07\x1b[2J"
+
+// TestFetchHostileServerText: terminal control sequences in the OperationOutcomes of error/
+// and in a failed download's reason phrase and body reach stderr escaped.
+func TestFetchHostileServerText(t *testing.T) {
+	diag, _ := json.Marshal(hostile)
+	outcome := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":` + string(diag) + `}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/files/error.ndjson":
+			w.Header().Set("Content-Type", "application/fhir+ndjson")
+			fmt.Fprintln(w, outcome)
+		case "/files/patient.ndjson":
+			conn, bw, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			fmt.Fprintf(bw, "HTTP/1.1 403 No\x1b[2JWay\r\nContent-Type: application/fhir+json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+				len(outcome), outcome)
+			bw.Flush()
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	manifest := func(output, errs string) string {
+		return fmt.Sprintf(`{"transactionTime":"2024-01-01T00:00:00Z","request":"%s/fhir/$export","requiresAccessToken":false,`+
+			`"output":[%s],"error":[%s]}`+"\n", srv.URL, output, errs)
+	}
+	tests := []struct {
+		name, manifest, want string
+	}{
+		{"error file", manifest("", `{"type":"OperationOutcome","url":"`+srv.URL+`/files/error.ndjson"}`), `error: \x1b]0;pwned\a\x1b[2J`},
+		{"failed download", manifest(`{"type":"Patient","url":"`+srv.URL+`/files/patient.ndjson"}`, ""), `403 No\x1b[2JWay: \x1b]0;pwned\a\x1b[2J`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			dir := filepath.Join(t.TempDir(), "out")
+			code := tool.Run(t.Context(), newApp(), []string{"bulk-fetch", "--dir", dir, "--fhir-url", srv.URL + "/fhir", "--retries", "1"},
+				strings.NewReader(tt.manifest), &out, &errb)
+			stderr := errb.String()
+			if code != 1 {
+				t.Errorf("exit %d, want 1 (stderr %q)", code, stderr)
+			}
+			if strings.ContainsAny(stderr, "\x1b\x07") {
+				t.Errorf("stderr has control characters: %q", stderr)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr, tt.want)
+			}
+		})
+	}
+}

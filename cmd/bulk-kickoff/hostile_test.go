@@ -1,0 +1,71 @@
+package main
+
+import (
+	"net"
+
+	"encoding/json"
+	"fmt"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// hostile is what a malicious or broken server could put in its text: retitle the terminal
+// window, ring the bell, clear the screen.
+const hostile = "\x1b]0;pwned\x07\x1b[2J"
+
+// TestKickoffHostileServerText: terminal control sequences in a reason phrase and in an
+// OperationOutcome reach stderr escaped.
+func TestKickoffHostileServerText(t *testing.T) {
+	diag, _ := json.Marshal(hostile)
+	outcome := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":` + string(diag) + `}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/metadata") {
+			http.NotFound(w, r)
+			return
+		}
+		// A raw response, as net/http would not send a reason phrase of our choosing.
+		conn, bw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(bw, "HTTP/1.1 400 Bad\x1b[2JRequest\r\nContent-Type: application/fhir+json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+			len(outcome), outcome)
+		bw.Flush()
+	}))
+	defer srv.Close()
+	code, stdout, stderr := runKickoff(t, deps{}, "", srv.URL+"/fhir/Group/g", "--type", "Patient")
+	if code != 1 || stdout != "" {
+		t.Errorf("exit %d, stdout %q, want 1 and nothing", code, stdout)
+	}
+	if strings.ContainsAny(stderr, "\x1b\x07") {
+		t.Errorf("stderr has control characters: %q", stderr)
+	}
+	if want := `400 Bad\x1b[2JRequest: \x1b]0;pwned\a\x1b[2J`; !strings.Contains(stderr, want) {
+		t.Errorf("stderr = %q, want it to contain %q", stderr, want)
+	}
+}
+
+// TestKickoffWrongPort: a server that never answers (a wrong port) fails at once, in one line,
+// instead of minutes of retries of /metadata and then of $export.
+func TestKickoffWrongPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	clk := fhirtest.NewClock()
+	code, stdout, stderr := runKickoff(t, clockDeps(clk), "", "http://"+addr+"/fhir/Group/all", "--type", "Patient")
+	want := "bulk-kickoff: cannot connect to " + addr + ": connection refused — is the URL right?\n"
+	if code != 1 || stdout != "" || stderr != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and stderr %q", code, stdout, stderr, want)
+	}
+	if n := len(clk.Slept()); n != 0 {
+		t.Errorf("%d waits before failing, want none", n)
+	}
+}

@@ -1,0 +1,11 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
+)
+
+func TestHelp(t *testing.T) {
+	tooltest.CheckHelp(t, newApp())
+}
