@@ -63,7 +63,9 @@ func (s *server) Medication(ctx context.Context, ref string) ([]byte, string, er
 	if err != nil {
 		return nil, "", err
 	}
-	resp, err := s.client.Do(ctx, &fhirclient.Request{URL: u.String(), Route: fhirclient.RouteOther,
+	// Guard: the reference comes from the data and may be absolute; like an attachment URL it
+	// must not reach a link-local address or a cloud metadata endpoint.
+	resp, err := s.client.Do(ctx, &fhirclient.Request{URL: u.String(), Route: fhirclient.RouteOther, Guard: true,
 		Header: http.Header{"Accept": {"application/fhir+json"}}})
 	if err != nil {
 		return nil, "", err
