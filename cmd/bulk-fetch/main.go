@@ -283,8 +283,10 @@ func fhirBase(c *cli.Context, first *fetch.Page, rec *bulk.Record, statusURL str
 	if len(c.StringSlice("header")) > 0 || hasCredentials(c) {
 		return "", "", tool.UsageErrorf("the manifest names no FHIR server and no status URL: give --fhir-url or --status-url, so credentials go only there")
 	}
-	// Nothing to send anywhere: any origin will do as the (never used) base.
-	for _, items := range [][]exportdir.Item{first.Manifest.Output, first.Manifest.Deleted, first.Manifest.Error} {
+	// No credentials and no headers: nothing secret can go anywhere, so any origin will do as the
+	// (never trusted) base, the manifest's request too, which an export with no files names alone.
+	for _, items := range [][]exportdir.Item{first.Manifest.Output, first.Manifest.Deleted, first.Manifest.Error,
+		{{URL: first.Manifest.Request}}} {
 		for _, it := range items {
 			if u, err := url.Parse(it.URL); err == nil && u.IsAbs() {
 				return u.Scheme + "://" + u.Host, "", nil

@@ -58,7 +58,7 @@ func TestExportAndLoadRerunE2E(t *testing.T) {
 
 	// A failing status URL: bulk-poll is the step named, and the rerun resumes that export.
 	addFaults(t, srv, "500@status")
-	r = sh(t, work, []string{"BULK_RETRIES=1"}, cmd+" --new-export")
+	r = sh(t, work, []string{"BULK_RETRIES=0"}, cmd+" --new-export")
 	if r.Code != 1 || !strings.Contains(r.Stderr, "export-and-load.sh: bulk-poll failed (exit 1)") ||
 		strings.Contains(r.Stderr, "bulk-fetch failed") || !strings.Contains(r.Stderr, "to resume:") {
 		t.Errorf("failing poll: exit %d, want 1 naming bulk-poll, not bulk-fetch, and how to resume\n%s", r.Code, r.Stderr)

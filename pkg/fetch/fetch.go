@@ -344,7 +344,7 @@ func (e *engine) addPage(p *Page, first bool) ([]*file, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(e.o.Dir, "manifest.json"), append(merged, '\n'), 0o644); err != nil {
+	if err := writeIfChanged(filepath.Join(e.o.Dir, "manifest.json"), append(merged, '\n')); err != nil {
 		return nil, err
 	}
 	e.next = m.Next
@@ -688,4 +688,16 @@ func (e *engine) finish(ctx context.Context) (*Result, error) {
 	}
 	removePartsDir(e.o.Dir)
 	return res, nil
+}
+
+// writeIfChanged replaces path atomically unless it already holds data: a rerun on a finished
+// folder then writes nothing but its log, so a folder another run only reads stays as it was.
+// Only a regular file of the same size is read: a link (to /dev/zero, say) is replaced unread.
+func writeIfChanged(path string, data []byte) error {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+			return nil
+		}
+	}
+	return atomicfile.WriteFile(path, data, 0o644)
 }
