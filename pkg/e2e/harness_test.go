@@ -40,10 +40,18 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	// bulk-kickoff's export records go to a folder of the run's, never the user's cache.
-	os.Setenv("BULK_CACHE_DIR", filepath.Join(dir, "cache"))
+	// bulk-kickoff's export records go to a folder of the run's, never the user's cache; not
+	// inside binDir, whose entries the chmod-000 test links for another user one by one.
+	cache, err := os.MkdirTemp("", "bulkpipe-e2e-cache-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	os.Setenv("BULK_CACHE_DIR", cache)
 	code := m.Run()
 	os.RemoveAll(dir)
+	os.RemoveAll(cache)
 	os.Exit(code)
 }
 
