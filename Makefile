@@ -11,7 +11,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/...
 
 # The one test command (README, CI): unit, CLI (testscript) and end-to-end tests, race detector on.
 # First the prerequisites (what is missing is named with the apt-get command that installs it),
