@@ -15,6 +15,7 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 //	authseen ORIGIN                                     print how many requests to ORIGIN (main,
 //	                                                    files) carried an Authorization header
 func TestScript(t *testing.T) {
-	p := fhirtest.ScriptParams("testdata/script", *update)
+	p := fhirscript.ScriptParams("testdata/script", *update)
 	p.Cmds["manifest"] = manifestCmd
 	p.Cmds["fault"] = faultCmd
 	p.Cmds["requests"] = requestsCmd
@@ -42,7 +43,7 @@ func TestScript(t *testing.T) {
 }
 
 func server(ts *testscript.TestScript) *fhirtest.Server {
-	srv, ok := ts.Value(fhirtest.ServerKey{}).(*fhirtest.Server)
+	srv, ok := ts.Value(fhirscript.ServerKey{}).(*fhirtest.Server)
 	if !ok {
 		ts.Fatalf("no server: the script needs a .fhirserver/ folder")
 	}

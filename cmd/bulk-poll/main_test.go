@@ -11,7 +11,7 @@ import (
 
 	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
-	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestScript(t *testing.T) {
-	p := fhirtest.ScriptParams("testdata/script", *update)
+	p := fhirscript.ScriptParams("testdata/script", *update)
 	p.Cmds["kickoff"] = kickoffCmd
 	testscript.Run(t, p)
 }
