@@ -118,8 +118,8 @@ func TestScannerReadError(t *testing.T) {
 	}
 	// Scan keeps returning false after an error.
 	s := NewScanner(iotest.ErrReader(boom), 0)
-	if s.Scan() || s.Scan() {
-		t.Errorf("Scan() after error = true, want false")
+	if first, second := s.Scan(), s.Scan(); first || second {
+		t.Errorf("Scan(), Scan() on a failing reader = %v, %v, want false, false", first, second)
 	}
 }
 
