@@ -70,7 +70,9 @@ func manifestCmd(ts *testscript.TestScript, neg bool, args []string) {
 	if *types != "" {
 		req.Types = strings.Split(*types, ",")
 	}
-	res, err := bulk.Kickoff(ctx, c, req)
+	pk, err := req.Prepare()
+	ts.Check(err)
+	res, err := pk.Send(ctx, c)
 	ts.Check(err)
 	var out bytes.Buffer
 	ts.Check(bulk.Poll(ctx, c, res.StatusURL, bulk.PollOptions{}, func(p bulk.Page) error {

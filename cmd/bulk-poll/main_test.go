@@ -50,7 +50,9 @@ func kickoffCmd(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c, err := fhirclient.New(fhirclient.Options{FHIRBase: args[0]})
 	ts.Check(err)
-	res, err := bulk.Kickoff(context.Background(), c, req)
+	pk, err := req.Prepare()
+	ts.Check(err)
+	res, err := pk.Send(context.Background(), c)
 	ts.Check(err)
 	ts.Setenv("STATUS_URL", res.StatusURL)
 	if file != "" {

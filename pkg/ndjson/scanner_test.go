@@ -157,8 +157,8 @@ func TestWriter(t *testing.T) {
 	if got, want := buf.String(), "{\"a\":1}\n{}\n[]\n"; got != want {
 		t.Errorf("written = %q, want %q", got, want)
 	}
-	if got := w.Count(); got != 3 {
-		t.Errorf("Count() = %d, want 3", got)
+	if got := w.count; got != 3 {
+		t.Errorf("records counted = %d, want 3", got)
 	}
 }
 
