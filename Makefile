@@ -4,7 +4,7 @@ PREFIX  ?= /usr/local
 BIN     := bin
 TOOLS   := bulk-kickoff bulk-poll bulk-fetch ndjson-inline ndjson-merge etl-load bulk-testserver
 
-.PHONY: all build test test-short lint man install demo e2e bench chaos fuzz clean
+.PHONY: all build test test-short lint cyclo man install demo e2e bench chaos fuzz clean
 .DELETE_ON_ERROR:
 
 all: build
@@ -16,22 +16,33 @@ build:
 # The one test command (README, CI): unit, CLI (testscript) and end-to-end tests, race detector on.
 # First the prerequisites (what is missing is named with the apt-get command that installs it),
 # so no test is skipped for a missing tool unnoticed; then go test's usual output, with the
-# skipped tests and their reasons listed last. The exit status is go test's.
+# skipped tests and their reasons listed last. The exit status is go test's. -tags failpoint
+# compiles in the BULKPIPE_CRASH failpoints (kill -9 at a named step), which release builds lack.
 test:
 	@GO=$(GO) sh scripts/check-prereqs.sh
 	@mkdir -p $(BIN)
 	@$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
-	$(BIN)/testsummary $(GO) test -json -race -timeout 15m ./...
+	$(BIN)/testsummary $(GO) test -json -race -tags failpoint -timeout 15m ./...
 
 test-short:
-	$(GO) test -short ./...
+	$(GO) test -short -tags failpoint ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags failpoint ./pkg/failpoint
 	shellcheck $$(git ls-files 'scripts/*.sh') .ci/run
-	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed; skipped"; fi
+	@if command -v staticcheck >/dev/null; then staticcheck -tags failpoint ./...; else echo "staticcheck not installed (.ci/run installs the pinned version); skipped"; fi
 	$(MAKE) man
+
+# Functions outside tests above cyclomatic complexity 25 (issue 13's limit), with gocyclo pinned.
+# A report only, not yet a gate: the tree does not pass it, so CI does not run it.
+GOCYCLO := github.com/fzipp/gocyclo/cmd/gocyclo@v0.6.0
+cyclo:
+	@mkdir -p $(BIN)
+	@GOBIN=$(CURDIR)/$(BIN) $(GO) install $(GOCYCLO)
+	@# gocyclo exits 1 when it lists a function: that is the report, not a failure.
+	@$(BIN)/gocyclo -over 25 $$(git ls-files '*.go' | grep -v '_test\.go$$'); [ $$? -le 1 ]
 
 # Man pages are hand-written man(7); groff lints them (warnings are errors).
 man:

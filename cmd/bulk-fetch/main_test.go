@@ -15,6 +15,7 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 //	authseen ORIGIN                                     print how many requests to ORIGIN (main,
 //	                                                    files) carried an Authorization header
 func TestScript(t *testing.T) {
-	p := fhirtest.ScriptParams("testdata/script", *update)
+	p := fhirscript.ScriptParams("testdata/script", *update)
 	p.Cmds["manifest"] = manifestCmd
 	p.Cmds["fault"] = faultCmd
 	p.Cmds["requests"] = requestsCmd
@@ -42,7 +43,7 @@ func TestScript(t *testing.T) {
 }
 
 func server(ts *testscript.TestScript) *fhirtest.Server {
-	srv, ok := ts.Value(fhirtest.ServerKey{}).(*fhirtest.Server)
+	srv, ok := ts.Value(fhirscript.ServerKey{}).(*fhirtest.Server)
 	if !ok {
 		ts.Fatalf("no server: the script needs a .fhirserver/ folder")
 	}
@@ -69,7 +70,9 @@ func manifestCmd(ts *testscript.TestScript, neg bool, args []string) {
 	if *types != "" {
 		req.Types = strings.Split(*types, ",")
 	}
-	res, err := bulk.Kickoff(ctx, c, req)
+	pk, err := req.Prepare()
+	ts.Check(err)
+	res, err := pk.Send(ctx, c)
 	ts.Check(err)
 	var out bytes.Buffer
 	ts.Check(bulk.Poll(ctx, c, res.StatusURL, bulk.PollOptions{}, func(p bulk.Page) error {

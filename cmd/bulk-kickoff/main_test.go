@@ -6,7 +6,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestScript(t *testing.T) {
-	testscript.Run(t, fhirtest.ScriptParams("testdata/script", *update))
+	testscript.Run(t, fhirscript.ScriptParams("testdata/script", *update))
 }
 
 func TestManPage(t *testing.T) {

@@ -45,7 +45,11 @@ func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
 // kickoff starts an export with the library (bulk-kickoff is another binary).
 func kickoff(t *testing.T, c *fhirclient.Client, req bulk.KickoffRequest) string {
 	t.Helper()
-	res, err := bulk.Kickoff(t.Context(), c, req)
+	pk, err := req.Prepare()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pk.Send(t.Context(), c)
 	if err != nil {
 		t.Fatal(err)
 	}

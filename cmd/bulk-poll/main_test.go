@@ -11,7 +11,7 @@ import (
 
 	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
-	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestScript(t *testing.T) {
-	p := fhirtest.ScriptParams("testdata/script", *update)
+	p := fhirscript.ScriptParams("testdata/script", *update)
 	p.Cmds["kickoff"] = kickoffCmd
 	testscript.Run(t, p)
 }
@@ -50,7 +50,9 @@ func kickoffCmd(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c, err := fhirclient.New(fhirclient.Options{FHIRBase: args[0]})
 	ts.Check(err)
-	res, err := bulk.Kickoff(context.Background(), c, req)
+	pk, err := req.Prepare()
+	ts.Check(err)
+	res, err := pk.Send(context.Background(), c)
 	ts.Check(err)
 	ts.Setenv("STATUS_URL", res.StatusURL)
 	if file != "" {

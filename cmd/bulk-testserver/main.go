@@ -7,7 +7,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
 
 	"github.com/urfave/cli/v2"
 
@@ -57,31 +56,24 @@ func newApp() *cli.App {
 	}
 }
 
-// run hands the flags to fhirtest.ParseFlags (the parser the test harness uses too), starts the
-// server, prints its base URL and serves until the context ends.
-func run(c *cli.Context) error {
+// options reads the flags urfave/cli parsed through fhirtest.OptionsFrom, where the test
+// harness's parser of .fhirserver/flags ends too: argv is parsed once.
+func options(c *cli.Context) (fhirtest.Options, error) {
 	if c.NArg() > 0 {
-		return tool.UsageErrorf("unexpected argument %q (the server takes only flags)", c.Args().First())
+		return fhirtest.Options{}, tool.UsageErrorf("unexpected argument %q (the server takes only flags)", c.Args().First())
 	}
-	var args []string
-	for _, f := range fhirtest.Flags() {
-		if !c.IsSet(f.Name) {
-			continue
-		}
-		switch {
-		case f.Bool:
-			args = append(args, "--"+f.Name+"="+strconv.FormatBool(c.Bool(f.Name)))
-		case f.Repeatable:
-			for _, v := range c.StringSlice(f.Name) {
-				args = append(args, "--"+f.Name+"="+v)
-			}
-		default:
-			args = append(args, "--"+f.Name+"="+c.String(f.Name))
-		}
-	}
-	opts, err := fhirtest.ParseFlags(args, "")
+	opts, err := fhirtest.OptionsFrom(c, "")
 	if err != nil {
-		return tool.UsageErrorf("%v", err)
+		return fhirtest.Options{}, tool.UsageErrorf("%v", err)
+	}
+	return opts, nil
+}
+
+// run starts the server, prints its base URL and serves until the context ends.
+func run(c *cli.Context) error {
+	opts, err := options(c)
+	if err != nil {
+		return err
 	}
 	srv, err := fhirtest.NewServer(opts)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
 	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 //	gz FILE                  gzip FILE into FILE.gz and remove FILE
 //	chop FILE                remove FILE's final newline (txtar cannot express its absence)
 func TestScript(t *testing.T) {
-	p := fhirtest.ScriptParams("testdata/script", *update) // .fhirserver/ starts a test server
+	p := fhirscript.ScriptParams("testdata/script", *update) // .fhirserver/ starts a test server
 	for name, cmd := range map[string]func(*testscript.TestScript, bool, []string){
 		"exits": exits, "dbq": dbq, "dbdump": dbdump, "gz": gz, "chop": chop} {
 		p.Cmds[name] = cmd

@@ -32,7 +32,7 @@ func newClients(c *cli.Context, cfg *config) *clients {
 	return &clients{c: c, types: types, m: map[string]*fhirclient.Client{}}
 }
 
-// get returns the client for base ("" is --fhir-url, whose absence tool.NewClient reports as
+// get returns the client for base ("" is --fhir-url, whose absence tool.NewClientWith reports as
 // the usage error naming --fhir-url and BULK_FHIR_URL).
 func (cs *clients) get(base string) (*fhirclient.Client, error) {
 	if cl, ok := cs.m[base]; ok {

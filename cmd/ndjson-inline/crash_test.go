@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/failpoint"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/synth"
 )
@@ -105,6 +106,9 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 // or the new one), and a rerun ends exactly as one clean run does, state.json included
 // (DESIGN.md §8).
 func TestCrashInPlace(t *testing.T) {
+	if !failpoint.Enabled {
+		t.Skip("failpoints need go test -tags failpoint (make test)")
+	}
 	ds := synth.Generate(synth.Options{Patients: 3, Seed: 11})
 	srv, err := fhirtest.NewServer(fhirtest.Options{Data: ds})
 	if err != nil {

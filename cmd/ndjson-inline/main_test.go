@@ -9,7 +9,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 
 // TestScript runs the CLI contract of testdata/script/*.txtar (STYLE.md convention 13).
 func TestScript(t *testing.T) {
-	p := fhirtest.ScriptParams("testdata/script", *update)
+	p := fhirscript.ScriptParams("testdata/script", *update)
 	p.Cmds["expand"] = expand
 	testscript.Run(t, p)
 }

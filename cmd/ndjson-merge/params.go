@@ -178,10 +178,9 @@ func unionFilters(ps []map[string]any) []string {
 // beginning, one without _until runs to its transactionTime; "" means unbounded.
 func spanDates(ps []map[string]any) (since, until, note string) {
 	type span struct {
-		from, to       time.Time
-		fromS, toS     string
-		noFrom, noTo   bool
-		unparseableArg string
+		from, to     time.Time
+		fromS, toS   string
+		noFrom, noTo bool
 	}
 	var spans []span
 	for _, p := range ps {

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"testing"
 
-	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 
 // TestScript runs the CLI contract of testdata/script/*.txtar (STYLE.md convention 13).
 func TestScript(t *testing.T) {
-	testscript.Run(t, fhirtest.ScriptParams("testdata/script", *update))
+	testscript.Run(t, fhirscript.ScriptParams("testdata/script", *update))
 }
 
 // TestManPage checks that man/ndjson-merge.1 documents every flag (STYLE.md convention 15).

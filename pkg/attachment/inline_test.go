@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -441,8 +442,14 @@ func (f *fakeFetcher) Calls() int {
 }
 
 // TestWindowKeepsOrderAndBoundsMemory: while the first line's download hangs, later downloads go
-// on, but no further than the window; output order is input order.
+// on, but no further than the window; output order is input order. It runs in a synctest bubble,
+// so "the reader is stuck on the window" is a state synctest.Wait reaches, not a guess in
+// milliseconds.
 func TestWindowKeepsOrderAndBoundsMemory(t *testing.T) {
+	synctest.Test(t, testWindowKeepsOrderAndBoundsMemory)
+}
+
+func testWindowKeepsOrderAndBoundsMemory(t *testing.T) {
 	f := &fakeFetcher{release: make(chan struct{})}
 	in, _ := newInliner(t, f, func(o *Options) { o.WindowLines, o.Parallel = 8, 3 })
 	var input strings.Builder
@@ -463,14 +470,10 @@ func TestWindowKeepsOrderAndBoundsMemory(t *testing.T) {
 		io.Copy(pw, strings.NewReader(input.String()))
 		pw.Close()
 	}()
-	// Wait until the reader is stuck on the window, then check how far it got.
-	deadline := time.Now().Add(5 * time.Second)
-	for f.Calls() < 5 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond) // polling for a state, not making a point of time
-	}
-	time.Sleep(20 * time.Millisecond)
-	if c := f.Calls(); c > 8 {
-		t.Errorf("%d downloads started while line 1 hangs, want at most the window (8 lines, half of them Patients)", c)
+	// Every goroutine is blocked: line 1's download on release, the reader on the window.
+	synctest.Wait()
+	if c := f.Calls(); c < 2 || c > 8 {
+		t.Errorf("%d downloads started while line 1 hangs, want later lines' (2 or more) but at most the window (8 lines, half of them Patients)", c)
 	}
 	close(f.release)
 	if err := <-done; err != nil {
@@ -522,7 +525,9 @@ func TestBigLines(t *testing.T) {
 	}
 }
 
-func TestCancel(t *testing.T) {
+func TestCancel(t *testing.T) { synctest.Test(t, testCancel) }
+
+func testCancel(t *testing.T) {
 	f := &fakeFetcher{release: make(chan struct{})}
 	in, _ := newInliner(t, f, nil)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -531,8 +536,9 @@ func TestCancel(t *testing.T) {
 		_, err := in.Stream(ctx, "in", strings.NewReader(docRef("0", `{"contentType":"text/plain","url":"slow/0"}`)), io.Discard)
 		done <- err
 	}()
-	for f.Calls() == 0 {
-		time.Sleep(time.Millisecond)
+	synctest.Wait() // the download hangs on release
+	if f.Calls() != 1 {
+		t.Fatalf("%d downloads started, want 1", f.Calls())
 	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {

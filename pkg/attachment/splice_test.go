@@ -21,9 +21,6 @@ import (
 
 const hello = "hello world"
 
-// helloHash is the seed document's example (DESIGN.md §5).
-const helloHash = "Kq5sNclPz7QV2+lfQIuc6R7oRu0="
-
 func patchesFor(line []byte, content []byte, contentType string) []patch {
 	var ps []patch
 	for _, a := range fhirjson.Attachments(line) {

@@ -344,15 +344,6 @@ func (r KickoffRequest) Prepare() (*PreparedKickoff, error) {
 	return pk, nil
 }
 
-// ExportURL returns the URL the kickoff request goes to (with its query on GET).
-func (r KickoffRequest) ExportURL() (*url.URL, error) {
-	pk, err := r.Prepare()
-	if err != nil {
-		return nil, err
-	}
-	return url.Parse(pk.URL)
-}
-
 // KickoffResult is an export the server accepted.
 type KickoffResult struct {
 	StatusURL         string // absolute: a relative Content-Location is resolved against the request URL
@@ -369,19 +360,10 @@ type KickoffResult struct {
 // started the export anyway, and kickoff is not idempotent (DESIGN.md §2).
 var ErrMaybeExported = errors.New("an export may already exist on the server")
 
-// Kickoff starts an export and returns its status URL. It expects 202 Accepted with a
+// Send starts the export and returns its status URL. It expects 202 Accepted with a
 // Content-Location; anything else is an error naming the request, the status and the
 // OperationOutcome's text. Retries follow the kickoff rules of fhirclient (only after a 429, a 503
-// with Retry-After, or a failure before sending), within r.Wait.
-func Kickoff(ctx context.Context, c *fhirclient.Client, r KickoffRequest) (*KickoffResult, error) {
-	pk, err := r.Prepare()
-	if err != nil {
-		return nil, err
-	}
-	return pk.Send(ctx, c)
-}
-
-// Send sends a prepared kickoff; see Kickoff.
+// with Retry-After, or a failure before sending), within the request's Wait.
 func (pk *PreparedKickoff) Send(ctx context.Context, c *fhirclient.Client) (*KickoffResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -40,14 +40,10 @@ type StatusResponse struct {
 	Next string
 }
 
-// Status GETs a status URL once, with Accept: application/json (Bulk Data IG, status request).
+// status GETs a status URL once, with Accept: application/json (Bulk Data IG, status request).
 // Errors come from fhirclient (a *fhirclient.StatusError keeps the code, headers, body and
 // OperationOutcome) after its retries; a 200 without a JSON object is an error naming the URL. A
-// body that stops for DefaultReadTimeout is abandoned.
-func Status(ctx context.Context, c *fhirclient.Client, statusURL string) (*StatusResponse, error) {
-	return status(ctx, c, statusURL, DefaultReadTimeout)
-}
-
+// body that stops for idle (0: DefaultReadTimeout) is abandoned.
 func status(ctx context.Context, c *fhirclient.Client, statusURL string, idle time.Duration) (*StatusResponse, error) {
 	if idle <= 0 {
 		idle = DefaultReadTimeout

@@ -49,7 +49,7 @@ func (s *script) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if r.Header.Get("Accept") != "application/json" && r.Method == "GET" {
-		http.Error(w, "want Accept: application/json", 406)
+		http.Error(w, "want Accept: application/json", http.StatusNotAcceptable)
 		return
 	}
 	for k, v := range a.header {

@@ -55,7 +55,7 @@ func Lock(dir string) (unlock func() error, err error) {
 		f.Close()
 		return nil, &LockedError{Dir: dir, PID: pid}
 	}
-	if err := f.Truncate(0); err == nil {
+	if err = f.Truncate(0); err == nil {
 		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	if err != nil {

@@ -2,64 +2,14 @@
 // can prove that a kill -9 at any step followed by a rerun gives the result of one clean run
 // (DESIGN.md §8).
 //
+// Failpoints exist only in binaries built with -tags failpoint (make test, make chaos, and the
+// binaries pkg/e2e builds). Release builds compile Hit to nothing, so an inherited
+// BULKPIPE_CRASH cannot kill a user's download.
+//
 // BULKPIPE_CRASH holds a comma-separated list of NAME or NAME:N; the process sends itself SIGKILL
 // at the Nth time (default 1st) execution reaches Hit(NAME). Without the variable, Hit costs one
 // atomic load.
 package failpoint
 
-import (
-	"os"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
-)
-
 // Env is the environment variable that arms failpoints.
 const Env = "BULKPIPE_CRASH"
-
-type point struct {
-	at   int64
-	hits atomic.Int64
-}
-
-var (
-	once   sync.Once
-	armed  atomic.Bool
-	points map[string]*point
-)
-
-func load() {
-	spec := os.Getenv(Env)
-	if spec == "" {
-		return
-	}
-	points = map[string]*point{}
-	for _, item := range strings.Split(spec, ",") {
-		name, n, _ := strings.Cut(strings.TrimSpace(item), ":")
-		at, err := strconv.ParseInt(n, 10, 64)
-		if err != nil || at < 1 {
-			at = 1
-		}
-		points[name] = &point{at: at}
-	}
-	armed.Store(len(points) > 0)
-}
-
-// Hit marks that execution reached the named point and kills the process, without running
-// deferred functions or flushing anything, when BULKPIPE_CRASH selects this hit.
-func Hit(name string) {
-	once.Do(load)
-	if !armed.Load() {
-		return
-	}
-	p := points[name]
-	if p == nil {
-		return
-	}
-	if p.hits.Add(1) == p.at {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // the signal is delivered asynchronously; never run past the failpoint
-	}
-}

@@ -43,6 +43,9 @@ func TestFetchKillChild(t *testing.T) {
 // it received in the .part, and the rerun continues with a Range from there, identity or gzip on
 // the wire.
 func TestFetchKillResumes(t *testing.T) {
+	if !failpoint.Enabled {
+		t.Skip("failpoints need go test -tags failpoint (make test)")
+	}
 	if testing.Short() {
 		t.Skip("downloads 50 MB twice")
 	}

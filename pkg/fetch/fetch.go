@@ -131,12 +131,6 @@ type Result struct {
 	Deleted    bool // the export was deleted on the server
 }
 
-// Fatal reports whether any issue in error/ is fatal or an error: the export is then incomplete
-// in the server's own words, and tools exit 1 (DESIGN.md §3).
-func (r *Result) Fatal() bool {
-	return slices.ContainsFunc(r.Issues, Issue.Fatal)
-}
-
 // file is one manifest entry to download. Its URL changes when expired links are refreshed.
 type file struct {
 	id   identity

@@ -26,7 +26,7 @@ func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
 	return fhirtest.Start(t, opts)
 }
 
-// newClient is what tool.NewClient builds, with sleeps injected.
+// newClient is what tool.NewClientWith builds, with sleeps injected.
 func newClient(t *testing.T, base string, opts fhirclient.Options) *fhirclient.Client {
 	t.Helper()
 	opts.FHIRBase = base
@@ -48,7 +48,11 @@ func export(t *testing.T, srv *fhirtest.Server, c *fhirclient.Client, req bulk.K
 	if req.URL == "" {
 		req.URL = srv.URL()
 	}
-	res, err := bulk.Kickoff(ctx, c, req)
+	pk, err := req.Prepare()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pk.Send(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}

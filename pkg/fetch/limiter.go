@@ -107,10 +107,3 @@ func (l *limiter) succeeded() (limit int, changed bool) {
 	l.grant()
 	return l.limit, true
 }
-
-// current returns the limit, for tests and progress.
-func (l *limiter) current() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.limit
-}

@@ -142,7 +142,7 @@ func fromDir(dir string) (*dataset, error) {
 	for _, r := range ds.res["Binary"] {
 		b, err := decodeB64(gjson.GetBytes(r.raw, "data").Str)
 		if err != nil {
-			return nil, fmt.Errorf("Binary/%s: data: %w", r.id, err)
+			return nil, fmt.Errorf("data of Binary/%s: %w", r.id, err)
 		}
 		ds.binaries[r.id] = synth.Binary{ContentType: gjson.GetBytes(r.raw, "contentType").Str, Data: b}
 	}

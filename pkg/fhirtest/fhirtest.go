@@ -90,7 +90,7 @@ type Options struct {
 
 	// Override answers a path under BasePath (such as "/status/job1") with a fixed response:
 	// either a body (200; JSON gets application/json) or a raw HTTP response starting "HTTP/1.1 ".
-	// ScriptParams fills it from a txtar's .fhirserver/ folder.
+	// fhirscript.ScriptParams fills it from a txtar's .fhirserver/ folder.
 	Override map[string][]byte
 
 	Now func() time.Time // clock for tokens, transactionTime and Expires (nil = time.Now)

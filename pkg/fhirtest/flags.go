@@ -13,8 +13,9 @@ import (
 )
 
 // FlagSpec describes one command-line flag of the server. cmd/bulk-testserver builds its
-// urfave/cli flags from these, and ScriptParams reads a txtar's .fhirserver/flags with
-// ParseFlags, so the program and the test harness accept exactly the same flags.
+// urfave/cli flags from these and reads their values with OptionsFrom; the testscript harness
+// reads a txtar's .fhirserver/flags with ParseFlags, which ends in OptionsFrom too, so the
+// program and the harness accept exactly the same flags.
 type FlagSpec struct {
 	Name       string
 	Usage      string
@@ -55,9 +56,28 @@ type repeated []string
 func (r *repeated) String() string     { return strings.Join(*r, " ") }
 func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
-// ParseFlags reads server flags (--name=value or --name value) into Options. Relative paths
-// (--data, --public-key, a --client-id file) are resolved against dir ("" = the working
-// directory). Errors name the flag and say what was expected.
+// FlagValues gives the parsed values of the flags of Flags: a string flag's value or its
+// default, a bool flag's value, a repeatable flag's values in order. urfave/cli's *cli.Context
+// satisfies it, so cmd/bulk-testserver parses its argv once.
+type FlagValues interface {
+	String(name string) string
+	Bool(name string) bool
+	StringSlice(name string) []string
+}
+
+// flagSetValues reads the values of a flag.FlagSet that ParseFlags filled.
+type flagSetValues struct {
+	str   map[string]*string
+	bools map[string]*bool
+	reps  map[string]*repeated
+}
+
+func (v flagSetValues) String(name string) string        { return *v.str[name] }
+func (v flagSetValues) Bool(name string) bool            { return *v.bools[name] }
+func (v flagSetValues) StringSlice(name string) []string { return *v.reps[name] }
+
+// ParseFlags reads server flags (--name=value or --name value) into Options, as OptionsFrom
+// does.
 func ParseFlags(args []string, dir string) (Options, error) {
 	fs := flag.NewFlagSet("bulk-testserver", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -81,6 +101,14 @@ func ParseFlags(args []string, dir string) (Options, error) {
 	if fs.NArg() > 0 {
 		return Options{}, fmt.Errorf("unexpected argument %q (the server takes only flags)", fs.Arg(0))
 	}
+	return OptionsFrom(flagSetValues{str, bools, reps}, dir)
+}
+
+// OptionsFrom turns the values of the server's flags into Options. Relative paths (--data,
+// --public-key, a --client-id file) are resolved against dir ("" = the working directory).
+// Errors name the flag and say what was expected.
+func OptionsFrom(v FlagValues, dir string) (Options, error) {
+	str := v.String
 	path := func(p string) string {
 		if p == "" || filepath.IsAbs(p) || dir == "" {
 			return p
@@ -89,42 +117,42 @@ func ParseFlags(args []string, dir string) (Options, error) {
 	}
 	var errs []error
 	bad := func(name string, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("--%s %s: %s", name, *str[name], fmt.Sprintf(format, a...)))
+		errs = append(errs, fmt.Errorf("--%s %s: %s", name, str(name), fmt.Sprintf(format, a...)))
 	}
 	num := func(name string) int {
-		n, err := strconv.Atoi(*str[name])
+		n, err := strconv.Atoi(str(name))
 		if err != nil || n < 0 {
 			bad(name, "want a whole number >= 0")
 		}
 		return n
 	}
 	dur := func(name string) time.Duration {
-		d, err := time.ParseDuration(*str[name])
+		d, err := time.ParseDuration(str(name))
 		if err != nil || d < 0 {
 			bad(name, "want a duration such as 1s, 90s or 500ms")
 		}
 		return d
 	}
 	o := Options{
-		Addr:            *str["addr"],
-		BasePath:        *str["base-path"],
+		Addr:            str("addr"),
+		BasePath:        str("base-path"),
 		Patients:        num("patients"),
-		DataDir:         path(*str["data"]),
-		Auth:            *str["auth"],
-		ClientID:        *str["client-id"],
+		DataDir:         path(str("data")),
+		Auth:            str("auth"),
+		ClientID:        str("client-id"),
 		TokenTTL:        dur("token-ttl"),
-		RequiresToken:   *bools["requires-token"],
-		StrictScopes:    *bools["strict-scopes"],
-		FilesOrigin:     *bools["files-origin"],
-		FilesRejectAuth: *bools["files-reject-auth"],
-		Gzip:            *bools["gzip"],
+		RequiresToken:   v.Bool("requires-token"),
+		StrictScopes:    v.Bool("strict-scopes"),
+		FilesOrigin:     v.Bool("files-origin"),
+		FilesRejectAuth: v.Bool("files-reject-auth"),
+		Gzip:            v.Bool("gzip"),
 		PageSize:        num("page-size"),
 		Polls:           num("polls"),
 		RetryAfter:      dur("retry-after"),
-		Profile:         *str["profile"],
+		Profile:         str("profile"),
 		FileLines:       num("file-lines"),
 	}
-	seed, err := strconv.ParseInt(*str["seed"], 10, 64)
+	seed, err := strconv.ParseInt(str("seed"), 10, 64)
 	if err != nil {
 		bad("seed", "want a whole number")
 	}
@@ -151,7 +179,7 @@ func ParseFlags(args []string, dir string) (Options, error) {
 			o.ClientID = strings.TrimSpace(string(b))
 		}
 	}
-	for _, p := range *reps["public-key"] {
+	for _, p := range v.StringSlice("public-key") {
 		b, err := os.ReadFile(path(p))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--public-key: %w", err))
@@ -159,7 +187,7 @@ func ParseFlags(args []string, dir string) (Options, error) {
 		}
 		o.PublicKeys = append(o.PublicKeys, b)
 	}
-	for _, spec := range *reps["fault"] {
+	for _, spec := range v.StringSlice("fault") {
 		f, err := ParseFault(spec)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--fault: %w", err))

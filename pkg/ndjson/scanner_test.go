@@ -118,8 +118,8 @@ func TestScannerReadError(t *testing.T) {
 	}
 	// Scan keeps returning false after an error.
 	s := NewScanner(iotest.ErrReader(boom), 0)
-	if s.Scan() || s.Scan() {
-		t.Errorf("Scan() after error = true, want false")
+	if first, second := s.Scan(), s.Scan(); first || second {
+		t.Errorf("Scan(), Scan() on a failing reader = %v, %v, want false, false", first, second)
 	}
 }
 
@@ -157,8 +157,8 @@ func TestWriter(t *testing.T) {
 	if got, want := buf.String(), "{\"a\":1}\n{}\n[]\n"; got != want {
 		t.Errorf("written = %q, want %q", got, want)
 	}
-	if got := w.Count(); got != 3 {
-		t.Errorf("Count() = %d, want 3", got)
+	if got := w.count; got != 3 {
+		t.Errorf("records counted = %d, want 3", got)
 	}
 }
 

@@ -136,9 +136,7 @@ func referenceText(b []byte) bool {
 			i++
 		case in:
 			r, size := utf8.DecodeRune(b[i:])
-			for _, u := range utf16.Encode([]rune{r}) {
-				units = append(units, u)
-			}
+			units = append(units, utf16.Encode([]rune{r})...)
 			i += size - 1
 		}
 	}

@@ -34,8 +34,5 @@ func (w *Writer) WriteRecord(rec []byte) error {
 	return w.w.WriteByte('\n')
 }
 
-// Count returns the number of records written.
-func (w *Writer) Count() int64 { return w.count }
-
 // Flush writes buffered records to the underlying writer; its error is the run's error.
 func (w *Writer) Flush() error { return w.w.Flush() }

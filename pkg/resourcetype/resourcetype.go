@@ -3,7 +3,6 @@
 package resourcetype
 
 import (
-	"sort"
 	"strings"
 )
 
@@ -52,16 +51,6 @@ TestPlan TestReport TestScript Transport ValueSet VerificationResult VisionPresc
 // Known reports whether name is a FHIR R4, R4B or R5 resource type, spelt exactly (types are
 // case-sensitive in FHIR: "patient" is not a type).
 func Known(name string) bool { return names[name] }
-
-// All returns every known type, sorted.
-func All() []string {
-	all := make([]string, 0, len(names))
-	for n := range names {
-		all = append(all, n)
-	}
-	sort.Strings(all)
-	return all
-}
 
 // Suggest returns the known type that name most likely means ("patient" → "Patient",
 // "Patinet" → "Patient"), or "" when none is close. Close means equal but for case, or at most

@@ -44,11 +44,6 @@ func (k *Key) String() string { return fmt.Sprintf("%s key %q", k.alg, k.jwk.Key
 // GoString describes the key without its private part.
 func (k *Key) GoString() string { return k.String() }
 
-// public returns the public half, for tests and for building a verifier.
-func (k *Key) public() crypto.PublicKey {
-	return k.jwk.Key.(crypto.Signer).Public()
-}
-
 // LoadKey reads a private key from a JWKS, a single JWK, or a PEM file (DESIGN.md §2, Auth).
 // Errors name the file. It does not check the file's permissions: see KeyFileWarning.
 func LoadKey(path string) (*Key, error) {

@@ -451,3 +451,8 @@ func FuzzParseKey(f *testing.F) {
 		}
 	})
 }
+
+// public returns the public half, to verify what the key signed.
+func (k *Key) public() crypto.PublicKey {
+	return k.jwk.Key.(crypto.Signer).Public()
+}

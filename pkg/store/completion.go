@@ -62,7 +62,7 @@ type Completion struct {
 // ReasonUnfinished is the Skip reason of every table of an unfinished download.
 const ReasonUnfinished = "the download did not finish"
 
-// PlanCompletion decides which tables a folder marks complete (DESIGN.md §7). present lists the
+// planCompletion decides which tables a folder marks complete (DESIGN.md §7). present lists the
 // resource types that have output files; excluded and assume are resource types or table names
 // from --exclude-resources and --assume-complete.
 //
@@ -74,12 +74,7 @@ const ReasonUnfinished = "the download did not finish"
 // download marks nothing complete.
 //
 // Only FHIR's resource types count (resourcetype.Known): a file name or a logged _type of another
-// type makes no table.
-func PlanCompletion(e Export, present, excluded, assume []string) (Completion, error) {
-	return planCompletion(e, present, excluded, assume, resourcetype.Known)
-}
-
-// planCompletion is PlanCompletion with the types that count given by known (Options.ExtraTypes).
+// type makes no table; known says which types count (resourcetype.Known, plus Options.ExtraTypes).
 func planCompletion(e Export, present, excluded, assume []string, known func(string) bool) (Completion, error) {
 	c := Completion{Time: Micro(e.Time), Excluded: tableSet(excluded)}
 	if until, ok := param(e.RequestParameters, "_until"); ok && until != "" {

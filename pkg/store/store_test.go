@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
+	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 )
 
 var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -134,16 +135,16 @@ func TestPlanCompletion(t *testing.T) {
 		want:    Completion{Time: t0, Tables: []string{"procedure"}},
 	}}
 	for _, tt := range tests {
-		got, err := PlanCompletion(Export{Time: t0, RequestParameters: tt.params, Unfinished: tt.unfinished}, tt.present, tt.excluded, tt.assumed)
+		got, err := planCompletion(Export{Time: t0, RequestParameters: tt.params, Unfinished: tt.unfinished}, tt.present, tt.excluded, tt.assumed, resourcetype.Known)
 		if err != nil {
-			t.Errorf("%s: PlanCompletion: %v", tt.name, err)
+			t.Errorf("%s: planCompletion: %v", tt.name, err)
 			continue
 		}
 		if diff := cmp.Diff(tt.want, got); diff != "" {
-			t.Errorf("%s: PlanCompletion(%v, %v) (-want +got):\n%s", tt.name, tt.params, tt.present, diff)
+			t.Errorf("%s: planCompletion(%v, %v) (-want +got):\n%s", tt.name, tt.params, tt.present, diff)
 		}
 	}
-	if _, err := PlanCompletion(Export{Time: t0, RequestParameters: map[string]any{"_until": "soon"}}, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "_until") {
+	if _, err := planCompletion(Export{Time: t0, RequestParameters: map[string]any{"_until": "soon"}}, nil, nil, nil, resourcetype.Known); err == nil || !strings.Contains(err.Error(), "_until") {
 		t.Errorf("PlanCompletion(_until=soon) = %v, want an error naming _until", err)
 	}
 }
@@ -205,7 +206,7 @@ func FuzzPlanCompletion(f *testing.F) {
 		if count != "" {
 			p["_patientCount"] = count
 		}
-		c, err := PlanCompletion(Export{Time: t0, RequestParameters: p}, []string{"Patient"}, nil, nil)
+		c, err := planCompletion(Export{Time: t0, RequestParameters: p}, []string{"Patient"}, nil, nil, resourcetype.Known)
 		if err != nil {
 			return
 		}

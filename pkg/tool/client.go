@@ -16,13 +16,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// NewClient builds the FHIR client for base (the --fhir-url value when base is "") from the
-// shared server flags: credentials, extra headers, trusted origins and the retry count. types
-// are the resource types the run is about, used for SMART scopes when --scope is not given.
-func NewClient(c *cli.Context, base string, types []string) (*fhirclient.Client, error) {
-	return NewClientWith(c, ClientConfig{Base: base, Types: types})
-}
-
 // ClientConfig is what a tool adds to the shared flags when it builds its client.
 type ClientConfig struct {
 	// Base is the FHIR base: a trusted origin, where SMART discovery looks, and what relative
@@ -53,7 +46,8 @@ type ClientConfig struct {
 	FailFast bool
 }
 
-// NewClientWith is NewClient with the tool's own settings.
+// NewClientWith builds the FHIR client of a tool from the shared server flags (credentials,
+// extra headers, trusted origins and the retry count) and the tool's own settings.
 func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error) {
 	base := cfg.Base
 	if base == "" {

@@ -56,7 +56,7 @@ func clientFor(t *testing.T, env map[string]string, args ...string) (*fhirclient
 	var client *fhirclient.Client
 	app := &cli.App{Name: "t", Flags: ServerFlags(), Action: func(c *cli.Context) error {
 		var err error
-		client, err = NewClient(c, "", []string{"Patient"})
+		client, err = NewClientWith(c, ClientConfig{Types: []string{"Patient"}})
 		return err
 	}}
 	var stderr bytes.Buffer

@@ -1,4 +1,7 @@
-package fhirtest
+// Package fhirscript runs the tools' testscript contracts (STYLE.md convention 13) against the
+// test server of package fhirtest. It is kept apart from fhirtest, as goproxytest is from
+// testscript, so that cmd/bulk-testserver does not link the testing package.
+package fhirscript
 
 import (
 	"errors"
@@ -11,16 +14,20 @@ import (
 	"strings"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/bulkpipe/bulkpipe/pkg/failpoint"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
 )
 
 // ServerKey is the testscript Env.Values key under which ScriptParams keeps the *Server it
-// started, for custom commands of a tool's own tests (ts.Value(fhirtest.ServerKey{})).
+// started, for custom commands of a tool's own tests (ts.Value(fhirscript.ServerKey{})).
 type ServerKey struct{}
 
 // ScriptParams returns testscript parameters for a tool's CLI contract tests (STYLE.md
 // convention 13): scripts in dir, RequireExplicitExec, golden files rewritten when update is
-// true, the `exits CODE cmd args...` command, and a server for every script that has a
-// .fhirserver/ folder:
+// true, the `exits CODE cmd args...` command, the condition [failpoint] (true when the test
+// binary was built with -tags failpoint, so BULKPIPE_CRASH works), and a server for every
+// script that has a .fhirserver/ folder:
 //
 //   - .fhirserver/flags (optional) holds bulk-testserver flags on one line ($WORK and other
 //     variables expanded; relative paths are relative to $WORK). --retry-after 0 is the default
@@ -38,6 +45,7 @@ func ScriptParams(dir string, update bool) testscript.Params {
 		RequireExplicitExec: true,
 		Cmds:                map[string]func(*testscript.TestScript, bool, []string){"exits": Exits},
 		Setup:               setupServer,
+		Condition:           condition,
 	}
 }
 
@@ -72,6 +80,14 @@ func Exits(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
+// condition answers [failpoint]: scripts that kill a tool with BULKPIPE_CRASH skip without it.
+func condition(cond string) (bool, error) {
+	if cond == "failpoint" {
+		return failpoint.Enabled, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
+}
+
 // setupServer starts a server for a script with a .fhirserver/ folder, and gives every script
 // a cache folder of its own.
 func setupServer(env *testscript.Env) error {
@@ -102,12 +118,12 @@ func setupServer(env *testscript.Env) error {
 	if err != nil {
 		return fmt.Errorf(".fhirserver: %w", err)
 	}
-	opts, err := ParseFlags(args, env.WorkDir)
+	opts, err := fhirtest.ParseFlags(args, env.WorkDir)
 	if err != nil {
 		return fmt.Errorf(".fhirserver/flags: %w", err)
 	}
 	opts.Override = override
-	srv, err := NewServer(opts)
+	srv, err := fhirtest.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf(".fhirserver: %w", err)
 	}

@@ -1,4 +1,4 @@
-package fhirtest
+package fhirscript
 
 import (
 	"flag"
