@@ -37,7 +37,7 @@ Examples:
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --out if it exists and is not empty (never a source, or a folder holding or inside one)"},
 			&cli.StringFlag{Name: "mem", Value: "512MB", Usage: "memory for sorting before runs are spilled to disk (`SIZE`: 256MB, 1GB, 64KiB)"},
 			&cli.StringFlag{Name: "max-file-size", Value: "1GiB", Usage: "start a new Type.NNN.ndjson file past this `SIZE`"},
-			&cli.StringFlag{Name: "max-line", Value: "256MiB", Usage: "refuse input lines longer than `SIZE`"},
+			tool.MaxLineFlag(),
 			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --out; $TMPDIR with --out -)"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `ID` of sources without a log (default: none, a system or Patient-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "transactionTime of sources without a log (`TIME`: RFC 3339, or a date for midnight UTC)"},
@@ -74,18 +74,16 @@ func run(c *cli.Context) error {
 		min  int64
 	}{{"mem", &o.mem, 1 << 10}, {"max-file-size", &o.maxFile, 1}}
 	for _, s := range sizes {
-		if *s.dst, err = parseSize(c.String(s.flag)); err != nil {
+		if *s.dst, err = tool.ParseSize(c.String(s.flag)); err != nil {
 			return tool.UsageErrorf("--%s: %v", s.flag, err)
 		}
 		if *s.dst < s.min {
 			return tool.UsageErrorf("--%s %s: want at least %s", s.flag, c.String(s.flag), formatSize(s.min))
 		}
 	}
-	maxLine, err := parseSize(c.String("max-line"))
-	if err != nil || maxLine < 1 || maxLine > 1<<31-1<<20 {
-		return tool.UsageErrorf("--max-line %q: want a size from 1 byte to 2047MiB", c.String("max-line"))
+	if o.maxLine, err = tool.MaxLine(c); err != nil {
+		return err
 	}
-	o.maxLine = int(maxLine)
 	if ts := c.String("export-timestamp"); ts != "" {
 		if o.timestamp, err = parseTimestamp(ts); err != nil {
 			return tool.UsageErrorf("--export-timestamp: %v", err)
