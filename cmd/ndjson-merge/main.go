@@ -20,7 +20,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:      "ndjson-merge",
 		Usage:     "merge the slices of a sliced export into one de-duplicated export folder",
-		ArgsUsage: "SRC... --out DIR",
+		ArgsUsage: "SRC... --dir DIR",
 		Description: `Each SRC is an export folder (with its log.ndjson), an NDJSON file, or - for stdin.
 Duplicates (same resourceType/id) collapse to the copy with the newest meta.lastUpdated; ties go
 to the slice with the later transactionTime, then to the later argument. A deleted/ entry removes
@@ -28,17 +28,18 @@ the copies of earlier slices. The merged log takes the earliest slice's transact
 Group all slices share. Output is sorted by resourceType, then id. See ndjson-merge(1).
 
 Examples:
-   ndjson-merge obs-lab obs-vitals obs-rest --out obs
-   ndjson-merge a.ndjson b.ndjson --export-timestamp 2024-05-01T00:00:00Z --out -
-   ndjson-merge slices/* --out merged --mem 2GB --max-file-size 256MB`,
+   ndjson-merge obs-lab obs-vitals obs-rest --dir obs
+   ndjson-merge a.ndjson b.ndjson --export-timestamp 2024-05-01T00:00:00Z --dir -
+   ndjson-merge slices/* --dir merged --mem 2GB --max-file-size 256MB`,
 		HideHelpCommand: true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the merged export folder `DIR` (- for NDJSON on stdout, one resource type only)"},
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --out if it exists and is not empty (never a source, or a folder holding or inside one)"},
+			&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "write the merged export folder `DIR` (- for NDJSON on stdout, one resource type only)"},
+			tool.OldFlag("dir", "out", "o"),
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --dir if it exists and is not empty (never a source, or a folder holding or inside one)"},
 			&cli.StringFlag{Name: "mem", Value: "512MB", Usage: "memory for sorting before runs are spilled to disk (`SIZE`: 256MB, 1GB, 64KiB)"},
 			&cli.StringFlag{Name: "max-file-size", Value: "1GiB", Usage: "start a new Type.NNN.ndjson file past this `SIZE`"},
 			tool.MaxLineFlag(),
-			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --out; $TMPDIR with --out -)"},
+			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --dir; $TMPDIR with --dir -)"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `ID` of sources without a log (default: none, a system or Patient-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "transactionTime of sources without a log (`TIME`: RFC 3339, or a date for midnight UTC)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
@@ -51,7 +52,6 @@ func run(c *cli.Context) error {
 	stderr := c.App.ErrWriter
 	o := &options{
 		sources: c.Args().Slice(),
-		out:     c.String("out"),
 		force:   c.Bool("force"),
 		tmp:     c.String("tmp"),
 		group:   c.String("export-group"),
@@ -61,13 +61,16 @@ func run(c *cli.Context) error {
 		now:     time.Now,
 		version: c.App.Version,
 	}
+	var err error
+	if o.out, err = tool.Renamed(c, "dir", "out"); err != nil {
+		return err
+	}
 	if len(o.sources) == 0 {
-		return tool.UsageErrorf("no sources: give export folders or NDJSON files (- for stdin) and --out DIR")
+		return tool.UsageErrorf("no sources: give export folders or NDJSON files (- for stdin) and --dir DIR")
 	}
 	if o.out == "" {
-		return tool.UsageErrorf("--out is required: a folder for the merged export, or - for NDJSON on stdout")
+		return tool.UsageErrorf("--dir is required: a folder for the merged export, or - for NDJSON on stdout")
 	}
-	var err error
 	sizes := []struct {
 		flag string
 		dst  *int64
@@ -91,7 +94,7 @@ func run(c *cli.Context) error {
 		o.hasTime = true
 	}
 	if o.out == "-" && c.Bool("force") {
-		return tool.UsageErrorf("--force applies to an output folder, not --out -")
+		return tool.UsageErrorf("--force applies to an output folder, not --dir -")
 	}
 	if o.out != "-" {
 		if err := checkOutOutsideSources(o.out, o.sources); err != nil {

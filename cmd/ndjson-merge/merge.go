@@ -24,7 +24,7 @@ type options struct {
 	mem       int64
 	maxFile   int64
 	maxLine   int
-	tmp       string // where sorted runs go; "" = inside the staging folder (or $TMPDIR for --out -)
+	tmp       string // where sorted runs go; "" = inside the staging folder (or $TMPDIR for --dir -)
 	group     string
 	timestamp time.Time
 	hasTime   bool
@@ -264,10 +264,10 @@ func (m *merger) toStdout(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	if dels > 0 {
-		m.o.warn(fmt.Sprintf("%d deletions are not written to stdout: use --out DIR to keep deleted/", dels))
+		m.o.warn(fmt.Sprintf("%d deletions are not written to stdout: use --dir DIR to keep deleted/", dels))
 	}
 	if len(m.errs) > 0 {
-		m.o.warn(fmt.Sprintf("%d error/ files are not written to stdout: use --out DIR to keep them", len(m.errs)))
+		m.o.warn(fmt.Sprintf("%d error/ files are not written to stdout: use --dir DIR to keep them", len(m.errs)))
 	}
 	m.res.deleted, m.res.types = dels, m.types
 	return &m.res, nil
@@ -276,7 +276,7 @@ func (m *merger) toStdout(ctx context.Context) (*result, error) {
 var newline = []byte{'\n'}
 
 func (m *merger) severalTypes() error {
-	return tool.UsageErrorf("--out - writes one resource type, and the sources hold %s: use --out DIR", strings.Join(m.types, " and "))
+	return tool.UsageErrorf("--dir - writes one resource type, and the sources hold %s: use --dir DIR", strings.Join(m.types, " and "))
 }
 
 // toFolder writes the merged export folder into the staging folder and renames it into place.
@@ -325,7 +325,7 @@ func (m *merger) toFolder(ctx context.Context, out *outDir, runs string) (*resul
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	tool.Failpoint("merge.before-rename") // DESIGN.md §8: a kill here must leave --out untouched
+	tool.Failpoint("merge.before-rename") // DESIGN.md §8: a kill here must leave --dir untouched
 	if err := out.commit(); err != nil {
 		return nil, err
 	}

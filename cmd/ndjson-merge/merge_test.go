@@ -391,7 +391,7 @@ func mapKeys(m map[string]string) func(func(string) bool) {
 	}
 }
 
-// TestInterrupted cancels a merge while reading and while writing: nothing appears at --out, and
+// TestInterrupted cancels a merge while reading and while writing: nothing appears at --dir, and
 // the staging folder and runs are gone.
 func TestInterrupted(t *testing.T) {
 	for _, phase := range []string{"reading", "merging", "writing"} {
@@ -421,7 +421,7 @@ func TestInterrupted(t *testing.T) {
 	}
 }
 
-// TestBadInput: a bad line is an error naming FILE:LINE, and nothing appears at --out.
+// TestBadInput: a bad line is an error naming FILE:LINE, and nothing appears at --dir.
 func TestBadInput(t *testing.T) {
 	tests := []struct {
 		line, want string
@@ -506,7 +506,7 @@ func TestExistingOut(t *testing.T) {
 		return err
 	}
 	if err := run(false); err == nil || !strings.Contains(err.Error(), "--force") {
-		t.Errorf("merge into a non-empty --out = %v, want an error naming --force", err)
+		t.Errorf("merge into a non-empty --dir = %v, want an error naming --force", err)
 	}
 	if err := run(true); err != nil {
 		t.Fatalf("merge --force: %v", err)
@@ -519,7 +519,7 @@ func TestExistingOut(t *testing.T) {
 	os.RemoveAll(out)
 	os.MkdirAll(out, 0o777)
 	if err := run(false); err != nil {
-		t.Errorf("merge into an empty --out = %v", err)
+		t.Errorf("merge into an empty --dir = %v", err)
 	}
 	leftovers(t, dir, "in.ndjson", "out")
 }
@@ -536,7 +536,7 @@ func TestStdout(t *testing.T) {
 	}
 	// stdin is the later argument with the same time: its copy of Observation/1 wins
 	if got, want := o.stdout.(*bytes.Buffer).String(), lines(obs("1", "", "stdin"), obs("2", "", "a")); got != want {
-		t.Errorf("merge --out - =\n%s\nwant\n%s", got, want)
+		t.Errorf("merge --dir - =\n%s\nwant\n%s", got, want)
 	}
 	if len(*warnings) != 1 || !strings.Contains((*warnings)[0], "1 deletions are not written") {
 		t.Errorf("warnings = %q, want one about the deletion", *warnings)
@@ -544,7 +544,7 @@ func TestStdout(t *testing.T) {
 	leftovers(t, dir, "a")
 }
 
-// TestStaleStaging: a run killed with -9 leaves its staging folder beside --out; the next run
+// TestStaleStaging: a run killed with -9 leaves its staging folder beside --dir; the next run
 // removes it, but never the staging folder of a merge still running (it holds the lock).
 func TestStaleStaging(t *testing.T) {
 	dir := t.TempDir()
