@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulkpipe/bulkpipe/pkg/merge"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 	"github.com/urfave/cli/v2"
 )
@@ -50,32 +52,32 @@ Examples:
 
 func run(c *cli.Context) error {
 	stderr := c.App.ErrWriter
-	o := &options{
-		sources: c.Args().Slice(),
-		force:   c.Bool("force"),
-		tmp:     c.String("tmp"),
-		group:   c.String("export-group"),
-		stdin:   c.App.Reader,
-		stdout:  c.App.Writer,
-		warn:    func(msg string) { fmt.Fprintf(stderr, "%s: warning: %s\n", c.App.Name, msg) },
-		now:     time.Now,
-		version: c.App.Version,
+	o := &merge.Options{
+		Sources: c.Args().Slice(),
+		Force:   c.Bool("force"),
+		Tmp:     c.String("tmp"),
+		Group:   c.String("export-group"),
+		Stdin:   c.App.Reader,
+		Stdout:  c.App.Writer,
+		Warn:    func(msg string) { fmt.Fprintf(stderr, "%s: warning: %s\n", c.App.Name, msg) },
+		Now:     time.Now,
+		Version: c.App.Version,
 	}
 	var err error
-	if o.out, err = tool.Renamed(c, "dir", "out"); err != nil {
+	if o.Out, err = tool.Renamed(c, "dir", "out"); err != nil {
 		return err
 	}
-	if len(o.sources) == 0 {
+	if len(o.Sources) == 0 {
 		return tool.UsageErrorf("no sources: give export folders or NDJSON files (- for stdin) and --dir DIR")
 	}
-	if o.out == "" {
+	if o.Out == "" {
 		return tool.UsageErrorf("--dir is required: a folder for the merged export, or - for NDJSON on stdout")
 	}
 	sizes := []struct {
 		flag string
 		dst  *int64
 		min  int64
-	}{{"mem", &o.mem, 1 << 10}, {"max-file-size", &o.maxFile, 1}}
+	}{{"mem", &o.Mem, 1 << 10}, {"max-file-size", &o.MaxFile, 1}}
 	for _, s := range sizes {
 		if *s.dst, err = tool.ParseSize(c.String(s.flag)); err != nil {
 			return tool.UsageErrorf("--%s: %v", s.flag, err)
@@ -84,42 +86,37 @@ func run(c *cli.Context) error {
 			return tool.UsageErrorf("--%s %s: want at least %s", s.flag, c.String(s.flag), formatSize(s.min))
 		}
 	}
-	if o.maxLine, err = tool.MaxLine(c); err != nil {
+	if o.MaxLine, err = tool.MaxLine(c); err != nil {
 		return err
 	}
 	if ts := c.String("export-timestamp"); ts != "" {
-		if o.timestamp, err = parseTimestamp(ts); err != nil {
+		if o.Timestamp, err = parseTimestamp(ts); err != nil {
 			return tool.UsageErrorf("--export-timestamp: %v", err)
 		}
-		o.hasTime = true
-	}
-	if o.out == "-" && c.Bool("force") {
-		return tool.UsageErrorf("--force applies to an output folder, not --dir -")
-	}
-	if o.out != "-" {
-		if err := checkOutOutsideSources(o.out, o.sources); err != nil {
-			return tool.UsageErrorf("%v", err)
-		}
+		o.HasTime = true
 	}
 	// The sort buffers hold no pointers, so a soft limit a little above --mem makes the garbage
 	// collector return memory early instead of letting the heap double (peak RSS ≈ --mem).
-	debug.SetMemoryLimit(o.mem + o.mem/4 + 32<<20)
+	debug.SetMemoryLimit(o.Mem + o.Mem/4 + 32<<20)
 	var p *progressLine
 	if !c.Bool("quiet") && tool.IsTerminal(stderr) {
 		p = &progressLine{w: stderr, name: c.App.Name}
-		o.progress = p.show
+		o.Progress = p.show
 		defer p.done() // clear the line before tool.Run prints an error
 	}
-	started := o.now()
-	res, err := merge(c.Context, o)
+	started := o.Now()
+	res, err := merge.Run(c.Context, o)
+	if _, ok := errors.AsType[*merge.OptionsError](err); ok {
+		return tool.UsageErrorf("%v", err)
+	}
 	if err != nil {
 		return err
 	}
 	if p != nil {
 		p.done()
 		fmt.Fprintf(stderr, "%s: %d resources read, %d written (%s), %d deletions kept, %d errors kept, in %s\n",
-			c.App.Name, res.read, res.written, strings.Join(res.types, ", "), res.deleted, res.errors,
-			o.now().Sub(started).Round(time.Millisecond))
+			c.App.Name, res.Read, res.Written, strings.Join(res.Types, ", "), res.Deleted, res.Errors,
+			o.Now().Sub(started).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -143,18 +140,18 @@ type progressLine struct {
 	drawn bool
 }
 
-func (p *progressLine) show(pr progress) {
+func (p *progressLine) show(pr merge.Progress) {
 	now := time.Now()
 	if now.Sub(p.last) < 200*time.Millisecond {
 		return
 	}
 	p.last, p.drawn = now, true
-	line := fmt.Sprintf("%s: %s %d records", p.name, pr.phase, pr.records)
-	if pr.bytes > 0 {
-		line += ", " + formatSize(pr.bytes)
+	line := fmt.Sprintf("%s: %s %d records", p.name, pr.Phase, pr.Records)
+	if pr.Bytes > 0 {
+		line += ", " + formatSize(pr.Bytes)
 	}
-	if pr.runs > 0 {
-		line += fmt.Sprintf(", %d sorted runs on disk", pr.runs)
+	if pr.Runs > 0 {
+		line += fmt.Sprintf(", %d sorted runs on disk", pr.Runs)
 	}
 	fmt.Fprintf(p.w, "\r\033[K%s", line)
 }

@@ -40,6 +40,7 @@ var layers = map[string][]string{
 	// Engines and backends: one tool's work, over the domain packages.
 	"pkg/store/duckdb": {"pkg/failpoint", "pkg/store"},
 	"pkg/fetch":        {"pkg/atomicfile", "pkg/bulk", "pkg/exportdir", "pkg/failpoint", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
+	"pkg/merge":        {"pkg/atomicfile", "pkg/bulk", "pkg/exportdir", "pkg/failpoint", "pkg/fhirjson", "pkg/ndjson"},
 
 	// What every main shares: flags, exit codes, and the one place that wires credentials to a client.
 	"pkg/tool": {"pkg/atomicfile", "pkg/failpoint", "pkg/fhirclient", "pkg/smartauth"},
@@ -231,6 +232,8 @@ func TestAllowed(t *testing.T) {
 		{"pkg/tool", "pkg/attachment", false, false},  // sizes are parsed in pkg/tool itself
 		{"pkg/attachment", "pkg/tool", false, false},  // libraries never see urfave/cli
 		{"pkg/fetch", "pkg/attachment", false, false}, // bulk-fetch --inline is wired in its main
+		{"pkg/merge", "pkg/tool", false, false},       // usage errors are an *OptionsError
+		{"pkg/merge", "pkg/fhirclient", false, false}, // a merge reads files only
 		{"pkg/ndjson", "pkg/fhirjson", false, false},  // the scanner knows nothing of FHIR
 		{"pkg/store", "pkg/store/duckdb", false, false},
 		{"pkg/exportdir", "pkg/fhirtest", false, false},

@@ -1,8 +1,7 @@
-package main
+package merge
 
 import (
 	"testing"
-	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/google/go-cmp/cmp"
@@ -69,26 +68,6 @@ func TestMergeParams(t *testing.T) {
 			t.Errorf("%s: _bulkpipeSlices has %d entries, want %d", tt.name, len(slicesRec), len(srcs))
 		} else if last := slicesRec[len(slicesRec)-1].(map[string]any); last["source"] != "extra.ndjson" || last["transactionTime"] != "2024-01-02T00:00:00Z" {
 			t.Errorf("%s: _bulkpipeSlices entry of a log-less source = %v", tt.name, last)
-		}
-	}
-}
-
-func TestParseTimestamp(t *testing.T) {
-	tests := []struct {
-		in   string
-		want time.Time
-	}{
-		{"2024-05-01", time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
-		{"2024-05-01T10:00:00+02:00", time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC)},
-	}
-	for _, tt := range tests {
-		if got, err := parseTimestamp(tt.in); err != nil || !got.Equal(tt.want) {
-			t.Errorf("parseTimestamp(%q) = %v, %v, want %v", tt.in, got, err, tt.want)
-		}
-	}
-	for _, bad := range []string{"2024-05-01T10:00:00", "yesterday", ""} {
-		if _, err := parseTimestamp(bad); err == nil {
-			t.Errorf("parseTimestamp(%q) = nil error, want one", bad)
 		}
 	}
 }
