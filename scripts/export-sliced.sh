@@ -180,7 +180,7 @@ set --
 for name in $names; do
 	set -- "$@" "$work/slices/$name"
 done
-ndjson-merge "$@" --out "$work/merged" --force --mem "${MERGE_MEM:-512MB}"
+ndjson-merge "$@" --dir "$work/merged" --force --mem "${MERGE_MEM:-512MB}"
 echo "$0: merged $# slices into $work/merged (filters:$filters)" >&2
 
 if [ "${LOAD:-1}" = 1 ]; then

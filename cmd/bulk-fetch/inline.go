@@ -69,7 +69,7 @@ func newInliner(c *cli.Context, client *fhirclient.Client, maxLine int, say func
 	if !c.Bool("inline") {
 		return nil, nil
 	}
-	maxSize, err := attachment.ParseSize(c.String("inline-max-size"))
+	maxSize, err := tool.ParseSize(c.String("inline-max-size"))
 	if err != nil {
 		return nil, tool.UsageErrorf("--inline-max-size: %v", err)
 	}

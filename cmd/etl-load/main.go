@@ -43,15 +43,16 @@ Examples:
    etl-load --export-group g1 --export-timestamp 2024-05-01T00:00:00Z old-export/
    etl-load --allow-incomplete export/      an unfinished download: its rows, no completion rows
    etl-load --replace-invalid-utf8 export/  load Latin-1 bytes and lone surrogates as U+FFFD
-   etl-load --db site.duckdb --format parquet --out snapshot/
-   etl-load --format ndjson --out cumulus-out/ export/
+   etl-load --db site.duckdb --format parquet --dir snapshot/
+   etl-load --format ndjson --dir cumulus-out/ export/
    etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
                                             also download missing Medications, inline notes`,
 		HideHelpCommand: true,
 		Flags: tool.Flags([]cli.Flag{
 			&cli.PathFlag{Name: "db", Value: "bulkpipe.duckdb", EnvVars: []string{"BULK_DB"}, Usage: "DuckDB database `FILE` (created if missing)"},
 			&cli.StringFlag{Name: "format", Value: "duckdb", Usage: "`FORMAT`: duckdb, or also write a snapshot of every table: parquet or ndjson (Cumulus ETL layout)"},
-			&cli.PathFlag{Name: "out", Usage: "`DIR` for the parquet or ndjson snapshot"},
+			&cli.PathFlag{Name: "dir", Aliases: []string{"d"}, Usage: "`DIR` for the parquet or ndjson snapshot"},
+			tool.OldFlag("dir", "out"),
 			&cli.StringFlag{Name: "export-group", Usage: "Group `NAME` of the export (overrides the log; \"\" for a system-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "`TIME` of the export, RFC 3339 (overrides the log's transactionTime)"},
 			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
@@ -159,7 +160,6 @@ func parseConfig(c *cli.Context) (*config, error) {
 	cfg := &config{
 		db:              c.Path("db"),
 		format:          c.String("format"),
-		out:             c.Path("out"),
 		exclude:         splitList(c.StringSlice("exclude-resources")),
 		assume:          splitList(c.StringSlice("assume-complete")),
 		allowIncomplete: c.Bool("allow-incomplete"),
@@ -170,17 +170,21 @@ func parseConfig(c *cli.Context) (*config, error) {
 		dirs:            c.Args().Slice(),
 		now:             time.Now,
 	}
+	var err error
+	if cfg.out, err = tool.Renamed(c, "dir", "out"); err != nil {
+		return nil, err
+	}
 	switch cfg.format {
 	case "duckdb":
 		if cfg.out != "" {
-			return nil, tool.UsageErrorf("--out needs --format parquet or ndjson")
+			return nil, tool.UsageErrorf("--dir needs --format parquet or ndjson")
 		}
 		if len(cfg.dirs) == 0 {
 			return nil, tool.UsageErrorf("no export folder given (usage: etl-load DIR...)")
 		}
 	case "parquet", "ndjson":
 		if cfg.out == "" {
-			return nil, tool.UsageErrorf("--format %s needs --out DIR", cfg.format)
+			return nil, tool.UsageErrorf("--format %s needs --dir DIR", cfg.format)
 		}
 	default:
 		return nil, tool.UsageErrorf("--format %q: want duckdb, parquet or ndjson", cfg.format)
@@ -188,7 +192,6 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.db == "" {
 		return nil, tool.UsageErrorf("--db must name a file")
 	}
-	var err error
 	if cfg.maxLine, err = tool.MaxLine(c); err != nil {
 		return nil, err
 	}

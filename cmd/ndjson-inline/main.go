@@ -78,7 +78,7 @@ func inlineFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "allow-link-local", Usage: "let attachment URLs reach link-local addresses (169.254.0.0/16, fe80::/10) and cloud metadata endpoints, refused by default"},
 		&cli.BoolFlag{Name: "strict", Usage: "exit 1 when an attachment failed (the others are still inlined)"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append download_complete and download_error events to the export log `FILE`"},
-		&cli.StringFlag{Name: "max-line", Value: "256MiB", Usage: "refuse input lines longer than `SIZE`"},
+		tool.MaxLineFlag(),
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only failures and errors on stderr"},
 	}
 }
@@ -101,17 +101,15 @@ func parseConfig(c *cli.Context) (*config, error) {
 	cfg.policy.Resources = attachment.SplitList(c.StringSlice("resource"))
 	cfg.policy.MIMETypes = attachment.SplitList(c.StringSlice("mimetype"))
 	var err error
-	if cfg.policy.MaxSize, err = attachment.ParseSize(c.String("max-size")); err != nil {
+	if cfg.policy.MaxSize, err = tool.ParseSize(c.String("max-size")); err != nil {
 		return nil, tool.UsageErrorf("--max-size: %v", err)
 	}
 	if cfg.policy.MaxSize > attachment.HardMaxSize {
 		return nil, tool.UsageErrorf("--max-size %s: at most 1GiB (an attachment is held in memory, and its base64 must fit in a line)", c.String("max-size"))
 	}
-	maxLine, err := attachment.ParseSize(c.String("max-line"))
-	if err != nil || maxLine < 1 || maxLine > 1<<31-1<<20 {
-		return nil, tool.UsageErrorf("--max-line %q: want a size from 1 byte to 2047MiB", c.String("max-line"))
+	if cfg.maxLine, err = tool.MaxLine(c); err != nil {
+		return nil, err
 	}
-	cfg.maxLine = int(maxLine)
 	switch {
 	case cfg.parallel < 1:
 		return nil, tool.UsageErrorf("--parallel must be at least 1")

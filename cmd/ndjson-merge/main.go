@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulkpipe/bulkpipe/pkg/merge"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 	"github.com/urfave/cli/v2"
 )
@@ -20,7 +22,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:      "ndjson-merge",
 		Usage:     "merge the slices of a sliced export into one de-duplicated export folder",
-		ArgsUsage: "SRC... --out DIR",
+		ArgsUsage: "SRC... --dir DIR",
 		Description: `Each SRC is an export folder (with its log.ndjson), an NDJSON file, or - for stdin.
 Duplicates (same resourceType/id) collapse to the copy with the newest meta.lastUpdated; ties go
 to the slice with the later transactionTime, then to the later argument. A deleted/ entry removes
@@ -28,17 +30,18 @@ the copies of earlier slices. The merged log takes the earliest slice's transact
 Group all slices share. Output is sorted by resourceType, then id. See ndjson-merge(1).
 
 Examples:
-   ndjson-merge obs-lab obs-vitals obs-rest --out obs
-   ndjson-merge a.ndjson b.ndjson --export-timestamp 2024-05-01T00:00:00Z --out -
-   ndjson-merge slices/* --out merged --mem 2GB --max-file-size 256MB`,
+   ndjson-merge obs-lab obs-vitals obs-rest --dir obs
+   ndjson-merge a.ndjson b.ndjson --export-timestamp 2024-05-01T00:00:00Z --dir -
+   ndjson-merge slices/* --dir merged --mem 2GB --max-file-size 256MB`,
 		HideHelpCommand: true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the merged export folder `DIR` (- for NDJSON on stdout, one resource type only)"},
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --out if it exists and is not empty (never a source, or a folder holding or inside one)"},
+			&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "write the merged export folder `DIR` (- for NDJSON on stdout, one resource type only)"},
+			tool.OldFlag("dir", "out", "o"),
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --dir if it exists and is not empty (never a source, or a folder holding or inside one)"},
 			&cli.StringFlag{Name: "mem", Value: "512MB", Usage: "memory for sorting before runs are spilled to disk (`SIZE`: 256MB, 1GB, 64KiB)"},
 			&cli.StringFlag{Name: "max-file-size", Value: "1GiB", Usage: "start a new Type.NNN.ndjson file past this `SIZE`"},
-			&cli.StringFlag{Name: "max-line", Value: "256MiB", Usage: "refuse input lines longer than `SIZE`"},
-			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --out; $TMPDIR with --out -)"},
+			tool.MaxLineFlag(),
+			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --dir; $TMPDIR with --dir -)"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `ID` of sources without a log (default: none, a system or Patient-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "transactionTime of sources without a log (`TIME`: RFC 3339, or a date for midnight UTC)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
@@ -49,76 +52,71 @@ Examples:
 
 func run(c *cli.Context) error {
 	stderr := c.App.ErrWriter
-	o := &options{
-		sources: c.Args().Slice(),
-		out:     c.String("out"),
-		force:   c.Bool("force"),
-		tmp:     c.String("tmp"),
-		group:   c.String("export-group"),
-		stdin:   c.App.Reader,
-		stdout:  c.App.Writer,
-		warn:    func(msg string) { fmt.Fprintf(stderr, "%s: warning: %s\n", c.App.Name, msg) },
-		now:     time.Now,
-		version: c.App.Version,
-	}
-	if len(o.sources) == 0 {
-		return tool.UsageErrorf("no sources: give export folders or NDJSON files (- for stdin) and --out DIR")
-	}
-	if o.out == "" {
-		return tool.UsageErrorf("--out is required: a folder for the merged export, or - for NDJSON on stdout")
+	o := &merge.Options{
+		Sources: c.Args().Slice(),
+		Force:   c.Bool("force"),
+		Tmp:     c.String("tmp"),
+		Group:   c.String("export-group"),
+		Stdin:   c.App.Reader,
+		Stdout:  c.App.Writer,
+		Warn:    func(msg string) { fmt.Fprintf(stderr, "%s: warning: %s\n", c.App.Name, msg) },
+		Now:     time.Now,
+		Version: c.App.Version,
 	}
 	var err error
+	if o.Out, err = tool.Renamed(c, "dir", "out"); err != nil {
+		return err
+	}
+	if len(o.Sources) == 0 {
+		return tool.UsageErrorf("no sources: give export folders or NDJSON files (- for stdin) and --dir DIR")
+	}
+	if o.Out == "" {
+		return tool.UsageErrorf("--dir is required: a folder for the merged export, or - for NDJSON on stdout")
+	}
 	sizes := []struct {
 		flag string
 		dst  *int64
 		min  int64
-	}{{"mem", &o.mem, 1 << 10}, {"max-file-size", &o.maxFile, 1}}
+	}{{"mem", &o.Mem, 1 << 10}, {"max-file-size", &o.MaxFile, 1}}
 	for _, s := range sizes {
-		if *s.dst, err = parseSize(c.String(s.flag)); err != nil {
+		if *s.dst, err = tool.ParseSize(c.String(s.flag)); err != nil {
 			return tool.UsageErrorf("--%s: %v", s.flag, err)
 		}
 		if *s.dst < s.min {
 			return tool.UsageErrorf("--%s %s: want at least %s", s.flag, c.String(s.flag), formatSize(s.min))
 		}
 	}
-	maxLine, err := parseSize(c.String("max-line"))
-	if err != nil || maxLine < 1 || maxLine > 1<<31-1<<20 {
-		return tool.UsageErrorf("--max-line %q: want a size from 1 byte to 2047MiB", c.String("max-line"))
+	if o.MaxLine, err = tool.MaxLine(c); err != nil {
+		return err
 	}
-	o.maxLine = int(maxLine)
 	if ts := c.String("export-timestamp"); ts != "" {
-		if o.timestamp, err = parseTimestamp(ts); err != nil {
+		if o.Timestamp, err = parseTimestamp(ts); err != nil {
 			return tool.UsageErrorf("--export-timestamp: %v", err)
 		}
-		o.hasTime = true
-	}
-	if o.out == "-" && c.Bool("force") {
-		return tool.UsageErrorf("--force applies to an output folder, not --out -")
-	}
-	if o.out != "-" {
-		if err := checkOutOutsideSources(o.out, o.sources); err != nil {
-			return tool.UsageErrorf("%v", err)
-		}
+		o.HasTime = true
 	}
 	// The sort buffers hold no pointers, so a soft limit a little above --mem makes the garbage
 	// collector return memory early instead of letting the heap double (peak RSS ≈ --mem).
-	debug.SetMemoryLimit(o.mem + o.mem/4 + 32<<20)
+	debug.SetMemoryLimit(o.Mem + o.Mem/4 + 32<<20)
 	var p *progressLine
 	if !c.Bool("quiet") && tool.IsTerminal(stderr) {
 		p = &progressLine{w: stderr, name: c.App.Name}
-		o.progress = p.show
+		o.Progress = p.show
 		defer p.done() // clear the line before tool.Run prints an error
 	}
-	started := o.now()
-	res, err := merge(c.Context, o)
+	started := o.Now()
+	res, err := merge.Run(c.Context, o)
+	if _, ok := errors.AsType[*merge.OptionsError](err); ok {
+		return tool.UsageErrorf("%v", err)
+	}
 	if err != nil {
 		return err
 	}
 	if p != nil {
 		p.done()
 		fmt.Fprintf(stderr, "%s: %d resources read, %d written (%s), %d deletions kept, %d errors kept, in %s\n",
-			c.App.Name, res.read, res.written, strings.Join(res.types, ", "), res.deleted, res.errors,
-			o.now().Sub(started).Round(time.Millisecond))
+			c.App.Name, res.Read, res.Written, strings.Join(res.Types, ", "), res.Deleted, res.Errors,
+			o.Now().Sub(started).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -142,18 +140,18 @@ type progressLine struct {
 	drawn bool
 }
 
-func (p *progressLine) show(pr progress) {
+func (p *progressLine) show(pr merge.Progress) {
 	now := time.Now()
 	if now.Sub(p.last) < 200*time.Millisecond {
 		return
 	}
 	p.last, p.drawn = now, true
-	line := fmt.Sprintf("%s: %s %d records", p.name, pr.phase, pr.records)
-	if pr.bytes > 0 {
-		line += ", " + formatSize(pr.bytes)
+	line := fmt.Sprintf("%s: %s %d records", p.name, pr.Phase, pr.Records)
+	if pr.Bytes > 0 {
+		line += ", " + formatSize(pr.Bytes)
 	}
-	if pr.runs > 0 {
-		line += fmt.Sprintf(", %d sorted runs on disk", pr.runs)
+	if pr.Runs > 0 {
+		line += fmt.Sprintf(", %d sorted runs on disk", pr.Runs)
 	}
 	fmt.Fprintf(p.w, "\r\033[K%s", line)
 }

@@ -186,7 +186,7 @@ func biUnharmed(t *testing.T, dir string, digest map[string]string, log string) 
 func biDBSnapshot(t *testing.T, db string) map[string]string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "snapshot")
-	mustRun(t, nil, "", "etl-load", "-q", "--db", db, "--format", "ndjson", "--out", out)
+	mustRun(t, nil, "", "etl-load", "-q", "--db", db, "--format", "ndjson", "--dir", out)
 	snap := map[string]string{}
 	err := filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -248,7 +248,7 @@ func TestBadInputDuplicateIDs(t *testing.T) {
 	}
 
 	out := filepath.Join(work, "merged")
-	mustRun(t, nil, "", "ndjson-merge", "-q", "--export-timestamp", biExportTime, dir, "--out", out)
+	mustRun(t, nil, "", "ndjson-merge", "-q", "--export-timestamp", biExportTime, dir, "--dir", out)
 	b, err := os.ReadFile(filepath.Join(out, "Patient.000.ndjson"))
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func TestBadInputLogTwoExports(t *testing.T) {
 	}
 
 	out := filepath.Join(work, "merged")
-	mustRun(t, nil, "", "ndjson-merge", "-q", dir, "--out", out)
+	mustRun(t, nil, "", "ndjson-merge", "-q", dir, "--dir", out)
 	ex, err := exportdir.ReadLog(filepath.Join(out, "log.ndjson"))
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +337,7 @@ func TestBadInputLineQuirks(t *testing.T) {
 	mustRun(t, nil, "", "etl-load", append([]string{"-q", "--db", db}, append(biNoLog, dir)...)...)
 	loaded := biTable(biDBSnapshot(t, db), "patient")
 	merged := filepath.Join(work, "merged")
-	mustRun(t, nil, "", "ndjson-merge", "-q", "--export-timestamp", biExportTime, dir, "--out", merged)
+	mustRun(t, nil, "", "ndjson-merge", "-q", "--export-timestamp", biExportTime, dir, "--dir", merged)
 	b, err := os.ReadFile(filepath.Join(merged, "Patient.000.ndjson"))
 	if err != nil {
 		t.Fatal(err)
@@ -444,7 +444,7 @@ func TestBadInputHugeLines(t *testing.T) {
 	}
 	t.Logf("etl-load, a 100 MiB line: peak RSS %s", rss)
 	snap := filepath.Join(work, "snapshot")
-	mustRun(t, nil, "", "etl-load", "-q", "--db", db, "--format", "ndjson", "--out", snap)
+	mustRun(t, nil, "", "etl-load", "-q", "--db", db, "--format", "ndjson", "--dir", snap)
 	tables, _ := filepath.Glob(filepath.Join(snap, "patient", "*.ndjson"))
 	var got []string
 	for _, f := range tables {
@@ -820,10 +820,10 @@ func TestBadInputMaxLine(t *testing.T) {
 	})
 	t.Run("ndjson-merge", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "merged")
-		r := run(t, nil, "", "ndjson-merge", "-q", "--max-line", "1000", "--export-timestamp", biExportTime, dir, "--out", out)
+		r := run(t, nil, "", "ndjson-merge", "-q", "--max-line", "1000", "--export-timestamp", biExportTime, dir, "--dir", out)
 		biRejected(t, r, "ndjson-merge", path, "line 3")
 		if _, err := os.Stat(out); err == nil {
-			t.Errorf("--out %s exists after a failed merge", out)
+			t.Errorf("--dir %s exists after a failed merge", out)
 		}
 	})
 	t.Run("bulk-fetch", func(t *testing.T) {
@@ -857,9 +857,9 @@ func TestBadInputLogBadTime(t *testing.T) {
 	})
 	t.Run("ndjson-merge", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "merged")
-		biRejected(t, run(t, nil, "", "ndjson-merge", "-q", dir, "--out", out), "ndjson-merge", log+":3", "2024-04-31T25:30:00Z")
+		biRejected(t, run(t, nil, "", "ndjson-merge", "-q", dir, "--dir", out), "ndjson-merge", log+":3", "2024-04-31T25:30:00Z")
 		if _, err := os.Stat(out); err == nil {
-			t.Errorf("--out %s exists after a failed merge", out)
+			t.Errorf("--dir %s exists after a failed merge", out)
 		}
 	})
 }
@@ -942,7 +942,7 @@ func TestBadInputUnreadableFolder(t *testing.T) {
 			args []string
 		}{
 			{"etl-load", append([]string{"-q", "--db", "site.duckdb"}, append(biNoLog, "locked")...)},
-			{"ndjson-merge", []string{"-q", "--export-timestamp", biExportTime, "locked", "--out", "merged"}},
+			{"ndjson-merge", []string{"-q", "--export-timestamp", biExportTime, "locked", "--dir", "merged"}},
 			{"ndjson-inline", []string{"-q", "--in-place", "--fhir-url", "http://127.0.0.1:1/fhir", "locked"}},
 			{"bulk-fetch", []string{"-q", "--dir", "locked", "--no-delete", manifest}},
 		} {
@@ -983,7 +983,7 @@ func TestBadInputUnreadableFolder(t *testing.T) {
 			t.Errorf("the database changed (-before +after):\n%s", diff)
 		}
 		out := filepath.Join(work, "merged")
-		biRejected(t, run(t, nil, "", "ndjson-merge", "-q", "--export-timestamp", biExportTime, dir, "--out", out), "ndjson-merge", "DocumentReference.000.ndjson")
+		biRejected(t, run(t, nil, "", "ndjson-merge", "-q", "--export-timestamp", biExportTime, dir, "--dir", out), "ndjson-merge", "DocumentReference.000.ndjson")
 		biRejected(t, run(t, nil, "", "ndjson-inline", "-q", "--in-place", "--fhir-url", "http://127.0.0.1:1/fhir", dir),
 			"ndjson-inline", "DocumentReference.000.ndjson")
 	})
@@ -1021,7 +1021,7 @@ func biRemount(t *testing.T, dir, size string) {
 
 // TestBadInputFullDisk: a full disk fails the run with exit 1 naming the file it could not
 // write, and damages nothing: bulk-fetch keeps only verified files (and resumes once there is
-// room), ndjson-merge leaves nothing at --out, and etl-load leaves the database as it was.
+// room), ndjson-merge leaves nothing at --dir, and etl-load leaves the database as it was.
 func TestBadInputFullDisk(t *testing.T) {
 	needBinaries(t, "bulk-kickoff", "bulk-poll", "bulk-fetch", "ndjson-merge", "etl-load")
 	// A 3 MB export: three times the 1 MiB disk.
@@ -1060,7 +1060,7 @@ func TestBadInputFullDisk(t *testing.T) {
 	t.Run("ndjson-merge", func(t *testing.T) {
 		mnt := biTmpfs(t, "1m")
 		out := filepath.Join(mnt, "merged")
-		r := run(t, nil, "", "ndjson-merge", "-q", ref, "--out", out)
+		r := run(t, nil, "", "ndjson-merge", "-q", ref, "--dir", out)
 		biRejected(t, r, "ndjson-merge", mnt, "no space left on device")
 		if left, _ := os.ReadDir(mnt); len(left) > 0 {
 			t.Errorf("a failed merge left %v on the disk", left)

@@ -432,7 +432,7 @@ func (p *pipeline) run() {
 		}
 	}
 	p.step("inline", "ndjson-inline", p.env, slices.Concat([]string{"--in-place", "--stall-timeout", p.c.stall()}, p.c.inline, []string{p.path("main")})...)
-	merge := []string{"--out", p.path("merged")}
+	merge := []string{"--dir", p.path("merged")}
 	for _, e := range chaosExports[1:] {
 		merge = append(merge, p.path(e.name))
 	}
@@ -545,10 +545,11 @@ func (p *pipeline) record(tool string, o outcome) {
 	b.WriteString(o.Stderr)
 }
 
-// outputOf returns the -o (or --out) file of a command line, "" when none.
+// outputOf returns what a command line writes whole: bulk-poll's -o FILE, ndjson-merge's --dir
+// (or its old name --out), "" when none.
 func outputOf(args []string) string {
 	for i, a := range args {
-		if (a == "-o" || a == "--out" || a == "--output") && i+1 < len(args) {
+		if (a == "-o" || a == "--output" || a == "--dir" || a == "--out") && i+1 < len(args) {
 			return args[i+1]
 		}
 	}
@@ -569,7 +570,7 @@ func (p *pipeline) afterCrash(tool string, args []string) {
 	st := crashState{mark: len(p.srv.requests())}
 	switch tool {
 	case "bulk-poll", "ndjson-merge":
-		// -o and --out appear complete or not at all.
+		// -o and --dir appear complete or not at all.
 		if out := outputOf(args); out != "" {
 			if _, err := os.Stat(out); err == nil {
 				t.Errorf("%s killed at %s left %s, which must appear only when complete", tool, cr.point, out)

@@ -65,6 +65,6 @@ measure cat cat "$work"/in/*/Observation.*.ndjson >"$work/cat.ndjson"
 rm -f "$work/cat.ndjson"
 measure 'sort -u' env LC_ALL=C sort -u -S "$sortmem" -T "$work/tmp" -o "$work/sort.ndjson" "$work"/in/*/Observation.*.ndjson
 rm -f "$work/sort.ndjson"
-measure ndjson-merge "$work/bin/ndjson-merge" "$work"/in/* --out "$work/merged" --mem "$mem" --quiet
+measure ndjson-merge "$work/bin/ndjson-merge" "$work"/in/* --dir "$work/merged" --mem "$mem" --quiet
 printf 'ndjson-merge kept %s of %s lines\n' \
 	"$(cat "$work"/merged/Observation.*.ndjson | wc -l | tr -d ' ')" "$(cat "$work"/in/*/Observation.*.ndjson | wc -l | tr -d ' ')"

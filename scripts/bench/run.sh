@@ -225,8 +225,8 @@ while [ "$r" -le "$rounds" ]; do
 		env LC_ALL=C sort -u -S "$sortmem" -T "$work/tmp" -o "$work/sorted.ndjson" "$@"
 	rm -f "$work/sorted.ndjson"
 	measure merge "ndjson-merge --mem $mem" tool "$merge_bytes" \
-		-show "bin/ndjson-merge \$WORK/slices/* --out \$WORK/merged --mem $mem --quiet" -- \
-		"$bin/ndjson-merge" "$work"/slices/* --out "$work/merged" --mem "$mem" --quiet
+		-show "bin/ndjson-merge \$WORK/slices/* --dir \$WORK/merged --mem $mem --quiet" -- \
+		"$bin/ndjson-merge" "$work"/slices/* --dir "$work/merged" --mem "$mem" --quiet
 	r=$((r + 1))
 done
 rm -rf "$work/slices" "$work/merged"

@@ -1,4 +1,4 @@
-package main
+package merge
 
 import (
 	"fmt"
@@ -42,8 +42,8 @@ func BenchmarkMerge(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				out := filepath.Join(dir, fmt.Sprint(bm.name, i))
 				o, _ := testOptions(b, out, srcs...)
-				o.mem = bm.mem
-				if _, err := merge(b.Context(), o); err != nil {
+				o.Mem = bm.mem
+				if _, err := Run(b.Context(), o); err != nil {
 					b.Fatal(err)
 				}
 				os.RemoveAll(out)

@@ -1,4 +1,4 @@
-package main
+package merge
 
 import (
 	"errors"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
-	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
 // source is one SRC argument: a slice of a sliced export. A folder brings its files and, usually,
@@ -36,15 +35,15 @@ func (s *source) name() string {
 
 // openSources resolves the arguments: folders are discovered and their logs read, the Group and time
 // of each slice settled, and slices of different Groups refused.
-func openSources(o *options) ([]*source, error) {
+func openSources(o *Options) ([]*source, error) {
 	var srcs []*source
 	sawStdin := false
-	for i, arg := range o.sources {
+	for i, arg := range o.Sources {
 		src := &source{arg: arg, index: i}
 		switch fi, err := os.Stat(arg); {
 		case arg == "-":
 			if sawStdin {
-				return nil, tool.UsageErrorf("stdin (-) given twice")
+				return nil, optionsErrorf("stdin (-) given twice")
 			}
 			sawStdin, src.stdin = true, true
 			src.files = []exportdir.File{{Path: "-", Rel: "-", ItemType: exportdir.ItemOutput}}
@@ -104,21 +103,21 @@ func (s *source) openFolder() error {
 }
 
 // settle picks the slice's Group and transactionTime: from its log, else from the flags.
-func (s *source) settle(o *options) error {
+func (s *source) settle(o *Options) error {
 	switch {
 	case s.export != nil && s.export.HasTime:
 		s.time = s.export.TransactionTime
-	case o.hasTime:
-		s.time = o.timestamp
+	case o.HasTime:
+		s.time = o.Timestamp
 	case s.export != nil:
-		return tool.UsageErrorf("%s: its log has no transactionTime (export not complete?): give --export-timestamp", s.name())
+		return optionsErrorf("%s: its log has no transactionTime (export not complete?): give --export-timestamp", s.name())
 	default:
-		return tool.UsageErrorf("%s has no export log: give --export-timestamp (and --export-group for a Group export)", s.name())
+		return optionsErrorf("%s has no export log: give --export-timestamp (and --export-group for a Group export)", s.name())
 	}
 	if s.export != nil {
 		s.group = s.export.Group
 	} else {
-		s.group = o.group
+		s.group = o.Group
 	}
 	return nil
 }
@@ -131,9 +130,9 @@ func groupName(g string) string {
 }
 
 // open opens one of the source's files; "-" is the tool's stdin.
-func (o *options) open(f exportdir.File) (io.ReadCloser, error) {
+func (o *Options) open(f exportdir.File) (io.ReadCloser, error) {
 	if f.Path == "-" {
-		return io.NopCloser(o.stdin), nil
+		return io.NopCloser(o.Stdin), nil
 	}
 	return exportdir.OpenFile(f.Path)
 }

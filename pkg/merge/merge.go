@@ -1,4 +1,4 @@
-package main
+package merge
 
 import (
 	"context"
@@ -11,50 +11,61 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
+	"github.com/bulkpipe/bulkpipe/pkg/failpoint"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
-	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
-// options of one merge, filled from the flags by run (and directly by tests).
-type options struct {
-	sources   []string
-	out       string // a folder, or "-" for NDJSON on stdout
-	force     bool
-	mem       int64
-	maxFile   int64
-	maxLine   int
-	tmp       string // where sorted runs go; "" = inside the staging folder (or $TMPDIR for --out -)
-	group     string
-	timestamp time.Time
-	hasTime   bool
+// Options of one merge. The zero value of each optional field means its default.
+type Options struct {
+	Sources   []string // export folders, NDJSON files, or "-" for Stdin, in argument order
+	Out       string   // the merged export folder, or "-" for NDJSON on Stdout (one resource type)
+	Force     bool     // replace a non-empty Out (never a source, or a folder holding or inside one)
+	Mem       int64    // bytes of records sorted in memory before a run is spilled to disk
+	MaxFile   int64    // start a new Type.NNN.ndjson past this many bytes
+	MaxLine   int      // refuse input lines longer than this
+	Tmp       string   // where sorted runs go; "" = inside the staging folder (or $TMPDIR for Out "-")
+	Group     string   // Group of sources without a log
+	Timestamp time.Time
+	HasTime   bool // Timestamp is the transactionTime of sources without a log
 
-	stdin    io.Reader
-	stdout   io.Writer
-	warn     func(msg string) // one diagnostic line (without the tool name)
-	progress func(p progress) // called every few thousand records; nil = silent
-	now      func() time.Time
-	version  string
+	Stdin    io.Reader
+	Stdout   io.Writer
+	Warn     func(msg string) // one diagnostic line (without the tool name); required
+	Progress func(p Progress) // called every few thousand records; nil = silent
+	Now      func() time.Time // the clock of the log's timestamps; required
+	Version  string           // the tool's version, recorded in the log
 }
 
-// progress is what the tool shows on a terminal, and what tests hook to interrupt a merge.
-type progress struct {
-	phase   string // "reading", "merging", "writing"
-	records int64  // records read, or written
-	bytes   int64  // bytes read, or written
-	runs    int    // sorted runs spilled to disk
+// Progress is what a tool shows on a terminal, and what tests hook to interrupt a merge.
+type Progress struct {
+	Phase   string // "reading", "merging", "writing"
+	Records int64  // records read, or written
+	Bytes   int64  // bytes read, or written
+	Runs    int    // sorted runs spilled to disk
 }
 
-// result summarizes a merge for the closing line.
-type result struct {
-	read, written, deleted, errors int64
-	types                          []string
-	files                          int
+// Result summarizes a merge for the closing line.
+type Result struct {
+	Read, Written, Deleted, Errors int64
+	Types                          []string // resource types written, sorted
+	Files                          int      // files in the merged folder
+}
+
+// OptionsError is a merge asked for in a way that cannot work (stdin twice, a source without a
+// time, several resource types to one stream): the caller's mistake rather than the data's, which
+// tools report as a usage error.
+type OptionsError struct{ msg string }
+
+func (e *OptionsError) Error() string { return e.msg }
+
+func optionsErrorf(format string, args ...any) error {
+	return &OptionsError{msg: fmt.Sprintf(format, args...)}
 }
 
 // merger carries one merge from the sources to the output.
 type merger struct {
-	o       *options
+	o       *Options
 	srcs    []*source
 	rules   *rules
 	sort    *sorter
@@ -62,20 +73,28 @@ type merger struct {
 	types   []string // resource types seen, sorted
 	errs    []exportdir.File
 	warned  map[string]bool
-	res     result
+	res     Result
 	key     []byte
 	counter int64
 	read    int64 // bytes read
 	started time.Time
 }
 
-// merge runs a whole merge: sources, sort, output. Nothing appears at o.out unless it returns nil.
-func merge(ctx context.Context, o *options) (*result, error) {
+// Run runs a whole merge: sources, sort, output. Nothing appears at o.Out unless it returns nil.
+func Run(ctx context.Context, o *Options) (*Result, error) {
+	if o.Out == "-" && o.Force {
+		return nil, optionsErrorf("--force applies to an output folder, not --dir -")
+	}
+	if o.Out != "-" {
+		if err := checkOutOutsideSources(o.Out, o.Sources); err != nil {
+			return nil, &OptionsError{msg: err.Error()}
+		}
+	}
 	srcs, err := openSources(o)
 	if err != nil {
 		return nil, err
 	}
-	m := &merger{o: o, srcs: srcs, warned: map[string]bool{}, started: o.now()}
+	m := &merger{o: o, srcs: srcs, warned: map[string]bool{}, started: o.Now()}
 	times := make([]time.Time, len(srcs))
 	for i, s := range srcs {
 		times[i] = s.time
@@ -83,9 +102,9 @@ func merge(ctx context.Context, o *options) (*result, error) {
 	m.rules = newRules(times)
 
 	var out *outDir
-	runDir := o.tmp
-	if o.out != "-" {
-		if out, err = createOutDir(o.out, o.force); err != nil {
+	runDir := o.Tmp
+	if o.Out != "-" {
+		if out, err = createOutDir(o.Out, o.Force); err != nil {
 			return nil, err
 		}
 		defer out.abort() // no-op after commit
@@ -100,12 +119,12 @@ func merge(ctx context.Context, o *options) (*result, error) {
 		return nil, fmt.Errorf("create a folder for sorted runs: %w", err)
 	}
 	defer os.RemoveAll(runs)
-	m.sort = newSorter(m.rules, o.mem, runs)
+	m.sort = newSorter(m.rules, o.Mem, runs)
 
 	if err := m.readAll(ctx); err != nil {
 		return nil, err
 	}
-	if o.out == "-" {
+	if o.Out == "-" {
 		return m.toStdout(ctx)
 	}
 	return m.toFolder(ctx, out, runs)
@@ -146,7 +165,7 @@ func (m *merger) readFile(ctx context.Context, src *source, f exportdir.File, fn
 		return fmt.Errorf("read %s: %w", name, unwrapPathError(err))
 	}
 	defer r.Close()
-	sc := ndjson.NewScanner(r, m.o.maxLine)
+	sc := ndjson.NewScanner(r, m.o.MaxLine)
 	where := func() string { return fmt.Sprintf("%s:%d", name, sc.Line()) }
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -194,11 +213,11 @@ func (m *merger) addResource(ctx context.Context, src *source, where func() stri
 	e.key = m.key
 	if i, found := slices.BinarySearch(m.types, typ); !found {
 		m.types = slices.Insert(m.types, i, typ)
-		if m.o.out == "-" && len(m.types) > 1 {
+		if m.o.Out == "-" && len(m.types) > 1 {
 			return m.severalTypes() // before reading everything, and before writing anything
 		}
 	}
-	m.res.read++
+	m.res.Read++
 	return m.sort.add(ctx, &e)
 }
 
@@ -226,22 +245,22 @@ func (m *merger) addDeletes(ctx context.Context, src *source, where func() strin
 func (m *merger) warnOnce(what, msg string) {
 	if !m.warned[what] {
 		m.warned[what] = true
-		m.o.warn(msg)
+		m.o.Warn(msg)
 	}
 }
 
 func (m *merger) report(phase string, records, bytes int64) {
-	if m.o.progress != nil {
-		m.o.progress(progress{phase: phase, records: records, bytes: bytes, runs: m.sort.nextRun})
+	if m.o.Progress != nil {
+		m.o.Progress(Progress{Phase: phase, Records: records, Bytes: bytes, Runs: m.sort.nextRun})
 	}
 }
 
 // toStdout writes the merged resources of the one resource type to stdout, in id order.
-func (m *merger) toStdout(ctx context.Context) (*result, error) {
+func (m *merger) toStdout(ctx context.Context) (*Result, error) {
 	if len(m.types) > 1 {
 		return nil, m.severalTypes()
 	}
-	w := m.o.stdout
+	w := m.o.Stdout
 	var dels int64
 	err := m.sort.each(ctx, func(g []entry) error {
 		if g[0].kind == kindDelete {
@@ -254,9 +273,9 @@ func (m *merger) toStdout(ctx context.Context) (*result, error) {
 		if _, err := w.Write(newline); err != nil {
 			return err
 		}
-		m.res.written++
-		if m.res.written&0xfff == 0 {
-			m.report("writing", m.res.written, 0)
+		m.res.Written++
+		if m.res.Written&0xfff == 0 {
+			m.report("writing", m.res.Written, 0)
 		}
 		return nil
 	})
@@ -264,35 +283,35 @@ func (m *merger) toStdout(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	if dels > 0 {
-		m.o.warn(fmt.Sprintf("%d deletions are not written to stdout: use --out DIR to keep deleted/", dels))
+		m.o.Warn(fmt.Sprintf("%d deletions are not written to stdout: use --dir DIR to keep deleted/", dels))
 	}
 	if len(m.errs) > 0 {
-		m.o.warn(fmt.Sprintf("%d error/ files are not written to stdout: use --out DIR to keep them", len(m.errs)))
+		m.o.Warn(fmt.Sprintf("%d error/ files are not written to stdout: use --dir DIR to keep them", len(m.errs)))
 	}
-	m.res.deleted, m.res.types = dels, m.types
+	m.res.Deleted, m.res.Types = dels, m.types
 	return &m.res, nil
 }
 
 var newline = []byte{'\n'}
 
 func (m *merger) severalTypes() error {
-	return tool.UsageErrorf("--out - writes one resource type, and the sources hold %s: use --out DIR", strings.Join(m.types, " and "))
+	return optionsErrorf("--dir - writes one resource type, and the sources hold %s: use --dir DIR", strings.Join(m.types, " and "))
 }
 
 // toFolder writes the merged export folder into the staging folder and renames it into place.
-func (m *merger) toFolder(ctx context.Context, out *outDir, runs string) (*result, error) {
-	out.maxFile = m.o.maxFile
+func (m *merger) toFolder(ctx context.Context, out *outDir, runs string) (*Result, error) {
+	out.maxFile = m.o.MaxFile
 	err := m.sort.each(ctx, func(g []entry) error {
 		typ, id := splitKey(g[0].key)
 		var err error
 		if g[0].kind == kindDelete {
 			err = out.deletion(typ, id)
-			m.res.deleted++
+			m.res.Deleted++
 		} else {
 			err = out.resource(typ, g[0].body)
-			m.res.written++
+			m.res.Written++
 		}
-		if n := m.res.written + m.res.deleted; n&0xfff == 0 {
+		if n := m.res.Written + m.res.Deleted; n&0xfff == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -310,11 +329,11 @@ func (m *merger) toFolder(ctx context.Context, out *outDir, runs string) (*resul
 		return nil, fmt.Errorf("remove sorted runs: %w", err)
 	}
 	for _, f := range m.errs {
-		n, err := out.copyErrors(ctx, f, m.o.maxLine)
+		n, err := out.copyErrors(ctx, f, m.o.MaxLine)
 		if err != nil {
 			return nil, err
 		}
-		m.res.errors += n
+		m.res.Errors += n
 	}
 	if err := out.endErrors(); err != nil {
 		return nil, err
@@ -325,11 +344,11 @@ func (m *merger) toFolder(ctx context.Context, out *outDir, runs string) (*resul
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	tool.Failpoint("merge.before-rename") // DESIGN.md §8: a kill here must leave --out untouched
+	failpoint.Hit("merge.before-rename") // DESIGN.md §8: a kill here must leave --dir untouched
 	if err := out.commit(); err != nil {
 		return nil, err
 	}
-	m.res.types, m.res.files = m.types, len(out.files)
+	m.res.Types, m.res.Files = m.types, len(out.files)
 	return &m.res, nil
 }
 

@@ -1,4 +1,4 @@
-package main
+package merge
 
 import (
 	"bytes"
@@ -90,14 +90,14 @@ func writeSlice(t testing.TB, dir string, s slice) {
 }
 
 // testOptions are the options of a merge in a test: generous memory, a fixed clock, warnings kept.
-func testOptions(t testing.TB, out string, srcs ...string) (*options, *[]string) {
+func testOptions(t testing.TB, out string, srcs ...string) (*Options, *[]string) {
 	var warnings []string
-	return &options{
-		sources: srcs, out: out, mem: 64 << 20, maxFile: 1 << 30, maxLine: 1 << 20,
-		stdin: strings.NewReader(""), stdout: &bytes.Buffer{},
-		warn:    func(msg string) { warnings = append(warnings, msg) },
-		now:     func() time.Time { return time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC) },
-		version: "test",
+	return &Options{
+		Sources: srcs, Out: out, Mem: 64 << 20, MaxFile: 1 << 30, MaxLine: 1 << 20,
+		Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{},
+		Warn:    func(msg string) { warnings = append(warnings, msg) },
+		Now:     func() time.Time { return time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC) },
+		Version: "test",
 	}, &warnings
 }
 
@@ -161,7 +161,7 @@ func TestMergeFolder(t *testing.T) {
 		}})
 	out := filepath.Join(dir, "merged")
 	o, warnings := testOptions(t, out, filepath.Join(dir, "lab"), filepath.Join(dir, "vitals"))
-	res, err := merge(t.Context(), o)
+	res, err := Run(t.Context(), o)
 	if err != nil {
 		t.Fatalf("merge: %v", err)
 	}
@@ -185,7 +185,7 @@ func TestMergeFolder(t *testing.T) {
 			t.Errorf("merged %s =\n%s\nwant\n%s", k, got[k], w)
 		}
 	}
-	if res.read != 6 || res.written != 4 || res.deleted != 2 || res.errors != 3 {
+	if res.Read != 6 || res.Written != 4 || res.Deleted != 2 || res.Errors != 3 {
 		t.Errorf("merge result = %+v, want 6 read, 4 written, 2 deleted, 3 errors", *res)
 	}
 	if len(*warnings) > 0 {
@@ -301,7 +301,7 @@ func TestDeleteRulesInFolders(t *testing.T) {
 			}
 			out := filepath.Join(dir, "out")
 			o, _ := testOptions(t, out, srcs...)
-			if _, err := merge(t.Context(), o); err != nil {
+			if _, err := Run(t.Context(), o); err != nil {
 				t.Fatal(err)
 			}
 			got := readTree(t, out)
@@ -323,14 +323,14 @@ func TestMixedGroups(t *testing.T) {
 	for _, pair := range [][2]string{{"a", "b"}, {"a", "c"}} {
 		out := filepath.Join(dir, "out")
 		o, _ := testOptions(t, out, filepath.Join(dir, pair[0]), filepath.Join(dir, pair[1]))
-		_, err := merge(t.Context(), o)
+		_, err := Run(t.Context(), o)
 		if err == nil || !strings.Contains(err.Error(), "different Groups") {
-			t.Errorf("merge(%s, %s) = %v, want a different-Groups error", pair[0], pair[1], err)
+			t.Errorf("Run(%s, %s) = %v, want a different-Groups error", pair[0], pair[1], err)
 			continue
 		}
 		for _, g := range []string{"Group cohort-a", map[string]string{"b": "Group cohort-b", "c": "no Group"}[pair[1]]} {
 			if !strings.Contains(err.Error(), g) {
-				t.Errorf("merge(%s, %s) error %q does not name %q", pair[0], pair[1], err, g)
+				t.Errorf("Run(%s, %s) error %q does not name %q", pair[0], pair[1], err, g)
 			}
 		}
 	}
@@ -364,9 +364,9 @@ func TestSpillSameOutput(t *testing.T) {
 	for _, mem := range []int64{64 << 20, 4 << 10} {
 		out := filepath.Join(dir, fmt.Sprint("out", mem))
 		o, _ := testOptions(t, out, srcs...)
-		o.mem = mem
-		o.maxFile = 8 << 10 // several files per type
-		if _, err := merge(t.Context(), o); err != nil {
+		o.Mem = mem
+		o.MaxFile = 8 << 10 // several files per type
+		if _, err := Run(t.Context(), o); err != nil {
 			t.Fatalf("merge --mem %d: %v", mem, err)
 		}
 		tree := readTree(t, out)
@@ -391,7 +391,7 @@ func mapKeys(m map[string]string) func(func(string) bool) {
 	}
 }
 
-// TestInterrupted cancels a merge while reading and while writing: nothing appears at --out, and
+// TestInterrupted cancels a merge while reading and while writing: nothing appears at --dir, and
 // the staging folder and runs are gone.
 func TestInterrupted(t *testing.T) {
 	for _, phase := range []string{"reading", "merging", "writing"} {
@@ -404,15 +404,15 @@ func TestInterrupted(t *testing.T) {
 			writeSlice(t, filepath.Join(dir, "a"), slice{time: "2024-01-01T00:00:00Z", files: map[string]string{"Observation.000.ndjson": lines(ls...)}})
 			out := filepath.Join(dir, "out")
 			o, _ := testOptions(t, out, filepath.Join(dir, "a"))
-			o.mem = 64 << 10 // spill, so runs exist when cancelled
+			o.Mem = 64 << 10 // spill, so runs exist when cancelled
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			o.progress = func(p progress) {
-				if p.phase == phase {
+			o.Progress = func(p Progress) {
+				if p.Phase == phase {
 					cancel()
 				}
 			}
-			_, err := merge(ctx, o)
+			_, err := Run(ctx, o)
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("merge cancelled while %s = %v, want context.Canceled", phase, err)
 			}
@@ -421,7 +421,7 @@ func TestInterrupted(t *testing.T) {
 	}
 }
 
-// TestBadInput: a bad line is an error naming FILE:LINE, and nothing appears at --out.
+// TestBadInput: a bad line is an error naming FILE:LINE, and nothing appears at --dir.
 func TestBadInput(t *testing.T) {
 	tests := []struct {
 		line, want string
@@ -440,8 +440,8 @@ func TestBadInput(t *testing.T) {
 		os.WriteFile(in, []byte(obs("0", "", "ok")+"\n\n"+tt.line+"\n"), 0o666)
 		out := filepath.Join(dir, "out")
 		o, _ := testOptions(t, out, in)
-		o.timestamp, o.hasTime = ts("2024-01-01T00:00:00Z"), true
-		_, err := merge(t.Context(), o)
+		o.Timestamp, o.HasTime = ts("2024-01-01T00:00:00Z"), true
+		_, err := Run(t.Context(), o)
 		if err == nil || !strings.HasPrefix(err.Error(), in+tt.want) {
 			t.Errorf("merge of %s = %v, want %s%s", tt.line, err, in, tt.want)
 		}
@@ -455,11 +455,11 @@ func TestLastUpdatedUnparseable(t *testing.T) {
 	in := filepath.Join(dir, "in.ndjson")
 	os.WriteFile(in, []byte(lines(obs("1", "2024-01-01T00:00:00Z", "good"), obs("1", "yesterday", "bad"), obs("1", "2024-01-01", "bad2"))), 0o666)
 	o, warnings := testOptions(t, "-", in)
-	o.timestamp, o.hasTime = ts("2024-01-01T00:00:00Z"), true
-	if _, err := merge(t.Context(), o); err != nil {
+	o.Timestamp, o.HasTime = ts("2024-01-01T00:00:00Z"), true
+	if _, err := Run(t.Context(), o); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := o.stdout.(*bytes.Buffer).String(), lines(obs("1", "2024-01-01T00:00:00Z", "good")); got != want {
+	if got, want := o.Stdout.(*bytes.Buffer).String(), lines(obs("1", "2024-01-01T00:00:00Z", "good")); got != want {
 		t.Errorf("merge = %s, want %s", got, want)
 	}
 	if len(*warnings) != 1 || !strings.Contains((*warnings)[0], in+`:2: meta.lastUpdated "yesterday" is not an instant`) {
@@ -474,13 +474,13 @@ func TestSourcesWithoutLog(t *testing.T) {
 	writeSlice(t, filepath.Join(dir, "folder"), slice{noLog: true, files: map[string]string{"Observation.000.ndjson": lines(obs("2", "", "b"))}})
 
 	o, _ := testOptions(t, filepath.Join(dir, "out"), in)
-	if _, err := merge(t.Context(), o); err == nil || !strings.Contains(err.Error(), "--export-timestamp") {
+	if _, err := Run(t.Context(), o); err == nil || !strings.Contains(err.Error(), "--export-timestamp") {
 		t.Errorf("merge of a file without --export-timestamp = %v, want a usage error naming the flag", err)
 	}
 
 	o, _ = testOptions(t, filepath.Join(dir, "out"), in, filepath.Join(dir, "folder"))
-	o.timestamp, o.hasTime, o.group = ts("2024-03-01T00:00:00-05:00"), true, "g 1"
-	if _, err := merge(t.Context(), o); err != nil {
+	o.Timestamp, o.HasTime, o.Group = ts("2024-03-01T00:00:00-05:00"), true, "g 1"
+	if _, err := Run(t.Context(), o); err != nil {
 		t.Fatal(err)
 	}
 	exp, err := exportdir.ReadLog(filepath.Join(dir, "out", exportdir.LogName))
@@ -501,12 +501,12 @@ func TestExistingOut(t *testing.T) {
 	os.WriteFile(filepath.Join(out, "old.txt"), []byte("old"), 0o666)
 	run := func(force bool) error {
 		o, _ := testOptions(t, out, in)
-		o.timestamp, o.hasTime, o.force = ts("2024-01-01T00:00:00Z"), true, force
-		_, err := merge(t.Context(), o)
+		o.Timestamp, o.HasTime, o.Force = ts("2024-01-01T00:00:00Z"), true, force
+		_, err := Run(t.Context(), o)
 		return err
 	}
 	if err := run(false); err == nil || !strings.Contains(err.Error(), "--force") {
-		t.Errorf("merge into a non-empty --out = %v, want an error naming --force", err)
+		t.Errorf("merge into a non-empty --dir = %v, want an error naming --force", err)
 	}
 	if err := run(true); err != nil {
 		t.Fatalf("merge --force: %v", err)
@@ -519,7 +519,7 @@ func TestExistingOut(t *testing.T) {
 	os.RemoveAll(out)
 	os.MkdirAll(out, 0o777)
 	if err := run(false); err != nil {
-		t.Errorf("merge into an empty --out = %v", err)
+		t.Errorf("merge into an empty --dir = %v", err)
 	}
 	leftovers(t, dir, "in.ndjson", "out")
 }
@@ -529,14 +529,14 @@ func TestStdout(t *testing.T) {
 	writeSlice(t, filepath.Join(dir, "a"), slice{time: "2024-01-01T00:00:00Z", files: map[string]string{
 		"Observation.000.ndjson": lines(obs("2", "", "a"), obs("1", "", "a")), "deleted/Bundle.000.ndjson": lines(deleteBundle("Observation/9"))}})
 	o, warnings := testOptions(t, "-", filepath.Join(dir, "a"), "-")
-	o.stdin = strings.NewReader(lines(obs("1", "", "stdin")))
-	o.timestamp, o.hasTime = ts("2024-01-01T00:00:00Z"), true
-	if _, err := merge(t.Context(), o); err != nil {
+	o.Stdin = strings.NewReader(lines(obs("1", "", "stdin")))
+	o.Timestamp, o.HasTime = ts("2024-01-01T00:00:00Z"), true
+	if _, err := Run(t.Context(), o); err != nil {
 		t.Fatal(err)
 	}
 	// stdin is the later argument with the same time: its copy of Observation/1 wins
-	if got, want := o.stdout.(*bytes.Buffer).String(), lines(obs("1", "", "stdin"), obs("2", "", "a")); got != want {
-		t.Errorf("merge --out - =\n%s\nwant\n%s", got, want)
+	if got, want := o.Stdout.(*bytes.Buffer).String(), lines(obs("1", "", "stdin"), obs("2", "", "a")); got != want {
+		t.Errorf("merge --dir - =\n%s\nwant\n%s", got, want)
 	}
 	if len(*warnings) != 1 || !strings.Contains((*warnings)[0], "1 deletions are not written") {
 		t.Errorf("warnings = %q, want one about the deletion", *warnings)
@@ -544,7 +544,7 @@ func TestStdout(t *testing.T) {
 	leftovers(t, dir, "a")
 }
 
-// TestStaleStaging: a run killed with -9 leaves its staging folder beside --out; the next run
+// TestStaleStaging: a run killed with -9 leaves its staging folder beside --dir; the next run
 // removes it, but never the staging folder of a merge still running (it holds the lock).
 func TestStaleStaging(t *testing.T) {
 	dir := t.TempDir()
@@ -562,8 +562,8 @@ func TestStaleStaging(t *testing.T) {
 	}
 	defer unlock()
 	o, _ := testOptions(t, out, in)
-	o.timestamp, o.hasTime = ts("2024-01-01T00:00:00Z"), true
-	if _, err := merge(t.Context(), o); err != nil {
+	o.Timestamp, o.HasTime = ts("2024-01-01T00:00:00Z"), true
+	if _, err := Run(t.Context(), o); err != nil {
 		t.Fatalf("merge: %v", err)
 	}
 	leftovers(t, dir, "in.ndjson", "out", ".out.ndjson-merge-222")
@@ -610,7 +610,7 @@ func TestMergedKickoffVouches(t *testing.T) {
 			}
 			out := filepath.Join(dir, "out")
 			o, _ := testOptions(t, out, srcs...)
-			if _, err := merge(t.Context(), o); err != nil {
+			if _, err := Run(t.Context(), o); err != nil {
 				t.Fatal(err)
 			}
 			ex, err := exportdir.ReadLog(filepath.Join(out, exportdir.LogName))
@@ -625,5 +625,38 @@ func TestMergedKickoffVouches(t *testing.T) {
 				t.Errorf("KickoffBase(merged kickoff) = %q, want %q (detail %s)", got, tt.want, raw)
 			}
 		})
+	}
+}
+
+// TestOptionsErrors: a merge asked for in a way that cannot work is an *OptionsError (which
+// ndjson-merge reports as a usage error, exit 2), found by type and not by its text, and nothing
+// appears at Out.
+func TestOptionsErrors(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.ndjson")
+	if err := os.WriteFile(a, []byte(`{"resourceType":"Patient","id":"1"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	tests := []struct {
+		name string
+		edit func(o *Options)
+		want string
+	}{
+		{"force to stdout", func(o *Options) { o.Out, o.Force, o.HasTime = "-", true, true }, "--force"},
+		{"stdin twice", func(o *Options) { o.Sources, o.HasTime = []string{"-", "-"}, true }, "given twice"},
+		{"no time", func(o *Options) {}, "--export-timestamp"},
+		{"out is a source", func(o *Options) { o.Out, o.HasTime = dir, true }, "holds the source"},
+	}
+	for _, tt := range tests {
+		o, _ := testOptions(t, out, a)
+		tt.edit(o)
+		_, err := Run(t.Context(), o)
+		if oe, ok := errors.AsType[*OptionsError](err); !ok || !strings.Contains(oe.Error(), tt.want) {
+			t.Errorf("%s: Run = %v, want an *OptionsError naming %q", tt.name, err, tt.want)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%s: Run left %s", tt.name, out)
+		}
 	}
 }

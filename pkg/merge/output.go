@@ -1,4 +1,4 @@
-package main
+package merge
 
 import (
 	"bufio"
@@ -19,11 +19,11 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 )
 
-// outDir writes the merged export folder (DESIGN.md §3) into a staging folder beside --out, so that
-// one rename makes it appear whole; until then --out is untouched (§6: nothing appears at --out unless
+// outDir writes the merged export folder (DESIGN.md §3) into a staging folder beside --dir, so that
+// one rename makes it appear whole; until then --dir is untouched (§6: nothing appears at --dir unless
 // the merge completes).
 type outDir struct {
-	final   string // --out, absolute
+	final   string // --dir, absolute
 	staging string // ".NAME.ndjson-merge-XXXX" in the same parent: rename(2) is atomic there
 	force   bool
 	maxFile int64
@@ -46,12 +46,12 @@ type outDir struct {
 // bundleSize caps the entries of one output deleted/ Bundle, so a line stays a few hundred KB.
 const bundleSize = 1000
 
-// createOutDir checks --out and creates the staging folder beside it.
+// createOutDir checks --dir and creates the staging folder beside it.
 func createOutDir(out string, force bool) (*outDir, error) {
 	final := absPath(out)
 	if fi, err := os.Stat(final); err == nil {
 		if !fi.IsDir() {
-			return nil, fmt.Errorf("--out %s exists and is not a folder", out)
+			return nil, fmt.Errorf("--dir %s exists and is not a folder", out)
 		}
 		if !force {
 			empty, err := isEmptyDir(final)
@@ -59,19 +59,19 @@ func createOutDir(out string, force bool) (*outDir, error) {
 				return nil, err
 			}
 			if !empty {
-				return nil, fmt.Errorf("--out %s exists and is not empty: use --force to replace it", out)
+				return nil, fmt.Errorf("--dir %s exists and is not empty: use --force to replace it", out)
 			}
 		}
 	}
 	parent := filepath.Dir(final)
 	if err := os.MkdirAll(parent, 0o777); err != nil {
-		return nil, fmt.Errorf("create the parent of --out: %w", err)
+		return nil, fmt.Errorf("create the parent of --dir: %w", err)
 	}
 	prefix := "." + filepath.Base(final) + ".ndjson-merge-"
 	removeStaleStaging(parent, prefix)
 	staging, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("create a staging folder beside --out: %w", err)
+		return nil, fmt.Errorf("create a staging folder beside --dir: %w", err)
 	}
 	// The lock tells a later run that this folder is in use; a run killed with -9 loses it, and
 	// the next run removes what it left.
@@ -86,10 +86,10 @@ func createOutDir(out string, force bool) (*outDir, error) {
 	return &outDir{final: final, staging: staging, force: force, ordinals: map[string]int{}, unlock: unlock}, nil
 }
 
-// removeStaleStaging removes the staging folders of earlier runs into the same --out that were
+// removeStaleStaging removes the staging folders of earlier runs into the same --dir that were
 // killed before they could clean up: those nobody holds the lock of. A run between creating its
 // folder and locking it (microseconds) could lose its folder to a concurrent start; it then fails
-// with an error, and nothing at --out is touched.
+// with an error, and nothing at --dir is touched.
 func removeStaleStaging(parent, prefix string) {
 	dirs, _ := filepath.Glob(filepath.Join(parent, prefix+"*"))
 	for _, dir := range dirs {
@@ -354,7 +354,7 @@ func (d *outDir) endErrors() error {
 	return err
 }
 
-// commit publishes the staging folder as --out. An empty --out is replaced; a non-empty one
+// commit publishes the staging folder as --dir. An empty --dir is replaced; a non-empty one
 // (--force) is first moved aside, then removed once the new folder is in place.
 func (d *outDir) commit() error {
 	for _, sub := range []string{"", "deleted", "error", ".bulkpipe"} {
@@ -373,14 +373,14 @@ func (d *outDir) commit() error {
 			// os.Rename refuses an existing folder, even an empty one that rename(2) would replace;
 			// Remove fails if the folder gained a file meanwhile.
 			if err := os.Remove(d.final); err != nil {
-				return fmt.Errorf("replace the empty --out: %w", err)
+				return fmt.Errorf("replace the empty --dir: %w", err)
 			}
 		case !d.force:
-			return fmt.Errorf("--out %s is no longer empty: use --force to replace it", d.final)
+			return fmt.Errorf("--dir %s is no longer empty: use --force to replace it", d.final)
 		default:
 			old = d.staging + ".old"
 			if err := os.Rename(d.final, old); err != nil {
-				return fmt.Errorf("move the old --out aside: %w", err)
+				return fmt.Errorf("move the old --dir aside: %w", err)
 			}
 		}
 	}
@@ -395,7 +395,7 @@ func (d *outDir) commit() error {
 		d.unlock() // the lock file stays in .bulkpipe/, empty, as bulk-fetch leaves it
 	}
 	if err := atomicfile.SyncDir(filepath.Dir(d.final)); err != nil {
-		return fmt.Errorf("sync the parent of --out: %w", err)
+		return fmt.Errorf("sync the parent of --dir: %w", err)
 	}
 	if old != "" {
 		if err := os.RemoveAll(old); err != nil {
@@ -405,8 +405,8 @@ func (d *outDir) commit() error {
 	return nil
 }
 
-// checkOutOutsideSources refuses an --out that is a source, holds one, or is inside one (issue
-// 11.14): with --force the merged folder replaces --out, and the sources would go with it; a
+// checkOutOutsideSources refuses an --dir that is a source, holds one, or is inside one (issue
+// 11.14): with --force the merged folder replaces --dir, and the sources would go with it; a
 // folder inside a source would be read back as part of that source by the next merge. Paths are
 // compared with symbolic links resolved, so another spelling of the same folder is caught too.
 func checkOutOutsideSources(out string, sources []string) error {
@@ -418,11 +418,11 @@ func checkOutOutsideSources(out string, sources []string) error {
 		s := resolvePath(src)
 		switch {
 		case o == s:
-			return fmt.Errorf("--out %s is the source %s: choose a folder outside the sources", out, src)
+			return fmt.Errorf("--dir %s is the source %s: choose a folder outside the sources", out, src)
 		case within(s, o):
-			return fmt.Errorf("--out %s holds the source %s, which replacing it would delete: choose a folder outside the sources", out, src)
+			return fmt.Errorf("--dir %s holds the source %s, which replacing it would delete: choose a folder outside the sources", out, src)
 		case within(o, s):
-			return fmt.Errorf("--out %s is inside the source %s: choose a folder outside the sources", out, src)
+			return fmt.Errorf("--dir %s is inside the source %s: choose a folder outside the sources", out, src)
 		}
 	}
 	return nil
@@ -434,7 +434,7 @@ func within(path, dir string) bool {
 	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
-// resolvePath is p made absolute with symbolic links resolved as far as it exists: --out
+// resolvePath is p made absolute with symbolic links resolved as far as it exists: --dir
 // usually does not exist yet, its parent does.
 func resolvePath(p string) string {
 	p = absPath(p)

@@ -1,8 +1,7 @@
-package main
+package merge
 
 import (
 	"testing"
-	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/google/go-cmp/cmp"
@@ -69,58 +68,6 @@ func TestMergeParams(t *testing.T) {
 			t.Errorf("%s: _bulkpipeSlices has %d entries, want %d", tt.name, len(slicesRec), len(srcs))
 		} else if last := slicesRec[len(slicesRec)-1].(map[string]any); last["source"] != "extra.ndjson" || last["transactionTime"] != "2024-01-02T00:00:00Z" {
 			t.Errorf("%s: _bulkpipeSlices entry of a log-less source = %v", tt.name, last)
-		}
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-	}{
-		{"512MB", 512e6}, {"256MB", 256e6}, {"1GB", 1e9}, {"64KiB", 64 << 10}, {"4KiB", 4 << 10}, {"1GiB", 1 << 30},
-		{"64k", 64 << 10}, {"1.5G", 3 << 29}, {"100", 100}, {"100b", 100}, {" 2 MiB ", 2 << 20}, {"1T", 1 << 40},
-	}
-	for _, tt := range tests {
-		if got, err := parseSize(tt.in); err != nil || got != tt.want {
-			t.Errorf("parseSize(%q) = %d, %v, want %d", tt.in, got, err, tt.want)
-		}
-	}
-	for _, bad := range []string{"", "MB", "12XB", "1.2.3M", "-5M", "1e9", "12 mega", "99999999999999T"} {
-		if got, err := parseSize(bad); err == nil {
-			t.Errorf("parseSize(%q) = %d, want an error", bad, got)
-		}
-	}
-}
-
-func FuzzParseSize(f *testing.F) {
-	for _, s := range []string{"512MB", "64KiB", "1.5g", "", "7", "1e3"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := parseSize(s)
-		if err == nil && n < 0 {
-			t.Errorf("parseSize(%q) = %d, want ≥ 0", s, n)
-		}
-	})
-}
-
-func TestParseTimestamp(t *testing.T) {
-	tests := []struct {
-		in   string
-		want time.Time
-	}{
-		{"2024-05-01", time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
-		{"2024-05-01T10:00:00+02:00", time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC)},
-	}
-	for _, tt := range tests {
-		if got, err := parseTimestamp(tt.in); err != nil || !got.Equal(tt.want) {
-			t.Errorf("parseTimestamp(%q) = %v, %v, want %v", tt.in, got, err, tt.want)
-		}
-	}
-	for _, bad := range []string{"2024-05-01T10:00:00", "yesterday", ""} {
-		if _, err := parseTimestamp(bad); err == nil {
-			t.Errorf("parseTimestamp(%q) = nil error, want one", bad)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package merge
 
 import (
 	"crypto/sha256"
@@ -117,7 +117,7 @@ func (m *merger) writeMetadata(out *outDir) error {
 
 	params, notes := mergeParams(m.srcs)
 	for _, n := range notes {
-		m.o.warn(n)
+		m.o.Warn(n)
 	}
 	kick := kickoffDetail{ExportURL: exportURL, RequestParameters: params, ResponseHeaders: map[string]any{}, LogVersion: "2",
 		Synthesized: "ndjson-merge: from the slices' logs"}
@@ -134,7 +134,7 @@ func (m *merger) writeMetadata(out *outDir) error {
 	for _, f := range out.files {
 		size += f.size
 	}
-	now := m.o.now()
+	now := m.o.Now()
 	events := []struct {
 		id     string
 		detail any
@@ -144,7 +144,7 @@ func (m *merger) writeMetadata(out *outDir) error {
 		{"status_complete", map[string]any{"transactionTime": txTime}, true},
 		{"manifest_complete", map[string]any{"transactionTime": txTime, "totalOutputFileCount": counts[exportdir.ItemOutput],
 			"totalDeletedFileCount": counts[exportdir.ItemDeleted], "totalErrorFileCount": counts[exportdir.ItemError], "totalManifests": 1}, false},
-		{"export_complete", map[string]any{"files": len(out.files), "resources": m.res.written, "bytes": size,
+		{"export_complete", map[string]any{"files": len(out.files), "resources": m.res.Written, "bytes": size,
 			"attachments": nil, "duration": now.Sub(m.started).Milliseconds()}, true},
 	}
 	lw, err := exportdir.OpenLog(filepath.Join(out.staging, exportdir.LogName))
@@ -155,7 +155,7 @@ func (m *merger) writeMetadata(out *outDir) error {
 		e, err := exportdir.NewEvent(exportID, ev.id, ev.detail, now)
 		if err == nil {
 			if ev.id == "kickoff" {
-				e.Client, e.ClientVersion = "bulkpipe ndjson-merge", m.o.version
+				e.Client, e.ClientVersion = "bulkpipe ndjson-merge", m.o.Version
 			}
 			err = lw.Write(e, ev.sync)
 		}

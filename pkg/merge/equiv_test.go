@@ -1,4 +1,4 @@
-package main
+package merge
 
 import (
 	"encoding/json"
@@ -116,8 +116,8 @@ func TestSlicesEqualUnsliced(t *testing.T) {
 	}
 	out := filepath.Join(dir, "merged")
 	o, warnings := testOptions(t, out, srcs...)
-	o.mem = 256 << 10 // spill: the data set is a few MB
-	if _, err := merge(t.Context(), o); err != nil {
+	o.Mem = 256 << 10 // spill: the data set is a few MB
+	if _, err := Run(t.Context(), o); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, byID(t, out)); diff != "" {
@@ -170,7 +170,7 @@ func TestServerSlicesEqualUnsliced(t *testing.T) {
 	}
 	out := filepath.Join(dir, "merged")
 	o, _ := testOptions(t, out, srcs...)
-	if _, err := merge(t.Context(), o); err != nil {
+	if _, err := Run(t.Context(), o); err != nil {
 		t.Fatal(err)
 	}
 	want := byID(t, full)
