@@ -51,8 +51,7 @@ Examples:
 		Flags: tool.Flags([]cli.Flag{
 			&cli.PathFlag{Name: "db", Value: "bulkpipe.duckdb", EnvVars: []string{"BULK_DB"}, Usage: "DuckDB database `FILE` (created if missing)"},
 			&cli.StringFlag{Name: "format", Value: "duckdb", Usage: "`FORMAT`: duckdb, or also write a snapshot of every table: parquet or ndjson (Cumulus ETL layout)"},
-			&cli.PathFlag{Name: "dir", Aliases: []string{"d"}, Usage: "`DIR` for the parquet or ndjson snapshot"},
-			tool.OldFlag("dir", "out"),
+			&cli.PathFlag{Name: "dir", Aliases: []string{"d", "out"}, Usage: "`DIR` for the parquet or ndjson snapshot"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `NAME` of the export (overrides the log; \"\" for a system-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "`TIME` of the export, RFC 3339 (overrides the log's transactionTime)"},
 			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
@@ -171,9 +170,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		now:             time.Now,
 	}
 	var err error
-	if cfg.out, err = tool.Renamed(c, "dir", "out"); err != nil {
-		return nil, err
-	}
+	cfg.out = c.Path("dir")
 	switch cfg.format {
 	case "duckdb":
 		if cfg.out != "" {

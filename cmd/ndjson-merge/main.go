@@ -35,8 +35,8 @@ Examples:
    ndjson-merge slices/* --dir merged --mem 2GB --max-file-size 256MB`,
 		HideHelpCommand: true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "write the merged export folder `DIR` (- for NDJSON on stdout, one resource type only)"},
-			tool.OldFlag("dir", "out", "o"),
+			&cli.StringFlag{Name: "dir", Aliases: []string{"d", "out"}, Usage: "write the merged export folder `DIR` (- for NDJSON on stdout, one resource type only)"},
+			tool.OldFlag("dir", "o"),
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --dir if it exists and is not empty (never a source, or a folder holding or inside one)"},
 			&cli.StringFlag{Name: "mem", Value: "512MB", Usage: "memory for sorting before runs are spilled to disk (`SIZE`: 256MB, 1GB, 64KiB)"},
 			&cli.StringFlag{Name: "max-file-size", Value: "1GiB", Usage: "start a new Type.NNN.ndjson file past this `SIZE`"},
@@ -64,7 +64,7 @@ func run(c *cli.Context) error {
 		Version: c.App.Version,
 	}
 	var err error
-	if o.Out, err = tool.Renamed(c, "dir", "out"); err != nil {
+	if o.Out, err = tool.Renamed(c, "dir", "o"); err != nil {
 		return err
 	}
 	if len(o.Sources) == 0 {

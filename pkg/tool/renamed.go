@@ -20,8 +20,16 @@ func Renamed(c *cli.Context, name, oldName string) (string, error) {
 		return c.String(name), nil
 	}
 	if c.IsSet(name) {
-		return "", UsageErrorf("--%s is the old name of --%s: give only --%s", oldName, name, name)
+		return "", UsageErrorf("%s is the old name of %s: give only %s", dashed(oldName), dashed(name), dashed(name))
 	}
-	fmt.Fprintf(c.App.ErrWriter, "%s: warning: --%s is now --%s\n", c.App.Name, oldName, name)
+	fmt.Fprintf(c.App.ErrWriter, "%s: warning: %s is now %s\n", c.App.Name, dashed(oldName), dashed(name))
 	return c.String(oldName), nil
+}
+
+// dashed spells a flag as it is typed: -o, --dir.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
