@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtime"
+
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 )
 
@@ -182,16 +184,11 @@ func hasTransactionTime(detail json.RawMessage) bool {
 	return d.TransactionTime != nil && *d.TransactionTime != ""
 }
 
-// ParseInstant parses an RFC 3339 time with an offset, with or without fractional seconds (servers
-// write whole seconds, Python writes microseconds). A time without an offset is refused: it names
-// no instant, and completion tracking compares instants (DESIGN.md §7).
-func ParseInstant(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time with an offset", s)
-	}
-	return t, nil
-}
+// ParseInstant parses a logged time (transactionTime) by the one rule of fhirtime.Parse: a FHIR
+// date, or a dateTime with a zone offset, whole seconds or any fraction (servers write whole
+// seconds, Python writes microseconds). A time without an offset is refused: it names no instant,
+// and completion tracking compares instants (DESIGN.md §7).
+func ParseInstant(s string) (time.Time, error) { return fhirtime.Parse(s) }
 
 // GroupFromURL returns the Group id of a kickoff URL: the path segment after /Group/, URL-decoded,
 // with the query ignored; "" for system and Patient level.
