@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -241,46 +240,32 @@ func fhirURL(c *cli.Context) (string, error) {
 // kickoffEvent is the kickoff event of DESIGN.md §4 (bulk-data-client's logVersion 2 fields).
 func kickoffEvent(exportID string, pk *bulk.PreparedKickoff, res *bulk.KickoffResult, kerr error,
 	capa *fhirclient.Capability, now time.Time) exportdir.Event {
-	detail := map[string]any{"exportUrl": pk.URL, "errorCode": nil, "errorBody": nil,
-		"softwareName": nil, "softwareVersion": nil, "softwareReleaseDate": nil, "fhirVersion": nil,
-		"requestParameters": pk.Parameters, "responseHeaders": map[string]string{}, "logVersion": "2"}
+	detail := exportdir.NewKickoff(pk.URL, pk.Parameters)
 	if capa != nil {
-		for k, v := range map[string]string{"softwareName": capa.SoftwareName, "softwareVersion": capa.SoftwareVersion,
-			"softwareReleaseDate": capa.SoftwareReleaseDate, "fhirVersion": capa.FHIRVersion} {
+		// Unknown fields stay null, as bulk-data-client writes them.
+		for dst, v := range map[*any]string{&detail.SoftwareName: capa.SoftwareName, &detail.SoftwareVersion: capa.SoftwareVersion,
+			&detail.SoftwareReleaseDate: capa.SoftwareReleaseDate, &detail.FHIRVersion: capa.FHIRVersion} {
 			if v != "" {
-				detail[k] = v
+				*dst = v
 			}
 		}
 	}
 	if res != nil {
-		detail["responseHeaders"] = headerMap(res.Header)
+		detail.ResponseHeaders = exportdir.ResponseHeaders(res.Header)
 	}
 	if kerr != nil {
-		detail["errorBody"] = kerr.Error()
+		detail.ErrorBody = kerr.Error()
 		if se, ok := errors.AsType[*fhirclient.StatusError](kerr); ok {
-			detail["errorCode"] = se.StatusCode
-			detail["responseHeaders"] = headerMap(se.Header)
+			detail.ErrorCode = se.StatusCode
+			detail.ResponseHeaders = exportdir.ResponseHeaders(se.Header)
 			if len(se.Body) > 0 {
-				detail["errorBody"] = string(se.Body)
+				detail.ErrorBody = string(se.Body)
 			}
 		}
 	}
-	e, _ := exportdir.NewEvent(exportID, "kickoff", detail, now) // a map of strings always marshals
+	e, _ := exportdir.NewEvent(exportID, exportdir.EventKickoff, detail, now) // strings and numbers always marshal
 	e.Client, e.ClientVersion = "bulkpipe", tool.Version()
 	return e
-}
-
-// headerMap is a response's headers as the log records them: lowercase names, values joined.
-// Set-Cookie is left out: a session cookie is a credential.
-func headerMap(h http.Header) map[string]string {
-	m := map[string]string{}
-	for k, vs := range h {
-		if strings.EqualFold(k, "Set-Cookie") {
-			continue
-		}
-		m[strings.ToLower(k)] = strings.Join(vs, ", ")
-	}
-	return m
 }
 
 // randomUUID names a kickoff that failed: there is no status URL to serve as its exportId.

@@ -4,7 +4,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -152,8 +151,8 @@ func run(c *cli.Context, d deps) error {
 		Progress: func(p bulk.Progress) {
 			st.progress(progressText(p))
 			if c.Bool("log-progress") && p.Err == nil {
-				if err := logEvent("status_progress", map[string]any{"body": nil, "xProgressHeader": p.XProgress,
-					"retryAfterHeader": p.RetryAfter}, false); err != nil {
+				if err := logEvent(exportdir.EventStatusProgress, exportdir.StatusProgress{XProgressHeader: p.XProgress,
+					RetryAfterHeader: p.RetryAfter}, false); err != nil {
 					st.warn("%v", err)
 				}
 			}
@@ -182,12 +181,12 @@ func run(c *cli.Context, d deps) error {
 		}
 		st.line("manifest page %d: %d output, %d deleted, %d error files%s", p.Number, o, del, e, running)
 		tool.Failpoint("poll.page")
-		return logEvent("status_page_complete", map[string]any{"transactionTime": p.TransactionTime,
-			"outputFileCount": o, "deletedFileCount": del, "errorFileCount": e}, false)
+		return logEvent(exportdir.EventStatusPageComplete, exportdir.StatusPageComplete{TransactionTime: p.TransactionTime,
+			OutputFileCount: o, DeletedFileCount: del, ErrorFileCount: e}, false)
 	})
 	if perr != nil {
 		if ctx.Err() == nil {
-			if err := logEvent("status_error", statusError(perr), false); err != nil {
+			if err := logEvent(exportdir.EventStatusError, exportdir.NewErrorDetail(perr), false); err != nil {
 				st.warn("%v", err)
 			}
 		}
@@ -206,11 +205,11 @@ func run(c *cli.Context, d deps) error {
 			return err
 		}
 	}
-	if err := logEvent("status_complete", map[string]any{"transactionTime": txTime}, true); err != nil {
+	if err := logEvent(exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: txTime}, true); err != nil {
 		return err
 	}
-	if err := logEvent("manifest_complete", map[string]any{"transactionTime": txTime, "totalOutputFileCount": total[0],
-		"totalDeletedFileCount": total[1], "totalErrorFileCount": total[2], "totalManifests": npages}, false); err != nil {
+	if err := logEvent(exportdir.EventManifestComplete, exportdir.ManifestComplete{TransactionTime: txTime, TotalOutputFileCount: total[0],
+		TotalDeletedFileCount: total[1], TotalErrorFileCount: total[2], TotalManifests: npages}, false); err != nil {
 		return err
 	}
 	if err := out.Commit(); err != nil {
@@ -314,27 +313,6 @@ func earlier(a, b string) bool {
 	ta, err1 := http.ParseTime(a)
 	tb, err2 := http.ParseTime(b)
 	return err1 == nil && (err2 != nil || ta.Before(tb))
-}
-
-// statusError is the status_error event's detail (DESIGN.md §4).
-func statusError(err error) map[string]any {
-	detail := map[string]any{"body": nil, "code": nil, "message": err.Error(), "responseHeaders": map[string]string{}}
-	if se, ok := errors.AsType[*fhirclient.StatusError](err); ok {
-		detail["code"] = se.StatusCode
-		h := map[string]string{}
-		for k, vs := range se.Header {
-			if !strings.EqualFold(k, "Set-Cookie") {
-				h[strings.ToLower(k)] = strings.Join(vs, ", ")
-			}
-		}
-		detail["responseHeaders"] = h
-		if json.Valid(se.Body) {
-			detail["body"] = json.RawMessage(se.Body)
-		} else if len(se.Body) > 0 {
-			detail["body"] = string(se.Body)
-		}
-	}
-	return detail
 }
 
 // authHint explains a 401 when bulk-poll had no way to get a token (DESIGN.md §1).

@@ -53,7 +53,7 @@ Examples:
 			&cli.StringFlag{Name: "format", Value: "duckdb", Usage: "`FORMAT`: duckdb, or also write a snapshot of every table: parquet or ndjson (Cumulus ETL layout)"},
 			&cli.PathFlag{Name: "dir", Aliases: []string{"d", "out"}, Usage: "`DIR` for the parquet or ndjson snapshot"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `NAME` of the export (overrides the log; \"\" for a system-level export)"},
-			&cli.StringFlag{Name: "export-timestamp", Usage: "`TIME` of the export, RFC 3339 (overrides the log's transactionTime)"},
+			&cli.StringFlag{Name: "export-timestamp", Usage: "`TIME` of the export: a date, or an RFC 3339 time with a zone (overrides the log's transactionTime)"},
 			&cli.StringSliceFlag{Name: "exclude-resources", Usage: "resource `TYPES` not to load (comma-separated or repeated); recorded in excluded_resources"},
 			&cli.BoolFlag{Name: "allow-incomplete", Usage: "load a folder whose download did not finish, without completion rows"},
 			&cli.StringSliceFlag{Name: "assume-complete", Usage: "resource `TYPES` to mark complete although the export was sliced (patient or a non-date _typeFilter), or has none of them because the server holds none"},

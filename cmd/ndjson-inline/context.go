@@ -2,9 +2,7 @@ package main
 
 import (
 	"errors"
-	"net/url"
 	"path/filepath"
-	"strings"
 
 	"github.com/tidwall/gjson"
 	"github.com/urfave/cli/v2"
@@ -80,52 +78,15 @@ func folderContext(c *cli.Context, input string) (base, exportID string, err err
 	return base, exp.ExportID, nil
 }
 
-// logBase is the FHIR base the export's kickoff event vouches for (DESIGN.md §2, token safety):
-// the base of its exportUrl when a client wrote it as it sent the kickoff, but for a kickoff
-// event bulk-fetch synthesized, whose exportUrl may be the manifest's request, only the fhirBase
-// that bulk-fetch recorded from the user's settings. "" when it vouches for none.
+// logBase is the FHIR base the export's last kickoff event vouches for (bulk.KickoffBase, the
+// token-safety rule every tool applies to a log): "" when it vouches for none.
 func logBase(exp *exportdir.Export) string {
 	for i := len(exp.Events) - 1; i >= 0; i-- {
 		ev := exp.Events[i]
-		if ev.EventID != "kickoff" {
+		if ev.EventID != exportdir.EventKickoff || gjson.GetBytes(ev.EventDetail, "exportUrl").String() != exp.ExportURL {
 			continue
 		}
-		d := gjson.ParseBytes(ev.EventDetail)
-		if d.Get("exportUrl").String() != exp.ExportURL {
-			continue
-		}
-		if d.Get(bulk.SynthesizedMember).Exists() {
-			return d.Get(bulk.ContextMember + ".fhirBase").String()
-		}
-		return baseFromExportURL(exp.ExportURL)
+		return bulk.KickoffBase(ev.EventDetail)
 	}
 	return ""
-}
-
-// baseFromExportURL turns a kickoff URL into the FHIR base it was sent to:
-// ".../fhir/Group/abc/$export?_type=X", ".../fhir/Patient/$export" and ".../fhir/$export" all
-// give ".../fhir". It returns "" for anything else.
-func baseFromExportURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return ""
-	}
-	segs := strings.Split(strings.TrimSuffix(u.EscapedPath(), "/"), "/")
-	i := len(segs) - 1
-	if i < 0 || !strings.HasPrefix(segs[i], "$export") && !strings.HasPrefix(segs[i], "%24export") {
-		return ""
-	}
-	segs = segs[:i]
-	switch n := len(segs); {
-	case n >= 1 && segs[n-1] == "Patient":
-		segs = segs[:n-1]
-	case n >= 2 && segs[n-2] == "Group":
-		segs = segs[:n-2]
-	}
-	b := url.URL{Scheme: u.Scheme, Host: u.Host}
-	p := strings.Join(segs, "/")
-	if unescaped, err := url.PathUnescape(p); err == nil {
-		b.Path, b.RawPath = unescaped, p
-	}
-	return strings.TrimSuffix(b.String(), "/")
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtime"
 	"github.com/bulkpipe/bulkpipe/pkg/merge"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 	"github.com/urfave/cli/v2"
@@ -43,7 +44,7 @@ Examples:
 			tool.MaxLineFlag(),
 			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --dir; $TMPDIR with --dir -)"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `ID` of sources without a log (default: none, a system or Patient-level export)"},
-			&cli.StringFlag{Name: "export-timestamp", Usage: "transactionTime of sources without a log (`TIME`: RFC 3339, or a date for midnight UTC)"},
+			&cli.StringFlag{Name: "export-timestamp", Usage: "transactionTime of sources without a log (`TIME`: a date, or an RFC 3339 time with a zone)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
 		},
 		Action: run,
@@ -121,16 +122,9 @@ func run(c *cli.Context) error {
 	return nil
 }
 
-// parseTimestamp reads --export-timestamp: an instant, or a date taken as midnight UTC.
-func parseTimestamp(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time with an offset nor a date (YYYY-MM-DD)", s)
-}
+// parseTimestamp reads --export-timestamp as etl-load does: a FHIR date (its first instant, UTC)
+// or a dateTime with a zone.
+func parseTimestamp(s string) (time.Time, error) { return fhirtime.Parse(s) }
 
 // progressLine redraws one status line on a terminal, at most a few times a second.
 type progressLine struct {

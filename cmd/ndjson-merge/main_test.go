@@ -11,6 +11,8 @@ func TestParseTimestamp(t *testing.T) {
 		want time.Time
 	}{
 		{"2024-05-01", time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
+		{"2024-05", time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
+		{"2024", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)},
 		{"2024-05-01T10:00:00+02:00", time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC)},
 	}
 	for _, tt := range tests {

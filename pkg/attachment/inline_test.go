@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/tidwall/gjson"
 
+	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
@@ -282,8 +283,9 @@ func TestFailuresLeftUntouched(t *testing.T) {
 			if len(*ds) != 1 || (*ds)[0].Err == nil || !strings.Contains((*ds)[0].Err.Error(), tt.err) {
 				t.Fatalf("downloads = %+v, want a failure containing %q", *ds, tt.err)
 			}
-			id, detail := (*ds)[0].Event()
-			if id != "download_error" || detail["code"] != anyCode(tt.code) || detail["itemType"] != "attachment" || detail["resourceType"] != "DocumentReference" {
+			id, d := (*ds)[0].Event()
+			detail, _ := d.(exportdir.DownloadError)
+			if id != "download_error" || detail.Code != anyCode(tt.code) || detail.ItemType != "attachment" || detail.ResourceType != "DocumentReference" {
 				t.Errorf("Event() = %s %v, want download_error with code %d", id, detail, tt.code)
 			}
 		})
@@ -572,18 +574,27 @@ func TestPolicy(t *testing.T) {
 }
 
 func TestEvent(t *testing.T) {
-	id, d := Download{Resource: "DiagnosticReport/1", URL: "http://x/Binary/1", Result: Inlined, Size: 11}.Event()
-	want := map[string]any{"fileUrl": "http://x/Binary/1", "itemType": "attachment", "resourceType": "DiagnosticReport", "fileSize": int64(11), "resourceCount": nil}
-	if diff := cmp.Diff(want, d); id != "download_complete" || diff != "" {
-		t.Errorf("Event() = %s (-want +got):\n%s", id, diff)
-	}
 	se := &fhirclient.StatusError{Method: "GET", URL: "http://x/Binary/2", StatusCode: 410, Status: "410 Gone",
-		Header: http.Header{"Content-Type": {"text/plain"}, "Set-Cookie": {"s=1"}}, Body: []byte("gone")}
-	id, d = Download{Resource: "DocumentReference/2", URL: "http://x/Binary/2", Result: Failed, Err: se}.Event()
-	want = map[string]any{"fileUrl": "http://x/Binary/2", "itemType": "attachment", "resourceType": "DocumentReference",
-		"code": 410, "body": "gone", "message": "GET http://x/Binary/2: 410 Gone: gone", "responseHeaders": map[string]string{"content-type": "text/plain"}}
-	if diff := cmp.Diff(want, d); id != "download_error" || diff != "" {
-		t.Errorf("Event() = %s (-want +got):\n%s", id, diff)
+		Header: http.Header{"Content-Type": {"text/plain"}, "Set-Cookie": {"s=1"}, "Authorization": {"Bearer echoed"}}, Body: []byte("gone")}
+	tests := []struct {
+		d        Download
+		id, want string
+	}{
+		{Download{Resource: "DiagnosticReport/1", URL: "http://x/Binary/1", Result: Inlined, Size: 11}, "download_complete",
+			`{"fileSize":11,"fileUrl":"http://x/Binary/1","itemType":"attachment","resourceCount":null,"resourceType":"DiagnosticReport"}`},
+		// Credential headers an answer echoes stay out of the log (exportdir.ResponseHeaders).
+		{Download{Resource: "DocumentReference/2", URL: "http://x/Binary/2", Result: Failed, Err: se}, "download_error",
+			`{"body":"gone","code":410,"fileUrl":"http://x/Binary/2","itemType":"attachment","message":"GET http://x/Binary/2: 410 Gone: gone","resourceType":"DocumentReference","responseHeaders":{"content-type":"text/plain"}}`},
+		// No answer: headers {} as in every other tool's error events, not null.
+		{Download{Resource: "DocumentReference/3", URL: "http://x/Binary/3", Result: Failed, Err: errors.New("connection reset")}, "download_error",
+			`{"body":null,"code":null,"fileUrl":"http://x/Binary/3","itemType":"attachment","message":"connection reset","resourceType":"DocumentReference","responseHeaders":{}}`},
+	}
+	for _, tt := range tests {
+		id, d := tt.d.Event()
+		ev, err := exportdir.NewEvent("x", id, d, time.Unix(0, 0))
+		if got := string(ev.EventDetail); id != tt.id || err != nil || got != tt.want {
+			t.Errorf("%+v.Event() = %s %s, %v, want %s %s", tt.d, id, got, err, tt.id, tt.want)
+		}
 	}
 }
 

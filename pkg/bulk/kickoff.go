@@ -47,30 +47,73 @@ func ParseExportURL(raw string) (*Target, string, error) {
 	}
 	query := u.RawQuery
 	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
-	segs := strings.Split(strings.TrimRight(u.Path, "/"), "/") // segs[0] is "" (the leading slash)
-	if n := len(segs); n > 1 && segs[n-1] == "$export" {
-		segs = segs[:n-1]
-	}
-	t := &Target{Level: LevelSystem}
-	switch n := len(segs); {
-	case n > 1 && segs[n-1] == "Patient":
-		t.Level, segs = LevelPatient, segs[:n-1]
-	case n > 2 && segs[n-2] == "Group" && segs[n-1] != "":
-		t.Level, t.Group, segs = LevelGroup, segs[n-1], segs[:n-2]
-	}
+	p := SplitExportPath(u.EscapedPath())
+	t := &Target{Level: p.Level, Group: p.Group}
 	base := *u
-	base.Path, base.RawPath = strings.Join(segs, "/"), ""
+	setEscapedPath(&base, p.Base)
 	t.Base = base.String()
 	exp := base
 	switch t.Level {
 	case LevelPatient:
-		exp.Path += "/Patient"
+		setEscapedPath(&exp, p.Base+"/Patient/$export")
 	case LevelGroup:
-		exp.Path += "/Group/" + t.Group
+		setEscapedPath(&exp, p.Base+"/Group/"+p.RawGroup+"/$export")
+	default:
+		setEscapedPath(&exp, p.Base+"/$export")
 	}
-	exp.Path += "/$export"
 	t.Export = &exp
 	return t, query, nil
+}
+
+// ExportPath is what the path of an export URL says (SplitExportPath).
+type ExportPath struct {
+	Base     string // the FHIR base's path, escaped as given, without a trailing slash
+	Level    Level
+	Group    string // the Group id, unescaped (as given when it is not a valid escape)
+	RawGroup string // the Group id as it appears in the path
+	Export   bool   // the path ends in the $export operation
+}
+
+// SplitExportPath reads the escaped path of an export URL ("/fhir/Group/a%2Fb/$export"): the one
+// reading of a kickoff URL's anatomy, shared by ParseExportURL, BaseURL (the base a logged
+// kickoff vouches for) and exportdir.GroupFromURL (the Group a log names). Segments are compared
+// escaped, so a Group id holding an escaped slash stays one segment; "$export" may be escaped
+// as "%24export".
+func SplitExportPath(escaped string) ExportPath {
+	segs := strings.Split(strings.TrimRight(escaped, "/"), "/") // segs[0] is "" for an absolute path
+	var p ExportPath
+	if n := len(segs); n > 1 && isExportOp(segs[n-1]) {
+		segs, p.Export = segs[:n-1], true
+	}
+	for len(segs) > 1 && segs[len(segs)-1] == "" { // "…/Group/ID//$export"
+		segs = segs[:len(segs)-1]
+	}
+	p.Level = LevelSystem
+	switch n := len(segs); {
+	case n > 1 && segs[n-1] == "Patient":
+		p.Level, segs = LevelPatient, segs[:n-1]
+	case n >= 2 && segs[n-2] == "Group" && segs[n-1] != "":
+		p.Level, p.RawGroup, p.Group = LevelGroup, segs[n-1], segs[n-1]
+		if id, err := url.PathUnescape(segs[n-1]); err == nil {
+			p.Group = id
+		}
+		segs = segs[:n-2]
+	}
+	p.Base = strings.TrimRight(strings.Join(segs, "/"), "/") // "…/fhir//$export"
+	return p
+}
+
+func isExportOp(seg string) bool {
+	op, err := url.PathUnescape(seg)
+	return err == nil && op == "$export"
+}
+
+// setEscapedPath sets u's path from its escaped form, keeping the escapes as given.
+func setEscapedPath(u *url.URL, escaped string) {
+	u.Path, u.RawPath = escaped, ""
+	if p, err := url.PathUnescape(escaped); err == nil {
+		u.Path, u.RawPath = p, escaped
+	}
 }
 
 // UnknownTypeError is a resource type in _type or a _typeFilter that no FHIR version (R4, R4B,
@@ -112,11 +155,16 @@ func checkTypes(ps params) error {
 	return nil
 }
 
-// BaseURL returns the FHIR base of an export URL (as logged in a kickoff event's exportUrl).
+// BaseURL returns the FHIR base of an export URL as logged in a kickoff event's exportUrl: an
+// absolute http(s) URL of the $export operation at any level. Anything else names no base.
 func BaseURL(exportURL string) (string, error) {
 	t, _, err := ParseExportURL(exportURL)
 	if err != nil {
 		return "", err
+	}
+	u, _ := url.Parse(strings.TrimSpace(exportURL))
+	if !SplitExportPath(u.EscapedPath()).Export {
+		return "", fmt.Errorf("export URL %s: not a $export URL", fhirclient.Redact(exportURL))
 	}
 	return t.Base, nil
 }

@@ -34,6 +34,9 @@ func TestParseExportURL(t *testing.T) {
 		{"https://x:8443/Group/g1#frag", "https://x:8443", "group", "g1", "https://x:8443/Group/g1/$export", ""},
 		{"http://x", "http://x", "system", "", "http://x/$export", ""},
 		{"https://x/r4/tenant/Group", "https://x/r4/tenant/Group", "system", "", "https://x/r4/tenant/Group/$export", ""},
+		// An escaped slash keeps the Group id one segment, and the escapes survive.
+		{"https://x/api/FHIR/R4/Group/a%2Fb/$export?_type=X", "https://x/api/FHIR/R4", "group", "a/b", "https://x/api/FHIR/R4/Group/a%2Fb/$export", "_type=X"},
+		{"https://x/my%20fhir/Patient", "https://x/my%20fhir", "patient", "", "https://x/my%20fhir/Patient/$export", ""},
 	}
 	for _, tt := range tests {
 		got, q, err := ParseExportURL(tt.in)
@@ -54,9 +57,25 @@ func TestParseExportURL(t *testing.T) {
 }
 
 func TestBaseURL(t *testing.T) {
-	got, err := BaseURL("https://x/fhir/Group/g/$export?_type=Patient")
-	if err != nil || got != "https://x/fhir" {
-		t.Errorf("BaseURL = %q, %v, want https://x/fhir", got, err)
+	tests := []struct{ in, want string }{
+		{"https://x/fhir/Group/g/$export?_type=Patient", "https://x/fhir"},
+		{"https://ehr.example/fhir/$export", "https://ehr.example/fhir"},
+		{"https://ehr.example/fhir/$export?_type=Patient&_since=2024-01-01", "https://ehr.example/fhir"},
+		{"https://ehr.example/fhir/Patient/$export", "https://ehr.example/fhir"},
+		{"https://ehr.example/api/FHIR/R4/Group/a%2Fb/$export?_type=X", "https://ehr.example/api/FHIR/R4"},
+		{"http://127.0.0.1:8080/Group/1/%24export", "http://127.0.0.1:8080"},
+		{"https://ehr.example/$export", "https://ehr.example"},
+		// Not the URL of a kickoff: it names no base.
+		{"https://ehr.example/fhir/status/1", ""},
+		{"https://ehr.example/fhir", ""},
+		{"Group/1/$export", ""},
+		{"::", ""},
+	}
+	for _, tt := range tests {
+		got, err := BaseURL(tt.in)
+		if got != tt.want || (err == nil) != (tt.want != "") {
+			t.Errorf("BaseURL(%q) = %q, %v, want %q", tt.in, got, err, tt.want)
+		}
 	}
 }
 
@@ -330,4 +349,32 @@ func TestPrepareUnknownTypes(t *testing.T) {
 			t.Errorf("Prepare(%q, %q, %q) error = %q, want %q", tt.req.URL, tt.req.Types, tt.req.TypeFilters, got, tt.want)
 		}
 	}
+}
+
+func FuzzSplitExportPath(f *testing.F) {
+	for _, s := range []string{"/fhir/Group/a%2Fb/$export", "/fhir/Patient/%24export", "Group/x", "/", "", "/Group//$export", "/fhir/Group/%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := SplitExportPath(s)
+		if !strings.HasPrefix(s, p.Base) || strings.HasSuffix(p.Base, "/") {
+			t.Fatalf("SplitExportPath(%q).Base = %q: not a prefix without a trailing slash", s, p.Base)
+		}
+		// Rebuilding the URL of what was read reads back the same.
+		rebuilt := p.Base + "/$export"
+		switch p.Level {
+		case LevelPatient:
+			rebuilt = p.Base + "/Patient/$export"
+		case LevelGroup:
+			if p.RawGroup == "" || strings.Contains(p.RawGroup, "/") {
+				t.Fatalf("SplitExportPath(%q).RawGroup = %q", s, p.RawGroup)
+			}
+			rebuilt = p.Base + "/Group/" + p.RawGroup + "/$export"
+		}
+		again := SplitExportPath(rebuilt)
+		again.Export = p.Export
+		if again != p && p.Base != "" {
+			t.Fatalf("SplitExportPath(%q) = %+v; of %q = %+v", s, p, rebuilt, again)
+		}
+	})
 }

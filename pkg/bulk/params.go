@@ -1,13 +1,12 @@
 package bulk
 
 import (
-	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtime"
 )
 
 // Kickoff parameter names of the Bulk Data IG (OperationDefinition export, group-export,
@@ -48,66 +47,16 @@ func valueType(name string) string {
 	return "valueString"
 }
 
-// timeRE matches the FHIR date and dateTime forms at any precision: YYYY, YYYY-MM, YYYY-MM-DD,
-// then optionally Thh:mm[:ss[.fraction]] and a zone (Z, ±hh:mm or ±hhmm).
-var timeRE = regexp.MustCompile(`^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?([Zz]|[+-]\d{2}:?\d{2})?)?)?)?$`)
-
 // NormalizeTime turns a FHIR date or dateTime into the instant that _since and _until require
 // (DESIGN.md §2), in UTC, RFC 3339, keeping any fractional seconds. A partial date means its first
-// instant ("2024" is 2024-01-01T00:00:00Z), the same on every machine; the caller echoes the result
-// so the user sees which instant was sent. A time without a zone offset is refused, as FHIR
-// refuses it: reading it as UTC would silently shift the export by the user's own offset.
+// instant ("2024" is 2024-01-01T00:00:00Z); the caller echoes the result so the user sees which
+// instant was sent. A time without a zone offset is refused (fhirtime.Parse).
 func NormalizeTime(s string) (string, error) {
-	t, err := parseTime(strings.TrimSpace(s))
+	t, err := fhirtime.Parse(s)
 	if err != nil {
 		return "", err
 	}
 	return t.UTC().Format(time.RFC3339Nano), nil
-}
-
-func parseTime(s string) (time.Time, error) {
-	m := timeRE.FindStringSubmatch(s)
-	if m == nil {
-		return time.Time{}, fmt.Errorf("%q is not a FHIR date or dateTime (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.sss][Z|±hh:mm])", s)
-	}
-	num := func(i, def int) int {
-		if m[i] == "" {
-			return def
-		}
-		n, _ := strconv.Atoi(m[i])
-		return n
-	}
-	year, month, day := num(1, 0), num(2, 1), num(3, 1)
-	hour, minute, sec := num(4, 0), num(5, 0), num(6, 0)
-	nsec := 0
-	if f := m[7]; f != "" {
-		f = (f + "000000000")[:9] // precision beyond nanoseconds cannot be sent anyway
-		nsec, _ = strconv.Atoi(f)
-	}
-	if m[4] != "" && m[8] == "" {
-		return time.Time{}, fmt.Errorf("%q: a time needs a zone offset (Z or ±hh:mm, e.g. %sZ), which FHIR requires", s, s)
-	}
-	loc := time.UTC
-	if z := m[8]; z != "" && z != "Z" && z != "z" {
-		digits := strings.ReplaceAll(z[1:], ":", "")
-		oh, _ := strconv.Atoi(digits[:2])
-		om, _ := strconv.Atoi(digits[2:])
-		if oh > 14 || om > 59 {
-			return time.Time{}, fmt.Errorf("%q: time zone offset %s out of range", s, z)
-		}
-		off := oh*3600 + om*60
-		if z[0] == '-' {
-			off = -off
-		}
-		loc = time.FixedZone(z, off)
-	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc)
-	// time.Date normalizes overflow (February 30 becomes March 2); a round trip catches it.
-	if t.Year() != year || int(t.Month()) != month || t.Day() != day || t.Hour() != hour ||
-		t.Minute() != minute || t.Second() != sec {
-		return time.Time{}, fmt.Errorf("%q is not a valid date or time", s)
-	}
-	return t, nil
 }
 
 // EscapeTypeFilter prepares one _typeFilter value. On GET the filters of a request are joined with

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtime"
+
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 )
 
@@ -182,45 +185,36 @@ func hasTransactionTime(detail json.RawMessage) bool {
 	return d.TransactionTime != nil && *d.TransactionTime != ""
 }
 
-// ParseInstant parses an RFC 3339 time with an offset, with or without fractional seconds (servers
-// write whole seconds, Python writes microseconds). A time without an offset is refused: it names
-// no instant, and completion tracking compares instants (DESIGN.md §7).
-func ParseInstant(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time with an offset", s)
-	}
-	return t, nil
-}
+// ParseInstant parses a logged time (transactionTime) by the one rule of fhirtime.Parse: a FHIR
+// date, or a dateTime with a zone offset, whole seconds or any fraction (servers write whole
+// seconds, Python writes microseconds). A time without an offset is refused: it names no instant,
+// and completion tracking compares instants (DESIGN.md §7).
+func ParseInstant(s string) (time.Time, error) { return fhirtime.Parse(s) }
 
-// GroupFromURL returns the Group id of a kickoff URL: the path segment after /Group/, URL-decoded,
-// with the query ignored; "" for system and Patient level.
+// GroupFromURL returns the Group id of a kickoff URL, read as bulk-kickoff reads the URL it is
+// given (bulk.SplitExportPath): the path segment after /Group/, URL-decoded, with the query
+// ignored; "" for system and Patient level. Logs hold relative URLs too (ndjson-merge writes
+// "/Group/ID/$export" when no slice had a log) and URLs Go cannot parse: their path is read as is.
 func GroupFromURL(raw string) string {
 	p, _, _ := strings.Cut(raw, "?")
 	p, _, _ = strings.Cut(p, "#")
 	if u, err := url.Parse(raw); err == nil {
 		p = u.EscapedPath()
 	}
-	segs := strings.Split(p, "/")
-	// Read from the end, so a base path that happens to contain "Group" does not mislead:
-	// …/Group/ID, …/Group/ID/, …/Group/ID/$export.
-	for len(segs) > 0 && (segs[len(segs)-1] == "" || isOperation(segs[len(segs)-1])) {
-		segs = segs[:len(segs)-1]
+	ep := bulk.SplitExportPath(p)
+	if ep.Level == bulk.LevelGroup {
+		return ep.Group
 	}
-	id := ""
-	if n := len(segs); n >= 2 && segs[n-2] == "Group" {
-		id = segs[n-1]
-	} else if i := slices.Index(segs, "Group"); i >= 0 && i+1 < len(segs) {
-		id = segs[i+1]
+	// A Group's Patient-level URL (…/Group/ID/Patient/$export, which some clients log) still
+	// names the Group.
+	segs := strings.Split(ep.Base, "/")
+	if i := slices.Index(segs, "Group"); i >= 0 && i+1 < len(segs) {
+		if id, err := url.PathUnescape(segs[i+1]); err == nil {
+			return id
+		}
+		return segs[i+1]
 	}
-	if dec, err := url.PathUnescape(id); err == nil {
-		return dec
-	}
-	return id
-}
-
-func isOperation(seg string) bool {
-	return strings.HasPrefix(seg, "$") || strings.HasPrefix(strings.ToLower(seg), "%24")
+	return ""
 }
 
 // LogEvents returns every event of a log in order, for tools that copy an export's events

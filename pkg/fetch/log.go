@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 )
@@ -58,14 +56,12 @@ func (e *engine) openLog() error {
 	}
 	now := e.now()
 	if !has["kickoff"] {
-		detail := map[string]any{"exportUrl": e.exportURL, "errorCode": nil, "errorBody": nil,
-			"softwareName": nil, "softwareVersion": nil, "softwareReleaseDate": nil, "fhirVersion": nil,
-			"requestParameters": requestParameters(e.exportURL), "responseHeaders": map[string]string{},
-			"logVersion": "2", bulk.SynthesizedMember: "bulk-fetch: from the export context and the manifest"}
+		detail := exportdir.NewKickoff(e.exportURL, requestParameters(e.exportURL))
+		detail.Synthesized = "bulk-fetch: from the export context and the manifest"
 		if e.o.FHIRBase != "" {
-			detail[bulk.ContextMember] = map[string]string{"fhirBase": e.o.FHIRBase}
+			detail.Context = &exportdir.KickoffContext{FHIRBase: e.o.FHIRBase}
 		}
-		ev, err := exportdir.NewEvent(e.exportID, "kickoff", detail, now)
+		ev, err := exportdir.NewEvent(e.exportID, exportdir.EventKickoff, detail, now)
 		if err != nil {
 			return err
 		}
@@ -75,7 +71,7 @@ func (e *engine) openLog() error {
 		}
 	}
 	if !has["status_complete"] && e.txTime != "" {
-		if err := e.logEvent("status_complete", map[string]any{"transactionTime": e.txTime}, true); err != nil {
+		if err := e.logEvent(exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: e.txTime}, true); err != nil {
 			return err
 		}
 	}
@@ -124,25 +120,8 @@ func (e *engine) logEvent(id string, detail any, sync bool) error {
 // logError records a failed attempt as download_error, with the server's answer when there was
 // one. A log that cannot be written is reported, not fatal: the download itself goes on.
 func (e *engine) logError(fileURL string, err error) {
-	detail := map[string]any{"fileUrl": fhirclient.Redact(fileURL), "body": nil, "code": nil,
-		"message": err.Error(), "responseHeaders": map[string]string{}}
-	if se, ok := errors.AsType[*fhirclient.StatusError](err); ok {
-		detail["code"] = se.StatusCode
-		h := map[string]string{}
-		for k, vs := range se.Header {
-			if !strings.EqualFold(k, "Set-Cookie") {
-				h[strings.ToLower(k)] = strings.Join(vs, ", ")
-			}
-		}
-		detail["responseHeaders"] = h
-		switch {
-		case json.Valid(se.Body):
-			detail["body"] = json.RawMessage(se.Body)
-		case len(se.Body) > 0:
-			detail["body"] = string(se.Body)
-		}
-	}
-	if werr := e.logEvent("download_error", detail, false); werr != nil {
+	detail := exportdir.NewDownloadError(fhirclient.Redact(fileURL), err)
+	if werr := e.logEvent(exportdir.EventDownloadError, detail, false); werr != nil {
 		e.warn(werr.Error())
 	}
 }

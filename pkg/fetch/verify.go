@@ -102,7 +102,7 @@ func (v *verifier) write(p []byte) error {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			if len(v.carry)+len(p) > v.maxLine+2 { // slack for a BOM-less '\r'
+			if len(v.carry)+len(p) > ndjson.MaxPhysical(v.maxLine) {
 				v.err = &verifyError{name: v.name, line: v.phys + 1, msg: fmt.Sprintf("line longer than %d bytes (raise --max-line)", v.maxLine)}
 				return v.err
 			}
@@ -131,14 +131,11 @@ func (v *verifier) write(p []byte) error {
 // line checks one physical line (without its '\n').
 func (v *verifier) line(b []byte) error {
 	v.phys++
-	if v.phys == 1 {
-		b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
-	}
-	b = bytes.TrimSuffix(b, []byte("\r"))
+	b = ndjson.Trim(b, int(v.phys))
 	if len(b) > v.maxLine {
 		return &verifyError{name: v.name, line: v.phys, msg: fmt.Sprintf("line longer than %d bytes (raise --max-line)", v.maxLine)}
 	}
-	if isBlank(b) {
+	if ndjson.Blank(b) {
 		if v.blank += int64(len(b)) + 1; v.blank > v.maxBlank {
 			return &verifyError{name: v.name, line: v.phys, overflow: true,
 				msg: fmt.Sprintf("more than %d bytes of blank lines: not an NDJSON file", v.maxBlank)}
@@ -184,14 +181,3 @@ func (v *verifier) finish() error {
 
 // digest is the hex SHA-256 of every byte written.
 func (v *verifier) digest() string { return hex.EncodeToString(v.sum.Sum(nil)) }
-
-func isBlank(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-		default:
-			return false
-		}
-	}
-	return true
-}

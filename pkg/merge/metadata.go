@@ -32,24 +32,6 @@ type manifestItem struct {
 	Count int64  `json:"count"`
 }
 
-// kickoffDetail is the kickoff event of the merged log, in bulk-data-client's field order.
-type kickoffDetail struct {
-	ExportURL           string         `json:"exportUrl"`
-	ErrorCode           any            `json:"errorCode"`
-	ErrorBody           any            `json:"errorBody"`
-	SoftwareName        any            `json:"softwareName"`
-	SoftwareVersion     any            `json:"softwareVersion"`
-	SoftwareReleaseDate any            `json:"softwareReleaseDate"`
-	FHIRVersion         any            `json:"fhirVersion"`
-	RequestParameters   map[string]any `json:"requestParameters"`
-	ResponseHeaders     map[string]any `json:"responseHeaders"`
-	LogVersion          string         `json:"logVersion"`
-	// The merged event is composed, not the record of a kickoff sent: readers take a FHIR base
-	// only from the _bulkpipe member, and that only where every slice vouched for the same one.
-	Synthesized string         `json:"_synthesized"`
-	Context     map[string]any `json:"_bulkpipe,omitempty"`
-}
-
 // earliest is the slice whose transactionTime the merged export takes (DESIGN.md §6: everything in
 // the folder is at least that fresh, so completion tracking may claim no later time).
 func earliest(srcs []*source) *source {
@@ -119,10 +101,12 @@ func (m *merger) writeMetadata(out *outDir) error {
 	for _, n := range notes {
 		m.o.Warn(n)
 	}
-	kick := kickoffDetail{ExportURL: exportURL, RequestParameters: params, ResponseHeaders: map[string]any{}, LogVersion: "2",
-		Synthesized: "ndjson-merge: from the slices' logs"}
+	// The merged event is composed, not the record of a kickoff sent: readers take a FHIR base
+	// only from its _bulkpipe member, and that only where every slice vouched for the same one.
+	kick := exportdir.NewKickoff(exportURL, params)
+	kick.Synthesized = "ndjson-merge: from the slices' logs"
 	if b := vouchedBase(m.srcs); b != "" {
-		kick.Context = map[string]any{"fhirBase": b}
+		kick.Context = &exportdir.KickoffContext{FHIRBase: b}
 	}
 	if s := firstLogged(m.srcs); s != nil {
 		if d := kickoffOf(s.export); d != nil {
@@ -140,12 +124,12 @@ func (m *merger) writeMetadata(out *outDir) error {
 		detail any
 		sync   bool
 	}{
-		{"kickoff", kick, true},
-		{"status_complete", map[string]any{"transactionTime": txTime}, true},
-		{"manifest_complete", map[string]any{"transactionTime": txTime, "totalOutputFileCount": counts[exportdir.ItemOutput],
-			"totalDeletedFileCount": counts[exportdir.ItemDeleted], "totalErrorFileCount": counts[exportdir.ItemError], "totalManifests": 1}, false},
-		{"export_complete", map[string]any{"files": len(out.files), "resources": m.res.Written, "bytes": size,
-			"attachments": nil, "duration": now.Sub(m.started).Milliseconds()}, true},
+		{exportdir.EventKickoff, kick, true},
+		{exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: txTime}, true},
+		{exportdir.EventManifestComplete, exportdir.ManifestComplete{TransactionTime: txTime, TotalOutputFileCount: counts[exportdir.ItemOutput],
+			TotalDeletedFileCount: counts[exportdir.ItemDeleted], TotalErrorFileCount: counts[exportdir.ItemError], TotalManifests: 1}, false},
+		{exportdir.EventExportComplete, exportdir.ExportComplete{Files: len(out.files), Resources: int64(m.res.Written), Bytes: size,
+			Duration: now.Sub(m.started).Milliseconds()}, true},
 	}
 	lw, err := exportdir.OpenLog(filepath.Join(out.staging, exportdir.LogName))
 	if err != nil {
@@ -154,7 +138,7 @@ func (m *merger) writeMetadata(out *outDir) error {
 	for _, ev := range events {
 		e, err := exportdir.NewEvent(exportID, ev.id, ev.detail, now)
 		if err == nil {
-			if ev.id == "kickoff" {
+			if ev.id == exportdir.EventKickoff {
 				e.Client, e.ClientVersion = "bulkpipe ndjson-merge", m.o.Version
 			}
 			err = lw.Write(e, ev.sync)

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtime"
 )
 
 // mergeParams computes the requestParameters of the merged kickoff from the slices' own (DESIGN.md §6:
@@ -237,17 +239,9 @@ func spanDates(ps []map[string]any) (since, until, note string) {
 	return since, until, note
 }
 
-// parseParamTime reads _since/_until as logged: an instant, or a date (bulk-kickoff normalizes to an
-// instant, other clients may not).
-func parseParamTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("not a date or instant")
-}
+// parseParamTime reads _since/_until as logged: bulk-kickoff normalizes them to an instant, other
+// clients may log a date; both are read as the server reads them.
+func parseParamTime(s string) (time.Time, error) { return fhirtime.Parse(s) }
 
 // rawDetail decodes a logged event detail, or returns nil.
 func rawDetail(b json.RawMessage) map[string]any {

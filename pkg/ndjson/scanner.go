@@ -4,7 +4,6 @@ package ndjson
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -66,17 +65,12 @@ func (s *Scanner) Scan() bool {
 			return false
 		}
 		s.line++
-		if s.line == 1 {
-			raw = bytes.TrimPrefix(raw, bom)
-		}
-		if n := len(raw); n > 0 && raw[n-1] == '\r' {
-			raw = raw[:n-1]
-		}
+		raw = Trim(raw, s.line)
 		if len(raw) > s.maxLine {
 			s.err = &lineError{line: s.line, limit: s.maxLine}
 			return false
 		}
-		if blank(raw) {
+		if Blank(raw) {
 			continue
 		}
 		s.rec = raw
@@ -108,7 +102,7 @@ func (s *Scanner) readLine() ([]byte, error) {
 // cap needs, and failing as soon as the line is certainly too long rather than buffering all of it.
 func (s *Scanner) readLong(frag []byte) ([]byte, error) {
 	// Slack for a BOM and a '\r' that Scan strips before checking the exact length.
-	limit := s.maxLine + len(bom) + 1
+	limit := MaxPhysical(s.maxLine)
 	s.long = s.long[:0]
 	for {
 		s.long = s.grow(s.long, frag)
@@ -140,7 +134,7 @@ func (s *Scanner) readLong(frag []byte) ([]byte, error) {
 func (s *Scanner) grow(b, frag []byte) []byte {
 	if need := len(b) + len(frag); need > cap(b) {
 		c := max(2*cap(b), need, 4*bufferSize)
-		c = min(c, max(need, s.maxLine+len(bom)+1+s.r.Size()))
+		c = min(c, max(need, MaxPhysical(s.maxLine)+s.r.Size()))
 		nb := make([]byte, len(b), c)
 		copy(nb, b)
 		b = nb
@@ -150,18 +144,6 @@ func (s *Scanner) grow(b, frag []byte) []byte {
 
 func (s *Scanner) readError(err error) error {
 	return fmt.Errorf("line %d: %w", s.line+1, err)
-}
-
-// blank reports whether b holds only JSON whitespace.
-func blank(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Bytes returns the current record without its line end. The slice is overwritten by the next Scan:

@@ -157,10 +157,10 @@ func TestParseTime(t *testing.T) {
 		{"2024-05-01T12:00:00Z", t0},
 		{"2024-05-01T14:00:00+02:00", t0},
 		{"2024-05-01T12:00:00.1234567Z", t0.Add(123456 * time.Microsecond)},
-		{"2024-05-01T12:00:00", t0},
 		{"2024-05-01 12:00:00+00:00", t0},
 		{"2024-05-01T12:00Z", t0},
 		{"2024-05-01", time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
+		{"2024-05", time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
 		{"2024", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
 	for _, tt := range tests {
@@ -169,7 +169,9 @@ func TestParseTime(t *testing.T) {
 			t.Errorf("ParseTime(%q) = %v, %v, want %v", tt.in, got, err, tt.want)
 		}
 	}
-	for _, bad := range []string{"", "yesterday", "2024-13-01", "2024-05-01T25:00:00Z", "1714564800"} {
+	for _, bad := range []string{"", "yesterday", "2024-13-01", "2024-05-01T25:00:00Z", "1714564800",
+		// No zone: which instant would it be? (fhirtime.Parse, the rule of every tool.)
+		"2024-05-01T12:00:00", "2024-05-01 12:00"} {
 		if _, err := ParseTime(bad); err == nil {
 			t.Errorf("ParseTime(%q) = nil error, want one", bad)
 		}
