@@ -4,7 +4,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -41,14 +40,14 @@ Examples:
 			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --out; $TMPDIR with --out -)"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `ID` of sources without a log (default: none, a system or Patient-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "transactionTime of sources without a log (`TIME`: RFC 3339, or a date for midnight UTC)"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary on stderr (warnings still shown)"},
 		},
 		Action: run,
 	}
 }
 
 func run(c *cli.Context) error {
-	stderr := c.App.ErrWriter
+	st := tool.NewStatus(c)
 	o := &options{
 		sources: c.Args().Slice(),
 		out:     c.String("out"),
@@ -57,7 +56,7 @@ func run(c *cli.Context) error {
 		group:   c.String("export-group"),
 		stdin:   c.App.Reader,
 		stdout:  c.App.Writer,
-		warn:    func(msg string) { fmt.Fprintf(stderr, "%s: warning: %s\n", c.App.Name, msg) },
+		warn:    func(msg string) { st.Warn("%s", msg) },
 		now:     time.Now,
 		version: c.App.Version,
 	}
@@ -78,7 +77,7 @@ func run(c *cli.Context) error {
 			return tool.UsageErrorf("--%s: %v", s.flag, err)
 		}
 		if *s.dst < s.min {
-			return tool.UsageErrorf("--%s %s: want at least %s", s.flag, c.String(s.flag), formatSize(s.min))
+			return tool.UsageErrorf("--%s %s: want at least %s", s.flag, c.String(s.flag), tool.FormatBytes(s.min))
 		}
 	}
 	maxLine, err := parseSize(c.String("max-line"))
@@ -103,23 +102,23 @@ func run(c *cli.Context) error {
 	// The sort buffers hold no pointers, so a soft limit a little above --mem makes the garbage
 	// collector return memory early instead of letting the heap double (peak RSS ≈ --mem).
 	debug.SetMemoryLimit(o.mem + o.mem/4 + 32<<20)
-	var p *progressLine
-	if !c.Bool("quiet") && tool.IsTerminal(stderr) {
-		p = &progressLine{w: stderr, name: c.App.Name}
-		o.progress = p.show
-		defer p.done() // clear the line before tool.Run prints an error
+	if st.Terminal() {
+		o.progress = func(pr progress) { showProgress(st, pr) }
+		defer st.End() // clear the line before tool.Run prints an error
 	}
 	started := o.now()
 	res, err := merge(c.Context, o)
 	if err != nil {
 		return err
 	}
-	if p != nil {
-		p.done()
-		fmt.Fprintf(stderr, "%s: %d resources read, %d written (%s), %d deletions kept, %d errors kept, in %s\n",
-			c.App.Name, res.read, res.written, strings.Join(res.types, ", "), res.deleted, res.errors,
-			o.now().Sub(started).Round(time.Millisecond))
+	st.End()
+	into := "in " + strings.TrimRight(o.out, "/") + "/"
+	if o.out == "-" {
+		into = "on stdout"
 	}
+	st.Summary("%d resources read, %d written (%s), %d deletions kept, %d errors kept, %s, in %s",
+		res.read, res.written, strings.Join(res.types, ", "), res.deleted, res.errors, into,
+		o.now().Sub(started).Round(time.Millisecond))
 	return nil
 }
 
@@ -134,33 +133,14 @@ func parseTimestamp(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time with an offset nor a date (YYYY-MM-DD)", s)
 }
 
-// progressLine redraws one status line on a terminal, at most a few times a second.
-type progressLine struct {
-	w     io.Writer
-	name  string
-	last  time.Time
-	drawn bool
-}
-
-func (p *progressLine) show(pr progress) {
-	now := time.Now()
-	if now.Sub(p.last) < 200*time.Millisecond {
-		return
-	}
-	p.last, p.drawn = now, true
-	line := fmt.Sprintf("%s: %s %d records", p.name, pr.phase, pr.records)
+// showProgress redraws the progress line on a terminal.
+func showProgress(st *tool.Status, pr progress) {
+	line := fmt.Sprintf("%s %d resources", pr.phase, pr.records)
 	if pr.bytes > 0 {
-		line += ", " + formatSize(pr.bytes)
+		line += ", " + tool.FormatBytes(pr.bytes)
 	}
 	if pr.runs > 0 {
 		line += fmt.Sprintf(", %d sorted runs on disk", pr.runs)
 	}
-	fmt.Fprintf(p.w, "\r\033[K%s", line)
-}
-
-func (p *progressLine) done() {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
+	st.Progress(false, "%s", line)
 }
