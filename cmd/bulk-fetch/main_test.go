@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/vbauerster/mpb/v8"
 
 	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/fetch"
@@ -180,5 +181,34 @@ func TestProgressTotals(t *testing.T) {
 	want := totals{files: 3, verified: 1, resources: 8, received: 150, have: 110, known: 105, haveKnown: 100}
 	if pr.t != want {
 		t.Errorf("totals = %+v, want %+v", pr.t, want)
+	}
+}
+
+// The renderer reads the totals while downloads start: the lock it takes must not be held while
+// the bars are updated, which waits for the renderer (this deadlocked on a terminal).
+func TestProgressRendersWhileFilesStart(t *testing.T) {
+	var b bytes.Buffer
+	refresh := make(chan any)
+	stop := make(chan struct{})
+	pr := newProgress(t.Context(), &b, 500, 0, mpb.WithManualRefresh(refresh), mpb.WithWidth(300))
+	go func() {
+		for {
+			select {
+			case refresh <- time.Time{}:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for i := range 500 {
+		rel := fmt.Sprintf("Patient.%03d.ndjson", i)
+		pr.started(fetch.FileInfo{Rel: rel, Size: 10})
+		pr.progress(rel, 10, 1)
+		pr.done(rel, nil)
+	}
+	close(stop)
+	pr.wait()
+	if !strings.Contains(b.String(), "500 of 500 files") {
+		t.Errorf("the total bar's last frame does not count every file:\n%q", b.String()[max(0, b.Len()-300):])
 	}
 }

@@ -23,11 +23,15 @@ type progress struct {
 	start time.Time
 	now   func() time.Time
 
+	// mu guards the bars and the per-file maps, and is held while calling mpb. tmu guards t
+	// alone: the total bar's decorator takes it while mpb renders, so it is never held while
+	// calling mpb (which waits for the renderer: a deadlock).
 	mu   sync.Mutex
 	bars map[string]*mpb.Bar
-	t    totals
 	have map[string]int64 // bytes of each file started: on disk before, and received since
 	size map[string]int64 // each file's size, -1 when the server did not say
+	tmu  sync.Mutex
+	t    totals
 }
 
 // totals is what the total bar shows.
@@ -59,17 +63,18 @@ func (t totals) text(elapsed time.Duration) string {
 
 // newProgress draws on w. files is the number of files the first manifest page lists, and
 // verified how many of them earlier runs verified.
-func newProgress(ctx context.Context, w io.Writer, files, verified int) *progress {
+func newProgress(ctx context.Context, w io.Writer, files, verified int, opts ...mpb.ContainerOption) *progress {
 	pr := &progress{bars: map[string]*mpb.Bar{}, have: map[string]int64{}, size: map[string]int64{},
 		start: time.Now(), now: time.Now}
 	pr.t.files, pr.t.verified = files, verified
-	pr.p = mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(200*time.Millisecond))
+	opts = append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(200 * time.Millisecond)}, opts...)
+	pr.p = mpb.NewWithContext(ctx, opts...)
 	pr.total = pr.p.New(0, mpb.BarStyle().Lbound("[").Rbound("]"),
 		mpb.BarPriority(1<<30), // the total stays at the bottom
 		mpb.PrependDecorators(decor.Name("total", decor.WC{C: decor.DindentRight | decor.DextraSpace, W: 34})),
 		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
-			pr.mu.Lock()
-			defer pr.mu.Unlock()
+			pr.tmu.Lock()
+			defer pr.tmu.Unlock()
 			return pr.t.text(pr.now().Sub(pr.start))
 		})))
 	return pr
@@ -88,6 +93,7 @@ func (pr *progress) attach(on *fetch.Callbacks) {
 func (pr *progress) started(f fetch.FileInfo) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
+	pr.tmu.Lock()
 	if _, seen := pr.have[f.Rel]; !seen {
 		// A file of a later manifest page, or of a page the count did not include.
 		pr.t.files = max(pr.t.files, pr.t.verified+len(pr.bars)+1)
@@ -99,8 +105,10 @@ func (pr *progress) started(f fetch.FileInfo) {
 		pr.t.known += f.Size
 		pr.t.haveKnown += f.Offset
 	}
-	pr.total.SetTotal(max(pr.t.known+pr.t.have-pr.t.haveKnown, pr.t.have), false)
-	pr.total.SetCurrent(pr.t.have)
+	sum, current := max(pr.t.known+pr.t.have-pr.t.haveKnown, pr.t.have), pr.t.have
+	pr.tmu.Unlock()
+	pr.total.SetTotal(sum, false)
+	pr.total.SetCurrent(current)
 
 	total := max(f.Size, 0)
 	if b := pr.bars[f.Rel]; b != nil {
@@ -123,7 +131,7 @@ func (pr *progress) started(f fetch.FileInfo) {
 }
 
 // forget takes a file's bytes out of the totals, when its download restarts (from its offset,
-// which a 200 instead of a 206 resets to 0).
+// which a 200 instead of a 206 resets to 0). The caller holds mu and tmu.
 func (pr *progress) forget(rel string) {
 	have, ok := pr.have[rel]
 	if !ok {
@@ -138,6 +146,7 @@ func (pr *progress) forget(rel string) {
 
 func (pr *progress) progress(rel string, n, resources int64) {
 	pr.mu.Lock()
+	pr.tmu.Lock()
 	pr.t.resources += resources
 	pr.t.received += n
 	pr.t.have += n
@@ -147,6 +156,7 @@ func (pr *progress) progress(rel string, n, resources int64) {
 			pr.t.haveKnown += n
 		}
 	}
+	pr.tmu.Unlock()
 	b := pr.bars[rel]
 	pr.mu.Unlock()
 	pr.total.IncrInt64(n)
@@ -160,7 +170,9 @@ func (pr *progress) done(rel string, err error) {
 	b := pr.bars[rel]
 	delete(pr.bars, rel)
 	if err == nil {
+		pr.tmu.Lock()
 		pr.t.verified++
+		pr.tmu.Unlock()
 	}
 	pr.mu.Unlock()
 	if b == nil {
