@@ -47,26 +47,17 @@ func NewStatus(c *cli.Context) *Status {
 	return s
 }
 
-// SetWidth sets the terminal's width in columns; 0 means unknown (tests, resized terminals).
-func (s *Status) SetWidth(columns int) { s.width = columns }
-
 // NewStatusTo is a Status writing to w, for tests and for tools that decide themselves whether
 // w is a terminal.
 func NewStatusTo(name string, w io.Writer, terminal, quiet bool) *Status {
 	return &Status{name: name, w: w, tty: terminal, quiet: quiet, now: time.Now}
 }
 
-// SetClock replaces the clock that paces redraws (tests).
-func (s *Status) SetClock(now func() time.Time) { s.now = now }
-
 // Terminal reports whether progress is drawn: stderr is a terminal and --quiet was not given.
 func (s *Status) Terminal() bool { return s.tty && !s.quiet }
 
 // Quiet reports whether --quiet was given.
 func (s *Status) Quiet() bool { return s.quiet }
-
-// Name is the tool's name, which starts every line.
-func (s *Status) Name() string { return s.name }
 
 // SetWriter sends what follows to w, e.g. progress bars that print lines above themselves,
 // and returns the writer used until then.

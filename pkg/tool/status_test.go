@@ -46,7 +46,7 @@ func TestStatusProgressPace(t *testing.T) {
 	var b bytes.Buffer
 	now := time.Unix(0, 0)
 	s := NewStatusTo("t", &b, true, false)
-	s.SetClock(func() time.Time { return now })
+	s.now = func() time.Time { return now }
 	s.Progress(false, "1")
 	now = now.Add(100 * time.Millisecond)
 	s.Progress(false, "2") // too soon
@@ -74,7 +74,7 @@ func TestStatusProgressWidth(t *testing.T) {
 	for _, tt := range tests {
 		var b bytes.Buffer
 		s := NewStatusTo("t", &b, true, false)
-		s.SetWidth(tt.width)
+		s.width = tt.width
 		s.Progress(true, "%s", strings.Repeat("é", 30))
 		if got, want := b.String(), "\r"+tt.want+"\x1b[K"; got != want {
 			t.Errorf("Progress at width %d = %q, want %q", tt.width, got, want)
