@@ -125,7 +125,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 	types := exportTypes(first)
-	cfg := tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types)}
+	cfg := tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types), Status: st}
 	if rec != nil && strings.TrimRight(base, "/") == strings.TrimRight(rec.FHIRBase, "/") {
 		cfg.TokenURL = rec.TokenURL
 	}

@@ -143,7 +143,7 @@ func run(c *cli.Context, d deps) error {
 
 	var tokenURL string
 	// FailFast: a server that never answered is a wrong URL, not an outage worth minutes of retries.
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep, FailFast: true,
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep, FailFast: true, Status: st,
 		OnTokenURL: func(u string) { tokenURL = u },
 		OnRetry: func(e fhirclient.RetryEvent) {
 			say("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)

@@ -102,8 +102,8 @@ func run(c *cli.Context, d deps) error {
 	}
 	su, _ := url.Parse(statusURL)
 	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.base, Origin: su.Scheme + "://" + su.Host, Types: ex.types,
-		TokenURL: ex.tokenURL,
-		Now:      d.now, Sleep: d.sleep, MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: maxWait},
+		TokenURL: ex.tokenURL, Status: st,
+		Now: d.now, Sleep: d.sleep, MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: maxWait},
 		OnRetry: func(e fhirclient.RetryEvent) {
 			st.Line("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
 		}})

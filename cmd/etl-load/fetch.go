@@ -38,7 +38,7 @@ func newServer(c *cli.Context, cfg *config) (*server, error) {
 		return nil, nil
 	}
 	client, err := tool.NewClientWith(c, tool.ClientConfig{Types: []string{"Medication", "DocumentReference", "DiagnosticReport"},
-		Linked: []string{"Binary"}})
+		Linked: []string{"Binary"}, Status: cfg.status})
 	if err != nil {
 		return nil, err
 	}

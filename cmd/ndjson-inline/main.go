@@ -186,7 +186,7 @@ func runFilter(c *cli.Context, cfg *config, r *reporter, args []string) (attachm
 		args = []string{""}
 	}
 	var total attachment.Stats
-	clients := newClients(c, cfg)
+	clients := newClients(c, cfg, r.st)
 	for _, arg := range args {
 		name := arg
 		if name == "" || name == "-" {
