@@ -118,13 +118,14 @@ func run(c *cli.Context) error {
 	if statusURL == "" {
 		statusURL = first.Context.StatusURL
 	}
-	rec := exportRecord(c, statusURL)
+	st := tool.NewStatus(c)
+	rec := exportRecord(st, statusURL)
 	base, trusted, err := fhirBase(c, first, rec, statusURL)
 	if err != nil {
 		return err
 	}
 	types := exportTypes(first)
-	cfg := tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types)}
+	cfg := tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types), Status: st}
 	if rec != nil && strings.TrimRight(base, "/") == strings.TrimRight(rec.FHIRBase, "/") {
 		cfg.TokenURL = rec.TokenURL
 	}
@@ -133,18 +134,11 @@ func run(c *cli.Context) error {
 		return err
 	}
 
-	quiet := c.Bool("quiet")
-	stderr := c.App.ErrWriter
 	var bars *progress
-	if !quiet && tool.IsTerminal(stderr) {
-		bars = newProgress(c.Context, stderr)
-		stderr = bars
-	}
-	var errMu sync.Mutex
-	say := func(format string, a ...any) {
-		errMu.Lock()
-		defer errMu.Unlock()
-		fmt.Fprintf(stderr, "%s: %s\n", c.App.Name, fmt.Sprintf(format, a...))
+	if st.Terminal() {
+		files, verified := fileCounts(dir, first)
+		bars = newProgress(c.Context, c.App.ErrWriter, files, verified)
+		st.SetWriter(bars)
 	}
 	out, err := tool.CreateOutput(c, "-")
 	if err != nil {
@@ -158,7 +152,7 @@ func run(c *cli.Context) error {
 		Verify: c.Bool("verify"), NewExport: c.Bool("new-export"), NoDelete: c.Bool("no-delete"),
 		Gzip: c.Bool("gzip"), LogFrom: c.String("log"), Version: tool.Version(), FHIRBase: trusted,
 		On: fetch.Callbacks{
-			Warn: func(msg string) { say("warning: %s", msg) },
+			Warn: func(msg string) { st.Warn("%s", msg) },
 			Written: func(path string) {
 				outMu.Lock()
 				defer outMu.Unlock()
@@ -172,19 +166,17 @@ func run(c *cli.Context) error {
 			},
 		},
 	}
-	inl, err := newInliner(c, client, maxLine, say)
+	inl, err := newInliner(c, client, maxLine, st.Print)
 	if err != nil {
 		return err
 	}
 	if inl != nil {
 		opts.PostVerify = inl.postVerify
 	}
-	if !quiet {
-		opts.On.Retry = func(rel string, attempt int, wait, reason string) {
-			say("%s: %s; retrying (%s, attempt %d)", rel, reason, wait, attempt+1)
-		}
-		opts.On.Limit = func(n int, reason string) { say("%s: %d parallel downloads", reason, n) }
+	opts.On.Retry = func(rel string, attempt int, wait, reason string) {
+		st.Line("%s: %s; retrying (%s, attempt %d)", rel, reason, wait, attempt+1)
 	}
+	opts.On.Limit = func(n int, reason string) { st.Line("%s: %d parallel downloads", reason, n) }
 	if bars != nil {
 		bars.attach(&opts.On)
 	}
@@ -206,7 +198,7 @@ func run(c *cli.Context) error {
 	res, err := fetch.Run(c.Context, opts, pr)
 	if bars != nil {
 		bars.wait()
-		stderr = c.App.ErrWriter
+		st.SetWriter(c.App.ErrWriter)
 	}
 	if err == nil {
 		err = outErr
@@ -219,14 +211,14 @@ func run(c *cli.Context) error {
 			if is.Fatal() {
 				fatal++
 			}
-			say("%s: %s: %s", is.File, orDefault(is.Severity, "issue"), is.Text())
+			st.Print("%s: %s: %s", is.File, orDefault(is.Severity, "issue"), is.Text())
 		}
 	}
 	if err != nil {
 		failMu.Lock()
 		for _, f := range failures {
 			if !errors.Is(err, f) {
-				say("%v", f)
+				st.Print("%v", f)
 			}
 		}
 		failMu.Unlock()
@@ -239,21 +231,19 @@ func run(c *cli.Context) error {
 		return err
 	}
 	if inl != nil {
-		if err := inl.finish(quiet); err != nil {
+		if err := inl.finish(st.Quiet()); err != nil {
 			return err
 		}
 	}
-	if !quiet {
-		say("%d files (%d downloaded now), %d resources, %s in %s, %v", res.Files, res.Downloaded, res.Resources,
-			humanBytes(res.Bytes), dir, time.Since(start).Round(time.Millisecond))
-		if res.Deleted {
-			say("deleted the export on the server")
-		}
+	if res.Deleted {
+		st.Line("deleted the export on the server")
 	}
+	st.Summary("%d files (%d downloaded now), %d resources, %s in %s, %v", res.Files, res.Downloaded, res.Resources,
+		tool.FormatBytes(res.Bytes), dir, time.Since(start).Round(time.Millisecond))
 	if res.Deleted {
 		if dir := tool.RecordDir(); dir != "" {
 			if err := bulk.RemoveRecord(dir, statusURL); err != nil {
-				say("warning: %v", err)
+				st.Warn("%v", err)
 			}
 		}
 	}
@@ -298,7 +288,7 @@ func fhirBase(c *cli.Context, first *fetch.Page, rec *bulk.Record, statusURL str
 
 // exportRecord is bulk-kickoff's record for the status URL, or nil. A record that cannot be used
 // is a warning: the run goes on as if there were none.
-func exportRecord(c *cli.Context, statusURL string) *bulk.Record {
+func exportRecord(st *tool.Status, statusURL string) *bulk.Record {
 	dir := tool.RecordDir()
 	if dir == "" || statusURL == "" {
 		return nil
@@ -306,7 +296,7 @@ func exportRecord(c *cli.Context, statusURL string) *bulk.Record {
 	r, err := bulk.LoadRecord(dir, statusURL)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(c.App.ErrWriter, "%s: warning: %v\n", c.App.Name, err)
+			st.Warn("%v", err)
 		}
 		return nil
 	}
@@ -338,16 +328,13 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// humanBytes prints a size in binary units.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+// fileCounts are the files the first manifest page lists, and how many of them earlier runs
+// verified in dir (state.json of the same export), for the total bar.
+func fileCounts(dir string, first *fetch.Page) (files, verified int) {
+	m := first.Manifest
+	files = len(m.Output) + len(m.Deleted) + len(m.Error)
+	if s, err := exportdir.ReadState(dir); err == nil && s.TransactionTime == m.TransactionTime {
+		verified = min(len(s.Files), files)
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return files, verified
 }

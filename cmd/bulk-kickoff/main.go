@@ -79,12 +79,10 @@ func kickoffFlags() []cli.Flag {
 
 func run(c *cli.Context, d deps) error {
 	ctx := c.Context
-	stderr := c.App.ErrWriter
-	say := func(format string, a ...any) {
-		if !c.Bool("quiet") {
-			fmt.Fprintf(stderr, "bulk-kickoff: "+format+"\n", a...)
-		}
-	}
+	// bulk-kickoff draws no progress: its lines are diagnostics (the instants and request sent,
+	// retries), shown on or off a terminal unless --quiet, and the resume line is its summary.
+	st := tool.NewStatus(c)
+	say := st.Line
 	target, err := fhirURL(c)
 	if err != nil {
 		return err
@@ -144,7 +142,7 @@ func run(c *cli.Context, d deps) error {
 
 	var tokenURL string
 	// FailFast: a server that never answered is a wrong URL, not an outage worth minutes of retries.
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep, FailFast: true,
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep, FailFast: true, Status: st,
 		OnTokenURL: func(u string) { tokenURL = u },
 		OnRetry: func(e fhirclient.RetryEvent) {
 			say("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
@@ -159,7 +157,7 @@ func run(c *cli.Context, d deps) error {
 		if _, unreachable := errors.AsType[*fhirclient.UnreachableError](merr); unreachable || ctx.Err() != nil {
 			return merr
 		}
-		fmt.Fprintf(stderr, "bulk-kickoff: warning: %v (continuing without the server's CapabilityStatement)\n", merr)
+		st.Warn("%v (continuing without the server's CapabilityStatement)", merr)
 	}
 
 	say("%s %s", pk.Method, fhirclient.Redact(pk.URL))
@@ -180,31 +178,31 @@ func run(c *cli.Context, d deps) error {
 		// Warnings (parameters ignored under --lenient) matter even with --quiet; the usual
 		// "export started" information does not.
 		if slices.ContainsFunc(o.Issues, func(i fhirclient.Issue) bool { return i.Severity != "information" }) {
-			fmt.Fprintf(stderr, "bulk-kickoff: warning: the server says: %v\n", o)
+			st.Warn("the server says: %v", o)
 		} else {
 			say("the server says: %v", o)
 		}
 	}
 	if strings.HasPrefix(strings.ToLower(pk.URL), "https:") && strings.HasPrefix(strings.ToLower(res.StatusURL), "http:") {
-		fmt.Fprintf(stderr, "bulk-kickoff: warning: the export was started over https but its status URL is plain http: "+
-			"bulk-poll and bulk-fetch will not send credentials to it\n")
+		st.Warn("the export was started over https but its status URL is plain http: " +
+			"bulk-poll and bulk-fetch will not send credentials to it")
 	}
 	// The record lets bulk-poll and bulk-fetch find the FHIR base and token endpoint from the
 	// status URL alone, in this shell or another (DESIGN.md §1). The export works without it.
 	if dir := tool.RecordDir(); dir != "" {
 		rec := bulk.Record{StatusURL: res.StatusURL, FHIRBase: pk.Base, TokenURL: tokenURL, ExportURL: pk.URL, Types: req.Types}
 		if err := bulk.SaveRecord(dir, rec, d.now()); err != nil {
-			fmt.Fprintf(stderr, "bulk-kickoff: warning: %v (bulk-poll and bulk-fetch will need --fhir-url for SMART auth)\n", err)
+			st.Warn("%v (bulk-poll and bulk-fetch will need --fhir-url for SMART auth)", err)
 		}
 	}
 	if err := writeStatusURL(out, res.StatusURL); err != nil {
 		// The export is running on the server: losing its URL would orphan it (Epic allows one
 		// export per client and Group), so it goes to stderr whatever --quiet says.
-		fmt.Fprintf(stderr, "bulk-kickoff: the export was started; its status URL is %s\n", res.StatusURL)
-		fmt.Fprintf(stderr, "bulk-kickoff: to resume: bulk-poll %s\n", shellQuote(res.StatusURL))
+		st.Print("the export was started; its status URL is %s", res.StatusURL)
+		st.Print("to resume: bulk-poll %s", shellQuote(res.StatusURL))
 		return err
 	}
-	say("to resume: bulk-poll %s", shellQuote(res.StatusURL))
+	st.Summary("to resume: bulk-poll %s", shellQuote(res.StatusURL))
 	return nil
 }
 

@@ -11,6 +11,7 @@ type deps struct {
 	now         func() time.Time
 	sleep       func(ctx context.Context, d time.Duration) error
 	readTimeout time.Duration // a stalled response body is abandoned after this (0 = the default)
+	terminal    bool          // draw stderr as on a terminal, whatever it is
 }
 
 func (d deps) withDefaults() deps {

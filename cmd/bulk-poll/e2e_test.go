@@ -172,11 +172,14 @@ func TestPollProgress30Steps(t *testing.T) {
 	srv := newServer(t, fhirtest.Options{Polls: 30})
 	status := kickoff(t, plainClient(t, srv.URL()), bulk.KickoffRequest{URL: srv.URL() + "/Patient"})
 	clk := fhirtest.NewClock()
-	code, stdout, stderr := runPoll(t, clockDeps(clk), status+"\n")
+	// On a terminal: one progress line redrawn at each poll.
+	tty := clockDeps(clk)
+	tty.terminal = true
+	code, stdout, stderr := runPoll(t, tty, status+"\n")
 	if code != 0 || strings.Count(stdout, "\n") != 1 {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
 	}
-	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	lines := regexp.MustCompile(`\r|\n|\x1b\[K`).Split(strings.TrimSuffix(stderr, "\n"), -1)
 	if want := "bulk-poll: polling " + status; lines[0] != want {
 		t.Errorf("first stderr line = %q, want %q", lines[0], want)
 	}
@@ -193,10 +196,21 @@ func TestPollProgress30Steps(t *testing.T) {
 	if n != 30 || len(clk.Slept()) != 30 {
 		t.Errorf("%d progress lines and %d waits, want 30 of each; stderr:\n%s", n, len(clk.Slept()), stderr)
 	}
+	if !strings.HasSuffix(stderr, "\r\x1b[Kbulk-poll: manifest page 1: 13 output, 0 deleted, 1 error files\nbulk-poll: export complete: 13 output, 0 deleted, 1 error files\n") {
+		t.Errorf("stderr on a terminal does not end with the progress line cleared, the page and the summary:\n%q", stderr)
+	}
+	// Off a terminal: no progress, the status URL (how to resume) and the summary.
+	status = kickoff(t, plainClient(t, srv.URL()), bulk.KickoffRequest{URL: srv.URL() + "/Patient"})
+	code, _, stderr = runPoll(t, clockDeps(clk), "", status)
+	if want := "bulk-poll: polling " + status + "\nbulk-poll: manifest page 1: 13 output, 0 deleted, 1 error files\nbulk-poll: export complete: 13 output, 0 deleted, 1 error files\n"; code != 0 || stderr != want {
+		t.Errorf("off a terminal: exit %d, stderr %q, want %q", code, stderr, want)
+	}
 	// --quiet: nothing on stderr, the same stdout.
-	code, stdout2, stderr := runPoll(t, clockDeps(clk), "", status, "-q")
-	if code != 0 || stderr != "" || len(summary(t, stdout2)) != 1 {
-		t.Errorf("--quiet: exit %d, stderr %q", code, stderr)
+	for _, d := range []deps{clockDeps(clk), tty} {
+		code, stdout2, stderr := runPoll(t, d, "", status, "-q")
+		if code != 0 || stderr != "" || len(summary(t, stdout2)) != 1 {
+			t.Errorf("--quiet (terminal %v): exit %d, stderr %q", d.terminal, code, stderr)
+		}
 	}
 }
 
@@ -498,23 +512,6 @@ func TestProgressText(t *testing.T) {
 		if got := progressText(tt.p); got != tt.want {
 			t.Errorf("progressText(%+v) = %q, want %q", tt.p, got, tt.want)
 		}
-	}
-	var b bytes.Buffer
-	s := &statusLine{w: &b, tty: true}
-	s.progress("one")
-	s.progress("two")
-	s.line("done")
-	s.end()
-	if want := "\rbulk-poll: one\x1b[K\rbulk-poll: two\x1b[K\nbulk-poll: done\n"; b.String() != want {
-		t.Errorf("terminal output = %q, want %q", b.String(), want)
-	}
-	b.Reset()
-	q := &statusLine{w: &b, tty: true, quiet: true}
-	q.progress("x")
-	q.line("y")
-	q.warn("z")
-	if b.String() != "bulk-poll: warning: z\n" {
-		t.Errorf("--quiet output = %q, want only the warning", b.String())
 	}
 }
 

@@ -74,8 +74,11 @@ type export struct {
 
 func run(c *cli.Context, d deps) error {
 	ctx := c.Context
-	st := &statusLine{w: c.App.ErrWriter, tty: tool.IsTerminal(c.App.ErrWriter), quiet: c.Bool("quiet")}
-	defer st.end()
+	st := tool.NewStatus(c)
+	if d.terminal {
+		st = tool.NewStatusTo(c.App.Name, c.App.ErrWriter, true, c.Bool("quiet"))
+	}
+	defer st.End()
 	statusURL, err := statusURLArg(c)
 	if err != nil {
 		return err
@@ -86,7 +89,7 @@ func run(c *cli.Context, d deps) error {
 	}
 	var log *exportdir.LogWriter
 	logPath := c.String("log")
-	ex, err := findExport(c.String("fhir-url"), logPath, statusURL, func(err error) { st.warn("%v", err) })
+	ex, err := findExport(c.String("fhir-url"), logPath, statusURL, func(err error) { st.Warn("%v", err) })
 	if err != nil {
 		return err
 	}
@@ -98,10 +101,10 @@ func run(c *cli.Context, d deps) error {
 	}
 	su, _ := url.Parse(statusURL)
 	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.base, Origin: su.Scheme + "://" + su.Host, Types: ex.types,
-		TokenURL: ex.tokenURL,
-		Now:      d.now, Sleep: d.sleep, MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: maxWait},
+		TokenURL: ex.tokenURL, Status: st,
+		Now: d.now, Sleep: d.sleep, MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: maxWait},
 		OnRetry: func(e fhirclient.RetryEvent) {
-			st.line("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
+			st.Line("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
 		}})
 	if err != nil {
 		return err
@@ -116,10 +119,10 @@ func run(c *cli.Context, d deps) error {
 		if err := bulk.Cancel(ctx, client, statusURL); err != nil {
 			return hint(err)
 		}
-		st.line("cancelled %s", fhirclient.Redact(statusURL))
+		st.Summary("cancelled %s", fhirclient.Redact(statusURL))
 		if dir := tool.RecordDir(); dir != "" {
 			if err := bulk.RemoveRecord(dir, statusURL); err != nil {
-				st.warn("%v", err)
+				st.Warn("%v", err)
 			}
 		}
 		return nil
@@ -141,7 +144,8 @@ func run(c *cli.Context, d deps) error {
 		return log.Write(e, sync)
 	}
 
-	st.line("polling %s", fhirclient.Redact(statusURL))
+	// The status URL is what resumes the export (bulk-poll URL): shown on or off a terminal.
+	st.Line("polling %s", fhirclient.Redact(statusURL))
 	var pages [][]byte
 	var expires, txTime string
 	npages := 0
@@ -149,11 +153,16 @@ func run(c *cli.Context, d deps) error {
 	opts := bulk.PollOptions{MaxWait: maxWait, Timeout: c.Duration("timeout"), Now: d.now, Sleep: d.sleep,
 		ReadTimeout: d.readTimeout,
 		Progress: func(p bulk.Progress) {
-			st.progress(progressText(p))
+			if p.Err != nil {
+				// A failed poll about to be retried is a diagnostic, as every tool's retries are.
+				st.Line("%s", progressText(p))
+			} else {
+				st.Progress(true, "%s", progressText(p))
+			}
 			if c.Bool("log-progress") && p.Err == nil {
 				if err := logEvent(exportdir.EventStatusProgress, exportdir.StatusProgress{XProgressHeader: p.XProgress,
 					RetryAfterHeader: p.RetryAfter}, false); err != nil {
-					st.warn("%v", err)
+					st.Warn("%v", err)
 				}
 			}
 			tool.Failpoint("poll.wait")
@@ -179,7 +188,7 @@ func run(c *cli.Context, d deps) error {
 		if p.Partial {
 			running = " (export still running)"
 		}
-		st.line("manifest page %d: %d output, %d deleted, %d error files%s", p.Number, o, del, e, running)
+		st.Line("manifest page %d: %d output, %d deleted, %d error files%s", p.Number, o, del, e, running)
 		tool.Failpoint("poll.page")
 		return logEvent(exportdir.EventStatusPageComplete, exportdir.StatusPageComplete{TransactionTime: p.TransactionTime,
 			OutputFileCount: o, DeletedFileCount: del, ErrorFileCount: e}, false)
@@ -187,7 +196,7 @@ func run(c *cli.Context, d deps) error {
 	if perr != nil {
 		if ctx.Err() == nil {
 			if err := logEvent(exportdir.EventStatusError, exportdir.NewErrorDetail(perr), false); err != nil {
-				st.warn("%v", err)
+				st.Warn("%v", err)
 			}
 		}
 		if errors.Is(perr, bulk.ErrTimeout) {
@@ -215,7 +224,7 @@ func run(c *cli.Context, d deps) error {
 	if err := out.Commit(); err != nil {
 		return err
 	}
-	st.line("export complete: %d output, %d deleted, %d error files", total[0], total[1], total[2])
+	st.Summary("export complete: %d output, %d deleted, %d error files", total[0], total[1], total[2])
 	return nil
 }
 

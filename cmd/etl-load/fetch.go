@@ -38,7 +38,7 @@ func newServer(c *cli.Context, cfg *config) (*server, error) {
 		return nil, nil
 	}
 	client, err := tool.NewClientWith(c, tool.ClientConfig{Types: []string{"Medication", "DocumentReference", "DiagnosticReport"},
-		Linked: []string{"Binary"}})
+		Linked: []string{"Binary"}, Status: cfg.status})
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +52,7 @@ func newServer(c *cli.Context, cfg *config) (*server, error) {
 
 func (s *server) onDownload(d attachment.Download) {
 	if d.Result == attachment.Failed {
-		fmt.Fprintf(s.cfg.stderr, "etl-load: %s:%d: %s %s: %s: %v (left as a link)\n", d.Name, d.Line, d.Resource, d.Path, d.URL, d.Err)
+		s.cfg.status.Print("%s:%d: %s %s: %s: %v (left as a link)", d.Name, d.Line, d.Resource, d.Path, d.URL, d.Err)
 	}
 }
 

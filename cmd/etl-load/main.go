@@ -60,7 +60,7 @@ Examples:
 			&cli.BoolFlag{Name: "allow-unknown-types", Usage: "load resource types that are neither FHIR R4/R5 types nor named by the folder's manifest (each becomes a table)"},
 			&cli.BoolFlag{Name: "replace-invalid-utf8", Usage: "load text that is not Unicode (invalid UTF-8, a lone \\ud800 escape) as U+FFFD, with a warning, instead of refusing the folder"},
 			tool.MaxLineFlag(),
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary on stderr (warnings still shown)"},
 			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
 		}, tool.ServerFlags()),
 		Action: run,
@@ -77,7 +77,7 @@ type config struct {
 	allowIncomplete bool
 	replaceText     bool
 	allowUnknown    bool
-	progress        bool
+	status          *tool.Status
 	stderr          io.Writer
 	dirs            []string
 	sources         []store.Source
@@ -108,13 +108,16 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer db.Close()
+	start := time.Now()
 	var medsFailed int
+	var rows int64
 	for _, src := range cfg.sources {
 		st, err := loadFolder(ctx, cfg, db, src, srv)
 		if err != nil {
 			return err
 		}
 		medsFailed += st.MedicationsFailed
+		rows += st.Rows
 	}
 	switch cfg.format {
 	case "parquet":
@@ -147,6 +150,15 @@ func run(c *cli.Context) error {
 	if err := db.Close(); err != nil {
 		return err
 	}
+	into := cfg.db
+	if cfg.format != "duckdb" {
+		into = fmt.Sprintf("%s, a %s snapshot in %s", cfg.db, cfg.format, cfg.out)
+	}
+	if took := time.Since(start).Round(time.Millisecond); len(cfg.sources) > 0 {
+		cfg.status.Summary("loaded %d resources from %s into %s in %v", rows, plural(len(cfg.sources), "folder"), into, took)
+	} else {
+		cfg.status.Summary("wrote a %s snapshot of %s in %s in %v", cfg.format, cfg.db, cfg.out, took)
+	}
 	if srv != nil {
 		if n := srv.failedAttachments(); medsFailed > 0 || n > 0 {
 			return fmt.Errorf("%d medications and %d attachments could not be downloaded (reported above); everything else is loaded, and a rerun tries them again", medsFailed, n)
@@ -164,7 +176,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		allowIncomplete: c.Bool("allow-incomplete"),
 		replaceText:     c.Bool("replace-invalid-utf8"),
 		allowUnknown:    c.Bool("allow-unknown-types"),
-		progress:        !c.Bool("quiet") && tool.IsTerminal(c.App.ErrWriter),
+		status:          tool.NewStatus(c),
 		stderr:          c.App.ErrWriter,
 		dirs:            c.Args().Slice(),
 		now:             time.Now,
@@ -396,7 +408,8 @@ func deletions(line []byte) []store.Deletion {
 }
 
 func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Source, srv *server) (store.Stats, error) {
-	warn := func(s string) { fmt.Fprintf(cfg.stderr, "etl-load: %s\n", s) }
+	// What the load says of the data is shown with --quiet too: it explains missing completion rows.
+	warn := func(s string) { cfg.status.Print("%s", s) }
 	p := newProgress(cfg, src.Dir)
 	opts := store.Options{
 		Exclude:            cfg.exclude,
@@ -508,12 +521,11 @@ func encounters(n int64) string {
 	return fmt.Sprintf("%d encounters are", n)
 }
 
-// progress draws one line on stderr while a folder loads, when stderr is a terminal.
+// progress draws one line on stderr while a folder loads, on a terminal (tool.Status).
 type progress struct {
 	cfg   *config
 	dir   string
 	start time.Time
-	last  time.Time
 }
 
 func newProgress(cfg *config, dir string) *progress {
@@ -521,30 +533,33 @@ func newProgress(cfg *config, dir string) *progress {
 }
 
 func (p *progress) line(files int, rows, bytes int64) string {
-	secs := max(time.Since(p.start).Seconds(), 1e-3)
-	return fmt.Sprintf("%s: %d files, %d resources, %.1f MB, %.1f MB/s",
-		filepath.Clean(p.dir), files, rows, float64(bytes)/1e6, float64(bytes)/1e6/secs)
+	return fmt.Sprintf("%s: %s, %d resources, %s, %s", filepath.Clean(p.dir), plural(files, "file"), rows,
+		tool.FormatBytes(bytes), tool.FormatRate(bytes, time.Since(p.start)))
 }
 
 func (p *progress) update(pr store.Progress) {
-	if !p.cfg.progress || (!pr.Merging && time.Since(p.last) < 200*time.Millisecond) {
+	if !p.cfg.status.Terminal() {
 		return
 	}
-	p.last = time.Now()
-	line := p.line(pr.Files, pr.Rows, pr.Bytes)
 	if pr.Merging {
-		line = fmt.Sprintf("%s: %d files, %d resources read; merging", filepath.Clean(p.dir), pr.Files, pr.Rows)
+		p.cfg.status.Progress(true, "%s: %s, %d resources read; merging", filepath.Clean(p.dir), plural(pr.Files, "file"), pr.Rows)
+		return
 	}
-	fmt.Fprintf(p.cfg.stderr, "\r\x1b[K%s", line)
+	p.cfg.status.Progress(false, "%s", p.line(pr.Files, pr.Rows, pr.Bytes))
 }
 
+// done leaves the folder's totals on a terminal; the run's summary says the rest everywhere.
 func (p *progress) done(st store.Stats, err error) {
-	if !p.cfg.progress {
-		return
+	p.cfg.status.End()
+	if err == nil {
+		p.cfg.status.Note("%s, %d deletes", p.line(st.Files, st.Rows, st.Bytes), st.Deletes)
 	}
-	if err != nil {
-		fmt.Fprint(p.cfg.stderr, "\r\x1b[K")
-		return
+}
+
+// plural is "1 folder", "2 folders".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
-	fmt.Fprintf(p.cfg.stderr, "\r\x1b[K%s, %d deletes\n", p.line(st.Files, st.Rows, st.Bytes), st.Deletes)
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -18,16 +18,17 @@ import (
 // different servers.
 type clients struct {
 	c     *cli.Context
+	st    *tool.Status
 	types []string
 	m     map[string]*fhirclient.Client
 }
 
-func newClients(c *cli.Context, cfg *config) *clients {
+func newClients(c *cli.Context, cfg *config, st *tool.Status) *clients {
 	types := cfg.policy.Resources
 	if types == nil {
 		types = attachment.DefaultResources
 	}
-	return &clients{c: c, types: types, m: map[string]*fhirclient.Client{}}
+	return &clients{c: c, st: st, types: types, m: map[string]*fhirclient.Client{}}
 }
 
 // get returns the client for base ("" is --fhir-url, whose absence tool.NewClientWith reports as
@@ -37,7 +38,7 @@ func (cs *clients) get(base string) (*fhirclient.Client, error) {
 		return cl, nil
 	}
 	// SMART scopes: the resource types, and Binary, where Epic keeps attachments.
-	cl, err := tool.NewClientWith(cs.c, tool.ClientConfig{Base: base, Types: cs.types, Linked: []string{"Binary"}})
+	cl, err := tool.NewClientWith(cs.c, tool.ClientConfig{Base: base, Types: cs.types, Linked: []string{"Binary"}, Status: cs.st})
 	if err != nil {
 		return nil, err
 	}

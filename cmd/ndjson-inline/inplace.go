@@ -79,7 +79,7 @@ func runInPlace(c *cli.Context, cfg *config, r *reporter, args []string) (attach
 		add(filepath.Dir(filepath.Clean(arg)), f)
 	}
 	var total attachment.Stats
-	cs := newClients(c, cfg)
+	cs := newClients(c, cfg, r.st)
 	for _, g := range folders {
 		st, err := inlineFolder(c, cfg, r, cs, g)
 		total.Add(st)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -169,9 +170,8 @@ func run(c *cli.Context) error {
 		}
 		return err
 	}
-	if !cfg.quiet {
-		r.say("%s", total)
-	}
+	r.st.Summary("%d attachments inlined, %d already inlined, %d skipped, %d failed, in %s",
+		total.Inlined, total.Already, total.Skipped, total.Failed, inputNames(args))
 	if cfg.strict && total.Failed > 0 {
 		return fmt.Errorf("%d attachments failed (--strict)", total.Failed)
 	}
@@ -184,7 +184,7 @@ func runFilter(c *cli.Context, cfg *config, r *reporter, args []string) (attachm
 		args = []string{""}
 	}
 	var total attachment.Stats
-	clients := newClients(c, cfg)
+	clients := newClients(c, cfg, r.st)
 	for _, arg := range args {
 		name := arg
 		if name == "" || name == "-" {
@@ -245,3 +245,22 @@ func (noFetcher) Do(context.Context, *fhirclient.Request) (*http.Response, error
 }
 func (noFetcher) Wait(context.Context, fhirclient.Route, int, http.Header) error { return errNoBase }
 func (noFetcher) MaxAttempts() int                                               { return 1 }
+
+// inputNames names the inputs in the summary line: "stdin", "a.ndjson", "export/, b.ndjson",
+// or the first two and how many more.
+func inputNames(args []string) string {
+	names := make([]string, 0, len(args))
+	for _, a := range args {
+		if a == "-" {
+			a = "stdin"
+		}
+		names = append(names, a)
+	}
+	switch {
+	case len(names) == 0:
+		return "stdin"
+	case len(names) > 3:
+		return fmt.Sprintf("%s, %s and %d more", names[0], names[1], len(names)-2)
+	}
+	return strings.Join(names, ", ")
+}

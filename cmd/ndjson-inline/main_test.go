@@ -58,3 +58,21 @@ func expand(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("expand: %v", err)
 	}
 }
+
+func TestInputNames(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "stdin"},
+		{[]string{"-"}, "stdin"},
+		{[]string{"export/"}, "export/"},
+		{[]string{"a.ndjson", "-", "b.ndjson"}, "a.ndjson, stdin, b.ndjson"},
+		{[]string{"a", "b", "c", "d", "e"}, "a, b and 3 more"},
+	}
+	for _, tt := range tests {
+		if got := inputNames(tt.args); got != tt.want {
+			t.Errorf("inputNames(%q) = %q, want %q", tt.args, got, tt.want)
+		}
+	}
+}

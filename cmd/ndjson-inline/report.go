@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"time"
@@ -24,12 +23,11 @@ const maxShown = 20
 // names one (DESIGN.md §4 wants an exportId on every event).
 const fallbackExportID = "urn:bulkpipe:inline"
 
-// reporter prints failures, progress and counts on stderr and writes --log events.
+// reporter prints failures, progress and counts on stderr (through tool.Status) and writes
+// --log events.
 type reporter struct {
-	name  string
-	w     io.Writer
+	st    *tool.Status
 	quiet bool
-	tty   bool
 
 	mu          sync.Mutex
 	log         *exportdir.LogWriter
@@ -39,13 +37,10 @@ type reporter struct {
 	shown       int
 	hidden      int
 	done        attachment.Stats // for the progress line
-	drawn       bool
-	last        time.Time
 }
 
 func newReporter(c *cli.Context, cfg *config) *reporter {
-	return &reporter{name: c.App.Name, w: c.App.ErrWriter, quiet: cfg.quiet,
-		tty: !cfg.quiet && tool.IsTerminal(c.App.ErrWriter)}
+	return &reporter{st: tool.NewStatus(c), quiet: cfg.quiet}
 }
 
 // openLog opens --log for appending. Events join the export that log describes when it has a
@@ -71,20 +66,9 @@ func (r *reporter) close() {
 	}
 }
 
-// say prints one "ndjson-inline: message" line, clearing the progress line first.
-func (r *reporter) say(format string, a ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.clear()
-	fmt.Fprintf(r.w, "%s: %s\n", r.name, fmt.Sprintf(format, a...))
-}
-
-func (r *reporter) clear() {
-	if r.drawn {
-		fmt.Fprint(r.w, "\r\033[K")
-		r.drawn = false
-	}
-}
+// say prints one "ndjson-inline: message" line, --quiet or not (callers decide), clearing the
+// progress line first.
+func (r *reporter) say(format string, a ...any) { r.st.Print(format, a...) }
 
 // download reports one attachment: failures on stderr (skips too, unless --quiet), an event in
 // --log, and the progress line on a terminal. exportID is the export of the input's folder.
@@ -102,7 +86,6 @@ func (r *reporter) download(d attachment.Download, exportID string) {
 	if d.Result == attachment.Failed || d.Result == attachment.Skipped && !r.quiet {
 		if r.shown < maxShown {
 			r.shown++
-			r.clear()
 			what := "failed"
 			if d.Result == attachment.Skipped {
 				what = "skipped"
@@ -111,7 +94,7 @@ func (r *reporter) download(d attachment.Download, exportID string) {
 			if _, ok := errors.AsType[*fhirclient.ForbiddenAddressError](d.Err); ok {
 				hint = " (--allow-link-local allows it)"
 			}
-			fmt.Fprintf(r.w, "%s: %s:%d: %s %s %s: %v%s\n", r.name, d.Name, d.Line, d.Resource, d.Path, what, d.Err, hint)
+			r.st.Print("%s:%d: %s %s %s: %v%s", d.Name, d.Line, d.Resource, d.Path, what, d.Err, hint)
 		} else {
 			r.hidden++
 		}
@@ -128,16 +111,13 @@ func (r *reporter) download(d attachment.Download, exportID string) {
 			r.logErr = err
 		}
 	}
-	if r.tty && time.Since(r.last) > 200*time.Millisecond {
-		r.last, r.drawn = time.Now(), true
-		fmt.Fprintf(r.w, "\r\033[K%s: %d inlined, %d skipped, %d failed", r.name, r.done.Inlined, r.done.Skipped, r.done.Failed)
-	}
+	r.st.Progress(false, "attachments: %d inlined, %d skipped, %d failed", r.done.Inlined, r.done.Skipped, r.done.Failed)
 }
 
 // finish ends the progress line and says how many failure lines were not shown.
 func (r *reporter) finish() {
 	r.mu.Lock()
-	r.clear()
+	r.st.End()
 	hidden := r.hidden
 	r.mu.Unlock()
 	if hidden > 0 {

@@ -5,7 +5,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -45,14 +44,14 @@ Examples:
 			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --dir; $TMPDIR with --dir -)"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `ID` of sources without a log (default: none, a system or Patient-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "transactionTime of sources without a log (`TIME`: a date, or an RFC 3339 time with a zone)"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress on stderr"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary on stderr (warnings still shown)"},
 		},
 		Action: run,
 	}
 }
 
 func run(c *cli.Context) error {
-	stderr := c.App.ErrWriter
+	st := tool.NewStatus(c)
 	o := &merge.Options{
 		Sources: c.Args().Slice(),
 		Force:   c.Bool("force"),
@@ -60,7 +59,7 @@ func run(c *cli.Context) error {
 		Group:   c.String("export-group"),
 		Stdin:   c.App.Reader,
 		Stdout:  c.App.Writer,
-		Warn:    func(msg string) { fmt.Fprintf(stderr, "%s: warning: %s\n", c.App.Name, msg) },
+		Warn:    func(msg string) { st.Warn("%s", msg) },
 		Now:     time.Now,
 		Version: c.App.Version,
 	}
@@ -84,7 +83,7 @@ func run(c *cli.Context) error {
 			return tool.UsageErrorf("--%s: %v", s.flag, err)
 		}
 		if *s.dst < s.min {
-			return tool.UsageErrorf("--%s %s: want at least %s", s.flag, c.String(s.flag), formatSize(s.min))
+			return tool.UsageErrorf("--%s %s: want at least %s", s.flag, c.String(s.flag), tool.FormatBytes(s.min))
 		}
 	}
 	if o.MaxLine, err = tool.MaxLine(c); err != nil {
@@ -99,11 +98,9 @@ func run(c *cli.Context) error {
 	// The sort buffers hold no pointers, so a soft limit a little above --mem makes the garbage
 	// collector return memory early instead of letting the heap double (peak RSS ≈ --mem).
 	debug.SetMemoryLimit(o.Mem + o.Mem/4 + 32<<20)
-	var p *progressLine
-	if !c.Bool("quiet") && tool.IsTerminal(stderr) {
-		p = &progressLine{w: stderr, name: c.App.Name}
-		o.Progress = p.show
-		defer p.done() // clear the line before tool.Run prints an error
+	if st.Terminal() {
+		o.Progress = func(pr merge.Progress) { showProgress(st, pr) }
+		defer st.End() // clear the line before tool.Run prints an error
 	}
 	started := o.Now()
 	res, err := merge.Run(c.Context, o)
@@ -113,12 +110,14 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if p != nil {
-		p.done()
-		fmt.Fprintf(stderr, "%s: %d resources read, %d written (%s), %d deletions kept, %d errors kept, in %s\n",
-			c.App.Name, res.Read, res.Written, strings.Join(res.Types, ", "), res.Deleted, res.Errors,
-			o.Now().Sub(started).Round(time.Millisecond))
+	st.End()
+	into := "in " + strings.TrimRight(o.Out, "/") + "/"
+	if o.Out == "-" {
+		into = "on stdout"
 	}
+	st.Summary("%d resources read, %d written (%s), %d deletions kept, %d errors kept, %s, in %s",
+		res.Read, res.Written, strings.Join(res.Types, ", "), res.Deleted, res.Errors, into,
+		o.Now().Sub(started).Round(time.Millisecond))
 	return nil
 }
 
@@ -126,33 +125,14 @@ func run(c *cli.Context) error {
 // or a dateTime with a zone.
 func parseTimestamp(s string) (time.Time, error) { return fhirtime.Parse(s) }
 
-// progressLine redraws one status line on a terminal, at most a few times a second.
-type progressLine struct {
-	w     io.Writer
-	name  string
-	last  time.Time
-	drawn bool
-}
-
-func (p *progressLine) show(pr merge.Progress) {
-	now := time.Now()
-	if now.Sub(p.last) < 200*time.Millisecond {
-		return
-	}
-	p.last, p.drawn = now, true
-	line := fmt.Sprintf("%s: %s %d records", p.name, pr.Phase, pr.Records)
+// showProgress redraws the progress line on a terminal.
+func showProgress(st *tool.Status, pr merge.Progress) {
+	line := fmt.Sprintf("%s %d resources", pr.Phase, pr.Records)
 	if pr.Bytes > 0 {
-		line += ", " + formatSize(pr.Bytes)
+		line += ", " + tool.FormatBytes(pr.Bytes)
 	}
 	if pr.Runs > 0 {
 		line += fmt.Sprintf(", %d sorted runs on disk", pr.Runs)
 	}
-	fmt.Fprintf(p.w, "\r\033[K%s", line)
-}
-
-func (p *progressLine) done() {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
+	st.Progress(false, "%s", line)
 }

@@ -183,7 +183,7 @@ func TestInlineE2E(t *testing.T) {
 	}
 	before := len(srv.Requests())
 	r := mustRun(t, env, "", "ndjson-inline", "--in-place", "--log", filepath.Join(dir, "log.ndjson"), dir)
-	counts := fmt.Sprintf("ndjson-inline: %d inlined, %d already inlined, 0 skipped, 0 failed\n", toInline, already)
+	counts := fmt.Sprintf("ndjson-inline: %d attachments inlined, %d already inlined, 0 skipped, 0 failed, in %s\n", toInline, already, dir)
 	if !strings.HasSuffix(r.Stderr, counts) {
 		t.Fatalf("ndjson-inline stderr ends:\n%s\nwant %q", r.Stderr, counts)
 	}
@@ -224,7 +224,7 @@ func TestInlineE2E(t *testing.T) {
 	inlined := folderDigest(t, dir)
 	before = len(srv.Requests())
 	r = mustRun(t, env, "", "ndjson-inline", "--in-place", dir)
-	if want := fmt.Sprintf("ndjson-inline: 0 inlined, %d already inlined, 0 skipped, 0 failed\n", toInline+already); !strings.HasSuffix(r.Stderr, want) {
+	if want := fmt.Sprintf("ndjson-inline: 0 attachments inlined, %d already inlined, 0 skipped, 0 failed, in %s\n", toInline+already, dir); !strings.HasSuffix(r.Stderr, want) {
 		t.Errorf("rerun stderr ends:\n%s\nwant %q", r.Stderr, want)
 	}
 	if n := len(srv.Requests()) - before; n != 0 {

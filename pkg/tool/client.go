@@ -35,8 +35,11 @@ type ClientConfig struct {
 	// Now and Sleep replace the clock and sleeps of every retry and token refresh (tests).
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
-	// OnRetry reports retries; nil prints one line per retry on stderr unless --quiet.
+	// OnRetry reports retries; nil prints one line per retry through Status (not with --quiet).
 	OnRetry func(fhirclient.RetryEvent)
+	// Status prints the client's warnings and retries, between the tool's own lines and
+	// progress; nil is a Status of the client's own.
+	Status *Status
 	// TokenURL is the SMART token endpoint when --token-url is not given (an export record's).
 	TokenURL string
 	// OnTokenURL is told the SMART token endpoint once it is known (bulk-kickoff records it).
@@ -82,13 +85,15 @@ func NewClientWith(c *cli.Context, cfg ClientConfig) (*fhirclient.Client, error)
 		OnRetry:        cfg.OnRetry,
 		FailFast:       cfg.FailFast,
 	}
+	st := cfg.Status
+	if st == nil {
+		st = NewStatus(c)
+	}
 	// A scheme downgrade is a warning: it shows even with --quiet.
-	stderr, name := c.App.ErrWriter, c.App.Name
-	opts.OnWarn = func(msg string) { fmt.Fprintf(stderr, "%s: warning: %s\n", name, msg) }
-	if opts.OnRetry == nil && !quiet(c) {
+	opts.OnWarn = func(msg string) { st.Warn("%s", msg) }
+	if opts.OnRetry == nil {
 		opts.OnRetry = func(e fhirclient.RetryEvent) {
-			fmt.Fprintf(stderr, "%s: %s %s: %s; retrying in %s (attempt %d)\n",
-				name, e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
+			st.Line("%s %s: %s; retrying in %s (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
 		}
 	}
 	// Auth flags are checked before the base URL, so a half-given SMART setup is reported as such.

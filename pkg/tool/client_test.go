@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/google/go-cmp/cmp"
@@ -118,5 +120,38 @@ func TestNewClientSendsBearer(t *testing.T) {
 	resp.Body.Close()
 	if got != "Bearer tok123|7" {
 		t.Errorf("server saw %q, want %q", got, "Bearer tok123|7")
+	}
+}
+
+// A retry is printed through the tool's Status: it clears the progress line first instead of
+// being glued to its end.
+func TestClientRetryThroughStatus(t *testing.T) {
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls++; calls == 1 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"resourceType":"CapabilityStatement"}`))
+	}))
+	defer srv.Close()
+	var errb bytes.Buffer
+	st := NewStatusTo("t", &errb, true, false)
+	app := &cli.App{Name: "t", Flags: ServerFlags(), Action: func(c *cli.Context) error {
+		client, err := NewClientWith(c, ClientConfig{Base: srv.URL, Status: st,
+			Sleep: func(context.Context, time.Duration) error { return nil }})
+		if err != nil {
+			return err
+		}
+		st.Progress(true, "working")
+		_, err = client.Metadata(c.Context)
+		return err
+	}}
+	if code := Run(t.Context(), app, []string{"t"}, strings.NewReader(""), &bytes.Buffer{}, &errb); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if want := "\rt: working\x1b[K\r\x1b[Kt: GET " + srv.URL + "/metadata: 503 Service Unavailable"; !strings.HasPrefix(errb.String(), want) {
+		t.Errorf("stderr = %q, want it to start %q", errb.String(), want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -153,5 +154,43 @@ func TestIsTerminalPty(t *testing.T) {
 	}
 	if IsTerminal(&bytes.Buffer{}) {
 		t.Errorf("IsTerminal(a buffer) = true, want false")
+	}
+}
+
+// NewStatus draws progress on a terminal, cut to its width, and not on a file.
+func TestNewStatusPty(t *testing.T) {
+	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer ptm.Close()
+	if err := unix.IoctlSetWinsize(int(ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 20}); err != nil {
+		t.Skipf("cannot size the pseudo-terminal: %v", err)
+	}
+	file, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, tt := range []struct {
+		name     string
+		stderr   *os.File
+		args     []string
+		terminal bool
+		width    int
+	}{
+		{"pty", ptm, []string{"t"}, true, 20},
+		{"pty --quiet", ptm, []string{"t", "-q"}, false, 20},
+		{"file", file, []string{"t"}, false, 0},
+	} {
+		var got *Status
+		app := &cli.App{Name: "t", Flags: []cli.Flag{&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}}},
+			Action: func(c *cli.Context) error { got = NewStatus(c); return nil }}
+		if code := Run(t.Context(), app, tt.args, strings.NewReader(""), &bytes.Buffer{}, tt.stderr); code != ExitOK {
+			t.Fatalf("%s: exit %d", tt.name, code)
+		}
+		if got.Terminal() != tt.terminal || got.width != tt.width {
+			t.Errorf("%s: NewStatus: Terminal() = %v, width %d; want %v, %d", tt.name, got.Terminal(), got.width, tt.terminal, tt.width)
+		}
 	}
 }
