@@ -28,32 +28,37 @@ var layers = map[string][]string{
 	"pkg/fhirjson":       nil,
 	"pkg/ndjson":         nil,
 	"pkg/resourcetype":   nil,
+	"pkg/fhirtime":       nil,
 	"pkg/smartauth":      nil,
 	"pkg/fhirtest/synth": nil,
 
 	// Domain packages, each over leaves only.
-	"pkg/bulk":       {"pkg/atomicfile", "pkg/fhirclient", "pkg/resourcetype"},
-	"pkg/attachment": {"pkg/atomicfile", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
-	"pkg/exportdir":  {"pkg/atomicfile", "pkg/fhirjson", "pkg/ndjson"},
-	"pkg/store":      {"pkg/fhirjson", "pkg/ndjson", "pkg/resourcetype"},
+	"pkg/bulk":  {"pkg/atomicfile", "pkg/fhirclient", "pkg/fhirtime", "pkg/resourcetype"},
+	"pkg/store": {"pkg/fhirjson", "pkg/fhirtime", "pkg/ndjson", "pkg/resourcetype"},
+
+	// The folder and its log: the folder keeps what the protocol produced (an export URL's Group,
+	// a server's error as a log event), so it reads both through bulk and fhirclient.
+	"pkg/exportdir":  {"pkg/atomicfile", "pkg/bulk", "pkg/fhirclient", "pkg/fhirjson", "pkg/fhirtime", "pkg/ndjson"},
+	"pkg/attachment": {"pkg/atomicfile", "pkg/exportdir", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
 
 	// Engines and backends: one tool's work, over the domain packages.
 	"pkg/store/duckdb": {"pkg/failpoint", "pkg/store"},
 	"pkg/fetch":        {"pkg/atomicfile", "pkg/bulk", "pkg/exportdir", "pkg/failpoint", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
-	"pkg/merge":        {"pkg/atomicfile", "pkg/bulk", "pkg/exportdir", "pkg/failpoint", "pkg/fhirjson", "pkg/ndjson"},
+	"pkg/merge":        {"pkg/atomicfile", "pkg/bulk", "pkg/exportdir", "pkg/failpoint", "pkg/fhirjson", "pkg/fhirtime", "pkg/ndjson"},
 
 	// What every main shares: flags, exit codes, and the one place that wires credentials to a client.
 	"pkg/tool": {"pkg/atomicfile", "pkg/failpoint", "pkg/fhirclient", "pkg/smartauth"},
 
 	// For tests (and cmd/bulk-testserver) only.
-	"pkg/fhirtest":      {"pkg/fhirtest/synth"},
-	"pkg/tool/tooltest": {"pkg/tool"},
-	"pkg/e2e":           nil,
+	"pkg/fhirtest":            {"pkg/fhirtest/synth"},
+	"pkg/fhirtest/fhirscript": {"pkg/failpoint", "pkg/fhirtest"},
+	"pkg/tool/tooltest":       {"pkg/tool"},
+	"pkg/e2e":                 nil,
 }
 
 // testOnly are packages that production code (cmd/ and pkg/, tests aside) never imports.
 // cmd/bulk-testserver is the one main allowed pkg/fhirtest: it is that server's command line.
-var testOnly = []string{"pkg/fhirtest", "pkg/fhirtest/synth", "pkg/tool/tooltest", "pkg/e2e"}
+var testOnly = []string{"pkg/fhirtest", "pkg/fhirtest/fhirscript", "pkg/fhirtest/synth", "pkg/tool/tooltest", "pkg/e2e"}
 
 // viaTool are libraries whose only production importer is pkg/tool, so that every main gets
 // credentials the same way (tool.NewClient) and none wires SMART by hand.

@@ -155,7 +155,7 @@ func TestSecurityTokenOrigins(t *testing.T) {
 		mustRun(t, env, "", "bulk-fetch", "-q", "--dir", dir, "--no-delete", m)
 		from := len(srv.Requests())
 		r := mustRun(t, env, "", "ndjson-inline", "--in-place", dir)
-		if !strings.HasSuffix(r.Stderr, " 0 failed\n") {
+		if !strings.Contains(lastLine(r.Stderr), " 0 failed, in ") {
 			t.Errorf("ndjson-inline: stderr ends %q, want no failed attachment", r.Stderr[max(0, len(r.Stderr)-200):])
 		}
 		if n := secNoCredentials(t, srv, from, "files", ""); n == 0 {
@@ -205,7 +205,7 @@ func TestSecurityTokenOrigins(t *testing.T) {
 		red := secRedirect(t, func(path string) string { return "http://" + main.Host + path })
 		from := len(srv.Requests())
 		r := mustRun(t, env, "", "ndjson-inline", "--fhir-url", red.URL+"/fhir", filepath.Join(dir, "DocumentReference.000.ndjson"))
-		if !strings.HasSuffix(r.Stderr, " 0 failed\n") {
+		if !strings.Contains(lastLine(r.Stderr), " 0 failed, in ") {
 			t.Errorf("ndjson-inline: stderr ends %q, want no failed attachment", r.Stderr[max(0, len(r.Stderr)-200):])
 		}
 		seen := red.headers()
