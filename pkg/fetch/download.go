@@ -276,7 +276,7 @@ func (d *dl) loop(ctx context.Context) error {
 		actx, cancel := context.WithCancel(ctx)
 		dog := newWatchdog(d.e.o.StallTimeout, cancel)
 		resp, err := d.request(actx, u)
-		err = attemptError(u, err)
+		err = attemptError(err)
 		if err != nil && dog.fired() {
 			err = fmt.Errorf("GET %s: no response for %v (--stall-timeout)", fhirclient.Redact(u), d.e.o.StallTimeout)
 		}
@@ -351,7 +351,7 @@ func (d *dl) loop(ctx context.Context) error {
 				}
 			case code != 0 && !fhirclient.Retryable(code):
 				return d.fail(err)
-			case code == 0 && !retryableTransport(err):
+			case code == 0 && fhirclient.IsPermanent(err):
 				return d.fail(err)
 			}
 			last = err
@@ -380,19 +380,11 @@ func (d *dl) loop(ctx context.Context) error {
 
 // attemptError is the error of one request as bulk-fetch reports it. File requests are sent
 // without fhirclient's retries (noRetries), whose "giving up" wrapper would only mislead here:
-// the status error, or the transport error with the request, is what happened.
-func attemptError(u string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if !strings.Contains(err.Error(), "giving up after") {
-		return err // including the --token-origin advice of a 401 from an untrusted origin
-	}
-	if se, ok := errors.AsType[*fhirclient.StatusError](err); ok {
-		return se
-	}
-	if inner := errors.Unwrap(err); inner != nil {
-		return fmt.Errorf("GET %s: %w", fhirclient.Redact(u), inner)
+// the status error, or the transport error with the request, is what happened. Any other error
+// (the --token-origin advice of a 401 from an untrusted origin, a refused redirect) is kept whole.
+func attemptError(err error) error {
+	if g, ok := errors.AsType[*fhirclient.GiveUpError](err); ok {
+		return g.Last()
 	}
 	return err
 }
@@ -766,19 +758,6 @@ func (r *idleReader) explain(err error) error {
 		return fmt.Errorf("no data for %v (--stall-timeout)", r.dog.idle)
 	}
 	return err
-}
-
-// retryableTransport mirrors fhirclient's rule for transport failures: certificate and name
-// errors will not go away; resets, timeouts and refused connections may.
-func retryableTransport(err error) bool {
-	s := err.Error()
-	for _, permanent := range []string{"certificate", "x509:", "no such host", "server gave HTTP response to HTTPS client",
-		"getting credentials:", "stopped after 10 redirects", "unsupported protocol scheme"} {
-		if strings.Contains(s, permanent) {
-			return false
-		}
-	}
-	return true
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

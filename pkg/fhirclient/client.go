@@ -388,7 +388,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*http.Response, error) {
 		c.mu.RUnlock()
 		return nil, &untrustedError{StatusError: se, origin: r.untrusted, downgrade: down}
 	case r.gaveUp:
-		return nil, &giveUpError{method: r.method, url: r.shown, attempts: r.attempts, note: r.note, detail: se.detail(), err: se}
+		return nil, &GiveUpError{method: r.method, url: r.shown, attempts: r.attempts, note: r.note, detail: se.detail(), err: se}
 	}
 	return nil, se
 }
@@ -499,7 +499,7 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 				return result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header),
 					attempts: tries, gaveUp: true, note: note}, nil
 			}
-			return result{}, &giveUpError{method: method, url: shown, attempts: tries, note: note, detail: detail, err: lastErr}
+			return result{}, &GiveUpError{method: method, url: shown, attempts: tries, note: note, detail: detail, err: lastErr}
 		}
 		if resp != nil {
 			drain(resp)
