@@ -14,8 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -60,8 +58,9 @@ func (r Result) String() string {
 // ErrTooLarge is wrapped by the Err of a Download skipped for Policy.MaxSize.
 var ErrTooLarge = errors.New("larger than the maximum attachment size")
 
-// ErrStalled is wrapped by the error of a download that received nothing for the stall timeout.
-var ErrStalled = errors.New("no data received")
+// ErrStalled is wrapped by the error of a download that received nothing for the stall timeout
+// (fhirclient's Request.IdleTimeout, which every tool's stall timeout is).
+var ErrStalled = fhirclient.ErrStalled
 
 // fetched is the outcome of one download.
 type fetched struct {
@@ -83,7 +82,7 @@ func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
 	target := u.String()
 	f := fetched{url: fhirclient.Redact(target)}
 	req := &fhirclient.Request{Method: http.MethodGet, URL: target, Header: http.Header{"Accept": {mt}},
-		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted, Guard: !in.allowLL}
+		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted, Guard: !in.allowLL, IdleTimeout: in.stall}
 	for attempt := 1; ; attempt++ {
 		resp, err := in.fetcher.Do(ctx, req)
 		if err != nil {
@@ -126,7 +125,7 @@ func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
 // size and hash describe the content (issue 11.9); the decoded bytes count against the limit,
 // so a gzip bomb stops there.
 func (in *Inliner) readBody(resp *http.Response) ([]byte, error) {
-	body := newIdleReader(resp.Body, in.stall)
+	body := resp.Body
 	defer body.Close()
 	limit := in.policy.maxSize
 	if ct, _ := mediaType(resp.Header.Get("Content-Type")); isJSON(ct) {
@@ -297,43 +296,4 @@ func decodeBase64(s string) ([]byte, error) {
 		return b, nil
 	}
 	return base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
-}
-
-// idleReader closes a body that sends nothing for d, so a stalled server ends in a read error
-// that fetch retries, rather than holding a worker forever (DESIGN.md §8, stall fault). Go's
-// transport bounds the wait for headers, not for the body.
-type idleReader struct {
-	rc      io.ReadCloser
-	d       time.Duration
-	t       *time.Timer
-	stalled atomic.Bool
-}
-
-func newIdleReader(rc io.ReadCloser, d time.Duration) *idleReader {
-	r := &idleReader{rc: rc, d: d}
-	if d > 0 {
-		r.t = time.AfterFunc(d, func() {
-			r.stalled.Store(true)
-			rc.Close()
-		})
-	}
-	return r
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	if r.t != nil && n > 0 {
-		r.t.Reset(r.d)
-	}
-	if err != nil && err != io.EOF && r.stalled.Load() {
-		err = fmt.Errorf("%w for %v", ErrStalled, r.d)
-	}
-	return n, err
-}
-
-func (r *idleReader) Close() error {
-	if r.t != nil {
-		r.t.Stop()
-	}
-	return r.rc.Close()
 }

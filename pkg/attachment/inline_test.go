@@ -251,7 +251,8 @@ func TestFailuresLeftUntouched(t *testing.T) {
 	}{
 		{"404", "Binary/nope", nil, nil, 0, "404 Not Found: Binary/nope is not known", 404},
 		{"500 every time", "Binary/hello-world", []string{"500@binary*10"}, nil, 0, "500 Internal Server Error", 500},
-		{"body stalls every time", "Binary/hello-world", []string{"stall:2@binary*10"}, nil, 50 * time.Millisecond, "no data received for 50ms", 0},
+		{"body stalls every time", "Binary/hello-world", []string{"stall:2@binary*10"}, nil, 50 * time.Millisecond, "no data for 50ms", 0},
+		{"headers later than the stall timeout", "Binary/hello-world", []string{"slow:400@binary*10"}, nil, 50 * time.Millisecond, "no response within 50ms", 0},
 		{"headers too slow", "Binary/hello-world", []string{"slow:400@binary*10"}, func(o *fhirclient.Options) {
 			o.HTTPClient = &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 40 * time.Millisecond}}
 		}, 0, "timeout awaiting response headers", 0},

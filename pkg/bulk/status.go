@@ -52,18 +52,16 @@ func status(ctx context.Context, c *fhirclient.Client, statusURL string, idle ti
 	if idle <= 0 {
 		idle = DefaultReadTimeout
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// A status answer is small and quick; a server silent for the read timeout before its
 	// headers is as stalled as one silent in the middle of its body.
 	resp, err := c.Do(ctx, &fhirclient.Request{Method: http.MethodGet, URL: statusURL,
-		Header: http.Header{"Accept": {"application/json"}}, Route: fhirclient.RouteStatus, HeaderTimeout: idle})
+		Header: http.Header{"Accept": {"application/json"}}, Route: fhirclient.RouteStatus, IdleTimeout: idle})
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	what := "GET " + fhirclient.Redact(statusURL)
-	body, err := readBody(resp.Body, maxManifest+1, idle, cancel)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifest+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w: %w", what, resp.Status, errBody, err)
 	}
@@ -313,16 +311,16 @@ func Cancel(ctx context.Context, c *fhirclient.Client, statusURL string) error {
 	return CancelWithin(ctx, c, statusURL, DefaultReadTimeout)
 }
 
-// CancelWithin is Cancel with each attempt's wait for an answer bounded by headerTimeout
+// CancelWithin is Cancel with each attempt's wait for an answer bounded by idle
 // (0 = DefaultReadTimeout): bulk-fetch bounds its DELETE like its downloads (--stall-timeout),
 // so a connection the server stopped answering costs that, not a minute.
-func CancelWithin(ctx context.Context, c *fhirclient.Client, statusURL string, headerTimeout time.Duration) error {
-	if headerTimeout <= 0 {
-		headerTimeout = DefaultReadTimeout
+func CancelWithin(ctx context.Context, c *fhirclient.Client, statusURL string, idle time.Duration) error {
+	if idle <= 0 {
+		idle = DefaultReadTimeout
 	}
 	resp, err := c.Do(ctx, &fhirclient.Request{Method: http.MethodDelete, URL: statusURL,
 		Header: http.Header{"Accept": {"application/fhir+json"}}, Route: fhirclient.RouteStatus,
-		HeaderTimeout: headerTimeout})
+		IdleTimeout: idle})
 	if err != nil {
 		if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.StatusCode == http.StatusNotFound {
 			return nil

@@ -435,18 +435,34 @@ func FuzzParseExportURL(f *testing.F) {
 	})
 }
 
-func TestReadBodyStalls(t *testing.T) {
-	r, w := io.Pipe()
-	defer w.Close()
-	go w.Write([]byte("partial"))
-	ctx, cancel := context.WithCancel(t.Context())
-	// cancel stands for the request's context: here it unblocks the pipe as the transport would.
-	got, err := readBody(r, 100, 20*time.Millisecond, func() { cancel(); r.CloseWithError(ctx.Err()) })
-	if !errors.Is(err, errStalled) || string(got) != "partial" {
-		t.Errorf("readBody = %q, %v; want what came, then errStalled", got, err)
+// TestPollBodyStalls: a status body that stops mid-way is abandoned after ReadTimeout and the
+// status requested again, like a body cut short.
+func TestPollBodyStalls(t *testing.T) {
+	var n sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Lock()
+		requests++
+		first := requests == 1
+		n.Unlock()
+		body := strings.ReplaceAll(manifest1, "$URL", "http://"+r.Host)
+		if first {
+			io.WriteString(w, body[:20])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done() // silent until the client gives up
+			return
+		}
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	clock := &fakeClock{now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c, err := fhirclient.New(fhirclient.Options{FHIRBase: srv.URL + "/fhir", MaxAttempts: 3, Now: clock.Now, Sleep: clock.Sleep})
+	if err != nil {
+		t.Fatal(err)
 	}
-	got, err = readBody(strings.NewReader("whole"), 100, time.Minute, func() { t.Error("cancelled a body that did not stall") })
-	if err != nil || string(got) != "whole" {
-		t.Errorf("readBody = %q, %v", got, err)
+	pages, progress, err := collect(t, c, srv.URL+"/fhir/status/1", PollOptions{ReadTimeout: 50 * time.Millisecond})
+	if err != nil || len(pages) != 1 || requests != 2 || len(progress) != 1 || !errors.Is(progress[0].Err, fhirclient.ErrStalled) {
+		t.Errorf("Poll with a stalled body = %d pages, %v after %d requests, progress %+v; want the manifest on the second request after one retry for ErrStalled",
+			len(pages), err, requests, progress)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
@@ -270,24 +269,14 @@ func (d *dl) loop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		// Each attempt has its own context: cancelling it is what ends a stalled body read
-		// (closing an HTTP/1 body does not interrupt a Read in progress).
-		// The watchdog covers the wait for the headers too: a server can also stall there.
-		actx, cancel := context.WithCancel(ctx)
-		dog := newWatchdog(d.e.o.StallTimeout, cancel)
-		resp, err := d.request(actx, u)
-		err = attemptError(err)
-		if err != nil && dog.fired() {
-			err = fmt.Errorf("GET %s: no response for %v (--stall-timeout)", fhirclient.Redact(u), d.e.o.StallTimeout)
-		}
+		resp, err := d.request(ctx, u)
+		err = stallError(attemptError(err))
 		if err == nil {
 			refreshed = false // the link works: a later expiry may refresh again
 			if n, changed := e.lim.succeeded(); changed && e.o.On.Limit != nil {
 				e.o.On.Limit(n, "the server keeps up")
 			}
-			err = d.receive(dog, resp)
-			dog.stop()
-			cancel()
+			err = stallError(d.receive(resp))
 			e.lim.release()
 			switch {
 			case err == nil:
@@ -304,8 +293,6 @@ func (d *dl) loop(ctx context.Context) error {
 			e.logError(u, err)
 			last = err
 		} else {
-			dog.stop()
-			cancel()
 			e.lim.release()
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -389,6 +376,14 @@ func attemptError(err error) error {
 	return err
 }
 
+// stallError names the flag that set the limit on an error of fhirclient's idle timeout.
+func stallError(err error) error {
+	if errors.Is(err, fhirclient.ErrStalled) || errors.Is(err, fhirclient.ErrNoResponse) {
+		return fmt.Errorf("%w (--stall-timeout)", err)
+	}
+	return err
+}
+
 // fail names the file in a final error.
 func (d *dl) fail(err error) error {
 	return fmt.Errorf("%s: %w", filepath.Join(d.e.o.Dir, filepath.FromSlash(d.rel)), err)
@@ -429,11 +424,12 @@ func (d *dl) request(ctx context.Context, u string) (*http.Response, error) {
 	// otherwise hold whichever request reuses it (the next file, the final DELETE) for a whole
 	// timeout; a download is long enough that a new connection per request costs nothing.
 	return d.e.c.Do(ctx, &fhirclient.Request{Method: http.MethodGet, URL: u, Header: h,
-		Route: fhirclient.RouteFile, Auth: auth, Budget: noRetries, Close: true})
+		Route: fhirclient.RouteFile, Auth: auth, Budget: noRetries, Close: true, IdleTimeout: d.e.o.StallTimeout})
 }
 
-// receive streams one response into the .part; dog cancels the request when the body stalls.
-func (d *dl) receive(dog *watchdog, resp *http.Response) error {
+// receive streams one response into the .part. A body that stalls ends in a Read error
+// (Request.IdleTimeout), which is retried like a cut one.
+func (d *dl) receive(resp *http.Response) error {
 	defer resp.Body.Close()
 	enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
 	status := resp.StatusCode
@@ -485,11 +481,10 @@ func (d *dl) receive(dog *watchdog, resp *http.Response) error {
 	default:
 		return fmt.Errorf("GET %s: unexpected %s", fhirclient.Redact(resp.Request.URL.String()), resp.Status)
 	}
-	body := &idleReader{r: resp.Body, dog: dog}
-	var r io.Reader = body
+	var r io.Reader = resp.Body
 	if d.side.Encoding == encIdentity && d.v.size == 0 {
 		// Some stores serve a .ndjson.gz as is, without Content-Encoding; JSON never starts with 0x1f.
-		br := bufio.NewReaderSize(body, 512)
+		br := bufio.NewReaderSize(resp.Body, 512)
 		if magic, _ := br.Peek(2); string(magic) == "\x1f\x8b" {
 			d.side.Encoding, d.side.Length = encRawGzip, -1
 		}
@@ -506,12 +501,12 @@ func (d *dl) receive(dog *watchdog, resp *http.Response) error {
 	if d.side.Encoding != encIdentity && status == http.StatusOK {
 		zr, err := gzip.NewReader(r)
 		if err != nil {
-			return body.explain(fmt.Errorf("gzip: %w", err))
+			return fmt.Errorf("gzip: %w", err)
 		}
 		r = zr
 	}
 	if err := d.copy(r); err != nil {
-		return body.explain(err)
+		return err
 	}
 	if d.side.Length >= 0 && d.v.size != d.side.Length {
 		return fmt.Errorf("body ended at %d of %d bytes", d.v.size, d.side.Length)
@@ -709,55 +704,6 @@ func unsatisfiedLength(h http.Header) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(rest, 10, 64)
 	return n, err == nil && n >= 0
-}
-
-// watchdog abandons a request that receives nothing for a while, headers or body (a stall,
-// DESIGN.md §8): it cancels the request's context, which ends a blocked Read (closing an HTTP/1
-// body would wait for that Read).
-type watchdog struct {
-	idle    time.Duration
-	t       *time.Timer
-	mu      sync.Mutex
-	stalled bool
-}
-
-func newWatchdog(idle time.Duration, abort context.CancelFunc) *watchdog {
-	w := &watchdog{idle: idle}
-	w.t = time.AfterFunc(idle, func() {
-		w.mu.Lock()
-		w.stalled = true
-		w.mu.Unlock()
-		abort()
-	})
-	return w
-}
-
-func (w *watchdog) kick() { w.t.Reset(w.idle) }
-func (w *watchdog) stop() { w.t.Stop() }
-
-func (w *watchdog) fired() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.stalled
-}
-
-// idleReader kicks the watchdog before every read of a body.
-type idleReader struct {
-	r   io.Reader
-	dog *watchdog
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	r.dog.kick()
-	return r.r.Read(p)
-}
-
-// explain turns the error of a read that the watchdog cut into a stall.
-func (r *idleReader) explain(err error) error {
-	if r.dog.fired() {
-		return fmt.Errorf("no data for %v (--stall-timeout)", r.dog.idle)
-	}
-	return err
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -71,11 +71,15 @@ type Request struct {
 	// With a budget, retries the server asks for (429, 503 with Retry-After) are limited by
 	// the budget rather than by MaxAttempts.
 	Budget time.Duration
-	// HeaderTimeout bounds each attempt's wait for response headers; when it passes, the attempt
-	// fails as a transport error (retried per the table). A kept-alive connection the server
-	// stopped answering otherwise holds a request until the transport's own, much longer,
-	// timeout. 0 = only the transport's.
-	HeaderTimeout time.Duration
+	// IdleTimeout bounds every wait for the server: each attempt's wait for response headers,
+	// and each read of the returned body. When it passes, the attempt's context is cancelled,
+	// which ends the wait at once (HTTP/1 and HTTP/2 alike). Headers late: the attempt fails as
+	// a transport error wrapping ErrNoResponse (retried per the table). A body silent: its Read
+	// returns an error wrapping ErrStalled. Only time spent inside Read counts, so a slow
+	// consumer is never taken for a stalled server. A kept-alive connection the server stopped
+	// answering otherwise holds a request until the transport's own, much longer, timeout.
+	// 0 = only the transport's.
+	IdleTimeout time.Duration
 	// Guard refuses to connect to link-local addresses and cloud metadata endpoints
 	// (ForbiddenAddress), on every hop, checked on the address dialed: for URLs that come from
 	// data, not from the user (attachments). The check is the default HTTP client's; a
@@ -537,42 +541,26 @@ func (c *Client) attempt(ctx context.Context, method, target string, req *Reques
 		hr.Header[k] = append([]string(nil), vs...)
 	}
 	hr.Close = req.Close
-	if req.HeaderTimeout <= 0 {
+	if req.IdleTimeout <= 0 {
 		resp, err := c.hc.Do(hr)
 		return resp, x, err
 	}
 	actx, cancel := context.WithCancel(hr.Context())
-	var fired atomic.Bool
-	watchdog := time.AfterFunc(req.HeaderTimeout, func() { fired.Store(true); cancel() })
+	w := newIdleWatch(req.IdleTimeout, cancel)
 	resp, err := c.hc.Do(hr.WithContext(actx))
-	if !watchdog.Stop() && fired.Load() && ctx.Err() == nil {
+	w.pause()
+	if err != nil || w.fired.Load() && ctx.Err() == nil {
+		cancel()
 		if resp != nil {
 			resp.Body.Close()
 		}
-		cancel()
-		return nil, x, fmt.Errorf("no response within %s: %w", req.HeaderTimeout, ErrNoResponse)
-	}
-	if err != nil {
-		cancel()
+		if w.fired.Load() && ctx.Err() == nil {
+			return nil, x, fmt.Errorf("no response within %s: %w", req.IdleTimeout, ErrNoResponse)
+		}
 		return nil, x, err
 	}
-	resp.Body = cancelOnClose{resp.Body, cancel} // the body is read under the attempt's context
+	resp.Body = &idleBody{rc: resp.Body, w: w, cancel: cancel} // read under the attempt's context
 	return resp, x, nil
-}
-
-// ErrNoResponse is the transport error of an attempt whose response headers did not arrive
-// within Request.HeaderTimeout.
-var ErrNoResponse = errors.New("the server did not answer")
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b cancelOnClose) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
 }
 
 // hopError names the redirect target when a later hop failed, since the address in the error
