@@ -21,15 +21,13 @@ import (
 )
 
 // Fetcher downloads attachments. *fhirclient.Client satisfies it: Resolve keeps the FHIR base's
-// path for relative URLs ("Binary/1" against ".../fhir" is ".../fhir/Binary/1"), Do applies the
-// retry table and sends the token (and --header values) only to trusted origins, hop by hop
-// (DESIGN.md §2), and Wait and MaxAttempts let the inliner retry a body cut off mid-stream with
-// the same backoff.
+// path for relative URLs ("Binary/1" against ".../fhir" is ".../fhir/Binary/1"), Load applies the
+// retry table to the request and its body together (a body cut off mid-stream is sent again with
+// the same backoff and attempt count as a 503), and sends the token (and --header values) only
+// to trusted origins, hop by hop (DESIGN.md §2).
 type Fetcher interface {
 	Resolve(ref string) (*url.URL, error)
-	Do(ctx context.Context, req *fhirclient.Request) (*http.Response, error)
-	Wait(ctx context.Context, route fhirclient.Route, attempt int, h http.Header) error
-	MaxAttempts() int
+	Load(ctx context.Context, req *fhirclient.Request, consume func(*http.Response) error) error
 }
 
 // Result says what became of one attachment.
@@ -83,35 +81,29 @@ func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
 	f := fetched{url: fhirclient.Redact(target)}
 	req := &fhirclient.Request{Method: http.MethodGet, URL: target, Header: http.Header{"Accept": {mt}},
 		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted, Guard: !in.allowLL, IdleTimeout: in.stall}
-	for attempt := 1; ; attempt++ {
-		resp, err := in.fetcher.Do(ctx, req)
-		if err != nil {
-			f.result, f.err = Failed, err
-			return f
+	var body []byte
+	var ctype string
+	err = in.fetcher.Load(ctx, req, func(resp *http.Response) error {
+		b, err := in.readBody(resp)
+		if _, ok := errors.AsType[errEncoding](err); ok || errors.Is(err, ErrTooLarge) {
+			return fhirclient.Permanent(err) // another try would get the same
 		}
-		body, err := in.readBody(resp)
-		if err == nil {
-			return in.check(f, resp.Header.Get("Content-Type"), body, mt)
-		}
-		if errors.Is(err, ErrTooLarge) {
-			f.result, f.err = Skipped, fmt.Errorf("GET %s: %w", f.url, err)
-			return f
-		}
-		if _, ok := errors.AsType[errEncoding](err); ok {
-			f.result, f.err = Failed, fmt.Errorf("GET %s: %w", f.url, err)
-			return f
-		}
-		// The retry table ends at the headers; a body cut off (reset, truncated, stalled) is
-		// retried here with the same backoff and attempt count (fhirclient.Client.Wait).
-		if ctx.Err() != nil || attempt >= in.fetcher.MaxAttempts() {
-			f.result, f.err = Failed, fmt.Errorf("GET %s: reading the answer (try %d): %w", f.url, attempt, err)
-			return f
-		}
-		if werr := in.fetcher.Wait(ctx, fhirclient.RouteAttachment, attempt, resp.Header); werr != nil {
-			f.result, f.err = Failed, fmt.Errorf("GET %s: reading the answer: %w; waiting to retry: %w", f.url, err, werr)
-			return f
-		}
+		body, ctype = b, resp.Header.Get("Content-Type")
+		return err
+	})
+	if errors.Is(err, ErrTooLarge) {
+		f.result, f.err = Skipped, fmt.Errorf("GET %s: %w", f.url, err)
+		return f
 	}
+	if _, ok := errors.AsType[errEncoding](err); ok {
+		f.result, f.err = Failed, fmt.Errorf("GET %s: %w", f.url, err)
+		return f
+	}
+	if err != nil {
+		f.result, f.err = Failed, err
+		return f
+	}
+	return in.check(f, ctype, body, mt)
 }
 
 // readBody reads the whole answer, within the size limit, and closes it. A Binary resource in JSON

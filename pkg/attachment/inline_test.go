@@ -429,11 +429,15 @@ func (f *fakeFetcher) Do(ctx context.Context, req *fhirclient.Request) (*http.Re
 		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body))}, nil
 }
 
-func (f *fakeFetcher) Wait(ctx context.Context, _ fhirclient.Route, _ int, _ http.Header) error {
-	return ctx.Err()
+// Load answers once: the fake's answers are whole, so there is nothing to retry.
+func (f *fakeFetcher) Load(ctx context.Context, req *fhirclient.Request, consume func(*http.Response) error) error {
+	resp, err := f.Do(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return consume(resp)
 }
-
-func (f *fakeFetcher) MaxAttempts() int { return 2 }
 
 func (f *fakeFetcher) Calls() int {
 	f.mu.Lock()

@@ -377,7 +377,12 @@ func (c *Client) Reauthorize(ctx context.Context) error {
 // and req.Auth allows it. Every body not returned is drained and closed. Every retry calls
 // OnRetry. Errors carry the redacted URL and never a token or a --header value.
 func (c *Client) Do(ctx context.Context, req *Request) (*http.Response, error) {
-	r, err := c.run(ctx, req)
+	return c.do(ctx, req, &tally{start: c.now()})
+}
+
+// do is Do counting attempts in t, which Load shares across its reads.
+func (c *Client) do(ctx context.Context, req *Request, t *tally) (*http.Response, error) {
+	r, err := c.run(ctx, req, t)
 	if err != nil {
 		return nil, err
 	}
@@ -409,8 +414,17 @@ type result struct {
 	untrusted     string // origin of an untrusted hop that answered 401
 }
 
-// run is the retry loop shared by Do and Doer.
-func (c *Client) run(ctx context.Context, req *Request) (result, error) {
+// tally counts the attempts of one logical request: one Do, or one Load over all its reads.
+type tally struct {
+	start    time.Time
+	tries    int  // requests sent
+	counted  int  // tries counted against MaxAttempts
+	failures int  // retryable failures so far, for the backoff exponent
+	reauthed bool // the one re-authorization after a 401 is spent
+}
+
+// run is the retry loop shared by Do, Load and Doer.
+func (c *Client) run(ctx context.Context, req *Request, t *tally) (result, error) {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -421,15 +435,8 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 	}
 	target := u.String()
 	shown := Redact(target)
-	start := c.now()
-	var (
-		tries    int  // requests sent
-		counted  int  // tries counted against MaxAttempts
-		failures int  // retryable failures so far, for the backoff exponent
-		reauthed bool // the one re-authorization after a 401 is spent
-	)
 	for {
-		tries++
+		t.tries++
 		resp, x, err := c.attempt(ctx, method, target, req)
 		var (
 			reason, detail string
@@ -458,10 +465,10 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 			c.answered.Store(true)
 			last, trusted, credsSent := x.hop()
 			status := resp.StatusCode
-			done := result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header), attempts: tries}
+			done := result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header), attempts: t.tries}
 			switch {
-			case status == http.StatusUnauthorized && credsSent && !reauthed:
-				reauthed = true
+			case status == http.StatusUnauthorized && credsSent && !t.reauthed:
+				t.reauthed = true
 				rerr := c.creds.Reauthorize(ctx)
 				if cannotReauthorize(rerr) {
 					return done, nil
@@ -470,7 +477,7 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 				if rerr != nil {
 					return result{}, fmt.Errorf("%s %s: %s; renewing credentials: %w", method, shown, statusLine(status, resp.Status), rerr)
 				}
-				c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: tries,
+				c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: t.tries,
 					Reason: statusLine(status, resp.Status) + ": credentials renewed"})
 				continue
 			case status == http.StatusUnauthorized && !trusted && req.Auth == AuthIfTrusted && c.creds != nil:
@@ -485,30 +492,30 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 			reason = statusLine(status, resp.Status)
 		}
 
-		failures++
+		t.failures++
 		if !(isBusy && req.Budget > 0) {
-			counted++
+			t.counted++
 		}
-		wait := c.delay(req.Route, failures, raWait, hasRA)
+		wait := c.delay(req.Route, t.failures, raWait, hasRA)
 		if isBusy && req.Budget > 0 && wait == 0 {
 			// "Retry-After: 0" with a long budget would otherwise become a tight loop.
-			wait = c.backoff(failures, c.maxWaitFor(req.Route))
+			wait = c.backoff(t.failures, c.maxWaitFor(req.Route))
 		}
-		stop, note := counted >= c.maxAttempts, ""
-		if !stop && req.Budget > 0 && c.now().Add(wait).Sub(start) > req.Budget {
+		stop, note := t.counted >= c.maxAttempts, ""
+		if !stop && req.Budget > 0 && c.now().Add(wait).Sub(t.start) > req.Budget {
 			stop, note = true, fmt.Sprintf(" (the next try, in %v, would pass the %v budget)", wait.Round(time.Millisecond), req.Budget)
 		}
 		if stop {
 			if resp != nil {
 				return result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header),
-					attempts: tries, gaveUp: true, note: note}, nil
+					attempts: t.tries, gaveUp: true, note: note}, nil
 			}
-			return result{}, &GiveUpError{method: method, url: shown, attempts: tries, note: note, detail: detail, err: lastErr}
+			return result{}, &GiveUpError{method: method, url: shown, attempts: t.tries, note: note, detail: detail, err: lastErr}
 		}
 		if resp != nil {
 			drain(resp)
 		}
-		c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: tries, Wait: wait, Reason: reason})
+		c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: t.tries, Wait: wait, Reason: reason})
 		if err := c.sleep(ctx, wait); err != nil {
 			return result{}, fmt.Errorf("%s %s: waiting to retry after %s: %w", method, shown, reason, err)
 		}
@@ -603,7 +610,7 @@ func (d doer) Do(r *http.Request) (*http.Response, error) {
 		body = b
 	}
 	res, err := d.c.run(r.Context(), &Request{Method: r.Method, URL: r.URL.String(), Header: r.Header,
-		Body: body, Route: d.route, Auth: AuthNever})
+		Body: body, Route: d.route, Auth: AuthNever}, &tally{start: d.c.now()})
 	if err != nil {
 		return nil, err
 	}
