@@ -35,11 +35,6 @@ const (
 // flight, so memory is parallel × (chunk + longest line), whatever the file sizes.
 const chunk = 256 << 10
 
-// noRetries is the Budget of file requests: fhirclient gives up at the first retryable answer
-// and hands it back, so bulk-fetch sees every 429 (to lower its parallelism) and does the
-// waiting itself, with the same backoff through Client.Wait.
-const noRetries = time.Nanosecond
-
 // fetch downloads one file and records the outcome.
 func (e *engine) fetch(ctx context.Context, f *file) {
 	rel := f.id.rel()
@@ -365,8 +360,9 @@ func (d *dl) loop(ctx context.Context) error {
 	return nil
 }
 
-// attemptError is the error of one request as bulk-fetch reports it. File requests are sent
-// without fhirclient's retries (noRetries), whose "giving up" wrapper would only mislead here:
+// attemptError is the error of one request as bulk-fetch reports it. File requests are sent one
+// attempt at a time (Request.MaxAttempts 1: bulk-fetch sees every 429, to lower its parallelism,
+// and waits through Client.Wait itself), so fhirclient's "giving up" wrapper would only mislead:
 // the status error, or the transport error with the request, is what happened. Any other error
 // (the --token-origin advice of a 401 from an untrusted origin, a refused redirect) is kept whole.
 func attemptError(err error) error {
@@ -424,7 +420,7 @@ func (d *dl) request(ctx context.Context, u string) (*http.Response, error) {
 	// otherwise hold whichever request reuses it (the next file, the final DELETE) for a whole
 	// timeout; a download is long enough that a new connection per request costs nothing.
 	return d.e.c.Do(ctx, &fhirclient.Request{Method: http.MethodGet, URL: u, Header: h,
-		Route: fhirclient.RouteFile, Auth: auth, Budget: noRetries, Close: true, IdleTimeout: d.e.o.StallTimeout})
+		Route: fhirclient.RouteFile, Auth: auth, MaxAttempts: 1, Close: true, IdleTimeout: d.e.o.StallTimeout})
 }
 
 // receive streams one response into the .part. A body that stalls ends in a Read error

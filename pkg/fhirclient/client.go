@@ -67,6 +67,11 @@ type Request struct {
 	Body   []byte // replayed on every attempt and redirect
 	Route  Route
 	Auth   Auth
+	// MaxAttempts bounds the tries of this request (Do) or of request and body together (Load);
+	// 0 = the client's (Options.MaxAttempts). 1 hands the first failure back at once, as a
+	// *GiveUpError whose Last is that failure: for callers that must see every answer (bulk-fetch
+	// lowers its parallelism on each 429) and wait through Client.Wait themselves.
+	MaxAttempts int
 	// Budget bounds the total time spent on this request's retries (kickoff --wait); 0 = none.
 	// With a budget, retries the server asks for (429, 503 with Retry-After) are limited by
 	// the budget rather than by MaxAttempts.
@@ -414,6 +419,14 @@ type result struct {
 	untrusted     string // origin of an untrusted hop that answered 401
 }
 
+// attempts is the number of tries req may take.
+func (c *Client) attempts(req *Request) int {
+	if req.MaxAttempts > 0 {
+		return req.MaxAttempts
+	}
+	return c.maxAttempts
+}
+
 // tally counts the attempts of one logical request: one Do, or one Load over all its reads.
 type tally struct {
 	start    time.Time
@@ -501,7 +514,7 @@ func (c *Client) run(ctx context.Context, req *Request, t *tally) (result, error
 			// "Retry-After: 0" with a long budget would otherwise become a tight loop.
 			wait = c.backoff(t.failures, c.maxWaitFor(req.Route))
 		}
-		stop, note := t.counted >= c.maxAttempts, ""
+		stop, note := t.counted >= c.attempts(req), ""
 		if !stop && req.Budget > 0 && c.now().Add(wait).Sub(t.start) > req.Budget {
 			stop, note = true, fmt.Sprintf(" (the next try, in %v, would pass the %v budget)", wait.Round(time.Millisecond), req.Budget)
 		}

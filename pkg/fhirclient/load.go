@@ -42,7 +42,7 @@ func (c *Client) Load(ctx context.Context, req *Request, consume func(*http.Resp
 		reason := Printable(err.Error())
 		t.failures++
 		t.counted++
-		if t.counted >= c.maxAttempts {
+		if t.counted >= c.attempts(req) {
 			return &GiveUpError{method: method, url: shown, attempts: t.tries, detail: reason, err: err}
 		}
 		wait := c.backoff(t.failures, c.maxWaitFor(req.Route))

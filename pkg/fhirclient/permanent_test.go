@@ -96,3 +96,31 @@ func TestGiveUpErrorLast(t *testing.T) {
 		t.Errorf("Last() of a refused connection = %v, want GET URL: the dial error", err)
 	}
 }
+
+// TestRequestMaxAttempts: a request's own attempt limit overrides the client's; 1 hands the first
+// failure back, as a *GiveUpError whose Last is that failure.
+func TestRequestMaxAttempts(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	c, clk := newTestClient(t, srv.URL, Options{MaxAttempts: 5})
+	for _, tt := range []struct{ max, want int32 }{{1, 1}, {2, 2}, {0, 5}} {
+		n.Store(0)
+		_, err := c.Do(t.Context(), &Request{URL: "x", Route: RouteFile, MaxAttempts: int(tt.max)})
+		g, ok := errors.AsType[*GiveUpError](err)
+		if !ok || n.Load() != tt.want {
+			t.Errorf("Do(MaxAttempts %d) = %v after %d requests, want giving up after %d", tt.max, err, n.Load(), tt.want)
+			continue
+		}
+		if se, ok := g.Last().(*StatusError); !ok || se.StatusCode != 429 {
+			t.Errorf("Do(MaxAttempts %d): Last() = %v, want the 429", tt.max, g.Last())
+		}
+	}
+	if got := len(clk.Sleeps()); got != 0+1+4 {
+		t.Errorf("%d sleeps, want 5 (none for MaxAttempts 1)", got)
+	}
+}
