@@ -71,3 +71,30 @@ func TestFetchHostileServerText(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchNoTokenHint: a 401 is recognized by its status code, whatever reason phrase the server
+// puts after it, and the error says the files need a token when none was given.
+func TestFetchNoTokenHint(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, bw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		fmt.Fprint(bw, "HTTP/1.1 401 Access Denied\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		bw.Flush()
+	}))
+	defer srv.Close()
+	manifest := fmt.Sprintf(`{"transactionTime":"2024-01-01T00:00:00Z","request":"%s/fhir/$export","requiresAccessToken":true,`+
+		`"output":[{"type":"Patient","url":"%s/files/patient.ndjson"}]}`+"\n", srv.URL, srv.URL)
+	var out, errb bytes.Buffer
+	dir := filepath.Join(t.TempDir(), "out")
+	t.Setenv("BULK_BEARER_TOKEN", "")
+	code := tool.Run(t.Context(), newApp(), []string{"bulk-fetch", "--dir", dir, "--fhir-url", srv.URL + "/fhir", "--retries", "1", "--no-delete"},
+		strings.NewReader(manifest), &out, &errb)
+	if want := "401 Access Denied (links may have expired; without a status URL bulk-fetch cannot fetch new ones: give --status-url); run again to resume " +
+		"(the files need a token: give --bearer-token, or --smart-client-id and --smart-key)"; code != 1 || !strings.Contains(errb.String(), want) {
+		t.Errorf("bulk-fetch with a 401 and no token = exit %d, stderr %q, want exit 1 and %q", code, errb.String(), want)
+	}
+}

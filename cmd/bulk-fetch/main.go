@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -222,7 +223,7 @@ func run(c *cli.Context) error {
 			}
 		}
 		failMu.Unlock()
-		if strings.Contains(err.Error(), "401 Unauthorized") && !hasCredentials(c) {
+		if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.StatusCode == http.StatusUnauthorized && !hasCredentials(c) {
 			return fmt.Errorf("%w (the files need a token: give --bearer-token, or --smart-client-id and --smart-key)", err)
 		}
 		if errors.Is(err, exportdir.ErrLocked) {

@@ -240,11 +240,9 @@ type noFetcher struct{}
 var errNoBase = errors.New("no FHIR base URL is known: give --fhir-url")
 
 func (noFetcher) Resolve(string) (*url.URL, error) { return nil, errNoBase }
-func (noFetcher) Do(context.Context, *fhirclient.Request) (*http.Response, error) {
-	return nil, errNoBase
+func (noFetcher) Load(context.Context, *fhirclient.Request, func(*http.Response) error) error {
+	return errNoBase
 }
-func (noFetcher) Wait(context.Context, fhirclient.Route, int, http.Header) error { return errNoBase }
-func (noFetcher) MaxAttempts() int                                               { return 1 }
 
 // inputNames names the inputs in the summary line: "stdin", "a.ndjson", "export/, b.ndjson",
 // or the first two and how many more.

@@ -14,8 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -23,15 +21,13 @@ import (
 )
 
 // Fetcher downloads attachments. *fhirclient.Client satisfies it: Resolve keeps the FHIR base's
-// path for relative URLs ("Binary/1" against ".../fhir" is ".../fhir/Binary/1"), Do applies the
-// retry table and sends the token (and --header values) only to trusted origins, hop by hop
-// (DESIGN.md §2), and Wait and MaxAttempts let the inliner retry a body cut off mid-stream with
-// the same backoff.
+// path for relative URLs ("Binary/1" against ".../fhir" is ".../fhir/Binary/1"), Load applies the
+// retry table to the request and its body together (a body cut off mid-stream is sent again with
+// the same backoff and attempt count as a 503), and sends the token (and --header values) only
+// to trusted origins, hop by hop (DESIGN.md §2).
 type Fetcher interface {
 	Resolve(ref string) (*url.URL, error)
-	Do(ctx context.Context, req *fhirclient.Request) (*http.Response, error)
-	Wait(ctx context.Context, route fhirclient.Route, attempt int, h http.Header) error
-	MaxAttempts() int
+	Load(ctx context.Context, req *fhirclient.Request, consume func(*http.Response) error) error
 }
 
 // Result says what became of one attachment.
@@ -60,8 +56,9 @@ func (r Result) String() string {
 // ErrTooLarge is wrapped by the Err of a Download skipped for Policy.MaxSize.
 var ErrTooLarge = errors.New("larger than the maximum attachment size")
 
-// ErrStalled is wrapped by the error of a download that received nothing for the stall timeout.
-var ErrStalled = errors.New("no data received")
+// ErrStalled is wrapped by the error of a download that received nothing for the stall timeout
+// (fhirclient's Request.IdleTimeout, which every tool's stall timeout is).
+var ErrStalled = fhirclient.ErrStalled
 
 // fetched is the outcome of one download.
 type fetched struct {
@@ -83,36 +80,30 @@ func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
 	target := u.String()
 	f := fetched{url: fhirclient.Redact(target)}
 	req := &fhirclient.Request{Method: http.MethodGet, URL: target, Header: http.Header{"Accept": {mt}},
-		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted, Guard: !in.allowLL}
-	for attempt := 1; ; attempt++ {
-		resp, err := in.fetcher.Do(ctx, req)
-		if err != nil {
-			f.result, f.err = Failed, err
-			return f
+		Route: fhirclient.RouteAttachment, Auth: fhirclient.AuthIfTrusted, Guard: !in.allowLL, IdleTimeout: in.stall}
+	var body []byte
+	var ctype string
+	err = in.fetcher.Load(ctx, req, func(resp *http.Response) error {
+		b, err := in.readBody(resp)
+		if _, ok := errors.AsType[errEncoding](err); ok || errors.Is(err, ErrTooLarge) {
+			return fhirclient.Permanent(err) // another try would get the same
 		}
-		body, err := in.readBody(resp)
-		if err == nil {
-			return in.check(f, resp.Header.Get("Content-Type"), body, mt)
-		}
-		if errors.Is(err, ErrTooLarge) {
-			f.result, f.err = Skipped, fmt.Errorf("GET %s: %w", f.url, err)
-			return f
-		}
-		if _, ok := errors.AsType[errEncoding](err); ok {
-			f.result, f.err = Failed, fmt.Errorf("GET %s: %w", f.url, err)
-			return f
-		}
-		// The retry table ends at the headers; a body cut off (reset, truncated, stalled) is
-		// retried here with the same backoff and attempt count (fhirclient.Client.Wait).
-		if ctx.Err() != nil || attempt >= in.fetcher.MaxAttempts() {
-			f.result, f.err = Failed, fmt.Errorf("GET %s: reading the answer (try %d): %w", f.url, attempt, err)
-			return f
-		}
-		if werr := in.fetcher.Wait(ctx, fhirclient.RouteAttachment, attempt, resp.Header); werr != nil {
-			f.result, f.err = Failed, fmt.Errorf("GET %s: reading the answer: %w; waiting to retry: %w", f.url, err, werr)
-			return f
-		}
+		body, ctype = b, resp.Header.Get("Content-Type")
+		return err
+	})
+	if errors.Is(err, ErrTooLarge) {
+		f.result, f.err = Skipped, fmt.Errorf("GET %s: %w", f.url, err)
+		return f
 	}
+	if _, ok := errors.AsType[errEncoding](err); ok {
+		f.result, f.err = Failed, fmt.Errorf("GET %s: %w", f.url, err)
+		return f
+	}
+	if err != nil {
+		f.result, f.err = Failed, err
+		return f
+	}
+	return in.check(f, ctype, body, mt)
 }
 
 // readBody reads the whole answer, within the size limit, and closes it. A Binary resource in JSON
@@ -126,7 +117,7 @@ func (in *Inliner) fetch(ctx context.Context, rawURL, mt string) fetched {
 // size and hash describe the content (issue 11.9); the decoded bytes count against the limit,
 // so a gzip bomb stops there.
 func (in *Inliner) readBody(resp *http.Response) ([]byte, error) {
-	body := newIdleReader(resp.Body, in.stall)
+	body := resp.Body
 	defer body.Close()
 	limit := in.policy.maxSize
 	if ct, _ := mediaType(resp.Header.Get("Content-Type")); isJSON(ct) {
@@ -297,43 +288,4 @@ func decodeBase64(s string) ([]byte, error) {
 		return b, nil
 	}
 	return base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
-}
-
-// idleReader closes a body that sends nothing for d, so a stalled server ends in a read error
-// that fetch retries, rather than holding a worker forever (DESIGN.md §8, stall fault). Go's
-// transport bounds the wait for headers, not for the body.
-type idleReader struct {
-	rc      io.ReadCloser
-	d       time.Duration
-	t       *time.Timer
-	stalled atomic.Bool
-}
-
-func newIdleReader(rc io.ReadCloser, d time.Duration) *idleReader {
-	r := &idleReader{rc: rc, d: d}
-	if d > 0 {
-		r.t = time.AfterFunc(d, func() {
-			r.stalled.Store(true)
-			rc.Close()
-		})
-	}
-	return r
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	if r.t != nil && n > 0 {
-		r.t.Reset(r.d)
-	}
-	if err != nil && err != io.EOF && r.stalled.Load() {
-		err = fmt.Errorf("%w for %v", ErrStalled, r.d)
-	}
-	return n, err
-}
-
-func (r *idleReader) Close() error {
-	if r.t != nil {
-		r.t.Stop()
-	}
-	return r.rc.Close()
 }

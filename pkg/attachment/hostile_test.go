@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
@@ -171,11 +172,11 @@ type guardRecorder struct {
 	guards []bool
 }
 
-func (g *guardRecorder) Do(ctx context.Context, req *fhirclient.Request) (*http.Response, error) {
+func (g *guardRecorder) Load(ctx context.Context, req *fhirclient.Request, consume func(*http.Response) error) error {
 	g.mu.Lock()
 	g.guards = append(g.guards, req.Guard)
 	g.mu.Unlock()
-	return g.fakeFetcher.Do(ctx, req)
+	return g.fakeFetcher.Load(ctx, req, consume)
 }
 
 // TestLinkLocalRefused: an attachment url at a cloud metadata address, directly or by a
@@ -269,4 +270,36 @@ func FuzzReadBody(f *testing.F) {
 			t.Fatalf("readBody = %q, want %q", got, want)
 		}
 	})
+}
+
+// TestAttemptsBoundedOverRequestAndBody: the client's attempts bound the requests for one
+// attachment whatever mix of failures the server sends. 503s and bodies cut short alternate
+// here; a retry loop for the body wrapped around one for the request would multiply the two.
+func TestAttemptsBoundedOverRequestAndBody(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%2 == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "11")
+		io.WriteString(w, "hello")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}))
+	t.Cleanup(srv.Close)
+	in, ds := newInliner(t, newClient(t, srv.URL+"/fhir", nil), nil)
+	input := docRef("f", `{"contentType":"text/plain","url":"Binary/x"}`) + "\n"
+	got, st := inline(t, in, input)
+	if got != input || st.Failed != 1 || n.Load() != 3 {
+		t.Errorf("inline with 503 and cut bodies alternating = %s (%+v) after %d requests, want the line unchanged, 1 failed, 3 requests (MaxAttempts)",
+			got, st, n.Load())
+	}
+	if len(*ds) != 1 {
+		t.Fatalf("downloads = %+v, want 1", *ds)
+	}
+	if se, ok := errors.AsType[*fhirclient.StatusError]((*ds)[0].Err); !ok || se.StatusCode != 503 {
+		t.Errorf("download error = %v, want the last failure, the third request's 503", (*ds)[0].Err)
+	}
 }

@@ -35,8 +35,9 @@ type Options struct {
 	// larger than WindowBytes is still processed, alone.
 	WindowLines int
 	WindowBytes int64
-	// StallTimeout ends a download whose body sends nothing for this long (then retried as a
-	// cut-off body); 0 means DefaultStallTimeout, negative means none.
+	// StallTimeout ends a download whose server sends nothing for this long, before the headers
+	// or in the body (then retried, as a transport error or a cut-off body); 0 means
+	// DefaultStallTimeout, negative means none.
 	StallTimeout time.Duration
 	// MaxLine caps input lines (ndjson.Scanner); 0 means ndjson.DefaultMaxLine.
 	MaxLine int

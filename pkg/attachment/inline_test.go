@@ -253,7 +253,8 @@ func TestFailuresLeftUntouched(t *testing.T) {
 	}{
 		{"404", "Binary/nope", nil, nil, 0, "404 Not Found: Binary/nope is not known", 404},
 		{"500 every time", "Binary/hello-world", []string{"500@binary*10"}, nil, 0, "500 Internal Server Error", 500},
-		{"body stalls every time", "Binary/hello-world", []string{"stall:2@binary*10"}, nil, 50 * time.Millisecond, "no data received for 50ms", 0},
+		{"body stalls every time", "Binary/hello-world", []string{"stall:2@binary*10"}, nil, 50 * time.Millisecond, "no data for 50ms", 0},
+		{"headers later than the stall timeout", "Binary/hello-world", []string{"slow:400@binary*10"}, nil, 50 * time.Millisecond, "no response within 50ms", 0},
 		{"headers too slow", "Binary/hello-world", []string{"slow:400@binary*10"}, func(o *fhirclient.Options) {
 			o.HTTPClient = &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 40 * time.Millisecond}}
 		}, 0, "timeout awaiting response headers", 0},
@@ -431,11 +432,15 @@ func (f *fakeFetcher) Do(ctx context.Context, req *fhirclient.Request) (*http.Re
 		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body))}, nil
 }
 
-func (f *fakeFetcher) Wait(ctx context.Context, _ fhirclient.Route, _ int, _ http.Header) error {
-	return ctx.Err()
+// Load answers once: the fake's answers are whole, so there is nothing to retry.
+func (f *fakeFetcher) Load(ctx context.Context, req *fhirclient.Request, consume func(*http.Response) error) error {
+	resp, err := f.Do(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return consume(resp)
 }
-
-func (f *fakeFetcher) MaxAttempts() int { return 2 }
 
 func (f *fakeFetcher) Calls() int {
 	f.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -189,8 +190,9 @@ type KickoffRequest struct {
 	// Wait bounds the time spent retrying 429s (another export still running) and 503s with
 	// Retry-After; 0 means only the client's attempt limit applies.
 	Wait time.Duration
-	// ReadTimeout abandons a 202 body that sends nothing for this long (0 = DefaultReadTimeout);
-	// the body is informational, the status URL is in the headers.
+	// ReadTimeout abandons a kickoff whose answer, headers or body, sends nothing for this long
+	// (0 = five minutes, the transport's wait for headers); the body is informational, the status
+	// URL is in the headers, so a 202 whose body stalls is still a started export.
 	ReadTimeout time.Duration
 }
 
@@ -413,10 +415,12 @@ var ErrMaybeExported = errors.New("an export may already exist on the server")
 // OperationOutcome's text. Retries follow the kickoff rules of fhirclient (only after a 429, a 503
 // with Retry-After, or a failure before sending), within the request's Wait.
 func (pk *PreparedKickoff) Send(ctx context.Context, c *fhirclient.Client) (*KickoffResult, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	idle := pk.ReadTimeout
+	if idle <= 0 {
+		idle = kickoffIdle
+	}
 	resp, err := c.Do(ctx, &fhirclient.Request{Method: pk.Method, URL: pk.URL, Header: pk.Header.Clone(),
-		Body: pk.Body, Route: fhirclient.RouteKickoff, Budget: pk.Wait})
+		Body: pk.Body, Route: fhirclient.RouteKickoff, Budget: pk.Wait, IdleTimeout: idle})
 	if err != nil {
 		if errors.Is(err, fhirclient.ErrMaybeSent) {
 			return nil, fmt.Errorf("%w: %w; check the server before kicking off again", err, ErrMaybeExported)
@@ -425,7 +429,7 @@ func (pk *PreparedKickoff) Send(ctx context.Context, c *fhirclient.Client) (*Kic
 	}
 	defer resp.Body.Close()
 	// The body is at most an OperationOutcome; a cut or stalled one loses nothing that matters.
-	body, _ := readBody(resp.Body, 1<<20, pk.ReadTimeout, cancel)
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	what := pk.Method + " " + fhirclient.Redact(pk.URL)
 	outcome, _ := fhirclient.ParseOperationOutcome(body)
 	if resp.StatusCode != http.StatusAccepted {

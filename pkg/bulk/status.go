@@ -48,21 +48,30 @@ func status(ctx context.Context, c *fhirclient.Client, statusURL string, idle ti
 	if idle <= 0 {
 		idle = DefaultReadTimeout
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// A status answer is small and quick; a server silent for the read timeout before its
-	// headers is as stalled as one silent in the middle of its body.
-	resp, err := c.Do(ctx, &fhirclient.Request{Method: http.MethodGet, URL: statusURL,
-		Header: http.Header{"Accept": {"application/json"}}, Route: fhirclient.RouteStatus, HeaderTimeout: idle})
+	// headers is as stalled as one silent in the middle of its body. A body cut short or stalled
+	// is asked for again within the client's attempts (Load), like a 503.
+	var st *StatusResponse
+	err := c.Load(ctx, &fhirclient.Request{Method: http.MethodGet, URL: statusURL,
+		Header: http.Header{"Accept": {"application/json"}}, Route: fhirclient.RouteStatus, IdleTimeout: idle},
+		func(resp *http.Response) error {
+			body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifest+1))
+			if err != nil {
+				return fmt.Errorf("%s: %w: %w", resp.Status, errBody, err)
+			}
+			var perr error
+			st, perr = parseStatus(resp, statusURL, body)
+			return fhirclient.Permanent(perr)
+		})
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	return st, nil
+}
+
+// parseStatus reads one status answer whose body came whole.
+func parseStatus(resp *http.Response, statusURL string, body []byte) (*StatusResponse, error) {
 	what := "GET " + fhirclient.Redact(statusURL)
-	body, err := readBody(resp.Body, maxManifest+1, idle, cancel)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %w: %w", what, resp.Status, errBody, err)
-	}
 	if len(body) > maxManifest {
 		return nil, fmt.Errorf("%s: %s: body larger than %d MiB", what, resp.Status, maxManifest>>20)
 	}
@@ -82,6 +91,7 @@ func status(ctx context.Context, c *fhirclient.Client, statusURL string, idle ti
 	default:
 		return nil, fmt.Errorf("%s: %s: expected 200 (complete) or 202 (in progress)", what, resp.Status)
 	}
+	var err error
 	if st.Manifest, err = compactJSON(body); err != nil {
 		return nil, fmt.Errorf("%s: %s: manifest: %w", what, resp.Status, err)
 	}
@@ -162,10 +172,10 @@ var ErrTimeout = errors.New("export still in progress when the time budget ran o
 //
 // Between polls Poll waits Retry-After (any form fhirclient.RetryAfter reads) or, without it, an
 // exponential backoff from 1 s, in both cases capped by MaxWait. Errors after fhirclient's own
-// retries end the poll, except an OperationOutcome with a transient issue (the IG's way of saying
-// "the export is fine, ask again") and a body cut short or stalled, retried up to the client's
-// attempt limit in a row. An error returned by page ends the poll with that error. Poll prints
-// nothing; resuming is calling it again with the same URL, which hands over the same pages.
+// retries (which cover a body cut short or stalled) end the poll, except an OperationOutcome with
+// a transient issue (the IG's way of saying "the export is fine, ask again"), retried up to the
+// client's attempt limit in a row. An error returned by page ends the poll with that error. Poll
+// prints nothing; resuming is calling it again with the same URL, which hands over the same pages.
 func Poll(ctx context.Context, c *fhirclient.Client, statusURL string, opts PollOptions, page func(Page) error) error {
 	o := opts.withDefaults()
 	start := o.Now()
@@ -225,14 +235,13 @@ func Poll(ctx context.Context, c *fhirclient.Client, statusURL string, opts Poll
 }
 
 // retryable reports whether Poll asks again after err: an OperationOutcome with a transient
-// issue (the IG's "the export is fine, the status request failed"), or a body cut short, which
-// fhirclient does not see because it returns before the body is read. h holds the response's
-// headers, for a Retry-After.
+// issue (the IG's "the export is fine, the status request failed"). A body cut short is retried
+// by fhirclient's Load already. h holds the response's headers, for a Retry-After.
 func retryable(err error) (h http.Header, ok bool) {
 	if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.Outcome != nil && se.Outcome.Transient() {
 		return se.Header, true
 	}
-	return http.Header{}, errors.Is(err, errBody)
+	return http.Header{}, false
 }
 
 func (o PollOptions) withDefaults() PollOptions {
@@ -309,16 +318,16 @@ func Cancel(ctx context.Context, c *fhirclient.Client, statusURL string) error {
 	return CancelWithin(ctx, c, statusURL, DefaultReadTimeout)
 }
 
-// CancelWithin is Cancel with each attempt's wait for an answer bounded by headerTimeout
+// CancelWithin is Cancel with each attempt's wait for an answer bounded by idle
 // (0 = DefaultReadTimeout): bulk-fetch bounds its DELETE like its downloads (--stall-timeout),
 // so a connection the server stopped answering costs that, not a minute.
-func CancelWithin(ctx context.Context, c *fhirclient.Client, statusURL string, headerTimeout time.Duration) error {
-	if headerTimeout <= 0 {
-		headerTimeout = DefaultReadTimeout
+func CancelWithin(ctx context.Context, c *fhirclient.Client, statusURL string, idle time.Duration) error {
+	if idle <= 0 {
+		idle = DefaultReadTimeout
 	}
 	resp, err := c.Do(ctx, &fhirclient.Request{Method: http.MethodDelete, URL: statusURL,
 		Header: http.Header{"Accept": {"application/fhir+json"}}, Route: fhirclient.RouteStatus,
-		HeaderTimeout: headerTimeout})
+		IdleTimeout: idle})
 	if err != nil {
 		if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.StatusCode == http.StatusNotFound {
 			return nil

@@ -435,18 +435,67 @@ func FuzzParseExportURL(f *testing.F) {
 	})
 }
 
-func TestReadBodyStalls(t *testing.T) {
-	r, w := io.Pipe()
-	defer w.Close()
-	go w.Write([]byte("partial"))
-	ctx, cancel := context.WithCancel(t.Context())
-	// cancel stands for the request's context: here it unblocks the pipe as the transport would.
-	got, err := readBody(r, 100, 20*time.Millisecond, func() { cancel(); r.CloseWithError(ctx.Err()) })
-	if !errors.Is(err, errStalled) || string(got) != "partial" {
-		t.Errorf("readBody = %q, %v; want what came, then errStalled", got, err)
+// TestPollBodyStalls: a status body that stops mid-way is abandoned after ReadTimeout and the
+// status requested again by the client's own retries (Load), like a 503.
+func TestPollBodyStalls(t *testing.T) {
+	var n sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Lock()
+		requests++
+		first := requests == 1
+		n.Unlock()
+		body := strings.ReplaceAll(manifest1, "$URL", "http://"+r.Host)
+		if first {
+			io.WriteString(w, body[:20])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done() // silent until the client gives up
+			return
+		}
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	clock := &fakeClock{now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var retries []string
+	c, err := fhirclient.New(fhirclient.Options{FHIRBase: srv.URL + "/fhir", MaxAttempts: 3, Now: clock.Now, Sleep: clock.Sleep,
+		OnRetry: func(e fhirclient.RetryEvent) { retries = append(retries, e.Reason) }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	got, err = readBody(strings.NewReader("whole"), 100, time.Minute, func() { t.Error("cancelled a body that did not stall") })
-	if err != nil || string(got) != "whole" {
-		t.Errorf("readBody = %q, %v", got, err)
+	pages, progress, err := collect(t, c, srv.URL+"/fhir/status/1", PollOptions{ReadTimeout: 50 * time.Millisecond})
+	if err != nil || len(pages) != 1 || requests != 2 || len(progress) != 0 || len(retries) != 1 || retries[0] != "200 OK: reading the response body: no data for 50ms" {
+		t.Errorf("Poll with a stalled body = %d pages, %v after %d requests, progress %+v, retries %q; want the manifest on the second request after one retry for the stall",
+			len(pages), err, requests, progress, retries)
+	}
+}
+
+// TestPollAttemptsBounded: the client's attempts bound the status requests whatever mix of
+// failures the server sends; 503s and cut bodies alternate here.
+func TestPollAttemptsBounded(t *testing.T) {
+	var n sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Lock()
+		requests++
+		odd := requests%2 == 1
+		n.Unlock()
+		if odd {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Length", "1000")
+		io.WriteString(w, `{"transactionTime":`)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}))
+	t.Cleanup(srv.Close)
+	clock := &fakeClock{now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c, err := fhirclient.New(fhirclient.Options{FHIRBase: srv.URL + "/fhir", MaxAttempts: 3, Now: clock.Now, Sleep: clock.Sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = collect(t, c, srv.URL+"/fhir/status/1", PollOptions{})
+	if se, ok := errors.AsType[*fhirclient.StatusError](err); !ok || se.StatusCode != 503 || requests != 3 {
+		t.Errorf("Poll with 503s and cut bodies alternating = %v after %d requests, want the third request's 503 after 3 (MaxAttempts)", err, requests)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
@@ -35,11 +34,6 @@ const (
 // chunk is the unit of reading, writing, hashing and verifying: one buffer per download in
 // flight, so memory is parallel × (chunk + longest line), whatever the file sizes.
 const chunk = 256 << 10
-
-// noRetries is the Budget of file requests: fhirclient gives up at the first retryable answer
-// and hands it back, so bulk-fetch sees every 429 (to lower its parallelism) and does the
-// waiting itself, with the same backoff through Client.Wait.
-const noRetries = time.Nanosecond
 
 // fetch downloads one file and records the outcome.
 func (e *engine) fetch(ctx context.Context, f *file) {
@@ -270,24 +264,14 @@ func (d *dl) loop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		// Each attempt has its own context: cancelling it is what ends a stalled body read
-		// (closing an HTTP/1 body does not interrupt a Read in progress).
-		// The watchdog covers the wait for the headers too: a server can also stall there.
-		actx, cancel := context.WithCancel(ctx)
-		dog := newWatchdog(d.e.o.StallTimeout, cancel)
-		resp, err := d.request(actx, u)
-		err = attemptError(u, err)
-		if err != nil && dog.fired() {
-			err = fmt.Errorf("GET %s: no response for %v (--stall-timeout)", fhirclient.Redact(u), d.e.o.StallTimeout)
-		}
+		resp, err := d.request(ctx, u)
+		err = stallError(attemptError(err))
 		if err == nil {
 			refreshed = false // the link works: a later expiry may refresh again
 			if n, changed := e.lim.succeeded(); changed && e.o.On.Limit != nil {
 				e.o.On.Limit(n, "the server keeps up")
 			}
-			err = d.receive(dog, resp)
-			dog.stop()
-			cancel()
+			err = stallError(d.receive(resp))
 			e.lim.release()
 			switch {
 			case err == nil:
@@ -304,8 +288,6 @@ func (d *dl) loop(ctx context.Context) error {
 			e.logError(u, err)
 			last = err
 		} else {
-			dog.stop()
-			cancel()
 			e.lim.release()
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -351,7 +333,7 @@ func (d *dl) loop(ctx context.Context) error {
 				}
 			case code != 0 && !fhirclient.Retryable(code):
 				return d.fail(err)
-			case code == 0 && !retryableTransport(err):
+			case code == 0 && fhirclient.IsPermanent(err):
 				return d.fail(err)
 			}
 			last = err
@@ -378,21 +360,22 @@ func (d *dl) loop(ctx context.Context) error {
 	return nil
 }
 
-// attemptError is the error of one request as bulk-fetch reports it. File requests are sent
-// without fhirclient's retries (noRetries), whose "giving up" wrapper would only mislead here:
-// the status error, or the transport error with the request, is what happened.
-func attemptError(u string, err error) error {
-	if err == nil {
-		return nil
+// attemptError is the error of one request as bulk-fetch reports it. File requests are sent one
+// attempt at a time (Request.MaxAttempts 1: bulk-fetch sees every 429, to lower its parallelism,
+// and waits through Client.Wait itself), so fhirclient's "giving up" wrapper would only mislead:
+// the status error, or the transport error with the request, is what happened. Any other error
+// (the --token-origin advice of a 401 from an untrusted origin, a refused redirect) is kept whole.
+func attemptError(err error) error {
+	if g, ok := errors.AsType[*fhirclient.GiveUpError](err); ok {
+		return g.Last()
 	}
-	if !strings.Contains(err.Error(), "giving up after") {
-		return err // including the --token-origin advice of a 401 from an untrusted origin
-	}
-	if se, ok := errors.AsType[*fhirclient.StatusError](err); ok {
-		return se
-	}
-	if inner := errors.Unwrap(err); inner != nil {
-		return fmt.Errorf("GET %s: %w", fhirclient.Redact(u), inner)
+	return err
+}
+
+// stallError names the flag that set the limit on an error of fhirclient's idle timeout.
+func stallError(err error) error {
+	if errors.Is(err, fhirclient.ErrStalled) || errors.Is(err, fhirclient.ErrNoResponse) {
+		return fmt.Errorf("%w (--stall-timeout)", err)
 	}
 	return err
 }
@@ -437,11 +420,12 @@ func (d *dl) request(ctx context.Context, u string) (*http.Response, error) {
 	// otherwise hold whichever request reuses it (the next file, the final DELETE) for a whole
 	// timeout; a download is long enough that a new connection per request costs nothing.
 	return d.e.c.Do(ctx, &fhirclient.Request{Method: http.MethodGet, URL: u, Header: h,
-		Route: fhirclient.RouteFile, Auth: auth, Budget: noRetries, Close: true})
+		Route: fhirclient.RouteFile, Auth: auth, MaxAttempts: 1, Close: true, IdleTimeout: d.e.o.StallTimeout})
 }
 
-// receive streams one response into the .part; dog cancels the request when the body stalls.
-func (d *dl) receive(dog *watchdog, resp *http.Response) error {
+// receive streams one response into the .part. A body that stalls ends in a Read error
+// (Request.IdleTimeout), which is retried like a cut one.
+func (d *dl) receive(resp *http.Response) error {
 	defer resp.Body.Close()
 	enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
 	status := resp.StatusCode
@@ -493,11 +477,10 @@ func (d *dl) receive(dog *watchdog, resp *http.Response) error {
 	default:
 		return fmt.Errorf("GET %s: unexpected %s", fhirclient.Redact(resp.Request.URL.String()), resp.Status)
 	}
-	body := &idleReader{r: resp.Body, dog: dog}
-	var r io.Reader = body
+	var r io.Reader = resp.Body
 	if d.side.Encoding == encIdentity && d.v.size == 0 {
 		// Some stores serve a .ndjson.gz as is, without Content-Encoding; JSON never starts with 0x1f.
-		br := bufio.NewReaderSize(body, 512)
+		br := bufio.NewReaderSize(resp.Body, 512)
 		if magic, _ := br.Peek(2); string(magic) == "\x1f\x8b" {
 			d.side.Encoding, d.side.Length = encRawGzip, -1
 		}
@@ -514,12 +497,12 @@ func (d *dl) receive(dog *watchdog, resp *http.Response) error {
 	if d.side.Encoding != encIdentity && status == http.StatusOK {
 		zr, err := gzip.NewReader(r)
 		if err != nil {
-			return body.explain(fmt.Errorf("gzip: %w", err))
+			return fmt.Errorf("gzip: %w", err)
 		}
 		r = zr
 	}
 	if err := d.copy(r); err != nil {
-		return body.explain(err)
+		return err
 	}
 	if d.side.Length >= 0 && d.v.size != d.side.Length {
 		return fmt.Errorf("body ended at %d of %d bytes", d.v.size, d.side.Length)
@@ -717,68 +700,6 @@ func unsatisfiedLength(h http.Header) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(rest, 10, 64)
 	return n, err == nil && n >= 0
-}
-
-// watchdog abandons a request that receives nothing for a while, headers or body (a stall,
-// DESIGN.md §8): it cancels the request's context, which ends a blocked Read (closing an HTTP/1
-// body would wait for that Read).
-type watchdog struct {
-	idle    time.Duration
-	t       *time.Timer
-	mu      sync.Mutex
-	stalled bool
-}
-
-func newWatchdog(idle time.Duration, abort context.CancelFunc) *watchdog {
-	w := &watchdog{idle: idle}
-	w.t = time.AfterFunc(idle, func() {
-		w.mu.Lock()
-		w.stalled = true
-		w.mu.Unlock()
-		abort()
-	})
-	return w
-}
-
-func (w *watchdog) kick() { w.t.Reset(w.idle) }
-func (w *watchdog) stop() { w.t.Stop() }
-
-func (w *watchdog) fired() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.stalled
-}
-
-// idleReader kicks the watchdog before every read of a body.
-type idleReader struct {
-	r   io.Reader
-	dog *watchdog
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	r.dog.kick()
-	return r.r.Read(p)
-}
-
-// explain turns the error of a read that the watchdog cut into a stall.
-func (r *idleReader) explain(err error) error {
-	if r.dog.fired() {
-		return fmt.Errorf("no data for %v (--stall-timeout)", r.dog.idle)
-	}
-	return err
-}
-
-// retryableTransport mirrors fhirclient's rule for transport failures: certificate and name
-// errors will not go away; resets, timeouts and refused connections may.
-func retryableTransport(err error) bool {
-	s := err.Error()
-	for _, permanent := range []string{"certificate", "x509:", "no such host", "server gave HTTP response to HTTPS client",
-		"getting credentials:", "stopped after 10 redirects", "unsupported protocol scheme"} {
-		if strings.Contains(s, permanent) {
-			return false
-		}
-	}
-	return true
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

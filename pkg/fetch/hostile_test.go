@@ -133,3 +133,39 @@ func TestFetchEndlessRetries(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchTransientByType: whether a failed request is worth repeating is decided by the
+// error's type, never its text. A URL that happens to hold words of certificate or DNS errors
+// is retried after a reset like any other; a refused redirect is not retried at all.
+func TestFetchTransientByType(t *testing.T) {
+	tests := []struct {
+		name, path string
+		requests   int64
+		ok         bool
+	}{
+		{"reset on a URL naming a certificate", "/f/x509:certificate-no such host.ndjson", 2, true},
+		{"redirect to ftp", "/f/ftp", 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := requests.Add(1)
+				switch {
+				case r.URL.Path == "/f/ftp" && n < 10:
+					http.Redirect(w, r, "ftp://files.example/p.ndjson", http.StatusFound)
+				case n == 1:
+					panic(http.ErrAbortHandler) // reset before any header
+				default:
+					io.WriteString(w, patients)
+				}
+			}))
+			t.Cleanup(srv.Close)
+			c := newClient(t, srv.URL, fhirclient.Options{MaxAttempts: 3})
+			_, _, err := fetchInto(t, t.TempDir(), c, manifestLine(t, "", map[string]any{"output": items(srv.URL, "Patient", tt.path)}), nil)
+			if (err == nil) != tt.ok || requests.Load() != tt.requests {
+				t.Errorf("fetch %s = %v after %d requests, want ok=%v after %d", tt.path, err, requests.Load(), tt.ok, tt.requests)
+			}
+		})
+	}
+}

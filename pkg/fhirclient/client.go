@@ -67,15 +67,24 @@ type Request struct {
 	Body   []byte // replayed on every attempt and redirect
 	Route  Route
 	Auth   Auth
+	// MaxAttempts bounds the tries of this request (Do) or of request and body together (Load);
+	// 0 = the client's (Options.MaxAttempts). 1 hands the first failure back at once, as a
+	// *GiveUpError whose Last is that failure: for callers that must see every answer (bulk-fetch
+	// lowers its parallelism on each 429) and wait through Client.Wait themselves.
+	MaxAttempts int
 	// Budget bounds the total time spent on this request's retries (kickoff --wait); 0 = none.
 	// With a budget, retries the server asks for (429, 503 with Retry-After) are limited by
 	// the budget rather than by MaxAttempts.
 	Budget time.Duration
-	// HeaderTimeout bounds each attempt's wait for response headers; when it passes, the attempt
-	// fails as a transport error (retried per the table). A kept-alive connection the server
-	// stopped answering otherwise holds a request until the transport's own, much longer,
-	// timeout. 0 = only the transport's.
-	HeaderTimeout time.Duration
+	// IdleTimeout bounds every wait for the server: each attempt's wait for response headers,
+	// and each read of the returned body. When it passes, the attempt's context is cancelled,
+	// which ends the wait at once (HTTP/1 and HTTP/2 alike). Headers late: the attempt fails as
+	// a transport error wrapping ErrNoResponse (retried per the table). A body silent: its Read
+	// returns an error wrapping ErrStalled. Only time spent inside Read counts, so a slow
+	// consumer is never taken for a stalled server. A kept-alive connection the server stopped
+	// answering otherwise holds a request until the transport's own, much longer, timeout.
+	// 0 = only the transport's.
+	IdleTimeout time.Duration
 	// Guard refuses to connect to link-local addresses and cloud metadata endpoints
 	// (ForbiddenAddress), on every hop, checked on the address dialed: for URLs that come from
 	// data, not from the user (attachments). The check is the default HTTP client's; a
@@ -373,7 +382,12 @@ func (c *Client) Reauthorize(ctx context.Context) error {
 // and req.Auth allows it. Every body not returned is drained and closed. Every retry calls
 // OnRetry. Errors carry the redacted URL and never a token or a --header value.
 func (c *Client) Do(ctx context.Context, req *Request) (*http.Response, error) {
-	r, err := c.run(ctx, req)
+	return c.do(ctx, req, &tally{start: c.now()})
+}
+
+// do is Do counting attempts in t, which Load shares across its reads.
+func (c *Client) do(ctx context.Context, req *Request, t *tally) (*http.Response, error) {
+	r, err := c.run(ctx, req, t)
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +402,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*http.Response, error) {
 		c.mu.RUnlock()
 		return nil, &untrustedError{StatusError: se, origin: r.untrusted, downgrade: down}
 	case r.gaveUp:
-		return nil, &giveUpError{method: r.method, url: r.shown, attempts: r.attempts, note: r.note, detail: se.detail(), err: se}
+		return nil, &GiveUpError{method: r.method, url: r.shown, attempts: r.attempts, note: r.note, detail: se.detail(), err: se}
 	}
 	return nil, se
 }
@@ -405,8 +419,25 @@ type result struct {
 	untrusted     string // origin of an untrusted hop that answered 401
 }
 
-// run is the retry loop shared by Do and Doer.
-func (c *Client) run(ctx context.Context, req *Request) (result, error) {
+// attempts is the number of tries req may take.
+func (c *Client) attempts(req *Request) int {
+	if req.MaxAttempts > 0 {
+		return req.MaxAttempts
+	}
+	return c.maxAttempts
+}
+
+// tally counts the attempts of one logical request: one Do, or one Load over all its reads.
+type tally struct {
+	start    time.Time
+	tries    int  // requests sent
+	counted  int  // tries counted against MaxAttempts
+	failures int  // retryable failures so far, for the backoff exponent
+	reauthed bool // the one re-authorization after a 401 is spent
+}
+
+// run is the retry loop shared by Do, Load and Doer.
+func (c *Client) run(ctx context.Context, req *Request, t *tally) (result, error) {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -417,15 +448,8 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 	}
 	target := u.String()
 	shown := Redact(target)
-	start := c.now()
-	var (
-		tries    int  // requests sent
-		counted  int  // tries counted against MaxAttempts
-		failures int  // retryable failures so far, for the backoff exponent
-		reauthed bool // the one re-authorization after a 401 is spent
-	)
 	for {
-		tries++
+		t.tries++
 		resp, x, err := c.attempt(ctx, method, target, req)
 		var (
 			reason, detail string
@@ -454,10 +478,10 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 			c.answered.Store(true)
 			last, trusted, credsSent := x.hop()
 			status := resp.StatusCode
-			done := result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header), attempts: tries}
+			done := result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header), attempts: t.tries}
 			switch {
-			case status == http.StatusUnauthorized && credsSent && !reauthed:
-				reauthed = true
+			case status == http.StatusUnauthorized && credsSent && !t.reauthed:
+				t.reauthed = true
 				rerr := c.creds.Reauthorize(ctx)
 				if cannotReauthorize(rerr) {
 					return done, nil
@@ -466,7 +490,7 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 				if rerr != nil {
 					return result{}, fmt.Errorf("%s %s: %s; renewing credentials: %w", method, shown, statusLine(status, resp.Status), rerr)
 				}
-				c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: tries,
+				c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: t.tries,
 					Reason: statusLine(status, resp.Status) + ": credentials renewed"})
 				continue
 			case status == http.StatusUnauthorized && !trusted && req.Auth == AuthIfTrusted && c.creds != nil:
@@ -481,30 +505,30 @@ func (c *Client) run(ctx context.Context, req *Request) (result, error) {
 			reason = statusLine(status, resp.Status)
 		}
 
-		failures++
+		t.failures++
 		if !(isBusy && req.Budget > 0) {
-			counted++
+			t.counted++
 		}
-		wait := c.delay(req.Route, failures, raWait, hasRA)
+		wait := c.delay(req.Route, t.failures, raWait, hasRA)
 		if isBusy && req.Budget > 0 && wait == 0 {
 			// "Retry-After: 0" with a long budget would otherwise become a tight loop.
-			wait = c.backoff(failures, c.maxWaitFor(req.Route))
+			wait = c.backoff(t.failures, c.maxWaitFor(req.Route))
 		}
-		stop, note := counted >= c.maxAttempts, ""
-		if !stop && req.Budget > 0 && c.now().Add(wait).Sub(start) > req.Budget {
+		stop, note := t.counted >= c.attempts(req), ""
+		if !stop && req.Budget > 0 && c.now().Add(wait).Sub(t.start) > req.Budget {
 			stop, note = true, fmt.Sprintf(" (the next try, in %v, would pass the %v budget)", wait.Round(time.Millisecond), req.Budget)
 		}
 		if stop {
 			if resp != nil {
 				return result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header),
-					attempts: tries, gaveUp: true, note: note}, nil
+					attempts: t.tries, gaveUp: true, note: note}, nil
 			}
-			return result{}, &giveUpError{method: method, url: shown, attempts: tries, note: note, detail: detail, err: lastErr}
+			return result{}, &GiveUpError{method: method, url: shown, attempts: t.tries, note: note, detail: detail, err: lastErr}
 		}
 		if resp != nil {
 			drain(resp)
 		}
-		c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: tries, Wait: wait, Reason: reason})
+		c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: t.tries, Wait: wait, Reason: reason})
 		if err := c.sleep(ctx, wait); err != nil {
 			return result{}, fmt.Errorf("%s %s: waiting to retry after %s: %w", method, shown, reason, err)
 		}
@@ -537,42 +561,26 @@ func (c *Client) attempt(ctx context.Context, method, target string, req *Reques
 		hr.Header[k] = append([]string(nil), vs...)
 	}
 	hr.Close = req.Close
-	if req.HeaderTimeout <= 0 {
+	if req.IdleTimeout <= 0 {
 		resp, err := c.hc.Do(hr)
 		return resp, x, err
 	}
 	actx, cancel := context.WithCancel(hr.Context())
-	var fired atomic.Bool
-	watchdog := time.AfterFunc(req.HeaderTimeout, func() { fired.Store(true); cancel() })
+	w := newIdleWatch(req.IdleTimeout, cancel)
 	resp, err := c.hc.Do(hr.WithContext(actx))
-	if !watchdog.Stop() && fired.Load() && ctx.Err() == nil {
+	w.pause()
+	if err != nil || w.fired.Load() && ctx.Err() == nil {
+		cancel()
 		if resp != nil {
 			resp.Body.Close()
 		}
-		cancel()
-		return nil, x, fmt.Errorf("no response within %s: %w", req.HeaderTimeout, ErrNoResponse)
-	}
-	if err != nil {
-		cancel()
+		if w.fired.Load() && ctx.Err() == nil {
+			return nil, x, fmt.Errorf("no response within %s: %w", req.IdleTimeout, ErrNoResponse)
+		}
 		return nil, x, err
 	}
-	resp.Body = cancelOnClose{resp.Body, cancel} // the body is read under the attempt's context
+	resp.Body = &idleBody{rc: resp.Body, w: w, cancel: cancel} // read under the attempt's context
 	return resp, x, nil
-}
-
-// ErrNoResponse is the transport error of an attempt whose response headers did not arrive
-// within Request.HeaderTimeout.
-var ErrNoResponse = errors.New("the server did not answer")
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b cancelOnClose) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
 }
 
 // hopError names the redirect target when a later hop failed, since the address in the error
@@ -615,7 +623,7 @@ func (d doer) Do(r *http.Request) (*http.Response, error) {
 		body = b
 	}
 	res, err := d.c.run(r.Context(), &Request{Method: r.Method, URL: r.URL.String(), Header: r.Header,
-		Body: body, Route: d.route, Auth: AuthNever})
+		Body: body, Route: d.route, Auth: AuthNever}, &tally{start: d.c.now()})
 	if err != nil {
 		return nil, err
 	}

@@ -320,9 +320,10 @@ func redactUnparsed(s string) string {
 	return s
 }
 
-// giveUpError ends a request whose retries ran out. It unwraps to the last failure, so
-// errors.As finds a *StatusError after a run of 503s.
-type giveUpError struct {
+// GiveUpError ends a request whose retries ran out (attempts or budget). It unwraps to the last
+// failure, so errors.As finds a *StatusError after a run of 503s; Last returns that failure
+// without the "giving up" wrapper, for callers that do their own retrying and report each try.
+type GiveUpError struct {
 	method, url string
 	attempts    int
 	note        string // why we stopped early, e.g. the budget; "" when attempts ran out
@@ -330,7 +331,7 @@ type giveUpError struct {
 	err         error
 }
 
-func (e *giveUpError) Error() string {
+func (e *GiveUpError) Error() string {
 	tries := "1 attempt"
 	if e.attempts != 1 {
 		tries = strconv.Itoa(e.attempts) + " attempts"
@@ -338,7 +339,19 @@ func (e *giveUpError) Error() string {
 	return fmt.Sprintf("%s %s: giving up after %s%s: %s", e.method, e.url, tries, e.note, e.detail)
 }
 
-func (e *giveUpError) Unwrap() error { return e.err }
+func (e *GiveUpError) Unwrap() error { return e.err }
+
+// Attempts is the number of requests sent before giving up.
+func (e *GiveUpError) Attempts() int { return e.attempts }
+
+// Last is the failure of the last attempt: a *StatusError, or the transport error with the
+// request ("GET URL: …") in front.
+func (e *GiveUpError) Last() error {
+	if _, ok := errors.AsType[*StatusError](e.err); ok {
+		return e.err
+	}
+	return fmt.Errorf("%s %s: %w", e.method, e.url, e.err)
+}
 
 // maybeSentError is a kickoff cut off after the request was written (DESIGN.md §2).
 type maybeSentError struct {

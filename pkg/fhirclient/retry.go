@@ -98,7 +98,26 @@ func retryableTransport(err error) bool {
 	if _, ok := errors.AsType[x509.CertificateInvalidError](err); ok {
 		return false
 	}
-	return !strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+	return !errors.Is(err, http.ErrSchemeMismatch)
+}
+
+// IsPermanent reports whether repeating a failed request cannot help: a status outside the retry
+// table (408 425 429 500 502 503 504), a transport error that will not go away — a certificate or
+// host-name failure, a refused redirect, missing credentials, an https URL answered in plain
+// http — or an error marked with Permanent. It classifies by type, so callers that retry by
+// themselves (a body cut mid-stream) apply the table's rule without repeating it. A nil error, a cancelled context and errors it does not
+// know are not permanent: the caller decides about those.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if _, ok := errors.AsType[*permanentError](err); ok {
+		return true
+	}
+	if se, ok := errors.AsType[*StatusError](err); ok {
+		return !Retryable(se.StatusCode)
+	}
+	return !retryableTransport(err)
 }
 
 // RetryAfter parses Retry-After as delta seconds, an HTTP-date, or — as one reference server

@@ -3,6 +3,7 @@ package fhirclient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -215,6 +216,11 @@ func redirectPolicy(next func(*http.Request, []*http.Request) error) func(*http.
 			err = next(req, via)
 		} else if len(via) >= 10 {
 			err = errors.New("stopped after 10 redirects")
+		}
+		if err == nil && req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+			// Go's transport would fail it as an untyped "unsupported protocol scheme", which
+			// the retry table cannot tell from a transient failure.
+			err = fmt.Errorf("redirected to a %s URL: only http and https are followed", Printable(req.URL.Scheme))
 		}
 		if err == nil || err == http.ErrUseLastResponse { // compared by identity in net/http
 			return err
