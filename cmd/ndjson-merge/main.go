@@ -90,7 +90,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 	if ts := c.String("export-timestamp"); ts != "" {
-		if o.Timestamp, err = parseTimestamp(ts); err != nil {
+		if o.Timestamp, err = fhirtime.Parse(ts); err != nil {
 			return tool.UsageErrorf("--export-timestamp: %v", err)
 		}
 		o.HasTime = true
@@ -120,10 +120,6 @@ func run(c *cli.Context) error {
 		o.Now().Sub(started).Round(time.Millisecond))
 	return nil
 }
-
-// parseTimestamp reads --export-timestamp as etl-load does: a FHIR date (its first instant, UTC)
-// or a dateTime with a zone.
-func parseTimestamp(s string) (time.Time, error) { return fhirtime.Parse(s) }
 
 // showProgress redraws the progress line on a terminal.
 func showProgress(st *tool.Status, pr merge.Progress) {
