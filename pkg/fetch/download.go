@@ -50,8 +50,8 @@ func (e *engine) fetch(ctx context.Context, f *file) {
 	if err == nil {
 		failpoint.Hit(FailAfterState)
 		u, _, _ := f.link()
-		err = e.logEvent("download_complete", map[string]any{"fileUrl": fhirclient.Redact(u),
-			"fileSize": size, "resourceCount": fs.Lines}, false)
+		err = e.logEvent(exportdir.EventDownloadComplete, exportdir.DownloadComplete{FileURL: fhirclient.Redact(u),
+			FileSize: size, ResourceCount: fs.Lines}, false)
 	}
 	if e.o.On.Done != nil {
 		e.o.On.Done(rel, err)
@@ -90,8 +90,8 @@ func (e *engine) download(ctx context.Context, f *file) (exportdir.FileState, in
 		return exportdir.FileState{}, 0, err
 	}
 	u, _, _ := f.link()
-	if err := e.logEvent("download_request", map[string]any{"fileUrl": fhirclient.Redact(u),
-		"itemType": string(f.id.item), "resourceType": f.id.rtype}, false); err != nil {
+	if err := e.logEvent(exportdir.EventDownloadRequest, exportdir.DownloadRequest{FileURL: fhirclient.Redact(u),
+		ItemType: string(f.id.item), ResourceType: f.id.rtype}, false); err != nil {
 		return exportdir.FileState{}, 0, err
 	}
 	err = d.loop(ctx)

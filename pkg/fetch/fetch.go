@@ -666,8 +666,8 @@ func (e *engine) finish(ctx context.Context) (*Result, error) {
 	if ierr != nil {
 		return nil, ierr
 	}
-	if err := e.logEvent("export_complete", map[string]any{"files": res.Files, "resources": res.Resources,
-		"bytes": res.Bytes, "attachments": nil, "duration": e.now().Sub(e.t0).Milliseconds()}, true); err != nil {
+	if err := e.logEvent(exportdir.EventExportComplete, exportdir.ExportComplete{Files: res.Files, Resources: res.Resources,
+		Bytes: res.Bytes, Duration: e.now().Sub(e.t0).Milliseconds()}, true); err != nil {
 		return nil, err
 	}
 	if e.statusURL != "" && !e.o.NoDelete {
