@@ -79,24 +79,9 @@ func fetchFlags() []cli.Flag {
 
 func run(c *cli.Context) error {
 	dir := c.String("dir")
-	switch {
-	case dir == "":
-		return tool.UsageErrorf("no export folder: give --dir DIR")
-	case c.NArg() > 1:
-		return tool.UsageErrorf("too many arguments (want one MANIFEST): %q", c.Args().Slice())
-	case c.Int("parallel") < 1:
-		return tool.UsageErrorf("--parallel must be at least 1")
-	case c.Duration("stall-timeout") <= 0:
-		return tool.UsageErrorf("--stall-timeout must be more than 0")
-	}
-	maxLine, err := tool.MaxLine(c)
+	maxLine, err := checkFlags(c, dir)
 	if err != nil {
 		return err
-	}
-	if s := c.String("status-url"); s != "" {
-		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return tool.UsageErrorf("--status-url %q: want an absolute http or https URL", fhirclient.Redact(s))
-		}
 	}
 	arg := c.Args().First()
 	in, err := tool.Input(c, arg)
@@ -120,17 +105,7 @@ func run(c *cli.Context) error {
 		statusURL = first.Context.StatusURL
 	}
 	st := tool.NewStatus(c)
-	rec := exportRecord(st, statusURL)
-	base, trusted, err := fhirBase(c, first, rec, statusURL)
-	if err != nil {
-		return err
-	}
-	types := exportTypes(first)
-	cfg := tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types), Status: st}
-	if rec != nil && strings.TrimRight(base, "/") == strings.TrimRight(rec.FHIRBase, "/") {
-		cfg.TokenURL = rec.TokenURL
-	}
-	client, err := tool.NewClientWith(c, cfg)
+	client, trusted, err := newClient(c, st, first, statusURL)
 	if err != nil {
 		return err
 	}
@@ -145,26 +120,19 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var outMu sync.Mutex
-	var outErr error
+	paths := &pathWriter{out: out}
 	opts := fetch.Options{
 		Dir: dir, Client: client, StatusURL: c.String("status-url"),
 		Parallel: c.Int("parallel"), StallTimeout: c.Duration("stall-timeout"), MaxLine: maxLine,
 		Verify: c.Bool("verify"), NewExport: c.Bool("new-export"), NoDelete: c.Bool("no-delete"),
 		Gzip: c.Bool("gzip"), LogFrom: c.String("log"), Version: tool.Version(), FHIRBase: trusted,
 		On: fetch.Callbacks{
-			Warn: func(msg string) { st.Warn("%s", msg) },
-			Written: func(path string) {
-				outMu.Lock()
-				defer outMu.Unlock()
-				if outErr == nil {
-					_, outErr = io.WriteString(out, path+"\n")
-				}
-				if outErr == nil {
-					// Each path reaches the next step of a pipeline as soon as the file is verified.
-					outErr = out.Flush()
-				}
+			Warn:    func(msg string) { st.Warn("%s", msg) },
+			Written: paths.write,
+			Retry: func(rel string, attempt int, wait, reason string) {
+				st.Line("%s: %s; retrying (%s, attempt %d)", rel, reason, wait, attempt+1)
 			},
+			Limit: func(n int, reason string) { st.Line("%s: %d parallel downloads", reason, n) },
 		},
 	}
 	inl, err := newInliner(c, client, maxLine, st.Print)
@@ -174,27 +142,11 @@ func run(c *cli.Context) error {
 	if inl != nil {
 		opts.PostVerify = inl.postVerify
 	}
-	opts.On.Retry = func(rel string, attempt int, wait, reason string) {
-		st.Line("%s: %s; retrying (%s, attempt %d)", rel, reason, wait, attempt+1)
-	}
-	opts.On.Limit = func(n int, reason string) { st.Line("%s: %d parallel downloads", reason, n) }
 	if bars != nil {
 		bars.attach(&opts.On)
 	}
-	// Every failed file is reported; the run's error names the first.
-	var failMu sync.Mutex
-	var failures []error
-	done := opts.On.Done
-	opts.On.Done = func(rel string, err error) {
-		if done != nil {
-			done(rel, err)
-		}
-		if err != nil && c.Context.Err() == nil {
-			failMu.Lock()
-			failures = append(failures, err)
-			failMu.Unlock()
-		}
-	}
+	failed := &failures{}
+	failed.wrap(c, &opts.On)
 	start := time.Now()
 	res, err := fetch.Run(c.Context, opts, pr)
 	if bars != nil {
@@ -202,34 +154,14 @@ func run(c *cli.Context) error {
 		st.SetWriter(c.App.ErrWriter)
 	}
 	if err == nil {
-		err = outErr
+		err = paths.err()
 	}
 	// The server's issues in error/ are printed whatever happened to the other files: they may
 	// say why the export is incomplete.
-	fatal := 0
-	if res != nil {
-		for _, is := range res.Issues {
-			if is.Fatal() {
-				fatal++
-			}
-			st.Print("%s: %s: %s", is.File, orDefault(is.Severity, "issue"), is.Text())
-		}
-	}
+	fatal := printIssues(st, res)
 	if err != nil {
-		failMu.Lock()
-		for _, f := range failures {
-			if !errors.Is(err, f) {
-				st.Print("%v", f)
-			}
-		}
-		failMu.Unlock()
-		if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.StatusCode == http.StatusUnauthorized && !hasCredentials(c) {
-			return fmt.Errorf("%w (the files need a token: give --bearer-token, or --smart-client-id and --smart-key)", err)
-		}
-		if errors.Is(err, exportdir.ErrLocked) {
-			return fmt.Errorf("%w (another bulk-fetch is writing there; wait for it, or stop it)", err)
-		}
-		return err
+		failed.printOthers(st, err)
+		return explain(c, err)
 	}
 	if inl != nil {
 		if err := inl.finish(st.Quiet()); err != nil {
@@ -252,6 +184,133 @@ func run(c *cli.Context) error {
 		return fmt.Errorf("the server reported %d fatal or error issues in %s (above); the files it did export are in place", fatal, strings.TrimRight(dir, "/")+"/error/")
 	}
 	return nil
+}
+
+// checkFlags refuses what no download could fix, before stdin is read, and returns --max-line.
+func checkFlags(c *cli.Context, dir string) (int, error) {
+	switch {
+	case dir == "":
+		return 0, tool.UsageErrorf("no export folder: give --dir DIR")
+	case c.NArg() > 1:
+		return 0, tool.UsageErrorf("too many arguments (want one MANIFEST): %q", c.Args().Slice())
+	case c.Int("parallel") < 1:
+		return 0, tool.UsageErrorf("--parallel must be at least 1")
+	case c.Duration("stall-timeout") <= 0:
+		return 0, tool.UsageErrorf("--stall-timeout must be more than 0")
+	}
+	maxLine, err := tool.MaxLine(c)
+	if err != nil {
+		return 0, err
+	}
+	if s := c.String("status-url"); s != "" {
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return 0, tool.UsageErrorf("--status-url %q: want an absolute http or https URL", fhirclient.Redact(s))
+		}
+	}
+	return maxLine, nil
+}
+
+// newClient builds the client for the export's server, with the token endpoint bulk-kickoff
+// recorded when the base is that record's; trusted is the base credentials may go to ("" when
+// only the status URL's origin stands in for it).
+func newClient(c *cli.Context, st *tool.Status, first *fetch.Page, statusURL string) (*fhirclient.Client, string, error) {
+	rec := exportRecord(st, statusURL)
+	base, trusted, err := fhirBase(c, first, rec, statusURL)
+	if err != nil {
+		return nil, "", err
+	}
+	types := exportTypes(first)
+	cfg := tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types), Status: st}
+	if rec != nil && strings.TrimRight(base, "/") == strings.TrimRight(rec.FHIRBase, "/") {
+		cfg.TokenURL = rec.TokenURL
+	}
+	client, err := tool.NewClientWith(c, cfg)
+	return client, trusted, err
+}
+
+// pathWriter prints each verified file's path on stdout, as soon as it is verified, so the next
+// step of a pipeline can start on it; the first write error stops the printing and is kept.
+type pathWriter struct {
+	mu   sync.Mutex
+	out  *tool.Output
+	werr error
+}
+
+func (p *pathWriter) write(path string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.werr == nil {
+		_, p.werr = io.WriteString(p.out, path+"\n")
+	}
+	if p.werr == nil {
+		p.werr = p.out.Flush()
+	}
+}
+
+func (p *pathWriter) err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.werr
+}
+
+// failures keeps every file that failed: the run's error names the first, the others are
+// printed before it.
+type failures struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+// wrap records each failed file reported to on.Done, keeping the callback already there.
+func (f *failures) wrap(c *cli.Context, on *fetch.Callbacks) {
+	done := on.Done
+	on.Done = func(rel string, err error) {
+		if done != nil {
+			done(rel, err)
+		}
+		if err != nil && c.Context.Err() == nil {
+			f.mu.Lock()
+			f.errs = append(f.errs, err)
+			f.mu.Unlock()
+		}
+	}
+}
+
+// printOthers prints the failures the run's error does not already name.
+func (f *failures) printOthers(st *tool.Status, runErr error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range f.errs {
+		if !errors.Is(runErr, e) {
+			st.Print("%v", e)
+		}
+	}
+}
+
+// printIssues prints the OperationOutcome issues of the export's error files and counts the fatal
+// or error ones.
+func printIssues(st *tool.Status, res *fetch.Result) int {
+	fatal := 0
+	if res == nil {
+		return 0
+	}
+	for _, is := range res.Issues {
+		if is.Fatal() {
+			fatal++
+		}
+		st.Print("%s: %s: %s", is.File, orDefault(is.Severity, "issue"), is.Text())
+	}
+	return fatal
+}
+
+// explain adds the way out to the failures a user can fix.
+func explain(c *cli.Context, err error) error {
+	if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.StatusCode == http.StatusUnauthorized && !hasCredentials(c) {
+		return fmt.Errorf("%w (the files need a token: give --bearer-token, or --smart-client-id and --smart-key)", err)
+	}
+	if errors.Is(err, exportdir.ErrLocked) {
+		return fmt.Errorf("%w (another bulk-fetch is writing there; wait for it, or stop it)", err)
+	}
+	return err
 }
 
 // fhirBase picks the FHIR base URL, whose origin is trusted and under which SMART discovery
