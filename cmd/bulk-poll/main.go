@@ -87,17 +87,17 @@ func run(c *cli.Context, d deps) error {
 	if maxWait <= 0 || c.Duration("timeout") < 0 {
 		return tool.UsageErrorf("--max-wait must be > 0 and --timeout >= 0")
 	}
-	var log *exportdir.LogWriter
 	logPath := c.String("log")
 	ex, err := findExport(c.String("fhir-url"), logPath, statusURL, func(err error) { st.Warn("%v", err) })
 	if err != nil {
 		return err
 	}
+	log := &statusLog{statusURL: statusURL, now: d.now}
 	if logPath != "" {
-		if log, err = exportdir.OpenLog(logPath); err != nil {
+		if log.w, err = exportdir.OpenLog(logPath); err != nil {
 			return err
 		}
-		defer log.Close()
+		defer log.w.Close()
 	}
 	su, _ := url.Parse(statusURL)
 	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.base, Origin: su.Scheme + "://" + su.Host, Types: ex.types,
@@ -113,19 +113,8 @@ func run(c *cli.Context, d deps) error {
 	if err := client.Trust(statusURL); err != nil {
 		return tool.UsageErrorf("status URL: %v", err)
 	}
-	hint := func(err error) error { return authHint(c, err) }
-
 	if c.Bool("cancel") {
-		if err := bulk.Cancel(ctx, client, statusURL); err != nil {
-			return hint(err)
-		}
-		st.Summary("cancelled %s", fhirclient.Redact(statusURL))
-		if dir := tool.RecordDir(); dir != "" {
-			if err := bulk.RemoveRecord(dir, statusURL); err != nil {
-				st.Warn("%v", err)
-			}
-		}
-		return nil
+		return cancel(c, st, client, statusURL)
 	}
 
 	out, err := tool.CreateOutput(c, c.String("output"))
@@ -133,23 +122,9 @@ func run(c *cli.Context, d deps) error {
 		return err
 	}
 	defer out.Abort()
-	logEvent := func(id string, detail any, sync bool) error {
-		if log == nil {
-			return nil
-		}
-		e, err := exportdir.NewEvent(statusURL, id, detail, d.now())
-		if err != nil {
-			return err
-		}
-		return log.Write(e, sync)
-	}
-
 	// The status URL is what resumes the export (bulk-poll URL): shown on or off a terminal.
 	st.Line("polling %s", fhirclient.Redact(statusURL))
-	var pages [][]byte
-	var expires, txTime string
-	npages := 0
-	total := [3]int{}
+	sink := &pageSink{c: c, st: st, out: out, log: log, ex: ex, statusURL: statusURL}
 	opts := bulk.PollOptions{MaxWait: maxWait, Timeout: c.Duration("timeout"), Now: d.now, Sleep: d.sleep,
 		ReadTimeout: d.readTimeout,
 		Progress: func(p bulk.Progress) {
@@ -160,72 +135,127 @@ func run(c *cli.Context, d deps) error {
 				st.Progress(true, "%s", progressText(p))
 			}
 			if c.Bool("log-progress") && p.Err == nil {
-				if err := logEvent(exportdir.EventStatusProgress, exportdir.StatusProgress{XProgressHeader: p.XProgress,
+				if err := log.event(exportdir.EventStatusProgress, exportdir.StatusProgress{XProgressHeader: p.XProgress,
 					RetryAfterHeader: p.RetryAfter}, false); err != nil {
 					st.Warn("%v", err)
 				}
 			}
 			tool.Failpoint("poll.wait")
 		}}
-	perr := bulk.Poll(ctx, client, statusURL, opts, func(p bulk.Page) error {
-		ex.learn(p.Raw)
-		if txTime == "" {
-			txTime = p.TransactionTime
-		}
-		o, del, e := bulk.FileCounts(p.Raw)
-		total[0], total[1], total[2] = total[0]+o, total[1]+del, total[2]+e
-		if p.Expires != "" && (expires == "" || earlier(p.Expires, expires)) {
-			expires = p.Expires
-		}
-		if c.Bool("merge") {
-			pages = append(pages, p.Raw)
-		} else if err := writeManifest(out, p.Raw, bulk.Context{StatusURL: statusURL, FHIRBase: ex.base,
-			ExportURL: ex.exportURL, Expires: p.Expires, Page: p.Number}); err != nil {
-			return err
-		}
-		npages = p.Number
-		running := ""
-		if p.Partial {
-			running = " (export still running)"
-		}
-		st.Line("manifest page %d: %d output, %d deleted, %d error files%s", p.Number, o, del, e, running)
-		tool.Failpoint("poll.page")
-		return logEvent(exportdir.EventStatusPageComplete, exportdir.StatusPageComplete{TransactionTime: p.TransactionTime,
-			OutputFileCount: o, DeletedFileCount: del, ErrorFileCount: e}, false)
-	})
-	if perr != nil {
+	if perr := bulk.Poll(ctx, client, statusURL, opts, sink.add); perr != nil {
 		if ctx.Err() == nil {
-			if err := logEvent(exportdir.EventStatusError, exportdir.NewErrorDetail(perr), false); err != nil {
+			if err := log.event(exportdir.EventStatusError, exportdir.NewErrorDetail(perr), false); err != nil {
 				st.Warn("%v", err)
 			}
 		}
 		if errors.Is(perr, bulk.ErrTimeout) {
 			perr = fmt.Errorf("%w; raise --timeout, or run bulk-poll again with the same URL", perr)
 		}
-		return hint(perr)
+		return authHint(c, perr)
 	}
-	if c.Bool("merge") {
-		merged, err := bulk.MergePages(pages)
-		if err != nil {
-			return err
-		}
-		if err := writeManifest(out, merged, bulk.Context{StatusURL: statusURL, FHIRBase: ex.base,
-			ExportURL: ex.exportURL, Expires: expires, Page: 1}); err != nil {
-			return err
-		}
-	}
-	if err := logEvent(exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: txTime}, true); err != nil {
-		return err
-	}
-	if err := logEvent(exportdir.EventManifestComplete, exportdir.ManifestComplete{TransactionTime: txTime, TotalOutputFileCount: total[0],
-		TotalDeletedFileCount: total[1], TotalErrorFileCount: total[2], TotalManifests: npages}, false); err != nil {
+	if err := sink.finish(); err != nil {
 		return err
 	}
 	if err := out.Commit(); err != nil {
 		return err
 	}
-	st.Summary("export complete: %d output, %d deleted, %d error files", total[0], total[1], total[2])
+	st.Summary("export complete: %d output, %d deleted, %d error files", sink.total[0], sink.total[1], sink.total[2])
 	return nil
+}
+
+// cancel DELETEs the export (bulk-poll --cancel) and forgets bulk-kickoff's record of it.
+func cancel(c *cli.Context, st *tool.Status, client *fhirclient.Client, statusURL string) error {
+	if err := bulk.Cancel(c.Context, client, statusURL); err != nil {
+		return authHint(c, err)
+	}
+	st.Summary("cancelled %s", fhirclient.Redact(statusURL))
+	if dir := tool.RecordDir(); dir != "" {
+		if err := bulk.RemoveRecord(dir, statusURL); err != nil {
+			st.Warn("%v", err)
+		}
+	}
+	return nil
+}
+
+// statusLog appends the export's status events to --log, when one is given.
+type statusLog struct {
+	w         *exportdir.LogWriter // nil: no --log
+	statusURL string
+	now       func() time.Time
+}
+
+func (l *statusLog) event(id string, detail any, sync bool) error {
+	if l.w == nil {
+		return nil
+	}
+	e, err := exportdir.NewEvent(l.statusURL, id, detail, l.now())
+	if err != nil {
+		return err
+	}
+	return l.w.Write(e, sync)
+}
+
+// pageSink takes each manifest page as it arrives: printed at once (or kept for --merge),
+// counted, and logged.
+type pageSink struct {
+	c         *cli.Context
+	st        *tool.Status
+	out       *tool.Output
+	log       *statusLog
+	ex        *export
+	statusURL string
+
+	pages           [][]byte // with --merge
+	expires, txTime string
+	npages          int
+	total           [3]int // output, deleted, error files
+}
+
+func (s *pageSink) add(p bulk.Page) error {
+	s.ex.learn(p.Raw)
+	if s.txTime == "" {
+		s.txTime = p.TransactionTime
+	}
+	o, del, e := bulk.FileCounts(p.Raw)
+	s.total[0], s.total[1], s.total[2] = s.total[0]+o, s.total[1]+del, s.total[2]+e
+	if p.Expires != "" && (s.expires == "" || earlier(p.Expires, s.expires)) {
+		s.expires = p.Expires
+	}
+	if s.c.Bool("merge") {
+		s.pages = append(s.pages, p.Raw)
+	} else if err := writeManifest(s.out, p.Raw, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.base,
+		ExportURL: s.ex.exportURL, Expires: p.Expires, Page: p.Number}); err != nil {
+		return err
+	}
+	s.npages = p.Number
+	running := ""
+	if p.Partial {
+		running = " (export still running)"
+	}
+	s.st.Line("manifest page %d: %d output, %d deleted, %d error files%s", p.Number, o, del, e, running)
+	tool.Failpoint("poll.page")
+	return s.log.event(exportdir.EventStatusPageComplete, exportdir.StatusPageComplete{TransactionTime: p.TransactionTime,
+		OutputFileCount: o, DeletedFileCount: del, ErrorFileCount: e}, false)
+}
+
+// finish writes the merged manifest (--merge) and the export's closing events.
+func (s *pageSink) finish() error {
+	if s.c.Bool("merge") {
+		merged, err := bulk.MergePages(s.pages)
+		if err != nil {
+			return err
+		}
+		if err := writeManifest(s.out, merged, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.base,
+			ExportURL: s.ex.exportURL, Expires: s.expires, Page: 1}); err != nil {
+			return err
+		}
+	}
+	if err := s.log.event(exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: s.txTime}, true); err != nil {
+		return err
+	}
+	return s.log.event(exportdir.EventManifestComplete, exportdir.ManifestComplete{TransactionTime: s.txTime,
+		TotalOutputFileCount: s.total[0], TotalDeletedFileCount: s.total[1], TotalErrorFileCount: s.total[2],
+		TotalManifests: s.npages}, false)
 }
 
 // statusURLArg is the STATUS_URL argument, or the first line of stdin ("-" or no argument).
