@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,33 +9,23 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
-
-// hostile is what a malicious or broken server could put in its text: retitle the terminal
-// window, ring the bell, clear the screen.
-const hostile = "\x1b]0;pwned\x07\x1b[2J"
 
 // TestFetchHostileServerText: terminal control sequences in the OperationOutcomes of error/
 // and in a failed download's reason phrase and body reach stderr escaped.
 func TestFetchHostileServerText(t *testing.T) {
-	diag, _ := json.Marshal(hostile)
-	outcome := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":` + string(diag) + `}]}`
+	outcome := fhirtest.HostileOutcome("exception")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/files/error.ndjson":
 			w.Header().Set("Content-Type", "application/fhir+ndjson")
 			fmt.Fprintln(w, outcome)
 		case "/files/patient.ndjson":
-			conn, bw, err := w.(http.Hijacker).Hijack()
-			if err != nil {
+			if err := fhirtest.WriteRaw(w, "403 No\x1b[2JWay", "application/fhir+json", outcome); err != nil {
 				t.Error(err)
-				return
 			}
-			defer conn.Close()
-			fmt.Fprintf(bw, "HTTP/1.1 403 No\x1b[2JWay\r\nContent-Type: application/fhir+json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-				len(outcome), outcome)
-			bw.Flush()
 		default:
 			http.NotFound(w, r)
 		}
@@ -76,14 +65,9 @@ func TestFetchHostileServerText(t *testing.T) {
 // puts after it, and the error says the files need a token when none was given.
 func TestFetchNoTokenHint(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, bw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
+		if err := fhirtest.WriteRaw(w, "401 Access Denied", "", ""); err != nil {
 			t.Error(err)
-			return
 		}
-		defer conn.Close()
-		fmt.Fprint(bw, "HTTP/1.1 401 Access Denied\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-		bw.Flush()
 	}))
 	defer srv.Close()
 	manifest := fmt.Sprintf(`{"transactionTime":"2024-01-01T00:00:00Z","request":"%s/fhir/$export","requiresAccessToken":true,`+

@@ -2,40 +2,26 @@ package main
 
 import (
 	"net"
-
-	"encoding/json"
-	"fmt"
-	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-)
 
-// hostile is what a malicious or broken server could put in its text: retitle the terminal
-// window, ring the bell, clear the screen.
-const hostile = "\x1b]0;pwned\x07\x1b[2J"
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+)
 
 // TestKickoffHostileServerText: terminal control sequences in a reason phrase and in an
 // OperationOutcome reach stderr escaped.
 func TestKickoffHostileServerText(t *testing.T) {
-	diag, _ := json.Marshal(hostile)
-	outcome := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":` + string(diag) + `}]}`
+	outcome := fhirtest.HostileOutcome("invalid")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/metadata") {
 			http.NotFound(w, r)
 			return
 		}
-		// A raw response, as net/http would not send a reason phrase of our choosing.
-		conn, bw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
+		if err := fhirtest.WriteRaw(w, "400 Bad\x1b[2JRequest", "application/fhir+json", outcome); err != nil {
 			t.Error(err)
-			return
 		}
-		defer conn.Close()
-		fmt.Fprintf(bw, "HTTP/1.1 400 Bad\x1b[2JRequest\r\nContent-Type: application/fhir+json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-			len(outcome), outcome)
-		bw.Flush()
 	}))
 	defer srv.Close()
 	code, stdout, stderr := runKickoff(t, deps{}, "", srv.URL+"/fhir/Group/g", "--type", "Patient")

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,32 +10,21 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
 )
 
-// hostile is what a malicious or broken server could put in its text: retitle the terminal
-// window, ring the bell, clear the screen.
-const hostile = "\x1b]0;pwned\x07\x1b[2J"
-
 // TestPollHostileServerText: terminal control sequences in X-Progress, a reason phrase and an
 // OperationOutcome reach stderr escaped.
 func TestPollHostileServerText(t *testing.T) {
-	diag, _ := json.Marshal(hostile)
-	outcome := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":` + string(diag) + `}]}`
+	outcome := fhirtest.HostileOutcome("invalid")
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) == 1 {
-			w.Header().Set("X-Progress", "50% "+hostile+"\u202edone")
+			w.Header().Set("X-Progress", "50% "+fhirtest.HostileText+"\u202edone")
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusAccepted)
 			return
 		}
-		conn, bw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
+		if err := fhirtest.WriteRaw(w, "400 Bad\x1b[2JRequest", "application/fhir+json", outcome); err != nil {
 			t.Error(err)
-			return
 		}
-		defer conn.Close()
-		fmt.Fprintf(bw, "HTTP/1.1 400 Bad\x1b[2JRequest\r\nContent-Type: application/fhir+json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-			len(outcome), outcome)
-		bw.Flush()
 	}))
 	defer srv.Close()
 	code, stdout, stderr := runPoll(t, clockDeps(fhirtest.NewClock()), "", srv.URL+"/fhir/status/1")
