@@ -252,7 +252,7 @@ func (o PollOptions) withDefaults() PollOptions {
 		o.Now = time.Now
 	}
 	if o.Sleep == nil {
-		o.Sleep = sleep
+		o.Sleep = fhirclient.Sleep
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Float64
@@ -295,20 +295,6 @@ func (o PollOptions) budgetError(ctx context.Context, start time.Time, u string,
 		return fmt.Errorf("GET %s: %w (%v)", fhirclient.Redact(u), ErrTimeout, o.Timeout)
 	}
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Cancel DELETEs an export at its status URL (Bulk Data IG, delete request). 202 is success, and
