@@ -39,17 +39,16 @@ Examples:
    bulk-poll --merge --max-wait 1m < status-url.txt
    bulk-poll --cancel 'https://ehr.example/fhir/status/42'`
 
-func newApp() *cli.App { return newAppWith(deps{}) }
+func newApp() *cli.App { return command().App(tool.Deps{}) }
 
-func newAppWith(d deps) *cli.App {
-	return &cli.App{
+func command() tool.Command {
+	return tool.Command{
 		Name:        "bulk-poll",
 		Usage:       "wait for a FHIR Bulk Data export and print its manifest",
-		UsageText:   "bulk-poll [options] [STATUS_URL|-]",
 		ArgsUsage:   "[STATUS_URL|-]",
 		Description: description,
 		Flags:       tool.Flags(pollFlags(), tool.ServerFlags()),
-		Action:      func(c *cli.Context) error { return run(c, d.withDefaults()) },
+		Run:         run,
 	}
 }
 
@@ -72,12 +71,8 @@ type export struct {
 	types                     []string
 }
 
-func run(c *cli.Context, d deps) error {
-	ctx := c.Context
-	st := tool.NewStatus(c)
-	if d.terminal {
-		st = tool.NewStatusTo(c.App.Name, c.App.ErrWriter, true, c.Bool("quiet"))
-	}
+func run(c *cli.Context, d tool.Deps) error {
+	st := d.Status(c)
 	defer st.End()
 	statusURL, err := statusURLArg(c)
 	if err != nil {
@@ -92,31 +87,20 @@ func run(c *cli.Context, d deps) error {
 	if err != nil {
 		return err
 	}
-	log := &statusLog{statusURL: statusURL, now: d.now}
+	log := &statusLog{statusURL: statusURL, now: d.Now}
 	if logPath != "" {
 		if log.w, err = exportdir.OpenLog(logPath); err != nil {
 			return err
 		}
 		defer log.w.Close()
 	}
-	su, _ := url.Parse(statusURL)
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.base, Origin: su.Scheme + "://" + su.Host, Types: ex.types,
-		TokenURL: ex.tokenURL, Status: st,
-		Now: d.now, Sleep: d.sleep, MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: maxWait},
-		OnRetry: func(e fhirclient.RetryEvent) {
-			st.Line("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
-		}})
+	client, err := newClient(c, d, st, ex, statusURL)
 	if err != nil {
 		return err
-	}
-	// The status URL's origin is trusted (DESIGN.md §2, Token safety): it comes from the server.
-	if err := client.Trust(statusURL); err != nil {
-		return tool.UsageErrorf("status URL: %v", err)
 	}
 	if c.Bool("cancel") {
 		return cancel(c, st, client, statusURL)
 	}
-
 	out, err := tool.CreateOutput(c, c.String("output"))
 	if err != nil {
 		return err
@@ -125,25 +109,11 @@ func run(c *cli.Context, d deps) error {
 	// The status URL is what resumes the export (bulk-poll URL): shown on or off a terminal.
 	st.Line("polling %s", fhirclient.Redact(statusURL))
 	sink := &pageSink{c: c, st: st, out: out, log: log, ex: ex, statusURL: statusURL}
-	opts := bulk.PollOptions{MaxWait: maxWait, Timeout: c.Duration("timeout"), Now: d.now, Sleep: d.sleep,
-		ReadTimeout: d.readTimeout,
-		Progress: func(p bulk.Progress) {
-			if p.Err != nil {
-				// A failed poll about to be retried is a diagnostic, as every tool's retries are.
-				st.Line("%s", progressText(p))
-			} else {
-				st.Progress(true, "%s", progressText(p))
-			}
-			if c.Bool("log-progress") && p.Err == nil {
-				if err := log.event(exportdir.EventStatusProgress, exportdir.StatusProgress{XProgressHeader: p.XProgress,
-					RetryAfterHeader: p.RetryAfter}, false); err != nil {
-					st.Warn("%v", err)
-				}
-			}
-			tool.Failpoint("poll.wait")
-		}}
-	if perr := bulk.Poll(ctx, client, statusURL, opts, sink.add); perr != nil {
-		if ctx.Err() == nil {
+	rep := &reporter{st: st, log: log, logProgress: c.Bool("log-progress")}
+	opts := bulk.PollOptions{MaxWait: maxWait, Timeout: c.Duration("timeout"), Now: d.Now, Sleep: d.Sleep,
+		ReadTimeout: d.ReadTimeout, Progress: rep.progress}
+	if perr := bulk.Poll(c.Context, client, statusURL, opts, sink.add); perr != nil {
+		if c.Context.Err() == nil {
 			if err := log.event(exportdir.EventStatusError, exportdir.NewErrorDetail(perr), false); err != nil {
 				st.Warn("%v", err)
 			}
@@ -161,6 +131,45 @@ func run(c *cli.Context, d deps) error {
 	}
 	st.Summary("export complete: %d output, %d deleted, %d error files", sink.total[0], sink.total[1], sink.total[2])
 	return nil
+}
+
+// newClient builds the client for the status URL's server, whose origin it trusts (DESIGN.md
+// §2, token safety): the status URL comes from the server the export was started on.
+func newClient(c *cli.Context, d tool.Deps, st *tool.Status, ex *export, statusURL string) (*fhirclient.Client, error) {
+	su, _ := url.Parse(statusURL)
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.base, Origin: su.Scheme + "://" + su.Host, Types: ex.types,
+		TokenURL: ex.tokenURL, Status: st, Now: d.Now, Sleep: d.Sleep,
+		MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: c.Duration("max-wait")}})
+	if err != nil {
+		return nil, err
+	}
+	if err := client.Trust(statusURL); err != nil {
+		return nil, tool.UsageErrorf("status URL: %v", err)
+	}
+	return client, nil
+}
+
+// reporter shows each poll's progress, and logs it with --log-progress.
+type reporter struct {
+	st          *tool.Status
+	log         *statusLog
+	logProgress bool
+}
+
+func (r *reporter) progress(p bulk.Progress) {
+	if p.Err != nil {
+		// A failed poll about to be retried is a diagnostic, as every tool's retries are.
+		r.st.Line("%s", progressText(p))
+	} else {
+		r.st.Progress(true, "%s", progressText(p))
+	}
+	if r.logProgress && p.Err == nil {
+		if err := r.log.event(exportdir.EventStatusProgress, exportdir.StatusProgress{XProgressHeader: p.XProgress,
+			RetryAfterHeader: p.RetryAfter}, false); err != nil {
+			r.st.Warn("%v", err)
+		}
+	}
+	tool.Failpoint("poll.wait")
 }
 
 // cancel DELETEs the export (bulk-poll --cancel) and forgets bulk-kickoff's record of it.
@@ -360,8 +369,7 @@ func authHint(c *cli.Context, err error) error {
 	if !ok || se.StatusCode != http.StatusUnauthorized {
 		return err
 	}
-	if c.String("smart-client-id") == "" && c.String("bearer-token") == "" && os.Getenv("BULK_BEARER_TOKEN") == "" &&
-		c.String("basic-user") == "" {
+	if !tool.HasCredentials(c) {
 		return fmt.Errorf("%w (the server asks for a token: give SMART credentials, --smart-client-id and --smart-key, "+
 			"with --fhir-url or --token-url so bulk-poll can find the token endpoint, or --bearer-token)", err)
 	}
