@@ -65,12 +65,6 @@ func pollFlags() []cli.Flag {
 	}
 }
 
-// export is what bulk-poll knows of the export besides its status URL.
-type export struct {
-	base, exportURL, tokenURL string
-	types                     []string
-}
-
 func run(c *cli.Context, d tool.Deps) error {
 	st := d.Status(c)
 	defer st.End()
@@ -83,7 +77,7 @@ func run(c *cli.Context, d tool.Deps) error {
 		return tool.UsageErrorf("--max-wait must be > 0 and --timeout >= 0")
 	}
 	logPath := c.String("log")
-	ex, err := findExport(c.String("fhir-url"), logPath, statusURL, func(err error) { st.Warn("%v", err) })
+	ex, err := exportdir.FindExport(c.String("fhir-url"), tool.RecordDir(), logPath, statusURL, func(err error) { st.Warn("%v", err) })
 	if err != nil {
 		return err
 	}
@@ -135,10 +129,10 @@ func run(c *cli.Context, d tool.Deps) error {
 
 // newClient builds the client for the status URL's server, whose origin it trusts (DESIGN.md
 // §2, token safety): the status URL comes from the server the export was started on.
-func newClient(c *cli.Context, d tool.Deps, st *tool.Status, ex *export, statusURL string) (*fhirclient.Client, error) {
+func newClient(c *cli.Context, d tool.Deps, st *tool.Status, ex *exportdir.Known, statusURL string) (*fhirclient.Client, error) {
 	su, _ := url.Parse(statusURL)
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.base, Origin: su.Scheme + "://" + su.Host, Types: ex.types,
-		TokenURL: ex.tokenURL, Status: st, Now: d.Now, Sleep: d.Sleep,
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.Base, Origin: su.Scheme + "://" + su.Host, Types: ex.Types,
+		TokenURL: ex.TokenURL, Status: st, Now: d.Now, Sleep: d.Sleep,
 		MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: c.Duration("max-wait")}})
 	if err != nil {
 		return nil, err
@@ -211,7 +205,7 @@ type pageSink struct {
 	st        *tool.Status
 	out       *tool.Output
 	log       *statusLog
-	ex        *export
+	ex        *exportdir.Known
 	statusURL string
 
 	pages           [][]byte // with --merge
@@ -221,7 +215,7 @@ type pageSink struct {
 }
 
 func (s *pageSink) add(p bulk.Page) error {
-	s.ex.learn(p.Raw)
+	learn(s.ex, p.Raw)
 	if s.txTime == "" {
 		s.txTime = p.TransactionTime
 	}
@@ -232,8 +226,8 @@ func (s *pageSink) add(p bulk.Page) error {
 	}
 	if s.c.Bool("merge") {
 		s.pages = append(s.pages, p.Raw)
-	} else if err := writeManifest(s.out, p.Raw, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.base,
-		ExportURL: s.ex.exportURL, Expires: p.Expires, Page: p.Number}); err != nil {
+	} else if err := writeManifest(s.out, p.Raw, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.Base,
+		ExportURL: s.ex.ExportURL, Expires: p.Expires, Page: p.Number}); err != nil {
 		return err
 	}
 	s.npages = p.Number
@@ -254,8 +248,8 @@ func (s *pageSink) finish() error {
 		if err != nil {
 			return err
 		}
-		if err := writeManifest(s.out, merged, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.base,
-			ExportURL: s.ex.exportURL, Expires: s.expires, Page: 1}); err != nil {
+		if err := writeManifest(s.out, merged, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.Base,
+			ExportURL: s.ex.ExportURL, Expires: s.expires, Page: 1}); err != nil {
 			return err
 		}
 	}
@@ -295,52 +289,11 @@ func statusURLArg(c *cli.Context) (string, error) {
 	return raw, nil
 }
 
-// findExport gathers the FHIR base, kickoff URL, types and token endpoint from trusted sources
-// only (DESIGN.md §2, token safety): --fhir-url first, then the record bulk-kickoff kept for this
-// status URL, then the kickoff event that --log holds for it. The base is what SMART discovery
-// needs; without it, SMART auth needs --token-url. A record that cannot be used is reported to
-// warn and passed over.
-func findExport(fhirURL, logPath, statusURL string, warn func(error)) (*export, error) {
-	ex := &export{base: strings.TrimRight(fhirURL, "/")}
-	if dir := tool.RecordDir(); dir != "" {
-		if r, err := bulk.LoadRecord(dir, statusURL); err == nil {
-			// A record of another server than --fhir-url's says nothing about this one.
-			if ex.base == "" || ex.base == strings.TrimRight(r.FHIRBase, "/") {
-				ex.base, ex.exportURL, ex.tokenURL, ex.types = r.FHIRBase, r.ExportURL, r.TokenURL, r.Types
-			}
-		} else if !errors.Is(err, os.ErrNotExist) {
-			warn(err)
-		}
-	}
-	if logPath == "" || ex.exportURL != "" {
-		return ex, nil
-	}
-	events, err := exportdir.LogEvents(logPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return ex, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range events {
-		if e.EventID != "kickoff" || e.ExportID != statusURL {
-			continue
-		}
-		detail := gjson.ParseBytes(e.EventDetail)
-		ex.exportURL = detail.Get("exportUrl").String()
-		ex.types = bulk.SplitList(detail.Get("requestParameters._type").String())
-		if base := bulk.KickoffBase(e.EventDetail); base != "" && fhirURL == "" {
-			ex.base = base
-		}
-	}
-	return ex, nil
-}
-
 // learn records the manifest's request member (the kickoff URL; STU1–3) as the export URL when
 // none is known, for the log's Group only: the server wrote it, so it is never a FHIR base.
-func (ex *export) learn(manifest []byte) {
-	if ex.exportURL == "" {
-		ex.exportURL = gjson.GetBytes(manifest, "request").String()
+func learn(k *exportdir.Known, manifest []byte) {
+	if k.ExportURL == "" {
+		k.ExportURL = gjson.GetBytes(manifest, "request").String()
 	}
 }
 
