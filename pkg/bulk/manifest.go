@@ -64,9 +64,6 @@ func WithoutContext(line []byte) []byte {
 	return out
 }
 
-// fileArrays are the manifest members that list files: error in STU1–3, outcome in the v4 build.
-var fileArrays = []string{"output", "deleted", "error", "outcome"}
-
 // MergePages joins the pages of a partial manifest into one manifest: the first page's members
 // (the IG requires the other members to be equal on every page), with the output, deleted, error
 // and outcome arrays of every page concatenated in page order, and without link or ContextMember.
@@ -83,12 +80,14 @@ func MergePages(pages [][]byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	for _, key := range fileArrays {
+	for _, arr := range itemArrays {
+		key := arr.name
 		var items []string
 		present := false
 		for i, p := range pages {
 			r := gjson.GetBytes(p, key)
-			if !r.Exists() {
+			if !r.Exists() || r.Type == gjson.Null {
+				// null lists nothing, as ParseManifest reads it.
 				continue
 			}
 			if !r.IsArray() {
@@ -112,10 +111,13 @@ func MergePages(pages [][]byte) ([]byte, error) {
 	return out, nil
 }
 
-// FileCounts counts a manifest's file items: output, deleted, and error plus outcome (v4).
+// FileCounts counts a manifest's file items: output, deleted, and error (error and v4's outcome).
 func FileCounts(manifest []byte) (output, deleted, errs int) {
-	r := gjson.GetManyBytes(manifest, "output.#", "deleted.#", "error.#", "outcome.#")
-	return int(r[0].Int()), int(r[1].Int()), int(r[2].Int() + r[3].Int())
+	var n [3]int
+	for _, arr := range itemArrays {
+		n[arr.kind] += int(gjson.GetBytes(manifest, arr.name+".#").Int())
+	}
+	return n[kindOutput], n[kindDeleted], n[kindError]
 }
 
 // ErrNotManifest is wrapped by the error of a 200 answer that is not a Bulk Data manifest: a

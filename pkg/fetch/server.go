@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/bulkpipe/bulkpipe/pkg/bulk"
-	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 )
 
 // Server is the FHIR server an export's requests go to, as the user and the tools that recorded
@@ -68,7 +67,7 @@ func pickBase(first *Page, fhirURL string, rec *bulk.Record, statusURL string, s
 	}
 	// No credentials and no headers: nothing secret can go anywhere, so any origin will do as the
 	// (never trusted) base, the manifest's request too, which an export with no files names alone.
-	for _, items := range [][]exportdir.Item{first.Manifest.Output, first.Manifest.Deleted, first.Manifest.Error,
+	for _, items := range [][]bulk.Item{first.Manifest.Output, first.Manifest.Deleted, first.Manifest.Error,
 		{{URL: first.Manifest.Request}}} {
 		for _, it := range items {
 			if u, err := url.Parse(it.URL); err == nil && u.IsAbs() {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/bulk"
-	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 )
 
 func TestFindServer(t *testing.T) {
@@ -18,9 +17,9 @@ func TestFindServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := func(ctxBase, request string, files ...string) *Page {
-		m := &exportdir.Manifest{Request: request}
+		m := &bulk.Manifest{Request: request}
 		for _, f := range files {
-			m.Output = append(m.Output, exportdir.Item{Type: "Patient", URL: f})
+			m.Output = append(m.Output, bulk.Item{Type: "Patient", URL: f})
 		}
 		return &Page{Manifest: m, Context: bulk.Context{FHIRBase: ctxBase}}
 	}
@@ -69,7 +68,7 @@ func TestFindServer(t *testing.T) {
 }
 
 func TestFindServerTypes(t *testing.T) {
-	p := &Page{Manifest: &exportdir.Manifest{Request: "https://x.example/fhir/$export?_type=Patient,Condition"}}
+	p := &Page{Manifest: &bulk.Manifest{Request: "https://x.example/fhir/$export?_type=Patient,Condition"}}
 	srv, err := FindServer(p, "https://x.example/fhir", "", "", true, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,13 @@
-package exportdir
+package bulk
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/tidwall/gjson"
 )
 
 func TestParseManifest(t *testing.T) {
@@ -127,6 +129,83 @@ func FuzzParseManifest(f *testing.F) {
 		}
 		if string(m.Raw) != string(b) {
 			t.Fatalf("ParseManifest(%q): Raw = %q", b, m.Raw)
+		}
+	})
+}
+
+// TestManifestReadersAgree: the manifest's readers (ParseManifest, FileCounts, MergePages and
+// the poller's next link) go by one rule for the v4 rename and for members given twice; once they
+// were an encoding/json parser and gjson paths, and a repeated member or a second next link made
+// bulk-poll count and follow one thing and bulk-fetch download another.
+func TestManifestReadersAgree(t *testing.T) {
+	tests := []struct {
+		in                      string
+		output, deleted, errors int
+		next                    string
+	}{
+		{`{"output":[],"output":[{"type":"P","url":"u"}]}`, 0, 0, 0, ""},
+		{`{"output":[{"type":"P","url":"u"}],"error":[{"url":"e"}],"outcome":[{"url":"o"},{"url":"p"}]}`, 1, 0, 3, ""},
+		{`{"deleted":[{"url":"d"}],"outcome":[{"url":"o"}],"outcome":[]}`, 0, 1, 1, ""},
+		{`{"link":[{"relation":"next","url":"a"},{"relation":"next","url":"b"}]}`, 0, 0, 0, "a"},
+		{`{"output":[{"type":"P","url":"u"}],"deleted":null,"error":null}`, 1, 0, 0, ""},
+	}
+	for _, tt := range tests {
+		m, err := ParseManifest([]byte(tt.in))
+		if err != nil {
+			t.Errorf("ParseManifest(%s) = %v", tt.in, err)
+			continue
+		}
+		if got := [3]int{len(m.Output), len(m.Deleted), len(m.Error)}; got != [3]int{tt.output, tt.deleted, tt.errors} {
+			t.Errorf("ParseManifest(%s) items = %v, want %v", tt.in, got, [3]int{tt.output, tt.deleted, tt.errors})
+		}
+		if o, d, e := FileCounts([]byte(tt.in)); [3]int{o, d, e} != [3]int{tt.output, tt.deleted, tt.errors} {
+			t.Errorf("FileCounts(%s) = %d, %d, %d, want %d, %d, %d", tt.in, o, d, e, tt.output, tt.deleted, tt.errors)
+		}
+		merged, err := MergePages([][]byte{[]byte(tt.in), []byte(tt.in)})
+		if o, d, e := FileCounts(merged); err != nil || [3]int{o, d, e} != [3]int{2 * tt.output, 2 * tt.deleted, 2 * tt.errors} {
+			t.Errorf("FileCounts(MergePages(%s twice)) = %d, %d, %d, %v, want twice %d, %d, %d", tt.in, o, d, e, err,
+				tt.output, tt.deleted, tt.errors)
+		}
+		next, _ := nextLink(gjson.Parse(tt.in))
+		if m.Next != tt.next || next != tt.next {
+			t.Errorf("ParseManifest(%s).Next = %q, poller's next = %q, want %q", tt.in, m.Next, next, tt.next)
+		}
+	}
+}
+
+// FuzzManifestRename checks that every reader of a manifest applies the same rule to v4's
+// "outcome" and STU1–3's "error": what ParseManifest finds in a manifest, FileCounts counts, and
+// MergePages keeps, page after page, under the same names.
+func FuzzManifestRename(f *testing.F) {
+	f.Add([]byte(`{"transactionTime":"2024-01-01T00:00:00Z","output":[{"type":"Patient","url":"u","count":1}],"error":[{"url":"e"}]}`))
+	f.Add([]byte(`{"outcome":[{"url":"o","extension":{"continuesInFile":"p"}}],"deleted":null,"error":[]}`))
+	f.Add([]byte(`{"output":[],"outcome":[{"type":"OperationOutcome","url":"o"}],"outcome":[{"url":"x"},{"url":"y"}]}`))
+	f.Add([]byte(`{"deleted":[{"url":"d"}],"link":[{"relation":"next","url":"n"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseManifest(b)
+		if err != nil {
+			return
+		}
+		want := [3]int{len(m.Output), len(m.Deleted), len(m.Error)}
+		if o, d, e := FileCounts(b); [3]int{o, d, e} != want {
+			t.Fatalf("FileCounts(%q) = %d, %d, %d; ParseManifest found %v", b, o, d, e, want)
+		}
+		merged, err := MergePages([][]byte{b, b})
+		if err != nil {
+			t.Fatalf("MergePages(%q twice) = %v", b, err)
+		}
+		mm, err := ParseManifest(merged)
+		if err != nil {
+			t.Fatalf("ParseManifest(MergePages(%q twice) = %q) = %v", b, merged, err)
+		}
+		twice := func(items []Item) []Item { return append(slices.Clone(items), items...) }
+		for _, c := range []struct {
+			name      string
+			got, want []Item
+		}{{"output", mm.Output, twice(m.Output)}, {"deleted", mm.Deleted, twice(m.Deleted)}, {"error", mm.Error, twice(m.Error)}} {
+			if diff := cmp.Diff(c.want, c.got, cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("MergePages(%q twice) = %q: %s items differ from the page's, twice (-want +got):\n%s", b, merged, c.name, diff)
+			}
 		}
 	})
 }
