@@ -231,3 +231,43 @@ func boolMember(o gjson.Result, name string) (bool, error) {
 	}
 	return false, fmt.Errorf("%s is not a boolean", name)
 }
+
+// wireManifest is a Manifest as MarshalJSON writes it.
+type wireManifest struct {
+	TransactionTime     string     `json:"transactionTime"`
+	Request             string     `json:"request"`
+	RequiresAccessToken bool       `json:"requiresAccessToken"`
+	Output              []wireItem `json:"output"`
+	Deleted             []wireItem `json:"deleted,omitempty"`
+	Error               []wireItem `json:"error"`
+}
+
+type wireItem struct {
+	Type            string `json:"type"`
+	URL             string `json:"url"`
+	Count           *int64 `json:"count,omitempty"`
+	ContinuesInFile string `json:"continuesInFile,omitempty"`
+}
+
+// MarshalJSON writes the manifest in the shape every version of the IG reads: transactionTime,
+// request, requiresAccessToken, output and error always, deleted when it lists files, count when
+// HasCount. Error files go under "error" (STU1–3's name, which readers of v4's "outcome" also
+// accept), and Raw and Next are not written: the result describes the files, it does not replay
+// a server's answer.
+func (m *Manifest) MarshalJSON() ([]byte, error) {
+	w := wireManifest{TransactionTime: m.TransactionTime, Request: m.Request, RequiresAccessToken: m.RequiresAccessToken,
+		Output: wireItems(m.Output), Deleted: wireItems(m.Deleted), Error: wireItems(m.Error)}
+	return json.Marshal(w)
+}
+
+func wireItems(items []Item) []wireItem {
+	w := make([]wireItem, 0, len(items))
+	for _, it := range items {
+		wi := wireItem{Type: it.Type, URL: it.URL, ContinuesInFile: it.ContinuesInFile}
+		if it.HasCount {
+			wi.Count = &it.Count
+		}
+		w = append(w, wi)
+	}
+	return w
+}

@@ -1,6 +1,7 @@
 package bulk
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -208,4 +209,64 @@ func FuzzManifestRename(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestManifestMarshalJSON pins the manifest a tool writes (ndjson-merge's manifest.json): the
+// same bytes as when merge had a manifest type of its own.
+func TestManifestMarshalJSON(t *testing.T) {
+	const req = "https://x/fhir/Group/g/$export?a=1&b=<2>"
+	tests := []struct {
+		m    Manifest
+		want string
+	}{
+		{Manifest{TransactionTime: "2024-01-01T00:00:00Z", Request: req,
+			Output: []Item{{Type: "Patient", URL: "Patient.000.ndjson", Count: 3, HasCount: true}}}, `{
+  "transactionTime": "2024-01-01T00:00:00Z",
+  "request": "https://x/fhir/Group/g/$export?a=1\u0026b=\u003c2\u003e",
+  "requiresAccessToken": false,
+  "output": [
+    {
+      "type": "Patient",
+      "url": "Patient.000.ndjson",
+      "count": 3
+    }
+  ],
+  "error": []
+}`},
+		{Manifest{TransactionTime: "2024-01-01T00:00:00Z", Request: req,
+			Deleted: []Item{{Type: "Bundle", URL: "deleted/Bundle.000.ndjson", HasCount: true}},
+			Error:   []Item{{Type: "OperationOutcome", URL: "error/OperationOutcome.000.ndjson", Count: 1, HasCount: true}}}, `{
+  "transactionTime": "2024-01-01T00:00:00Z",
+  "request": "https://x/fhir/Group/g/$export?a=1\u0026b=\u003c2\u003e",
+  "requiresAccessToken": false,
+  "output": [],
+  "deleted": [
+    {
+      "type": "Bundle",
+      "url": "deleted/Bundle.000.ndjson",
+      "count": 0
+    }
+  ],
+  "error": [
+    {
+      "type": "OperationOutcome",
+      "url": "error/OperationOutcome.000.ndjson",
+      "count": 1
+    }
+  ]
+}`},
+	}
+	for i, tt := range tests {
+		got, err := json.MarshalIndent(&tt.m, "", "  ")
+		if err != nil || string(got) != tt.want {
+			t.Errorf("MarshalIndent(manifest %d) = %v\n%s\nwant\n%s", i, err, got, tt.want)
+		}
+		back, err := ParseManifest(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(&tt.m, back, cmpopts.IgnoreFields(Manifest{}, "Raw"), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("ParseManifest(MarshalJSON(manifest %d)) differs (-want +got):\n%s", i, diff)
+		}
+	}
 }
