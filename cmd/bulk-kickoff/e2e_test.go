@@ -44,7 +44,7 @@ func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
 func runKickoff(t *testing.T, d tool.Deps, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = tool.Run(t.Context(), command().App(d), append([]string{"bulk-kickoff"}, args...), strings.NewReader(stdin), &out, &errb)
+	code = tool.Run(t.Context(), newApp(d), append([]string{"bulk-kickoff"}, args...), strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 

@@ -19,7 +19,7 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
-func main() { os.Exit(tool.Main(newApp())) }
+func main() { os.Exit(tool.Main(newApp(tool.Deps{}))) }
 
 const description = `Starts a Bulk Data export (system, Patient or Group level) and prints its status URL on
 stdout, one line, for bulk-poll. FHIR_URL is a FHIR base URL (system level), BASE/Patient,
@@ -40,17 +40,10 @@ Examples:
    bulk-kickoff 'https://ehr.example/fhir/$export?_type=Patient&_elements=id' \
        --param organizeOutputBy=Patient`
 
-func newApp() *cli.App { return command().App(tool.Deps{}) }
-
-func command() tool.Command {
-	return tool.Command{
-		Name:        "bulk-kickoff",
-		Usage:       "start a FHIR Bulk Data export and print its status URL",
-		ArgsUsage:   "[FHIR_URL|-]",
-		Description: description,
-		Flags:       tool.Flags(kickoffFlags(), tool.ServerFlags()),
-		Run:         run,
-	}
+// newApp is bulk-kickoff's command line, run with d (tests pass their clock and sleeps).
+func newApp(d tool.Deps) *cli.App {
+	return tool.Command{Name: "bulk-kickoff", Usage: "start a FHIR Bulk Data export and print its status URL",
+		ArgsUsage: "[FHIR_URL|-]", Description: description, Flags: tool.Flags(kickoffFlags(), tool.ServerFlags()), Run: run}.App(d)
 }
 
 func kickoffFlags() []cli.Flag {

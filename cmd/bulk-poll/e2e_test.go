@@ -69,7 +69,7 @@ func plainClient(t *testing.T, base string) *fhirclient.Client {
 func runPoll(t *testing.T, d tool.Deps, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = tool.Run(t.Context(), command().App(d), append([]string{"bulk-poll"}, args...), strings.NewReader(stdin), &out, &errb)
+	code = tool.Run(t.Context(), newApp(d), append([]string{"bulk-poll"}, args...), strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 

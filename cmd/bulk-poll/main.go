@@ -21,7 +21,7 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
-func main() { os.Exit(tool.Main(newApp())) }
+func main() { os.Exit(tool.Main(newApp(tool.Deps{}))) }
 
 const description = `Polls a Bulk Data status URL until the export is complete, then prints the manifest on
 stdout as one line of JSON with a "_bulkpipe" member (statusUrl, fhirBase, exportUrl, expires,
@@ -39,17 +39,10 @@ Examples:
    bulk-poll --merge --max-wait 1m < status-url.txt
    bulk-poll --cancel 'https://ehr.example/fhir/status/42'`
 
-func newApp() *cli.App { return command().App(tool.Deps{}) }
-
-func command() tool.Command {
-	return tool.Command{
-		Name:        "bulk-poll",
-		Usage:       "wait for a FHIR Bulk Data export and print its manifest",
-		ArgsUsage:   "[STATUS_URL|-]",
-		Description: description,
-		Flags:       tool.Flags(pollFlags(), tool.ServerFlags()),
-		Run:         run,
-	}
+// newApp is bulk-poll's command line, run with d (tests pass their clock and sleeps).
+func newApp(d tool.Deps) *cli.App {
+	return tool.Command{Name: "bulk-poll", Usage: "wait for a FHIR Bulk Data export and print its manifest",
+		ArgsUsage: "[STATUS_URL|-]", Description: description, Flags: tool.Flags(pollFlags(), tool.ServerFlags()), Run: run}.App(d)
 }
 
 func pollFlags() []cli.Flag {
