@@ -116,7 +116,7 @@ func run(c *cli.Context, d tool.Deps) error {
 	if err := out.Commit(); err != nil {
 		return err
 	}
-	st.Summary("export complete: %d output, %d deleted, %d error files", sink.total[0], sink.total[1], sink.total[2])
+	st.Summary("export complete: %d output, %d deleted, %d error files", sink.total.Output, sink.total.Deleted, sink.total.Error)
 	return nil
 }
 
@@ -201,29 +201,19 @@ type pageSink struct {
 	ex        *exportdir.Known
 	statusURL string
 
-	pages           [][]byte // with --merge
-	expires, txTime string
-	npages          int
-	total           [3]int // output, deleted, error files
+	pages [][]byte // with --merge
+	total bulk.Totals
 }
 
 func (s *pageSink) add(p bulk.Page) error {
 	learn(s.ex, p.Raw)
-	if s.txTime == "" {
-		s.txTime = p.TransactionTime
-	}
-	o, del, e := bulk.FileCounts(p.Raw)
-	s.total[0], s.total[1], s.total[2] = s.total[0]+o, s.total[1]+del, s.total[2]+e
-	if p.Expires != "" && (s.expires == "" || earlier(p.Expires, s.expires)) {
-		s.expires = p.Expires
-	}
+	o, del, e := s.total.Add(p)
 	if s.c.Bool("merge") {
 		s.pages = append(s.pages, p.Raw)
 	} else if err := writeManifest(s.out, p.Raw, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.Base,
 		ExportURL: s.ex.ExportURL, Expires: p.Expires, Page: p.Number}); err != nil {
 		return err
 	}
-	s.npages = p.Number
 	running := ""
 	if p.Partial {
 		running = " (export still running)"
@@ -242,16 +232,16 @@ func (s *pageSink) finish() error {
 			return err
 		}
 		if err := writeManifest(s.out, merged, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.Base,
-			ExportURL: s.ex.ExportURL, Expires: s.expires, Page: 1}); err != nil {
+			ExportURL: s.ex.ExportURL, Expires: s.total.Expires, Page: 1}); err != nil {
 			return err
 		}
 	}
-	if err := s.log.event(exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: s.txTime}, true); err != nil {
+	if err := s.log.event(exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: s.total.TransactionTime}, true); err != nil {
 		return err
 	}
-	return s.log.event(exportdir.EventManifestComplete, exportdir.ManifestComplete{TransactionTime: s.txTime,
-		TotalOutputFileCount: s.total[0], TotalDeletedFileCount: s.total[1], TotalErrorFileCount: s.total[2],
-		TotalManifests: s.npages}, false)
+	return s.log.event(exportdir.EventManifestComplete, exportdir.ManifestComplete{TransactionTime: s.total.TransactionTime,
+		TotalOutputFileCount: s.total.Output, TotalDeletedFileCount: s.total.Deleted, TotalErrorFileCount: s.total.Error,
+		TotalManifests: s.total.Pages}, false)
 }
 
 // statusURLArg is the STATUS_URL argument, or the first line of stdin ("-" or no argument).
@@ -300,13 +290,6 @@ func writeManifest(out *tool.Output, raw []byte, ctx bulk.Context) error {
 	}
 	// Each page reaches bulk-fetch as soon as it is complete.
 	return out.Flush()
-}
-
-// earlier reports whether HTTP-date a is before b; unparseable dates are never earlier.
-func earlier(a, b string) bool {
-	ta, err1 := http.ParseTime(a)
-	tb, err2 := http.ParseTime(b)
-	return err1 == nil && (err2 != nil || ta.Before(tb))
 }
 
 // authHint explains a 401 when bulk-poll had no way to get a token (DESIGN.md §1).

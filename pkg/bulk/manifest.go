@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -157,4 +158,36 @@ func quoteShort(s string) string {
 	}
 	q := fmt.Sprintf("%q", s)
 	return q[1 : len(q)-1]
+}
+
+// Totals sums the pages of one export's manifest as they arrive, for the closing
+// manifest_complete event and summary: the files of each kind, the pages, the first page's
+// transactionTime (the IG has every page repeat it) and the earliest Expires, after which some
+// file link stops working.
+type Totals struct {
+	Output, Deleted, Error int
+	Pages                  int
+	TransactionTime        string
+	Expires                string // an HTTP-date; "" when no page had one
+}
+
+// Add counts page p and returns its own file counts.
+func (t *Totals) Add(p Page) (output, deleted, errs int) {
+	if t.TransactionTime == "" {
+		t.TransactionTime = p.TransactionTime
+	}
+	output, deleted, errs = FileCounts(p.Raw)
+	t.Output, t.Deleted, t.Error = t.Output+output, t.Deleted+deleted, t.Error+errs
+	if p.Expires != "" && (t.Expires == "" || earlier(p.Expires, t.Expires)) {
+		t.Expires = p.Expires
+	}
+	t.Pages = p.Number
+	return output, deleted, errs
+}
+
+// earlier reports whether HTTP-date a is before b; unparseable dates are never earlier.
+func earlier(a, b string) bool {
+	ta, err1 := http.ParseTime(a)
+	tb, err2 := http.ParseTime(b)
+	return err1 == nil && (err2 != nil || ta.Before(tb))
 }
