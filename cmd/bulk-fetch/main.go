@@ -83,20 +83,12 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	arg := c.Args().First()
-	in, err := tool.Input(c, arg)
+	in, err := tool.Input(c, c.Args().First())
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	pr := fetch.NewPageReader(in, arg, maxLine)
-	first, err := pr.Peek()
-	if errors.Is(err, fetch.ErrNoInput) {
-		if arg != "" && arg != "-" {
-			return fmt.Errorf("%s holds no manifest (is it empty? did the step that wrote it fail?)", arg)
-		}
-		return tool.ErrNoInput
-	}
+	pr, first, err := firstPage(c, in, maxLine)
 	if err != nil {
 		return err
 	}
@@ -109,7 +101,6 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-
 	var bars *progress
 	if st.Terminal() {
 		files, verified := fileCounts(dir, first)
@@ -126,14 +117,7 @@ func run(c *cli.Context) error {
 		Parallel: c.Int("parallel"), StallTimeout: c.Duration("stall-timeout"), MaxLine: maxLine,
 		Verify: c.Bool("verify"), NewExport: c.Bool("new-export"), NoDelete: c.Bool("no-delete"),
 		Gzip: c.Bool("gzip"), LogFrom: c.String("log"), Version: tool.Version(), FHIRBase: trusted,
-		On: fetch.Callbacks{
-			Warn:    func(msg string) { st.Warn("%s", msg) },
-			Written: paths.write,
-			Retry: func(rel string, attempt int, wait, reason string) {
-				st.Line("%s: %s; retrying (%s, attempt %d)", rel, reason, wait, attempt+1)
-			},
-			Limit: func(n int, reason string) { st.Line("%s: %d parallel downloads", reason, n) },
-		},
+		On: callbacks(st, paths),
 	}
 	inl, err := newInliner(c, client, maxLine, st.Print)
 	if err != nil {
@@ -168,11 +152,44 @@ func run(c *cli.Context) error {
 			return err
 		}
 	}
+	return finish(st, res, dir, statusURL, fatal, time.Since(start))
+}
+
+// firstPage reads the first manifest page, which names the server, before anything is built.
+func firstPage(c *cli.Context, in io.Reader, maxLine int) (*fetch.PageReader, *fetch.Page, error) {
+	arg := c.Args().First()
+	pr := fetch.NewPageReader(in, arg, maxLine)
+	first, err := pr.Peek()
+	if errors.Is(err, fetch.ErrNoInput) {
+		if arg != "" && arg != "-" {
+			return nil, nil, fmt.Errorf("%s holds no manifest (is it empty? did the step that wrote it fail?)", arg)
+		}
+		return nil, nil, tool.ErrNoInput
+	}
+	return pr, first, err
+}
+
+// callbacks show the engine's warnings, retries and limits on stderr and print each verified
+// file's path on stdout.
+func callbacks(st *tool.Status, paths *pathWriter) fetch.Callbacks {
+	return fetch.Callbacks{
+		Warn:    func(msg string) { st.Warn("%s", msg) },
+		Written: paths.write,
+		Retry: func(rel string, attempt int, wait, reason string) {
+			st.Line("%s: %s; retrying (%s, attempt %d)", rel, reason, wait, attempt+1)
+		},
+		Limit: func(n int, reason string) { st.Line("%s: %d parallel downloads", reason, n) },
+	}
+}
+
+// finish closes a run in which every file was verified: the summary, bulk-kickoff's record
+// forgotten once the export is deleted, and the exit status the server's issues ask for.
+func finish(st *tool.Status, res *fetch.Result, dir, statusURL string, fatal int, took time.Duration) error {
 	if res.Deleted {
 		st.Line("deleted the export on the server")
 	}
 	st.Summary("%d files (%d downloaded now), %d resources, %s in %s, %v", res.Files, res.Downloaded, res.Resources,
-		tool.FormatBytes(res.Bytes), dir, time.Since(start).Round(time.Millisecond))
+		tool.FormatBytes(res.Bytes), dir, took.Round(time.Millisecond))
 	if res.Deleted {
 		if dir := tool.RecordDir(); dir != "" {
 			if err := bulk.RemoveRecord(dir, statusURL); err != nil {
@@ -210,22 +227,22 @@ func checkFlags(c *cli.Context, dir string) (int, error) {
 	return maxLine, nil
 }
 
-// newClient builds the client for the export's server, with the token endpoint bulk-kickoff
-// recorded when the base is that record's; trusted is the base credentials may go to ("" when
-// only the status URL's origin stands in for it).
+// newClient builds the client for the export's server (fetch.FindServer), with the token
+// endpoint bulk-kickoff recorded when the base is that record's; trusted is the base credentials
+// may go to ("" when only the status URL's origin stands in for it).
 func newClient(c *cli.Context, st *tool.Status, first *fetch.Page, statusURL string) (*fhirclient.Client, string, error) {
-	rec := exportRecord(st, statusURL)
-	base, trusted, err := fhirBase(c, first, rec, statusURL)
-	if err != nil {
+	secrets := len(c.StringSlice("header")) > 0 || tool.HasCredentials(c)
+	srv, err := fetch.FindServer(first, c.String("fhir-url"), statusURL, tool.RecordDir(), secrets,
+		func(err error) { st.Warn("%v", err) })
+	if _, ok := errors.AsType[*fetch.ServerError](err); ok {
+		return nil, "", tool.UsageErrorf("%v", err)
+	} else if err != nil {
 		return nil, "", err
 	}
-	types := exportTypes(first)
-	cfg := tool.ClientConfig{Base: base, Types: types, Linked: inlineReads(c, types), Status: st}
-	if rec != nil && strings.TrimRight(base, "/") == strings.TrimRight(rec.FHIRBase, "/") {
-		cfg.TokenURL = rec.TokenURL
-	}
+	cfg := tool.ClientConfig{Base: srv.Base, Types: srv.Types, Linked: inlineReads(c, srv.Types), Status: st,
+		TokenURL: srv.TokenURL}
 	client, err := tool.NewClientWith(c, cfg)
-	return client, trusted, err
+	return client, srv.Trusted, err
 }
 
 // pathWriter prints each verified file's path on stdout, as soon as it is verified, so the next
@@ -304,81 +321,13 @@ func printIssues(st *tool.Status, res *fetch.Result) int {
 
 // explain adds the way out to the failures a user can fix.
 func explain(c *cli.Context, err error) error {
-	if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.StatusCode == http.StatusUnauthorized && !hasCredentials(c) {
+	if se, ok := errors.AsType[*fhirclient.StatusError](err); ok && se.StatusCode == http.StatusUnauthorized && !tool.HasCredentials(c) {
 		return fmt.Errorf("%w (the files need a token: give --bearer-token, or --smart-client-id and --smart-key)", err)
 	}
 	if errors.Is(err, exportdir.ErrLocked) {
 		return fmt.Errorf("%w (another bulk-fetch is writing there; wait for it, or stop it)", err)
 	}
 	return err
-}
-
-// fhirBase picks the FHIR base URL, whose origin is trusted and under which SMART discovery
-// happens, from what the user gave or a tool recorded from it (DESIGN.md §2, token safety):
-// --fhir-url, else the context's fhirBase, else bulk-kickoff's record for the status URL; trusted
-// is that base. Failing those, the status URL's origin stands in (trusted is then ""). The
-// manifest's request is never a base: the server wrote it.
-func fhirBase(c *cli.Context, first *fetch.Page, rec *bulk.Record, statusURL string) (base, trusted string, err error) {
-	for _, b := range []string{c.String("fhir-url"), first.Context.FHIRBase} {
-		if b != "" {
-			return b, b, nil
-		}
-	}
-	if rec != nil {
-		return rec.FHIRBase, rec.FHIRBase, nil
-	}
-	if u, err := url.Parse(statusURL); err == nil && u.Host != "" {
-		return u.Scheme + "://" + u.Host, "", nil
-	}
-	if len(c.StringSlice("header")) > 0 || hasCredentials(c) {
-		return "", "", tool.UsageErrorf("the manifest names no FHIR server and no status URL: give --fhir-url or --status-url, so credentials go only there")
-	}
-	// No credentials and no headers: nothing secret can go anywhere, so any origin will do as the
-	// (never trusted) base, the manifest's request too, which an export with no files names alone.
-	for _, items := range [][]exportdir.Item{first.Manifest.Output, first.Manifest.Deleted, first.Manifest.Error,
-		{{URL: first.Manifest.Request}}} {
-		for _, it := range items {
-			if u, err := url.Parse(it.URL); err == nil && u.IsAbs() {
-				return u.Scheme + "://" + u.Host, "", nil
-			}
-		}
-	}
-	return "", "", tool.UsageErrorf("the manifest names no FHIR server: give --fhir-url or --status-url")
-}
-
-// exportRecord is bulk-kickoff's record for the status URL, or nil. A record that cannot be used
-// is a warning: the run goes on as if there were none.
-func exportRecord(st *tool.Status, statusURL string) *bulk.Record {
-	dir := tool.RecordDir()
-	if dir == "" || statusURL == "" {
-		return nil
-	}
-	r, err := bulk.LoadRecord(dir, statusURL)
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			st.Warn("%v", err)
-		}
-		return nil
-	}
-	return r
-}
-
-// hasCredentials reports whether the flags or environment give a way to authenticate.
-func hasCredentials(c *cli.Context) bool {
-	return c.String("bearer-token") != "" || c.String("smart-client-id") != "" || c.String("basic-user") != "" ||
-		os.Getenv("BULK_BEARER_TOKEN") != ""
-}
-
-// exportTypes are the kickoff's _type values, for SMART scopes when --scope is not given.
-func exportTypes(first *fetch.Page) []string {
-	for _, req := range []string{first.Context.ExportURL, first.Manifest.Request} {
-		if u, err := url.Parse(req); err == nil && req != "" {
-			if t := u.Query()["_type"]; len(t) > 0 {
-				return bulk.SplitList(t...)
-			}
-		}
-	}
-	return nil
 }
 
 func orDefault(s, def string) string {

@@ -29,8 +29,8 @@ import (
 )
 
 // clockDeps are the deps of a run on the fake clock.
-func clockDeps(c *fhirtest.Clock) deps {
-	return deps{now: c.Now, sleep: c.Sleep, readTimeout: 200 * time.Millisecond}
+func clockDeps(c *fhirtest.Clock) tool.Deps {
+	return tool.Deps{Now: c.Now, Sleep: c.Sleep, ReadTimeout: 200 * time.Millisecond}
 }
 
 func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
@@ -41,10 +41,10 @@ func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
 	return fhirtest.Start(t, opts)
 }
 
-func runKickoff(t *testing.T, d deps, stdin string, args ...string) (code int, stdout, stderr string) {
+func runKickoff(t *testing.T, d tool.Deps, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = tool.Run(t.Context(), newAppWith(d), append([]string{"bulk-kickoff"}, args...), strings.NewReader(stdin), &out, &errb)
+	code = tool.Run(t.Context(), newApp(d), append([]string{"bulk-kickoff"}, args...), strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 

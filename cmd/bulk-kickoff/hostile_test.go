@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
 // TestKickoffHostileServerText: terminal control sequences in a reason phrase and in an
@@ -24,7 +25,7 @@ func TestKickoffHostileServerText(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	code, stdout, stderr := runKickoff(t, deps{}, "", srv.URL+"/fhir/Group/g", "--type", "Patient")
+	code, stdout, stderr := runKickoff(t, tool.Deps{}, "", srv.URL+"/fhir/Group/g", "--type", "Patient")
 	if code != 1 || stdout != "" {
 		t.Errorf("exit %d, stdout %q, want 1 and nothing", code, stdout)
 	}

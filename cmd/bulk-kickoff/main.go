@@ -3,9 +3,8 @@
 package main
 
 import (
-	"crypto/rand"
+	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"slices"
@@ -20,7 +19,7 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
-func main() { os.Exit(tool.Main(newApp())) }
+func main() { os.Exit(tool.Main(newApp(tool.Deps{}))) }
 
 const description = `Starts a Bulk Data export (system, Patient or Group level) and prints its status URL on
 stdout, one line, for bulk-poll. FHIR_URL is a FHIR base URL (system level), BASE/Patient,
@@ -41,18 +40,10 @@ Examples:
    bulk-kickoff 'https://ehr.example/fhir/$export?_type=Patient&_elements=id' \
        --param organizeOutputBy=Patient`
 
-func newApp() *cli.App { return newAppWith(deps{}) }
-
-func newAppWith(d deps) *cli.App {
-	return &cli.App{
-		Name:        "bulk-kickoff",
-		Usage:       "start a FHIR Bulk Data export and print its status URL",
-		UsageText:   "bulk-kickoff [options] [FHIR_URL|-]",
-		ArgsUsage:   "[FHIR_URL|-]",
-		Description: description,
-		Flags:       tool.Flags(kickoffFlags(), tool.ServerFlags()),
-		Action:      func(c *cli.Context) error { return run(c, d.withDefaults()) },
-	}
+// newApp is bulk-kickoff's command line, run with d (tests pass their clock and sleeps).
+func newApp(d tool.Deps) *cli.App {
+	return tool.Command{Name: "bulk-kickoff", Usage: "start a FHIR Bulk Data export and print its status URL",
+		ArgsUsage: "[FHIR_URL|-]", Description: description, Flags: tool.Flags(kickoffFlags(), tool.ServerFlags()), Run: run}.App(d)
 }
 
 func kickoffFlags() []cli.Flag {
@@ -77,56 +68,19 @@ func kickoffFlags() []cli.Flag {
 	}
 }
 
-func run(c *cli.Context, d deps) error {
+func run(c *cli.Context, d tool.Deps) error {
 	ctx := c.Context
 	// bulk-kickoff draws no progress: its lines are diagnostics (the instants and request sent,
 	// retries), shown on or off a terminal unless --quiet, and the resume line is its summary.
-	st := tool.NewStatus(c)
-	say := st.Line
-	target, err := fhirURL(c)
+	st := d.Status(c)
+	req, err := kickoffRequest(c, d)
 	if err != nil {
 		return err
 	}
-	req := bulk.KickoffRequest{URL: target, Types: bulk.SplitList(c.StringSlice("type")...),
-		Elements: bulk.SplitList(c.StringSlice("elements")...), TypeFilters: nonEmpty(c.StringSlice("type-filter")),
-		Patients: nonEmpty(c.StringSlice("patient")), IncludeAssociatedData: bulk.SplitList(c.StringSlice("include-associated-data")...),
-		OutputFormat: c.String("output-format"), AllowPartialManifests: c.Bool("allow-partial-manifests"),
-		Lenient: c.Bool("lenient"), Post: c.Bool("post"), Wait: c.Duration("wait"), ReadTimeout: d.readTimeout,
-		AllowUnknownTypes: c.Bool("allow-unknown-types")}
-	for _, name := range []string{"since", "until"} {
-		v := c.String(name)
-		if v == "" {
-			continue
-		}
-		n, err := bulk.NormalizeTime(v)
-		if err != nil {
-			return tool.UsageErrorf("--%s: %v", name, err)
-		}
-		if name == "since" {
-			req.Since = n
-		} else {
-			req.Until = n
-		}
+	pk, err := prepare(st, req)
+	if err != nil {
+		return err
 	}
-	for _, p := range c.StringSlice("param") {
-		name, value, ok := strings.Cut(p, "=")
-		if !ok || strings.TrimSpace(name) == "" {
-			return tool.UsageErrorf("--param %q: want NAME=VALUE", p)
-		}
-		req.Params = append(req.Params, [2]string{strings.TrimSpace(name), value})
-	}
-	pk, err := req.Prepare()
-	if _, ok := errors.AsType[*bulk.UnknownTypeError](err); ok {
-		return tool.UsageErrorf("%v (--allow-unknown-types sends it anyway)", err)
-	} else if err != nil {
-		return tool.UsageErrorf("%v", err)
-	}
-	for _, name := range []string{bulk.ParamSince, bulk.ParamUntil} {
-		if v, ok := pk.Parameters[name].(string); ok {
-			say("%s=%s", name, v)
-		}
-	}
-
 	var log *exportdir.LogWriter
 	if path := c.String("log"); path != "" {
 		if log, err = exportdir.OpenLog(path); err != nil {
@@ -142,56 +96,31 @@ func run(c *cli.Context, d deps) error {
 
 	var tokenURL string
 	// FailFast: a server that never answered is a wrong URL, not an outage worth minutes of retries.
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.now, Sleep: d.sleep, FailFast: true, Status: st,
-		OnTokenURL: func(u string) { tokenURL = u },
-		OnRetry: func(e fhirclient.RetryEvent) {
-			say("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
-		}})
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: pk.Base, Types: req.Types, Now: d.Now, Sleep: d.Sleep,
+		FailFast: true, Status: st, OnTokenURL: func(u string) { tokenURL = u }})
 	if err != nil {
 		return err
 	}
-	// The CapabilityStatement fills the log's software fields and tells whether the server is
-	// Epic (Epic-Client-ID); an export works without it.
-	capa, merr := client.Metadata(ctx)
-	if merr != nil {
-		if _, unreachable := errors.AsType[*fhirclient.UnreachableError](merr); unreachable || ctx.Err() != nil {
-			return merr
-		}
-		st.Warn("%v (continuing without the server's CapabilityStatement)", merr)
+	capa, err := metadata(ctx, st, client)
+	if err != nil {
+		return err
 	}
-
-	say("%s %s", pk.Method, fhirclient.Redact(pk.URL))
+	st.Line("%s %s", pk.Method, fhirclient.Redact(pk.URL))
 	res, kerr := pk.Send(ctx, client)
 	if log != nil && ctx.Err() == nil {
-		id := "urn:uuid:" + randomUUID()
-		if kerr == nil {
-			id = res.StatusURL
-		}
-		if err := log.Write(kickoffEvent(id, pk, res, kerr, capa, d.now()), true); err != nil {
+		if err := log.Write(exportdir.SentKickoff(pk, res, kerr, capa, tool.Version(), d.Now()), true); err != nil {
 			return errors.Join(kerr, err)
 		}
 	}
 	if kerr != nil {
 		return kerr
 	}
-	if o := res.Outcome; o != nil {
-		// Warnings (parameters ignored under --lenient) matter even with --quiet; the usual
-		// "export started" information does not.
-		if slices.ContainsFunc(o.Issues, func(i fhirclient.Issue) bool { return i.Severity != "information" }) {
-			st.Warn("the server says: %v", o)
-		} else {
-			say("the server says: %v", o)
-		}
-	}
-	if strings.HasPrefix(strings.ToLower(pk.URL), "https:") && strings.HasPrefix(strings.ToLower(res.StatusURL), "http:") {
-		st.Warn("the export was started over https but its status URL is plain http: " +
-			"bulk-poll and bulk-fetch will not send credentials to it")
-	}
+	reportStart(st, pk, res)
 	// The record lets bulk-poll and bulk-fetch find the FHIR base and token endpoint from the
 	// status URL alone, in this shell or another (DESIGN.md §1). The export works without it.
 	if dir := tool.RecordDir(); dir != "" {
 		rec := bulk.Record{StatusURL: res.StatusURL, FHIRBase: pk.Base, TokenURL: tokenURL, ExportURL: pk.URL, Types: req.Types}
-		if err := bulk.SaveRecord(dir, rec, d.now()); err != nil {
+		if err := bulk.SaveRecord(dir, rec, d.Now()); err != nil {
 			st.Warn("%v (bulk-poll and bulk-fetch will need --fhir-url for SMART auth)", err)
 		}
 	}
@@ -204,6 +133,85 @@ func run(c *cli.Context, d deps) error {
 	}
 	st.Summary("to resume: bulk-poll %s", shellQuote(res.StatusURL))
 	return nil
+}
+
+// kickoffRequest is the kickoff the argument and flags describe, not yet checked.
+func kickoffRequest(c *cli.Context, d tool.Deps) (bulk.KickoffRequest, error) {
+	target, err := fhirURL(c)
+	if err != nil {
+		return bulk.KickoffRequest{}, err
+	}
+	req := bulk.KickoffRequest{URL: target, Types: bulk.SplitList(c.StringSlice("type")...),
+		Elements: bulk.SplitList(c.StringSlice("elements")...), TypeFilters: nonEmpty(c.StringSlice("type-filter")),
+		Patients: nonEmpty(c.StringSlice("patient")), IncludeAssociatedData: bulk.SplitList(c.StringSlice("include-associated-data")...),
+		OutputFormat: c.String("output-format"), AllowPartialManifests: c.Bool("allow-partial-manifests"),
+		Lenient: c.Bool("lenient"), Post: c.Bool("post"), Wait: c.Duration("wait"), ReadTimeout: d.ReadTimeout,
+		AllowUnknownTypes: c.Bool("allow-unknown-types")}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"since", &req.Since}, {"until", &req.Until}} {
+		if v := c.String(f.name); v != "" {
+			if *f.dst, err = bulk.NormalizeTime(v); err != nil {
+				return req, tool.UsageErrorf("--%s: %v", f.name, err)
+			}
+		}
+	}
+	for _, p := range c.StringSlice("param") {
+		name, value, ok := strings.Cut(p, "=")
+		if !ok || strings.TrimSpace(name) == "" {
+			return req, tool.UsageErrorf("--param %q: want NAME=VALUE", p)
+		}
+		req.Params = append(req.Params, [2]string{strings.TrimSpace(name), value})
+	}
+	return req, nil
+}
+
+// prepare checks the kickoff and shows the instants --since and --until were normalized to.
+func prepare(st *tool.Status, req bulk.KickoffRequest) (*bulk.PreparedKickoff, error) {
+	pk, err := req.Prepare()
+	if _, ok := errors.AsType[*bulk.UnknownTypeError](err); ok {
+		return nil, tool.UsageErrorf("%v (--allow-unknown-types sends it anyway)", err)
+	} else if err != nil {
+		return nil, tool.UsageErrorf("%v", err)
+	}
+	for _, name := range []string{bulk.ParamSince, bulk.ParamUntil} {
+		if v, ok := pk.Parameters[name].(string); ok {
+			st.Line("%s=%s", name, v)
+		}
+	}
+	return pk, nil
+}
+
+// metadata is the server's CapabilityStatement, which fills the log's software fields and tells
+// whether the server is Epic (Epic-Client-ID). An export works without it, so only a server
+// never reached (or an interrupt) ends the run.
+func metadata(ctx context.Context, st *tool.Status, client *fhirclient.Client) (*fhirclient.Capability, error) {
+	capa, err := client.Metadata(ctx)
+	if err != nil {
+		if _, unreachable := errors.AsType[*fhirclient.UnreachableError](err); unreachable || ctx.Err() != nil {
+			return nil, err
+		}
+		st.Warn("%v (continuing without the server's CapabilityStatement)", err)
+	}
+	return capa, nil
+}
+
+// reportStart shows what the server said about the export it started.
+func reportStart(st *tool.Status, pk *bulk.PreparedKickoff, res *bulk.KickoffResult) {
+	if o := res.Outcome; o != nil {
+		// Warnings (parameters ignored under --lenient) matter even with --quiet; the usual
+		// "export started" information does not.
+		if slices.ContainsFunc(o.Issues, func(i fhirclient.Issue) bool { return i.Severity != "information" }) {
+			st.Warn("the server says: %v", o)
+		} else {
+			st.Line("the server says: %v", o)
+		}
+	}
+	if strings.HasPrefix(strings.ToLower(pk.URL), "https:") && strings.HasPrefix(strings.ToLower(res.StatusURL), "http:") {
+		st.Warn("the export was started over https but its status URL is plain http: " +
+			"bulk-poll and bulk-fetch will not send credentials to it")
+	}
 }
 
 // writeStatusURL writes the status URL line to out and commits it.
@@ -233,46 +241,6 @@ func fhirURL(c *cli.Context) (string, error) {
 		return u, nil
 	}
 	return "", tool.UsageErrorf("no FHIR_URL: give a FHIR base, BASE/Patient, BASE/Group/ID or $export URL (or set --fhir-url)")
-}
-
-// kickoffEvent is the kickoff event of DESIGN.md §4 (bulk-data-client's logVersion 2 fields).
-func kickoffEvent(exportID string, pk *bulk.PreparedKickoff, res *bulk.KickoffResult, kerr error,
-	capa *fhirclient.Capability, now time.Time) exportdir.Event {
-	detail := exportdir.NewKickoff(pk.URL, pk.Parameters)
-	if capa != nil {
-		// Unknown fields stay null, as bulk-data-client writes them.
-		for dst, v := range map[*any]string{&detail.SoftwareName: capa.SoftwareName, &detail.SoftwareVersion: capa.SoftwareVersion,
-			&detail.SoftwareReleaseDate: capa.SoftwareReleaseDate, &detail.FHIRVersion: capa.FHIRVersion} {
-			if v != "" {
-				*dst = v
-			}
-		}
-	}
-	if res != nil {
-		detail.ResponseHeaders = exportdir.ResponseHeaders(res.Header)
-	}
-	if kerr != nil {
-		detail.ErrorBody = kerr.Error()
-		if se, ok := errors.AsType[*fhirclient.StatusError](kerr); ok {
-			detail.ErrorCode = se.StatusCode
-			detail.ResponseHeaders = exportdir.ResponseHeaders(se.Header)
-			if len(se.Body) > 0 {
-				detail.ErrorBody = string(se.Body)
-			}
-		}
-	}
-	e, _ := exportdir.NewEvent(exportID, exportdir.EventKickoff, detail, now) // strings and numbers always marshal
-	e.Client, e.ClientVersion = "bulkpipe", tool.Version()
-	return e
-}
-
-// randomUUID names a kickoff that failed: there is no status URL to serve as its exportId.
-func randomUUID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // shellQuote quotes s for a POSIX shell, so the resume hint can be pasted as is.

@@ -7,6 +7,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
@@ -21,5 +22,5 @@ func TestScript(t *testing.T) {
 }
 
 func TestManPage(t *testing.T) {
-	tooltest.CheckManPage(t, newApp(), tooltest.ManPage(t, "bulk-kickoff"))
+	tooltest.CheckManPage(t, newApp(tool.Deps{}), tooltest.ManPage(t, "bulk-kickoff"))
 }

@@ -30,8 +30,8 @@ import (
 )
 
 // clockDeps are the deps of a run on the fake clock.
-func clockDeps(c *fhirtest.Clock) deps {
-	return deps{now: c.Now, sleep: c.Sleep, readTimeout: 200 * time.Millisecond}
+func clockDeps(c *fhirtest.Clock) tool.Deps {
+	return tool.Deps{Now: c.Now, Sleep: c.Sleep, ReadTimeout: 200 * time.Millisecond}
 }
 
 func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
@@ -66,10 +66,10 @@ func plainClient(t *testing.T, base string) *fhirclient.Client {
 }
 
 // runPoll runs bulk-poll in-process with the fake clock.
-func runPoll(t *testing.T, d deps, stdin string, args ...string) (code int, stdout, stderr string) {
+func runPoll(t *testing.T, d tool.Deps, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = tool.Run(t.Context(), newAppWith(d), append([]string{"bulk-poll"}, args...), strings.NewReader(stdin), &out, &errb)
+	code = tool.Run(t.Context(), newApp(d), append([]string{"bulk-poll"}, args...), strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -174,7 +174,7 @@ func TestPollProgress30Steps(t *testing.T) {
 	clk := fhirtest.NewClock()
 	// On a terminal: one progress line redrawn at each poll.
 	tty := clockDeps(clk)
-	tty.terminal = true
+	tty.Terminal = true
 	code, stdout, stderr := runPoll(t, tty, status+"\n")
 	if code != 0 || strings.Count(stdout, "\n") != 1 {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
@@ -206,10 +206,10 @@ func TestPollProgress30Steps(t *testing.T) {
 		t.Errorf("off a terminal: exit %d, stderr %q, want %q", code, stderr, want)
 	}
 	// --quiet: nothing on stderr, the same stdout.
-	for _, d := range []deps{clockDeps(clk), tty} {
+	for _, d := range []tool.Deps{clockDeps(clk), tty} {
 		code, stdout2, stderr := runPoll(t, d, "", status, "-q")
 		if code != 0 || stderr != "" || len(summary(t, stdout2)) != 1 {
-			t.Errorf("--quiet (terminal %v): exit %d, stderr %q", d.terminal, code, stderr)
+			t.Errorf("--quiet (terminal %v): exit %d, stderr %q", d.Terminal, code, stderr)
 		}
 	}
 }

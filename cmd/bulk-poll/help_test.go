@@ -3,9 +3,10 @@ package main
 import (
 	"testing"
 
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
 func TestHelp(t *testing.T) {
-	tooltest.CheckHelp(t, newApp())
+	tooltest.CheckHelp(t, newApp(tool.Deps{}))
 }

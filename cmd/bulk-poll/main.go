@@ -21,7 +21,7 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
-func main() { os.Exit(tool.Main(newApp())) }
+func main() { os.Exit(tool.Main(newApp(tool.Deps{}))) }
 
 const description = `Polls a Bulk Data status URL until the export is complete, then prints the manifest on
 stdout as one line of JSON with a "_bulkpipe" member (statusUrl, fhirBase, exportUrl, expires,
@@ -39,18 +39,10 @@ Examples:
    bulk-poll --merge --max-wait 1m < status-url.txt
    bulk-poll --cancel 'https://ehr.example/fhir/status/42'`
 
-func newApp() *cli.App { return newAppWith(deps{}) }
-
-func newAppWith(d deps) *cli.App {
-	return &cli.App{
-		Name:        "bulk-poll",
-		Usage:       "wait for a FHIR Bulk Data export and print its manifest",
-		UsageText:   "bulk-poll [options] [STATUS_URL|-]",
-		ArgsUsage:   "[STATUS_URL|-]",
-		Description: description,
-		Flags:       tool.Flags(pollFlags(), tool.ServerFlags()),
-		Action:      func(c *cli.Context) error { return run(c, d.withDefaults()) },
-	}
+// newApp is bulk-poll's command line, run with d (tests pass their clock and sleeps).
+func newApp(d tool.Deps) *cli.App {
+	return tool.Command{Name: "bulk-poll", Usage: "wait for a FHIR Bulk Data export and print its manifest",
+		ArgsUsage: "[STATUS_URL|-]", Description: description, Flags: tool.Flags(pollFlags(), tool.ServerFlags()), Run: run}.App(d)
 }
 
 func pollFlags() []cli.Flag {
@@ -66,18 +58,8 @@ func pollFlags() []cli.Flag {
 	}
 }
 
-// export is what bulk-poll knows of the export besides its status URL.
-type export struct {
-	base, exportURL, tokenURL string
-	types                     []string
-}
-
-func run(c *cli.Context, d deps) error {
-	ctx := c.Context
-	st := tool.NewStatus(c)
-	if d.terminal {
-		st = tool.NewStatusTo(c.App.Name, c.App.ErrWriter, true, c.Bool("quiet"))
-	}
+func run(c *cli.Context, d tool.Deps) error {
+	st := d.Status(c)
 	defer st.End()
 	statusURL, err := statusURLArg(c)
 	if err != nil {
@@ -88,35 +70,24 @@ func run(c *cli.Context, d deps) error {
 		return tool.UsageErrorf("--max-wait must be > 0 and --timeout >= 0")
 	}
 	logPath := c.String("log")
-	ex, err := findExport(c.String("fhir-url"), logPath, statusURL, func(err error) { st.Warn("%v", err) })
+	ex, err := exportdir.FindExport(c.String("fhir-url"), tool.RecordDir(), logPath, statusURL, func(err error) { st.Warn("%v", err) })
 	if err != nil {
 		return err
 	}
-	log := &statusLog{statusURL: statusURL, now: d.now}
+	log := &statusLog{statusURL: statusURL, now: d.Now}
 	if logPath != "" {
 		if log.w, err = exportdir.OpenLog(logPath); err != nil {
 			return err
 		}
 		defer log.w.Close()
 	}
-	su, _ := url.Parse(statusURL)
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.base, Origin: su.Scheme + "://" + su.Host, Types: ex.types,
-		TokenURL: ex.tokenURL, Status: st,
-		Now: d.now, Sleep: d.sleep, MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: maxWait},
-		OnRetry: func(e fhirclient.RetryEvent) {
-			st.Line("%s %s: %s; retrying in %v (attempt %d)", e.Method, e.URL, e.Reason, e.Wait.Round(100*time.Millisecond), e.Attempt+1)
-		}})
+	client, err := newClient(c, d, st, ex, statusURL)
 	if err != nil {
 		return err
-	}
-	// The status URL's origin is trusted (DESIGN.md §2, Token safety): it comes from the server.
-	if err := client.Trust(statusURL); err != nil {
-		return tool.UsageErrorf("status URL: %v", err)
 	}
 	if c.Bool("cancel") {
 		return cancel(c, st, client, statusURL)
 	}
-
 	out, err := tool.CreateOutput(c, c.String("output"))
 	if err != nil {
 		return err
@@ -125,25 +96,11 @@ func run(c *cli.Context, d deps) error {
 	// The status URL is what resumes the export (bulk-poll URL): shown on or off a terminal.
 	st.Line("polling %s", fhirclient.Redact(statusURL))
 	sink := &pageSink{c: c, st: st, out: out, log: log, ex: ex, statusURL: statusURL}
-	opts := bulk.PollOptions{MaxWait: maxWait, Timeout: c.Duration("timeout"), Now: d.now, Sleep: d.sleep,
-		ReadTimeout: d.readTimeout,
-		Progress: func(p bulk.Progress) {
-			if p.Err != nil {
-				// A failed poll about to be retried is a diagnostic, as every tool's retries are.
-				st.Line("%s", progressText(p))
-			} else {
-				st.Progress(true, "%s", progressText(p))
-			}
-			if c.Bool("log-progress") && p.Err == nil {
-				if err := log.event(exportdir.EventStatusProgress, exportdir.StatusProgress{XProgressHeader: p.XProgress,
-					RetryAfterHeader: p.RetryAfter}, false); err != nil {
-					st.Warn("%v", err)
-				}
-			}
-			tool.Failpoint("poll.wait")
-		}}
-	if perr := bulk.Poll(ctx, client, statusURL, opts, sink.add); perr != nil {
-		if ctx.Err() == nil {
+	rep := &reporter{st: st, log: log, logProgress: c.Bool("log-progress")}
+	opts := bulk.PollOptions{MaxWait: maxWait, Timeout: c.Duration("timeout"), Now: d.Now, Sleep: d.Sleep,
+		ReadTimeout: d.ReadTimeout, Progress: rep.progress}
+	if perr := bulk.Poll(c.Context, client, statusURL, opts, sink.add); perr != nil {
+		if c.Context.Err() == nil {
 			if err := log.event(exportdir.EventStatusError, exportdir.NewErrorDetail(perr), false); err != nil {
 				st.Warn("%v", err)
 			}
@@ -159,8 +116,47 @@ func run(c *cli.Context, d deps) error {
 	if err := out.Commit(); err != nil {
 		return err
 	}
-	st.Summary("export complete: %d output, %d deleted, %d error files", sink.total[0], sink.total[1], sink.total[2])
+	st.Summary("export complete: %d output, %d deleted, %d error files", sink.total.Output, sink.total.Deleted, sink.total.Error)
 	return nil
+}
+
+// newClient builds the client for the status URL's server, whose origin it trusts (DESIGN.md
+// §2, token safety): the status URL comes from the server the export was started on.
+func newClient(c *cli.Context, d tool.Deps, st *tool.Status, ex *exportdir.Known, statusURL string) (*fhirclient.Client, error) {
+	su, _ := url.Parse(statusURL)
+	client, err := tool.NewClientWith(c, tool.ClientConfig{Base: ex.Base, Origin: su.Scheme + "://" + su.Host, Types: ex.Types,
+		TokenURL: ex.TokenURL, Status: st, Now: d.Now, Sleep: d.Sleep,
+		MaxWait: map[fhirclient.Route]time.Duration{fhirclient.RouteStatus: c.Duration("max-wait")}})
+	if err != nil {
+		return nil, err
+	}
+	if err := client.Trust(statusURL); err != nil {
+		return nil, tool.UsageErrorf("status URL: %v", err)
+	}
+	return client, nil
+}
+
+// reporter shows each poll's progress, and logs it with --log-progress.
+type reporter struct {
+	st          *tool.Status
+	log         *statusLog
+	logProgress bool
+}
+
+func (r *reporter) progress(p bulk.Progress) {
+	if p.Err != nil {
+		// A failed poll about to be retried is a diagnostic, as every tool's retries are.
+		r.st.Line("%s", progressText(p))
+	} else {
+		r.st.Progress(true, "%s", progressText(p))
+	}
+	if r.logProgress && p.Err == nil {
+		if err := r.log.event(exportdir.EventStatusProgress, exportdir.StatusProgress{XProgressHeader: p.XProgress,
+			RetryAfterHeader: p.RetryAfter}, false); err != nil {
+			r.st.Warn("%v", err)
+		}
+	}
+	tool.Failpoint("poll.wait")
 }
 
 // cancel DELETEs the export (bulk-poll --cancel) and forgets bulk-kickoff's record of it.
@@ -202,32 +198,22 @@ type pageSink struct {
 	st        *tool.Status
 	out       *tool.Output
 	log       *statusLog
-	ex        *export
+	ex        *exportdir.Known
 	statusURL string
 
-	pages           [][]byte // with --merge
-	expires, txTime string
-	npages          int
-	total           [3]int // output, deleted, error files
+	pages [][]byte // with --merge
+	total bulk.Totals
 }
 
 func (s *pageSink) add(p bulk.Page) error {
-	s.ex.learn(p.Raw)
-	if s.txTime == "" {
-		s.txTime = p.TransactionTime
-	}
-	o, del, e := bulk.FileCounts(p.Raw)
-	s.total[0], s.total[1], s.total[2] = s.total[0]+o, s.total[1]+del, s.total[2]+e
-	if p.Expires != "" && (s.expires == "" || earlier(p.Expires, s.expires)) {
-		s.expires = p.Expires
-	}
+	learn(s.ex, p.Raw)
+	o, del, e := s.total.Add(p)
 	if s.c.Bool("merge") {
 		s.pages = append(s.pages, p.Raw)
-	} else if err := writeManifest(s.out, p.Raw, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.base,
-		ExportURL: s.ex.exportURL, Expires: p.Expires, Page: p.Number}); err != nil {
+	} else if err := writeManifest(s.out, p.Raw, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.Base,
+		ExportURL: s.ex.ExportURL, Expires: p.Expires, Page: p.Number}); err != nil {
 		return err
 	}
-	s.npages = p.Number
 	running := ""
 	if p.Partial {
 		running = " (export still running)"
@@ -245,17 +231,17 @@ func (s *pageSink) finish() error {
 		if err != nil {
 			return err
 		}
-		if err := writeManifest(s.out, merged, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.base,
-			ExportURL: s.ex.exportURL, Expires: s.expires, Page: 1}); err != nil {
+		if err := writeManifest(s.out, merged, bulk.Context{StatusURL: s.statusURL, FHIRBase: s.ex.Base,
+			ExportURL: s.ex.ExportURL, Expires: s.total.Expires, Page: 1}); err != nil {
 			return err
 		}
 	}
-	if err := s.log.event(exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: s.txTime}, true); err != nil {
+	if err := s.log.event(exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: s.total.TransactionTime}, true); err != nil {
 		return err
 	}
-	return s.log.event(exportdir.EventManifestComplete, exportdir.ManifestComplete{TransactionTime: s.txTime,
-		TotalOutputFileCount: s.total[0], TotalDeletedFileCount: s.total[1], TotalErrorFileCount: s.total[2],
-		TotalManifests: s.npages}, false)
+	return s.log.event(exportdir.EventManifestComplete, exportdir.ManifestComplete{TransactionTime: s.total.TransactionTime,
+		TotalOutputFileCount: s.total.Output, TotalDeletedFileCount: s.total.Deleted, TotalErrorFileCount: s.total.Error,
+		TotalManifests: s.total.Pages}, false)
 }
 
 // statusURLArg is the STATUS_URL argument, or the first line of stdin ("-" or no argument).
@@ -286,52 +272,11 @@ func statusURLArg(c *cli.Context) (string, error) {
 	return raw, nil
 }
 
-// findExport gathers the FHIR base, kickoff URL, types and token endpoint from trusted sources
-// only (DESIGN.md §2, token safety): --fhir-url first, then the record bulk-kickoff kept for this
-// status URL, then the kickoff event that --log holds for it. The base is what SMART discovery
-// needs; without it, SMART auth needs --token-url. A record that cannot be used is reported to
-// warn and passed over.
-func findExport(fhirURL, logPath, statusURL string, warn func(error)) (*export, error) {
-	ex := &export{base: strings.TrimRight(fhirURL, "/")}
-	if dir := tool.RecordDir(); dir != "" {
-		if r, err := bulk.LoadRecord(dir, statusURL); err == nil {
-			// A record of another server than --fhir-url's says nothing about this one.
-			if ex.base == "" || ex.base == strings.TrimRight(r.FHIRBase, "/") {
-				ex.base, ex.exportURL, ex.tokenURL, ex.types = r.FHIRBase, r.ExportURL, r.TokenURL, r.Types
-			}
-		} else if !errors.Is(err, os.ErrNotExist) {
-			warn(err)
-		}
-	}
-	if logPath == "" || ex.exportURL != "" {
-		return ex, nil
-	}
-	events, err := exportdir.LogEvents(logPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return ex, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range events {
-		if e.EventID != "kickoff" || e.ExportID != statusURL {
-			continue
-		}
-		detail := gjson.ParseBytes(e.EventDetail)
-		ex.exportURL = detail.Get("exportUrl").String()
-		ex.types = bulk.SplitList(detail.Get("requestParameters._type").String())
-		if base := bulk.KickoffBase(e.EventDetail); base != "" && fhirURL == "" {
-			ex.base = base
-		}
-	}
-	return ex, nil
-}
-
 // learn records the manifest's request member (the kickoff URL; STU1–3) as the export URL when
 // none is known, for the log's Group only: the server wrote it, so it is never a FHIR base.
-func (ex *export) learn(manifest []byte) {
-	if ex.exportURL == "" {
-		ex.exportURL = gjson.GetBytes(manifest, "request").String()
+func learn(k *exportdir.Known, manifest []byte) {
+	if k.ExportURL == "" {
+		k.ExportURL = gjson.GetBytes(manifest, "request").String()
 	}
 }
 
@@ -347,21 +292,13 @@ func writeManifest(out *tool.Output, raw []byte, ctx bulk.Context) error {
 	return out.Flush()
 }
 
-// earlier reports whether HTTP-date a is before b; unparseable dates are never earlier.
-func earlier(a, b string) bool {
-	ta, err1 := http.ParseTime(a)
-	tb, err2 := http.ParseTime(b)
-	return err1 == nil && (err2 != nil || ta.Before(tb))
-}
-
 // authHint explains a 401 when bulk-poll had no way to get a token (DESIGN.md §1).
 func authHint(c *cli.Context, err error) error {
 	se, ok := errors.AsType[*fhirclient.StatusError](err)
 	if !ok || se.StatusCode != http.StatusUnauthorized {
 		return err
 	}
-	if c.String("smart-client-id") == "" && c.String("bearer-token") == "" && os.Getenv("BULK_BEARER_TOKEN") == "" &&
-		c.String("basic-user") == "" {
+	if !tool.HasCredentials(c) {
 		return fmt.Errorf("%w (the server asks for a token: give SMART credentials, --smart-client-id and --smart-key, "+
 			"with --fhir-url or --token-url so bulk-poll can find the token endpoint, or --bearer-token)", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/fhirscript"
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
 	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
@@ -61,5 +62,5 @@ func kickoffCmd(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func TestManPage(t *testing.T) {
-	tooltest.CheckManPage(t, newApp(), tooltest.ManPage(t, "bulk-poll"))
+	tooltest.CheckManPage(t, newApp(tool.Deps{}), tooltest.ManPage(t, "bulk-poll"))
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
@@ -332,7 +333,7 @@ func manifestTypes(dir string) []string {
 	if err != nil {
 		return nil
 	}
-	m, err := exportdir.ParseManifest(b)
+	m, err := bulk.ParseManifest(b)
 	if err != nil {
 		return nil
 	}

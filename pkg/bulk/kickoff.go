@@ -255,6 +255,38 @@ func (r KickoffRequest) Prepare() (*PreparedKickoff, error) {
 	if err != nil {
 		return nil, err
 	}
+	ps, err := parseQuery(rawQuery)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.addTo(&ps); err != nil {
+		return nil, err
+	}
+	ps = slices.DeleteFunc(ps, func(p param) bool { return len(p.values) == 0 })
+	if err := ps.check(r.AllowUnknownTypes); err != nil {
+		return nil, err
+	}
+	pk := &PreparedKickoff{Target: *t, Header: http.Header{}, Parameters: ps.logged(),
+		Wait: r.Wait, ReadTimeout: r.ReadTimeout}
+	pk.Header.Set("Accept", "application/fhir+json")
+	// Separate header lines, respond-async first: some servers compare the first Prefer value
+	// with "respond-async" verbatim.
+	pk.Header.Add("Prefer", "respond-async")
+	if r.Lenient {
+		pk.Header.Add("Prefer", "handling=lenient")
+	}
+	if r.Post || slices.ContainsFunc(ps, func(p param) bool { return p.name == ParamPatient }) {
+		if err := pk.post(ps); err != nil {
+			return nil, err
+		}
+		return pk, nil
+	}
+	pk.get(ps)
+	return pk, nil
+}
+
+// parseQuery reads the parameters of a full $export URL, in their order.
+func parseQuery(rawQuery string) (params, error) {
 	var ps params
 	for kv := range strings.SplitSeq(rawQuery, "&") {
 		if kv == "" {
@@ -272,6 +304,11 @@ func (r KickoffRequest) Prepare() (*PreparedKickoff, error) {
 			ps.set(name, value)
 		}
 	}
+	return ps, nil
+}
+
+// addTo merges the request's fields, then its Params, into the URL's parameters.
+func (r KickoffRequest) addTo(ps *params) error {
 	fromFields := map[string]string{}
 	single := func(name, value string) {
 		if value != "" {
@@ -297,21 +334,26 @@ func (r KickoffRequest) Prepare() (*PreparedKickoff, error) {
 	for _, kv := range r.Params {
 		name, value := kv[0], kv[1]
 		if name == "" {
-			return nil, fmt.Errorf("parameter %q=%q: empty name", name, value)
+			return fmt.Errorf("parameter %q=%q: empty name", name, value)
 		}
 		if IsListParam(name) {
 			ps.add(name, value)
 			continue
 		}
 		if prev, ok := fromFields[name]; ok && prev != value {
-			return nil, fmt.Errorf("parameter %s given twice, as %q and %q", name, prev, value)
+			return fmt.Errorf("parameter %s given twice, as %q and %q", name, prev, value)
 		}
 		ps.set(name, value)
 	}
-	ps = slices.DeleteFunc(ps, func(p param) bool { return len(p.values) == 0 })
-	if !r.AllowUnknownTypes {
+	return nil
+}
+
+// check refuses types no FHIR version defines (unless allowed) and values the server would
+// refuse, and normalizes _since and _until to instants, whatever set them.
+func (ps params) check(allowUnknownTypes bool) error {
+	if !allowUnknownTypes {
 		if err := checkTypes(ps); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	for i, p := range ps {
@@ -319,57 +361,57 @@ func (r KickoffRequest) Prepare() (*PreparedKickoff, error) {
 			for j, v := range p.values {
 				n, err := NormalizeTime(v)
 				if err != nil {
-					return nil, fmt.Errorf("parameter %s: %w", p.name, err)
+					return fmt.Errorf("parameter %s: %w", p.name, err)
 				}
 				ps[i].values[j] = n
 			}
 		}
 		if p.name == ParamAllowPartialManifests {
 			if _, err := strconv.ParseBool(p.values[0]); err != nil {
-				return nil, fmt.Errorf("parameter %s=%q: want true or false", p.name, p.values[0])
+				return fmt.Errorf("parameter %s=%q: want true or false", p.name, p.values[0])
 			}
 		}
 	}
+	return nil
+}
 
-	pk := &PreparedKickoff{Target: *t, Header: http.Header{}, Parameters: map[string]any{},
-		Wait: r.Wait, ReadTimeout: r.ReadTimeout}
-	pk.Header.Set("Accept", "application/fhir+json")
-	// Separate header lines, respond-async first: some servers compare the first Prefer value
-	// with "respond-async" verbatim.
-	pk.Header.Add("Prefer", "respond-async")
-	if r.Lenient {
-		pk.Header.Add("Prefer", "handling=lenient")
-	}
+// logged is PreparedKickoff.Parameters: what the log records of the parameters.
+func (ps params) logged() map[string]any {
+	m := map[string]any{}
 	for _, p := range ps {
 		switch p.name {
 		case ParamPatient:
-			pk.Parameters["_patientCount"] = len(p.values)
+			m["_patientCount"] = len(p.values)
 		case ParamAllowPartialManifests:
 			b, _ := strconv.ParseBool(p.values[0])
-			pk.Parameters[p.name] = b
+			m[p.name] = b
 		default:
-			pk.Parameters[p.name] = strings.Join(p.values, ",")
+			m[p.name] = strings.Join(p.values, ",")
 		}
 	}
+	return m
+}
 
-	post := r.Post || slices.ContainsFunc(ps, func(p param) bool { return p.name == ParamPatient })
-	if !post {
-		pk.Method = http.MethodGet
-		var q []string
-		for _, p := range ps {
-			vs := make([]string, len(p.values))
-			for i, v := range p.values {
-				vs[i] = queryEscape(v)
-			}
-			q = append(q, url.QueryEscape(p.name)+"="+strings.Join(vs, ","))
+// get makes pk a GET with the parameters in the query, each one's values in one comma list.
+func (pk *PreparedKickoff) get(ps params) {
+	pk.Method = http.MethodGet
+	var q []string
+	for _, p := range ps {
+		vs := make([]string, len(p.values))
+		for i, v := range p.values {
+			vs[i] = queryEscape(v)
 		}
-		u := *t.Export
-		u.RawQuery = strings.Join(q, "&")
-		pk.URL = u.String()
-		return pk, nil
+		q = append(q, url.QueryEscape(p.name)+"="+strings.Join(vs, ","))
 	}
+	u := *pk.Export
+	u.RawQuery = strings.Join(q, "&")
+	pk.URL = u.String()
+}
+
+// post makes pk a POST of a FHIR Parameters resource, one parameter per value.
+func (pk *PreparedKickoff) post(ps params) error {
 	pk.Method = http.MethodPost
-	pk.URL = t.Export.String()
+	pk.URL = pk.Export.String()
 	pk.Header.Set("Content-Type", "application/fhir+json")
 	body := struct {
 		ResourceType string           `json:"resourceType"`
@@ -387,11 +429,12 @@ func (r KickoffRequest) Prepare() (*PreparedKickoff, error) {
 			body.Parameter = append(body.Parameter, map[string]any{"name": p.name, valueType(p.name): value})
 		}
 	}
-	pk.Body, err = json.Marshal(body)
+	b, err := json.Marshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("encode Parameters: %w", err)
+		return fmt.Errorf("encode Parameters: %w", err)
 	}
-	return pk, nil
+	pk.Body = b
+	return nil
 }
 
 // KickoffResult is an export the server accepted.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -64,9 +65,6 @@ func WithoutContext(line []byte) []byte {
 	return out
 }
 
-// fileArrays are the manifest members that list files: error in STU1–3, outcome in the v4 build.
-var fileArrays = []string{"output", "deleted", "error", "outcome"}
-
 // MergePages joins the pages of a partial manifest into one manifest: the first page's members
 // (the IG requires the other members to be equal on every page), with the output, deleted, error
 // and outcome arrays of every page concatenated in page order, and without link or ContextMember.
@@ -83,12 +81,14 @@ func MergePages(pages [][]byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	for _, key := range fileArrays {
+	for _, arr := range itemArrays {
+		key := arr.name
 		var items []string
 		present := false
 		for i, p := range pages {
 			r := gjson.GetBytes(p, key)
-			if !r.Exists() {
+			if !r.Exists() || r.Type == gjson.Null {
+				// null lists nothing, as ParseManifest reads it.
 				continue
 			}
 			if !r.IsArray() {
@@ -112,10 +112,13 @@ func MergePages(pages [][]byte) ([]byte, error) {
 	return out, nil
 }
 
-// FileCounts counts a manifest's file items: output, deleted, and error plus outcome (v4).
+// FileCounts counts a manifest's file items: output, deleted, and error (error and v4's outcome).
 func FileCounts(manifest []byte) (output, deleted, errs int) {
-	r := gjson.GetManyBytes(manifest, "output.#", "deleted.#", "error.#", "outcome.#")
-	return int(r[0].Int()), int(r[1].Int()), int(r[2].Int() + r[3].Int())
+	var n [3]int
+	for _, arr := range itemArrays {
+		n[arr.kind] += int(gjson.GetBytes(manifest, arr.name+".#").Int())
+	}
+	return n[kindOutput], n[kindDeleted], n[kindError]
 }
 
 // ErrNotManifest is wrapped by the error of a 200 answer that is not a Bulk Data manifest: a
@@ -155,4 +158,36 @@ func quoteShort(s string) string {
 	}
 	q := fmt.Sprintf("%q", s)
 	return q[1 : len(q)-1]
+}
+
+// Totals sums the pages of one export's manifest as they arrive, for the closing
+// manifest_complete event and summary: the files of each kind, the pages, the first page's
+// transactionTime (the IG has every page repeat it) and the earliest Expires, after which some
+// file link stops working.
+type Totals struct {
+	Output, Deleted, Error int
+	Pages                  int
+	TransactionTime        string
+	Expires                string // an HTTP-date; "" when no page had one
+}
+
+// Add counts page p and returns its own file counts.
+func (t *Totals) Add(p Page) (output, deleted, errs int) {
+	if t.TransactionTime == "" {
+		t.TransactionTime = p.TransactionTime
+	}
+	output, deleted, errs = FileCounts(p.Raw)
+	t.Output, t.Deleted, t.Error = t.Output+output, t.Deleted+deleted, t.Error+errs
+	if p.Expires != "" && (t.Expires == "" || earlier(p.Expires, t.Expires)) {
+		t.Expires = p.Expires
+	}
+	t.Pages = p.Number
+	return output, deleted, errs
+}
+
+// earlier reports whether HTTP-date a is before b; unparseable dates are never earlier.
+func earlier(a, b string) bool {
+	ta, err1 := http.ParseTime(a)
+	tb, err2 := http.ParseTime(b)
+	return err1 == nil && (err2 != nil || ta.Before(tb))
 }

@@ -42,3 +42,22 @@ func FuzzCheckManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestTotals(t *testing.T) {
+	var tot Totals
+	pages := []Page{
+		{Number: 1, TransactionTime: "2024-01-01T00:00:00Z", Expires: "Mon, 01 Jan 2024 02:00:00 GMT",
+			Raw: []byte(`{"output":[{"type":"P","url":"a"},{"type":"P","url":"b"}],"error":[{"url":"e"}]}`)},
+		{Number: 2, TransactionTime: "2024-01-01T00:00:09Z", Expires: "soon",
+			Raw: []byte(`{"output":[],"deleted":[{"url":"d"}],"outcome":[{"url":"o"}]}`)},
+		{Number: 3, Expires: "Mon, 01 Jan 2024 01:00:00 GMT", Raw: []byte(`{"output":[{"type":"P","url":"c"}]}`)},
+	}
+	for _, p := range pages {
+		tot.Add(p)
+	}
+	want := Totals{Output: 3, Deleted: 1, Error: 2, Pages: 3, TransactionTime: "2024-01-01T00:00:00Z",
+		Expires: "Mon, 01 Jan 2024 01:00:00 GMT"}
+	if tot != want {
+		t.Errorf("Totals after 3 pages = %+v, want %+v", tot, want)
+	}
+}

@@ -95,7 +95,7 @@ func parseStatus(resp *http.Response, statusURL string, body []byte) (*StatusRes
 	if st.Manifest, err = compactJSON(body); err != nil {
 		return nil, fmt.Errorf("%s: %s: manifest: %w", what, resp.Status, err)
 	}
-	if next := nextLink(st.Manifest); next != "" {
+	if next, _ := nextLink(gjson.ParseBytes(st.Manifest)); next != "" {
 		u, err := responseURL(resp, statusURL).Parse(next)
 		if err != nil {
 			return nil, fmt.Errorf("%s: manifest link next %q: %w", what, next, err)
@@ -108,11 +108,6 @@ func parseStatus(resp *http.Response, statusURL string, body []byte) (*StatusRes
 // isManifest reports whether b is a JSON object (a manifest is validated further downstream).
 func isManifest(b []byte) bool {
 	return gjson.ValidBytes(b) && gjson.ParseBytes(b).IsObject()
-}
-
-// nextLink is the url of the manifest's link with relation "next" (STU3 partial manifests).
-func nextLink(manifest []byte) string {
-	return gjson.GetBytes(manifest, `link.#(relation=="next").url`).String()
 }
 
 // snippet shortens a body for an error message.
@@ -252,7 +247,7 @@ func (o PollOptions) withDefaults() PollOptions {
 		o.Now = time.Now
 	}
 	if o.Sleep == nil {
-		o.Sleep = sleep
+		o.Sleep = fhirclient.Sleep
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Float64
@@ -295,20 +290,6 @@ func (o PollOptions) budgetError(ctx context.Context, start time.Time, u string,
 		return fmt.Errorf("GET %s: %w (%v)", fhirclient.Redact(u), ErrTimeout, o.Timeout)
 	}
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Cancel DELETEs an export at its status URL (Bulk Data IG, delete request). 202 is success, and

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/failpoint"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
@@ -672,14 +673,14 @@ func manifestURLs(t *testing.T, path string) map[string]string {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		m, err := exportdir.ParseManifest(line)
+		m, err := bulk.ParseManifest(line)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, arr := range []struct {
 			it    exportdir.ItemType
 			typ   string
-			items []exportdir.Item
+			items []bulk.Item
 		}{{exportdir.ItemOutput, "", m.Output}, {exportdir.ItemDeleted, "Bundle", m.Deleted}, {exportdir.ItemError, "OperationOutcome", m.Error}} {
 			for _, it := range arr.items {
 				typ := arr.typ

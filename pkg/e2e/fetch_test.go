@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
 )
@@ -200,13 +201,13 @@ func fileURLs(t *testing.T, manifest string) map[string]string {
 	out := map[string]string{}
 	n := map[string]int{}
 	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
-		m, err := exportdir.ParseManifest(line)
+		m, err := bulk.ParseManifest(line)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, arr := range []struct {
 			t     exportdir.ItemType
-			items []exportdir.Item
+			items []bulk.Item
 		}{{exportdir.ItemOutput, m.Output}, {exportdir.ItemDeleted, m.Deleted}, {exportdir.ItemError, m.Error}} {
 			for _, it := range arr.items {
 				typ := it.Type

@@ -1,5 +1,5 @@
 // Package exportdir owns the export folder (DESIGN.md §3, §4) for every tool: how files are named,
-// how other tools' folders are read, the export log, the manifest, deleted Bundles, the state of
+// how other tools' folders are read, the export log, deleted Bundles, the state of
 // verified files and the lock that keeps two writers out.
 package exportdir
 

@@ -134,7 +134,7 @@ type Result struct {
 // file is one manifest entry to download. Its URL changes when expired links are refreshed.
 type file struct {
 	id   identity
-	item exportdir.Item
+	item bulk.Item
 
 	mu      sync.Mutex
 	url     string

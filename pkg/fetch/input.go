@@ -22,7 +22,7 @@ var ErrNoInput = errors.New("no input on stdin (did the previous step fail?)")
 type Page struct {
 	// Raw is the page as the server sent it: the line without the _bulkpipe member.
 	Raw      []byte
-	Manifest *exportdir.Manifest
+	Manifest *bulk.Manifest
 	// Context is the _bulkpipe member bulk-poll adds (DESIGN.md §1); HasContext is false for a
 	// manifest saved by another tool.
 	Context    bulk.Context
@@ -112,7 +112,7 @@ func ParsePage(line []byte) (*Page, error) {
 	if has {
 		raw = bulk.WithoutContext(line)
 	}
-	m, err := exportdir.ParseManifest(raw)
+	m, err := bulk.ParseManifest(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,7 @@ func (id identity) rel() string { return exportdir.Rel(id.item, id.rtype, id.ord
 // entry is one file of a manifest page, with its identity.
 type entry struct {
 	id   identity
-	item exportdir.Item
+	item bulk.Item
 	url  string // absolute
 }
 
@@ -155,11 +155,11 @@ type numberer map[[2]string]int
 // entries lists a page's files in manifest order (output, deleted, error) with their identities,
 // URLs resolved against base (relative URLs are reported through rel). Types that could name a
 // path outside DIR are refused.
-func (n numberer) entries(m *exportdir.Manifest, base *url.URL, rel func(string)) ([]entry, error) {
+func (n numberer) entries(m *bulk.Manifest, base *url.URL, rel func(string)) ([]entry, error) {
 	var out []entry
 	for _, arr := range []struct {
 		t     exportdir.ItemType
-		items []exportdir.Item
+		items []bulk.Item
 	}{{exportdir.ItemOutput, m.Output}, {exportdir.ItemDeleted, m.Deleted}, {exportdir.ItemError, m.Error}} {
 		for i, it := range arr.items {
 			rtype := it.Type

@@ -57,7 +57,7 @@ func (e *engine) refresh(ctx context.Context, seen int, why string) error {
 	var expires time.Time
 	requires := false
 	for _, p := range pages {
-		m, err := exportdir.ParseManifest(p.Raw)
+		m, err := bulk.ParseManifest(p.Raw)
 		if err != nil {
 			return fmt.Errorf("the manifest fetched again from %s: %w", fhirclient.Redact(e.statusURL), err)
 		}

@@ -164,8 +164,8 @@ func FuzzParsePage(f *testing.F) {
 
 func TestEntries(t *testing.T) {
 	base, _ := url.Parse("http://x/fhir/status/1")
-	page := func(s string) *exportdir.Manifest {
-		m, err := exportdir.ParseManifest([]byte(s))
+	page := func(s string) *bulk.Manifest {
+		m, err := bulk.ParseManifest([]byte(s))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,12 +198,12 @@ func TestEntries(t *testing.T) {
 		t.Errorf("relative URLs reported: %q, want [../files/c]", warned)
 	}
 	for _, typ := range []string{"../evil", "a/b", "/etc/passwd", "Patient..x", "", "patient", "Pa tient", `Pa\x`} {
-		m := &exportdir.Manifest{Output: []exportdir.Item{{Type: typ, URL: "http://f/a"}}}
+		m := &bulk.Manifest{Output: []bulk.Item{{Type: typ, URL: "http://f/a"}}}
 		if _, err := (numberer{}).entries(m, base, nil); err == nil || !strings.Contains(err.Error(), "not a FHIR resource type") {
 			t.Errorf("type %q: err = %v, want a refusal", typ, err)
 		}
 	}
-	m := &exportdir.Manifest{Output: []exportdir.Item{{Type: "Patient", URL: "file:///etc/passwd"}}}
+	m := &bulk.Manifest{Output: []bulk.Item{{Type: "Patient", URL: "file:///etc/passwd"}}}
 	if _, err := (numberer{}).entries(m, base, nil); err == nil {
 		t.Errorf("a file: URL was accepted")
 	}

@@ -171,7 +171,7 @@ func New(opts Options) (*Client, error) {
 		c.now = time.Now
 	}
 	if c.sleep == nil {
-		c.sleep = sleepCtx
+		c.sleep = Sleep
 	}
 	if c.rand == nil {
 		c.rand = rand.Float64

@@ -201,21 +201,6 @@ func (c *Client) Wait(ctx context.Context, route Route, attempt int, h http.Head
 // that retry by themselves.
 func (c *Client) MaxAttempts() int { return c.maxAttempts }
 
-// sleepCtx is the default Options.Sleep.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // drain reads a little of a body we discard, so its connection can be reused, then closes it.
 func drain(resp *http.Response) {
 	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)

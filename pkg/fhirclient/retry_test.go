@@ -242,12 +242,12 @@ func TestWait(t *testing.T) {
 
 func TestDefaultSleep(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
-	if err := sleepCtx(ctx, 0); err != nil {
-		t.Errorf("sleepCtx(0) = %v, want nil", err)
+	if err := Sleep(ctx, 0); err != nil {
+		t.Errorf("Sleep(0) = %v, want nil", err)
 	}
 	cancel()
-	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
-		t.Errorf("sleepCtx(cancelled, 1h) = %v, want context.Canceled", err)
+	if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("Sleep(cancelled, 1h) = %v, want context.Canceled", err)
 	}
 }
 

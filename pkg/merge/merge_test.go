@@ -219,7 +219,7 @@ func TestMergeFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	man, err := exportdir.ParseManifest(mb)
+	man, err := bulk.ParseManifest(mb)
 	if err != nil {
 		t.Fatalf("ParseManifest(merged manifest): %v", err)
 	}

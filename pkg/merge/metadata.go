@@ -15,23 +15,6 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 )
 
-// manifest is the merged folder's manifest.json: the Bulk Data manifest shape, describing the
-// merged files with URLs relative to the folder.
-type manifest struct {
-	TransactionTime     string         `json:"transactionTime"`
-	Request             string         `json:"request"`
-	RequiresAccessToken bool           `json:"requiresAccessToken"`
-	Output              []manifestItem `json:"output"`
-	Deleted             []manifestItem `json:"deleted,omitempty"`
-	Error               []manifestItem `json:"error"`
-}
-
-type manifestItem struct {
-	Type  string `json:"type"`
-	URL   string `json:"url"`
-	Count int64  `json:"count"`
-}
-
 // earliest is the slice whose transactionTime the merged export takes (DESIGN.md §6: everything in
 // the folder is at least that fresh, so completion tracking may claim no later time).
 func earliest(srcs []*source) *source {
@@ -67,15 +50,33 @@ func mergedExportURL(srcs []*source) string {
 
 // writeMetadata writes manifest.json, log.ndjson and .bulkpipe/state.json into the staging folder.
 func (m *merger) writeMetadata(out *outDir) error {
-	first := earliest(m.srcs)
-	txTime := first.time.Format(time.RFC3339Nano)
+	txTime := earliest(m.srcs).time.Format(time.RFC3339Nano)
 	exportURL := mergedExportURL(m.srcs)
-
-	man := manifest{TransactionTime: txTime, Request: exportURL, Output: []manifestItem{}, Error: []manifestItem{}}
-	counts := map[exportdir.ItemType]int{}
+	exportID, err := writeManifest(out, txTime, exportURL)
+	if err != nil {
+		return err
+	}
+	if err := m.writeLog(out, exportID, txTime, exportURL); err != nil {
+		return err
+	}
+	st := &exportdir.State{ExportID: exportID, TransactionTime: txTime}
 	for _, f := range out.files {
-		it := manifestItem{Type: f.resourceType, URL: f.rel, Count: f.lines}
-		counts[f.itemType]++
+		st.Files = append(st.Files, exportdir.FileState{Name: f.rel, ItemType: f.itemType, ResourceType: f.resourceType,
+			Ordinal: f.ordinal, Size: f.size, SHA256: f.sum, Lines: int(f.lines)})
+	}
+	if err := exportdir.WriteState(out.staging, st); err != nil {
+		return fmt.Errorf("write .bulkpipe/state.json: %w", err)
+	}
+	return nil
+}
+
+// writeManifest writes manifest.json, describing the merged files with URLs relative to the
+// folder, and returns the exportId derived from it: without a status URL, DESIGN.md §4 names an
+// export by its manifest.
+func writeManifest(out *outDir, txTime, exportURL string) (exportID string, err error) {
+	man := &bulk.Manifest{TransactionTime: txTime, Request: exportURL}
+	for _, f := range out.files {
+		it := bulk.Item{Type: f.resourceType, URL: f.rel, Count: f.lines, HasCount: true}
 		switch f.itemType {
 		case exportdir.ItemOutput:
 			man.Output = append(man.Output, it)
@@ -87,35 +88,23 @@ func (m *merger) writeMetadata(out *outDir) error {
 	}
 	mb, err := json.MarshalIndent(man, "", "  ")
 	if err != nil {
-		return err
+		return "", err
 	}
 	mb = append(mb, '\n')
 	if err := atomicfile.WriteFile(filepath.Join(out.staging, "manifest.json"), mb, 0o644); err != nil {
-		return fmt.Errorf("write manifest.json: %w", err)
+		return "", fmt.Errorf("write manifest.json: %w", err)
 	}
-	// DESIGN.md §4: without a status URL the exportId is derived from the manifest.
 	sum := sha256.Sum256(mb)
-	exportID := "urn:bulkpipe:manifest:" + hex.EncodeToString(sum[:])
+	return "urn:bulkpipe:manifest:" + hex.EncodeToString(sum[:]), nil
+}
 
-	params, notes := mergeParams(m.srcs)
-	for _, n := range notes {
-		m.o.Warn(n)
-	}
-	// The merged event is composed, not the record of a kickoff sent: readers take a FHIR base
-	// only from its _bulkpipe member, and that only where every slice vouched for the same one.
-	kick := exportdir.NewKickoff(exportURL, params)
-	kick.Synthesized = "ndjson-merge: from the slices' logs"
-	if b := vouchedBase(m.srcs); b != "" {
-		kick.Context = &exportdir.KickoffContext{FHIRBase: b}
-	}
-	if s := firstLogged(m.srcs); s != nil {
-		if d := kickoffOf(s.export); d != nil {
-			kick.SoftwareName, kick.SoftwareVersion = d["softwareName"], d["softwareVersion"]
-			kick.SoftwareReleaseDate, kick.FHIRVersion = d["softwareReleaseDate"], d["fhirVersion"]
-		}
-	}
+// writeLog writes the merged folder's log.ndjson: a composed kickoff, then the closing events of
+// an export that completed at the earliest slice's time.
+func (m *merger) writeLog(out *outDir, exportID, txTime, exportURL string) error {
+	counts := map[exportdir.ItemType]int{}
 	var size int64
 	for _, f := range out.files {
+		counts[f.itemType]++
 		size += f.size
 	}
 	now := m.o.Now()
@@ -124,7 +113,7 @@ func (m *merger) writeMetadata(out *outDir) error {
 		detail any
 		sync   bool
 	}{
-		{exportdir.EventKickoff, kick, true},
+		{exportdir.EventKickoff, m.kickoff(exportURL), true},
 		{exportdir.EventStatusComplete, exportdir.StatusComplete{TransactionTime: txTime}, true},
 		{exportdir.EventManifestComplete, exportdir.ManifestComplete{TransactionTime: txTime, TotalOutputFileCount: counts[exportdir.ItemOutput],
 			TotalDeletedFileCount: counts[exportdir.ItemDeleted], TotalErrorFileCount: counts[exportdir.ItemError], TotalManifests: 1}, false},
@@ -151,16 +140,29 @@ func (m *merger) writeMetadata(out *outDir) error {
 	if err := lw.Close(); err != nil {
 		return fmt.Errorf("write log.ndjson: %w", err)
 	}
-
-	st := &exportdir.State{ExportID: exportID, TransactionTime: txTime}
-	for _, f := range out.files {
-		st.Files = append(st.Files, exportdir.FileState{Name: f.rel, ItemType: f.itemType, ResourceType: f.resourceType,
-			Ordinal: f.ordinal, Size: f.size, SHA256: f.sum, Lines: int(f.lines)})
-	}
-	if err := exportdir.WriteState(out.staging, st); err != nil {
-		return fmt.Errorf("write .bulkpipe/state.json: %w", err)
-	}
 	return nil
+}
+
+// kickoff is the merged log's kickoff: composed, not the record of a kickoff sent, so readers
+// take a FHIR base only from its _bulkpipe member, and that only where every slice vouched for
+// the same one. The slices' filters go into its parameters (warnings are reported).
+func (m *merger) kickoff(exportURL string) exportdir.Kickoff {
+	params, notes := mergeParams(m.srcs)
+	for _, n := range notes {
+		m.o.Warn(n)
+	}
+	kick := exportdir.NewKickoff(exportURL, params)
+	kick.Synthesized = "ndjson-merge: from the slices' logs"
+	if b := vouchedBase(m.srcs); b != "" {
+		kick.Context = &exportdir.KickoffContext{FHIRBase: b}
+	}
+	if s := firstLogged(m.srcs); s != nil {
+		if d := kickoffOf(s.export); d != nil {
+			kick.SoftwareName, kick.SoftwareVersion = d["softwareName"], d["softwareVersion"]
+			kick.SoftwareReleaseDate, kick.FHIRVersion = d["softwareReleaseDate"], d["fhirVersion"]
+		}
+	}
+	return kick
 }
 
 // firstLogged is the earliest slice that has a log.

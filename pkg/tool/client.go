@@ -135,88 +135,116 @@ func quiet(c *cli.Context) bool {
 
 // credentials picks the one auth method the flags and environment describe.
 func credentials(c *cli.Context, base, recordTokenURL string, types []string) (fhirclient.Credentials, string, error) {
-	var methods []string
-	smartID, smartKey := c.String("smart-client-id"), c.Path("smart-key")
-	if smartID != "" || smartKey != "" {
-		methods = append(methods, "SMART")
-	}
-	bearerFile, bearerEnv := c.Path("bearer-token"), os.Getenv("BULK_BEARER_TOKEN")
-	if bearerFile != "" || bearerEnv != "" {
-		methods = append(methods, "bearer")
-	}
-	user := c.String("basic-user")
-	if user != "" {
-		methods = append(methods, "basic")
-	}
+	methods := authMethods(c)
 	if len(methods) > 1 {
 		return nil, "", UsageErrorf("choose one way to authenticate, not %s", strings.Join(methods, " and "))
 	}
 	switch {
-	case smartID != "" || smartKey != "":
-		if smartID == "" || smartKey == "" {
-			return nil, "", UsageErrorf("SMART auth needs both --smart-client-id and --smart-key")
-		}
-		id, err := smartauth.ClientID(smartID)
-		if err != nil {
-			return nil, "", UsageErrorf("--smart-client-id: %v", err)
-		}
-		key, err := smartauth.LoadKey(smartKey)
-		if err != nil {
-			return nil, "", UsageErrorf("--smart-key: %v", err)
-		}
-		if w := smartauth.KeyFileWarning(smartKey); w != "" {
-			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", c.App.Name, w)
-		}
-		tokenURL := c.String("token-url")
-		if tokenURL != "" {
-			if _, err := fhirclient.ParseHTTPURL(tokenURL); err != nil {
-				return nil, "", UsageErrorf("--token-url %v", err)
-			}
-		}
-		if tokenURL == "" {
-			tokenURL = recordTokenURL
-		}
-		if tokenURL == "" && base == "" {
-			return nil, "", UsageErrorf("SMART auth cannot find the token endpoint: give --fhir-url (or BULK_FHIR_URL) or --token-url")
-		}
-		var scopes []string
-		if s := c.String("scope"); s != "" {
-			scopes = strings.Fields(s)
-		}
-		return &lazySMART{
-			base: base, tokenURL: tokenURL,
-			clientID: id, key: key, scopes: scopes, types: types,
-		}, id, nil
-	case bearerFile != "":
-		b, err := os.ReadFile(bearerFile)
-		if err != nil {
-			return nil, "", UsageErrorf("--bearer-token: %v", err)
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return nil, "", UsageErrorf("--bearer-token: %s is empty", bearerFile)
-		}
-		return smartauth.Bearer(tok), "", nil
-	case bearerEnv != "":
-		return smartauth.Bearer(strings.TrimSpace(bearerEnv)), "", nil
-	case user != "":
-		pw := os.Getenv("BULK_BASIC_PASSWORD")
-		if f := c.Path("basic-password"); f != "" {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, "", UsageErrorf("--basic-password: %v", err)
-			}
-			pw = strings.TrimRight(string(b), "\r\n")
-		}
-		if pw == "" {
-			return nil, "", UsageErrorf("basic auth needs a password: --basic-password FILE or BULK_BASIC_PASSWORD")
-		}
-		return smartauth.Basic(user, pw), "", nil
+	case c.String("smart-client-id") != "" || c.Path("smart-key") != "":
+		return smartCredentials(c, base, recordTokenURL, types)
+	case c.Path("bearer-token") != "" || os.Getenv("BULK_BEARER_TOKEN") != "":
+		return bearerCredentials(c)
+	case c.String("basic-user") != "":
+		return basicCredentials(c)
 	}
 	if c.Path("basic-password") != "" {
 		return nil, "", UsageErrorf("--basic-password needs --basic-user")
 	}
 	return nil, "", nil
+}
+
+// authMethods names the auth methods the flags and environment ask for: more than one is a
+// usage error, none means requests go without credentials.
+func authMethods(c *cli.Context) []string {
+	var methods []string
+	if c.String("smart-client-id") != "" || c.Path("smart-key") != "" {
+		methods = append(methods, "SMART")
+	}
+	if c.Path("bearer-token") != "" || os.Getenv("BULK_BEARER_TOKEN") != "" {
+		methods = append(methods, "bearer")
+	}
+	if c.String("basic-user") != "" {
+		methods = append(methods, "basic")
+	}
+	return methods
+}
+
+// HasCredentials reports whether the flags or environment give a way to authenticate, so a
+// tool can explain a 401 it could not have avoided without them.
+func HasCredentials(c *cli.Context) bool { return len(authMethods(c)) > 0 }
+
+// smartCredentials reads the SMART Backend Services flags; the token endpoint is --token-url,
+// else the one an export record holds, else discovered under base on first use.
+func smartCredentials(c *cli.Context, base, recordTokenURL string, types []string) (fhirclient.Credentials, string, error) {
+	smartID, smartKey := c.String("smart-client-id"), c.Path("smart-key")
+	if smartID == "" || smartKey == "" {
+		return nil, "", UsageErrorf("SMART auth needs both --smart-client-id and --smart-key")
+	}
+	id, err := smartauth.ClientID(smartID)
+	if err != nil {
+		return nil, "", UsageErrorf("--smart-client-id: %v", err)
+	}
+	key, err := smartauth.LoadKey(smartKey)
+	if err != nil {
+		return nil, "", UsageErrorf("--smart-key: %v", err)
+	}
+	if w := smartauth.KeyFileWarning(smartKey); w != "" {
+		fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", c.App.Name, w)
+	}
+	tokenURL := c.String("token-url")
+	if tokenURL != "" {
+		if _, err := fhirclient.ParseHTTPURL(tokenURL); err != nil {
+			return nil, "", UsageErrorf("--token-url %v", err)
+		}
+	}
+	if tokenURL == "" {
+		tokenURL = recordTokenURL
+	}
+	if tokenURL == "" && base == "" {
+		return nil, "", UsageErrorf("SMART auth cannot find the token endpoint: give --fhir-url (or BULK_FHIR_URL) or --token-url")
+	}
+	var scopes []string
+	if s := c.String("scope"); s != "" {
+		scopes = strings.Fields(s)
+	}
+	return &lazySMART{
+		base: base, tokenURL: tokenURL,
+		clientID: id, key: key, scopes: scopes, types: types,
+	}, id, nil
+}
+
+// bearerCredentials reads the token from --bearer-token's file, else from BULK_BEARER_TOKEN.
+func bearerCredentials(c *cli.Context) (fhirclient.Credentials, string, error) {
+	bearerFile := c.Path("bearer-token")
+	if bearerFile == "" {
+		return smartauth.Bearer(strings.TrimSpace(os.Getenv("BULK_BEARER_TOKEN"))), "", nil
+	}
+	b, err := os.ReadFile(bearerFile)
+	if err != nil {
+		return nil, "", UsageErrorf("--bearer-token: %v", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return nil, "", UsageErrorf("--bearer-token: %s is empty", bearerFile)
+	}
+	return smartauth.Bearer(tok), "", nil
+}
+
+// basicCredentials reads --basic-user with the password from --basic-password's file, else from
+// BULK_BASIC_PASSWORD.
+func basicCredentials(c *cli.Context) (fhirclient.Credentials, string, error) {
+	pw := os.Getenv("BULK_BASIC_PASSWORD")
+	if f := c.Path("basic-password"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, "", UsageErrorf("--basic-password: %v", err)
+		}
+		pw = strings.TrimRight(string(b), "\r\n")
+	}
+	if pw == "" {
+		return nil, "", UsageErrorf("basic auth needs a password: --basic-password FILE or BULK_BASIC_PASSWORD")
+	}
+	return smartauth.Basic(c.String("basic-user"), pw), "", nil
 }
 
 // lazySMART discovers the token endpoint on first use, so runs that never need a token (a
