@@ -4,7 +4,9 @@
 //
 // Start it inside a Go test with NewServer, or as a program with cmd/bulk-testserver. Export files
 // are written once per distinct request and served from disk with http.ServeContent (Range,
-// If-Range, ETag), so the server is never what a client benchmark measures.
+// If-Range, ETag), so the server is never what a client benchmark measures. The generated data
+// set is never held whole: each distinct export generates it again, patient by patient, as it
+// writes its files, so an export of any size (Patients) takes bounded memory.
 package fhirtest
 
 import (
@@ -155,7 +157,7 @@ func NewServer(opts Options) (*Server, error) {
 	case opts.DataDir != "":
 		s.data, err = fromDir(opts.DataDir)
 	default:
-		s.data, err = fromSynth(synth.Generate(synth.Options{Patients: opts.Patients, Seed: opts.Seed}))
+		s.data = fromStream(synth.NewStream(synth.Options{Patients: opts.Patients, Seed: opts.Seed}))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("prepare test data: %w", err)

@@ -300,7 +300,7 @@ func (s *Server) binaryHandler(id string) http.HandlerFunc {
 			forbidden(w, tok, "Binary")
 			return
 		}
-		b, ok := s.data.binaries[id]
+		b, ok := s.data.binary(id)
 		if !ok {
 			writeOutcome(w, http.StatusNotFound, "not-found", "Binary/"+id+" is not known to this server")
 			return
