@@ -10,6 +10,7 @@
 package fhirtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -219,25 +220,13 @@ func (s *Server) ctx() context.Context {
 	return ctx
 }
 
+// setDefaults fills the fields whose zero value means a default, then checks the options.
 func (o *Options) setDefaults() error {
 	if o.Patients == 0 {
 		o.Patients = DefaultPatients
 	}
-	if o.Addr == "" {
-		o.Addr = DefaultAddr
-	}
-	if o.BasePath == "" {
-		o.BasePath = DefaultBasePath
-	}
-	o.BasePath = "/" + strings.Trim(o.BasePath, "/")
-	if o.Auth == "" {
-		o.Auth = AuthNone
-	}
 	if o.TokenTTL == 0 {
 		o.TokenTTL = DefaultTokenTTL
-	}
-	if o.Profile == "" {
-		o.Profile = ProfileV3
 	}
 	if o.FileLines == 0 {
 		o.FileLines = DefaultFileLines
@@ -245,6 +234,15 @@ func (o *Options) setDefaults() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Addr = cmp.Or(o.Addr, DefaultAddr)
+	o.BasePath = "/" + strings.Trim(cmp.Or(o.BasePath, DefaultBasePath), "/")
+	o.Auth = cmp.Or(o.Auth, AuthNone)
+	o.Profile = cmp.Or(o.Profile, ProfileV3)
+	return o.check()
+}
+
+// check reports the first problem of options whose defaults are set.
+func (o *Options) check() error {
 	switch {
 	case o.Patients < 0:
 		return errors.New("patients must be >= 0")
