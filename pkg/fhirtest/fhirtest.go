@@ -369,44 +369,62 @@ func (s *Server) serveMain(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, "not-found", "no FHIR endpoint at "+r.URL.Path+" (the base is "+s.URL()+")")
 		return
 	}
-	seg := strings.Split(strings.Trim(rel, "/"), "/")
-	route, h := routeUnknown, http.HandlerFunc(nil)
-	switch {
-	case s.opts.Override[rel] != nil:
-		route, h = routeOverride, s.serveOverride(rel)
-		// Route faults as if the path were the real one, so a scripted status URL can fault too.
-		if len(seg) == 2 && seg[0] == "status" {
-			route = RouteStatus
-		}
-	case rel == "/metadata":
-		route, h = routeMetadata, s.handleMetadata
-	case rel == "/.well-known/smart-configuration":
-		route, h = routeSMART, s.handleSMARTConfig
-	case rel == "/auth/token":
-		route, h = RouteToken, s.handleToken
-	case rel == "/$export":
-		route, h = RouteKickoff, s.kickoffHandler(levelSystem, "")
-	case rel == "/Patient/$export":
-		route, h = RouteKickoff, s.kickoffHandler(levelPatient, "")
-	case len(seg) == 3 && seg[0] == "Group" && seg[2] == "$export":
-		route, h = RouteKickoff, s.kickoffHandler(levelGroup, seg[1])
-	case len(seg) == 2 && seg[0] == "status":
-		route, h = RouteStatus, s.statusHandler(seg[1])
-	case len(seg) == 3 && seg[0] == "files":
-		route, h = RouteFile, s.fileHandler(seg[1], seg[2], true)
-	case len(seg) == 2 && seg[0] == "Binary":
-		route, h = RouteBinary, s.binaryHandler(seg[1])
-	case len(seg) == 2 && seg[0] == "Medication":
-		route, h = routeMedication, s.medicationHandler(seg[1])
-	case len(seg) == 2 && seg[0] == "Group":
-		route, h = routeGroup, s.groupHandler(seg[1])
-	}
+	route, h := s.mainRoute(rel)
 	s.record(r, route, "main")
 	if h == nil {
 		writeOutcome(w, http.StatusNotFound, "not-supported", "no route for "+r.Method+" "+r.URL.Path)
 		return
 	}
 	s.serve(w, r, route, true, h)
+}
+
+// mainRoute returns the route and handler of a path below the FHIR base (nil: none).
+func (s *Server) mainRoute(rel string) (string, http.HandlerFunc) {
+	seg := strings.Split(strings.Trim(rel, "/"), "/")
+	if s.opts.Override[rel] != nil {
+		// Route faults as if the path were the real one, so a scripted status URL can fault too.
+		if len(seg) == 2 && seg[0] == "status" {
+			return RouteStatus, s.serveOverride(rel)
+		}
+		return routeOverride, s.serveOverride(rel)
+	}
+	switch rel {
+	case "/metadata":
+		return routeMetadata, s.handleMetadata
+	case "/.well-known/smart-configuration":
+		return routeSMART, s.handleSMARTConfig
+	case "/auth/token":
+		return RouteToken, s.handleToken
+	case "/$export":
+		return RouteKickoff, s.kickoffHandler(levelSystem, "")
+	case "/Patient/$export":
+		return RouteKickoff, s.kickoffHandler(levelPatient, "")
+	}
+	return s.resourceRoute(seg)
+}
+
+// resourceRoute returns the route and handler of a path of two or three segments below the
+// FHIR base: a Group's export, a status URL, a file, or a resource read.
+func (s *Server) resourceRoute(seg []string) (string, http.HandlerFunc) {
+	switch {
+	case len(seg) == 3 && seg[0] == "Group" && seg[2] == "$export":
+		return RouteKickoff, s.kickoffHandler(levelGroup, seg[1])
+	case len(seg) == 3 && seg[0] == "files":
+		return RouteFile, s.fileHandler(seg[1], seg[2], true)
+	case len(seg) != 2:
+		return routeUnknown, nil
+	}
+	switch seg[0] {
+	case "status":
+		return RouteStatus, s.statusHandler(seg[1])
+	case "Binary":
+		return RouteBinary, s.binaryHandler(seg[1])
+	case "Medication":
+		return routeMedication, s.medicationHandler(seg[1])
+	case "Group":
+		return routeGroup, s.groupHandler(seg[1])
+	}
+	return routeUnknown, nil
 }
 
 // serveFiles dispatches a request to the files origin, which holds what presigned storage would:
