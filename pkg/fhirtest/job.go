@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/synth"
 )
 
 // job is one export: a kickoff's request, its build, and the links handed out for its files.
@@ -313,28 +315,35 @@ func acceptsGzip(values []string) bool {
 	return false
 }
 
+// readHandler answers a read of typ/id: 403 when the token lacks the type's scope, 404 when
+// find knows no such id, else serve with what find found.
+func readHandler[T any](typ, id string, find func(string) (T, bool), serve func(http.ResponseWriter, *http.Request, T)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tok := tokenOf(r); !tok.can(typ) {
+			forbidden(w, tok, typ)
+			return
+		}
+		v, ok := find(id)
+		if !ok {
+			writeOutcome(w, http.StatusNotFound, "not-found", typ+"/"+id+" is not known to this server")
+			return
+		}
+		serve(w, r, v)
+	}
+}
+
 // binaryHandler answers Binary/{id}: the raw content for an Accept of its MIME type (or none, or
 // */*), and a FHIR Binary resource for application/fhir+json or application/json.
 func (s *Server) binaryHandler(id string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if tok := tokenOf(r); !tok.can("Binary") {
-			forbidden(w, tok, "Binary")
-			return
-		}
-		b, ok := s.data.binary(id)
-		if !ok {
-			writeOutcome(w, http.StatusNotFound, "not-found", "Binary/"+id+" is not known to this server")
-			return
-		}
+	return readHandler("Binary", id, s.data.binary, func(w http.ResponseWriter, r *http.Request, b synth.Binary) {
 		own, _, _ := mime.ParseMediaType(b.ContentType)
-		wantJSON := wantsResource(r.Header.Values("Accept"), own)
-		if wantJSON {
+		if wantsResource(r.Header.Values("Accept"), own) {
 			writeJSON(w, http.StatusOK, "application/fhir+json", map[string]string{"resourceType": "Binary",
 				"id": id, "contentType": b.ContentType, "data": base64.StdEncoding.EncodeToString(b.Data)})
 			return
 		}
 		writeBody(w, http.StatusOK, b.ContentType, b.Data)
-	}
+	})
 }
 
 // wantsResource reports whether Accept asks for FHIR JSON rather than the content's own type.
@@ -356,44 +365,39 @@ func wantsResource(accept []string, own string) bool {
 // medicationHandler answers Medication/{id}: Medications are referenced by MedicationRequests
 // but not exported, as on Epic, so clients must read them one by one.
 func (s *Server) medicationHandler(id string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if tok := tokenOf(r); !tok.can("Medication") {
-			forbidden(w, tok, "Medication")
-			return
-		}
+	find := func(id string) ([]byte, bool) {
 		m, ok := s.data.medications[id]
-		if !ok {
-			writeOutcome(w, http.StatusNotFound, "not-found", "Medication/"+id+" is not known to this server")
-			return
-		}
-		writeBody(w, http.StatusOK, "application/fhir+json", m)
+		return m, ok
 	}
+	return readHandler("Medication", id, find, serveFHIR)
 }
 
-// groupHandler answers Group/{id} with the Group's members.
+// groupHandler answers Group/{id}: the data's own Group resource, or one listing the members.
 func (s *Server) groupHandler(id string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if tok := tokenOf(r); !tok.can("Group") {
-			forbidden(w, tok, "Group")
-			return
-		}
-		if g, ok := s.data.groupRes[id]; ok {
-			writeBody(w, http.StatusOK, "application/fhir+json", g)
-			return
-		}
-		ids, ok := s.data.groups[id]
-		if !ok {
-			writeOutcome(w, http.StatusNotFound, "not-found", "Group/"+id+" is not known to this server")
-			return
-		}
-		members := make([]any, len(ids))
-		for i, p := range ids {
-			members[i] = map[string]any{"entity": map[string]string{"reference": "Patient/" + p}}
-		}
-		g, _ := json.Marshal(map[string]any{"resourceType": "Group", "id": id, "type": "person", "actual": true,
-			"name": "Group " + id, "quantity": len(ids), "member": members})
-		writeBody(w, http.StatusOK, "application/fhir+json", g)
+	return readHandler("Group", id, s.groupResource, serveFHIR)
+}
+
+// serveFHIR answers 200 with a FHIR JSON resource.
+func serveFHIR(w http.ResponseWriter, _ *http.Request, body []byte) {
+	writeBody(w, http.StatusOK, "application/fhir+json", body)
+}
+
+// groupResource returns Group/id as JSON.
+func (s *Server) groupResource(id string) ([]byte, bool) {
+	if g, ok := s.data.groupRes[id]; ok {
+		return g, true
 	}
+	ids, ok := s.data.groups[id]
+	if !ok {
+		return nil, false
+	}
+	members := make([]any, len(ids))
+	for i, p := range ids {
+		members[i] = map[string]any{"entity": map[string]string{"reference": "Patient/" + p}}
+	}
+	g, _ := json.Marshal(map[string]any{"resourceType": "Group", "id": id, "type": "person", "actual": true,
+		"name": "Group " + id, "quantity": len(ids), "member": members})
+	return g, true
 }
 
 // binaryID returns the id of a "Binary/{id}" URL, relative or absolute, or "".
