@@ -122,19 +122,7 @@ func TestGolden(t *testing.T) {
 	const want = "72516d7e154fb6bd3c8326bdd7254afdc56f4f6b"
 	d := Generate(Options{Patients: 3, Seed: 42})
 	h := sha1.New()
-	for _, typ := range d.Types {
-		for _, l := range d.Resources[typ] {
-			h.Write(l)
-			h.Write([]byte{'\n'})
-		}
-	}
-	for _, id := range slices.Sorted(maps.Keys(d.Binaries)) {
-		fmt.Fprintf(h, "%s %s %d\n", id, d.Binaries[id].ContentType, len(d.Binaries[id].Data))
-		h.Write(d.Binaries[id].Data)
-	}
-	for _, id := range slices.Sorted(maps.Keys(d.Medications)) {
-		h.Write(d.Medications[id])
-	}
+	writeDataset(h, d)
 	if got := fmt.Sprintf("%x", h.Sum(nil)); got != want {
 		t.Errorf("Generate(Patients: 3, Seed: 42) hashes to %s, want %s", got, want)
 	}
@@ -812,11 +800,9 @@ func BenchmarkGenerate(b *testing.B) {
 	}
 }
 
-// hashDataset hashes every byte of d, Groups included, in a fixed order.
-func hashDataset(d *Dataset) string {
-	h := sha1.New()
+// writeDataset writes the resources, Binaries and Medications of d to h, in a fixed order.
+func writeDataset(h io.Writer, d *Dataset) {
 	for _, typ := range d.Types {
-		fmt.Fprintf(h, "%s %d\n", typ, len(d.Resources[typ]))
 		for _, l := range d.Resources[typ] {
 			h.Write(l)
 			h.Write([]byte{'\n'})
@@ -829,6 +815,13 @@ func hashDataset(d *Dataset) string {
 	for _, id := range slices.Sorted(maps.Keys(d.Medications)) {
 		h.Write(d.Medications[id])
 	}
+}
+
+// hashDataset hashes every byte of d, Groups included.
+func hashDataset(d *Dataset) string {
+	h := sha1.New()
+	fmt.Fprintf(h, "%v\n", d.Types)
+	writeDataset(h, d)
 	for _, g := range slices.Sorted(maps.Keys(d.Groups)) {
 		fmt.Fprintf(h, "%s %s\n", g, strings.Join(d.Groups[g], ","))
 	}
@@ -842,12 +835,12 @@ func TestGoldenSizes(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{Options{Patients: 0, Seed: 0}, "5f76be8c1a9fd97ae27681f709b6682eb0e9eaae"},
-		{Options{Patients: 1, Seed: 0}, "026201934738883c92e25308539ecca2d9f852bf"},
-		{Options{Patients: 7, Seed: 1}, "30bd9871a3f67a0bb18053cd2168d009eb8a7414"},
-		{Options{Patients: 40, Seed: 2}, "58cf4b9f29955743581e55b521e2cc5d5a99f8f3"},
-		{Options{Patients: 40, Seed: -9, ObservationsPerPatient: 5}, "8b7fcc4a48df01d008d4f64d5d56f6c95112e6c9"},
-		{Options{Patients: 120, Seed: 12345, ObservationsPerPatient: 200}, "e6566e818077e3f7e80623b8cfb27216d0393777"},
+		{Options{Patients: 0, Seed: 0}, "2a4027e4d18cb53d59476fc83a3d7ce441bf5e17"},
+		{Options{Patients: 1, Seed: 0}, "99fbe56bbe206bdf1a2887b6f86bba1de27be003"},
+		{Options{Patients: 7, Seed: 1}, "9602eb36a7ad192c35782a9ef36f7d25e62bea8d"},
+		{Options{Patients: 40, Seed: 2}, "15c4c10d7529f4c2853971550e60e32ee9cf21a7"},
+		{Options{Patients: 40, Seed: -9, ObservationsPerPatient: 5}, "9e019163113845e7f925f2d03c078a0133cf3d4c"},
+		{Options{Patients: 120, Seed: 12345, ObservationsPerPatient: 200}, "ceebd7f7dee1ecb9fc8d0d2e5a6caea9607cc8e6"},
 	} {
 		if got := hashDataset(Generate(c.opts)); got != c.want {
 			t.Errorf("Generate(%+v) hashes to %s, want %s", c.opts, got, c.want)
