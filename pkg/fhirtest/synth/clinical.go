@@ -766,7 +766,6 @@ func (g *gen) fill(e *enc, tpl string) string {
 	if strings.IndexByte(tpl, '{') < 0 {
 		return tpl
 	}
-	r := g.r
 	var b strings.Builder
 	for {
 		i := strings.IndexByte(tpl, '{')
@@ -778,84 +777,117 @@ func (g *gen) fill(e *enc, tpl string) string {
 		b.WriteString(tpl[:i])
 		key := tpl[i+1 : i+j]
 		tpl = tpl[i+j+1:]
-		switch key {
-		case "first":
-			b.WriteString(g.pt.given)
-		case "family":
-			b.WriteString(g.pt.family)
-		case "an": // the article of the age that follows: "an 86-year-old", "an 18-year-old"
-			a := g.age(e.start)
-			if a/10 == 8 || a == 8 || a == 11 || a == 18 {
-				b.WriteString("an")
-			} else {
-				b.WriteString("a")
-			}
-		case "age":
-			b.WriteString(strconv.Itoa(g.age(e.start)))
-		case "sex":
-			if g.pt.gender == "female" {
-				b.WriteString("woman")
-			} else {
-				b.WriteString("man")
-			}
-		case "Pron", "pron":
-			p := "he"
-			if g.pt.gender == "female" {
-				p = "she"
-			}
-			if key == "Pron" {
-				p = strings.ToUpper(p[:1]) + p[1:]
-			}
-			b.WriteString(p)
-		case "conds":
-			var names []string
-			for _, c := range g.conds {
-				if conditions[c.c].chronic {
-					names = append(names, strings.ToLower(conditions[c.c].text))
-				}
-			}
-			switch len(names) {
-			case 0:
-				b.WriteString("seasonal allergies")
-			case 1:
-				b.WriteString(names[0])
-			default:
-				b.WriteString(strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1])
-			}
-		case "reason":
-			b.WriteString(g.fill(e, pick(r, reasons)))
-		case "symptom":
-			b.WriteString(pick(r, symptoms))
-		case "cc":
-			b.WriteString(g.cc)
-		case "med":
-			m := meds[12].text
-			for _, c := range g.conds {
-				for _, md := range meds {
-					if md.forCondition == c.c {
-						m = md.text
-					}
-				}
-			}
-			b.WriteString(m)
-		case "days":
-			b.WriteString(strconv.Itoa(r.between(2, 14)))
-		case "months":
-			b.WriteString(strconv.Itoa(r.between(2, 12)))
-		case "hours":
-			b.WriteString(strconv.Itoa(r.between(4, 9)))
-		case "minutes":
-			b.WriteString(strconv.Itoa(5 * r.between(2, 12)))
-		case "sys", "sys2":
-			b.WriteString(strconv.Itoa(r.between(112, 158)))
-		case "dia", "dia2":
-			b.WriteString(strconv.Itoa(r.between(68, 96)))
-		case "k":
-			b.Write(appendFixed(nil, r.between64(31, 36), 1))
-		case "temp":
-			b.Write(appendFixed(nil, r.between64(366, 384), 1))
+		b.WriteString(g.slot(e, key))
+	}
+}
+
+// slot returns the text of one {key} of a note template ("" for an unknown key).
+func (g *gen) slot(e *enc, key string) string {
+	if s, ok := g.personSlot(e, key); ok {
+		return s
+	}
+	if s, ok := g.numberSlot(key); ok {
+		return s
+	}
+	switch key {
+	case "conds":
+		return g.chronicNames()
+	case "reason":
+		return g.fill(e, pick(g.r, reasons))
+	case "symptom":
+		return pick(g.r, symptoms)
+	case "cc":
+		return g.cc
+	case "med":
+		return g.usualMed()
+	}
+	return ""
+}
+
+// personSlot fills the keys about the patient: name, age, sex and pronoun.
+func (g *gen) personSlot(e *enc, key string) (string, bool) {
+	switch key {
+	case "first":
+		return g.pt.given, true
+	case "family":
+		return g.pt.family, true
+	case "an": // the article of the age that follows: "an 86-year-old", "an 18-year-old"
+		if a := g.age(e.start); a/10 == 8 || a == 8 || a == 11 || a == 18 {
+			return "an", true
+		}
+		return "a", true
+	case "age":
+		return strconv.Itoa(g.age(e.start)), true
+	case "sex":
+		if g.pt.gender == "female" {
+			return "woman", true
+		}
+		return "man", true
+	case "Pron", "pron":
+		p := "he"
+		if g.pt.gender == "female" {
+			p = "she"
+		}
+		if key == "Pron" {
+			p = strings.ToUpper(p[:1]) + p[1:]
+		}
+		return p, true
+	}
+	return "", false
+}
+
+// numberSlot fills the keys that are a random number: durations and vital signs.
+func (g *gen) numberSlot(key string) (string, bool) {
+	r := g.r
+	switch key {
+	case "days":
+		return strconv.Itoa(r.between(2, 14)), true
+	case "months":
+		return strconv.Itoa(r.between(2, 12)), true
+	case "hours":
+		return strconv.Itoa(r.between(4, 9)), true
+	case "minutes":
+		return strconv.Itoa(5 * r.between(2, 12)), true
+	case "sys", "sys2":
+		return strconv.Itoa(r.between(112, 158)), true
+	case "dia", "dia2":
+		return strconv.Itoa(r.between(68, 96)), true
+	case "k":
+		return string(appendFixed(nil, r.between64(31, 36), 1)), true
+	case "temp":
+		return string(appendFixed(nil, r.between64(366, 384), 1)), true
+	}
+	return "", false
+}
+
+// chronicNames lists the patient's chronic conditions in prose ("seasonal allergies" for none).
+func (g *gen) chronicNames() string {
+	var names []string
+	for _, c := range g.conds {
+		if conditions[c.c].chronic {
+			names = append(names, strings.ToLower(conditions[c.c].text))
 		}
 	}
+	switch len(names) {
+	case 0:
+		return "seasonal allergies"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// usualMed is the medication of the patient's last-listed condition that has one, else a default.
+func (g *gen) usualMed() string {
+	m := meds[12].text
+	for _, c := range g.conds {
+		for _, md := range meds {
+			if md.forCondition == c.c {
+				m = md.text
+			}
+		}
+	}
+	return m
 }
 
 // sentences joins n distinct sentences of pool.
