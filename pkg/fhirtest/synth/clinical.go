@@ -73,27 +73,9 @@ func interpretation(q *quant, v int64) coding {
 }
 
 func (g *gen) observation(e *enc, id string, o *obs) {
-	w, r := &g.w, g.r
+	w := &g.w
 	g.begin(tObservation, id, g.updated(o.issued), o.profile)
-	if o.identifier != "" {
-		w.raw(`,"identifier":[{"use":"official","system":"urn:oid:2.16.840.1.113883.3.72.5.20","value":"`)
-		w.raw(o.identifier)
-		w.raw(`"}]`)
-	}
-	if o.basedOn != "" {
-		w.raw(`,"basedOn":[`)
-		w.ref("ServiceRequest", o.basedOn, "")
-		w.byte(']')
-	}
-	w.raw(`,"status":"`)
-	w.raw(obsStatuses[r.weighted(obsStatusWeights)])
-	w.byte('"')
-	if o.cat != catNone {
-		c := obsCategories[o.cat]
-		w.raw(`,"category":[`)
-		w.cc(c, c.display)
-		w.byte(']')
-	}
+	g.obsOrder(o)
 	w.field("code")
 	w.cc(o.code, o.text)
 	g.subject("subject")
@@ -105,6 +87,49 @@ func (g *gen) observation(e *enc, id string, o *obs) {
 	w.raw(`,"performer":[`)
 	w.display(o.performer)
 	w.byte(']')
+	g.obsValue(o)
+	g.obsNote(o)
+	if o.specimen != "" {
+		w.field("specimen")
+		w.ref("Specimen", o.specimen, "")
+	}
+	if o.withRange && o.kind == vQuantity && o.q.lo != o.q.hi {
+		g.obsRange(o.q)
+	}
+	if o.kind == vBP {
+		g.obsBPComponents(o)
+	}
+	w.byte('}')
+	g.emit(tObservation)
+}
+
+// obsOrder writes the fields before code: identifier, basedOn, status and category.
+func (g *gen) obsOrder(o *obs) {
+	w := &g.w
+	if o.identifier != "" {
+		w.raw(`,"identifier":[{"use":"official","system":"urn:oid:2.16.840.1.113883.3.72.5.20","value":"`)
+		w.raw(o.identifier)
+		w.raw(`"}]`)
+	}
+	if o.basedOn != "" {
+		w.raw(`,"basedOn":[`)
+		w.ref("ServiceRequest", o.basedOn, "")
+		w.byte(']')
+	}
+	w.raw(`,"status":"`)
+	w.raw(obsStatuses[g.r.weighted(obsStatusWeights)])
+	w.byte('"')
+	if o.cat != catNone {
+		c := obsCategories[o.cat]
+		w.raw(`,"category":[`)
+		w.cc(c, c.display)
+		w.byte(']')
+	}
+}
+
+// obsValue writes value[x] and, for a quantity with a normal range, its interpretation.
+func (g *gen) obsValue(o *obs) {
+	w := &g.w
 	switch o.kind {
 	case vQuantity:
 		w.field("valueQuantity")
@@ -124,48 +149,53 @@ func (g *gen) observation(e *enc, id string, o *obs) {
 		w.cc(i, i.display)
 		w.byte(']')
 	}
-	if r.percent(12) {
-		w.raw(`,"note":[{"authorString":`)
-		w.str(o.performer)
-		w.raw(`,"time":`)
-		g.local(o.issued + 10*minute)
-		w.raw(`,"text":`)
-		w.str(pick(r, noteRemarks))
-		w.raw(`}]`)
+}
+
+// obsNote writes a performer's remark on some Observations.
+func (g *gen) obsNote(o *obs) {
+	w, r := &g.w, g.r
+	if !r.percent(12) {
+		return
 	}
-	if o.specimen != "" {
-		w.field("specimen")
-		w.ref("Specimen", o.specimen, "")
-	}
-	if o.withRange && o.kind == vQuantity && o.q.lo != o.q.hi {
-		q := o.q
-		w.raw(`,"referenceRange":[{"low":`)
-		w.quantity(q.lo, q.dec, q.unit)
-		w.raw(`,"high":`)
-		w.quantity(q.hi, q.dec, q.unit)
-		w.raw(`,"type":`)
-		w.cc(coding{"http://terminology.hl7.org/CodeSystem/referencerange-meaning", "normal", "Normal Range"}, "")
-		w.raw(`,"text":"`)
-		w.b = appendFixed(w.b, q.lo, q.dec)
-		w.byte('-')
-		w.b = appendFixed(w.b, q.hi, q.dec)
-		w.byte(' ')
-		w.raw(q.unit)
-		w.raw(`"}]`)
-	}
-	if o.kind == vBP {
-		w.raw(`,"component":[{"code":`)
-		w.cc(coding{sysLOINC, "8480-6", "Systolic blood pressure"}, "Systolic")
-		w.raw(`,"valueQuantity":`)
-		w.quantity(o.sys, 0, "mm[Hg]")
-		w.raw(`},{"code":`)
-		w.cc(coding{sysLOINC, "8462-4", "Diastolic blood pressure"}, "Diastolic")
-		w.raw(`,"valueQuantity":`)
-		w.quantity(o.dia, 0, "mm[Hg]")
-		w.raw(`}]`)
-	}
-	w.byte('}')
-	g.emit(tObservation)
+	w.raw(`,"note":[{"authorString":`)
+	w.str(o.performer)
+	w.raw(`,"time":`)
+	g.local(o.issued + 10*minute)
+	w.raw(`,"text":`)
+	w.str(pick(r, noteRemarks))
+	w.raw(`}]`)
+}
+
+// obsRange writes the normal range of a quantity.
+func (g *gen) obsRange(q *quant) {
+	w := &g.w
+	w.raw(`,"referenceRange":[{"low":`)
+	w.quantity(q.lo, q.dec, q.unit)
+	w.raw(`,"high":`)
+	w.quantity(q.hi, q.dec, q.unit)
+	w.raw(`,"type":`)
+	w.cc(coding{"http://terminology.hl7.org/CodeSystem/referencerange-meaning", "normal", "Normal Range"}, "")
+	w.raw(`,"text":"`)
+	w.b = appendFixed(w.b, q.lo, q.dec)
+	w.byte('-')
+	w.b = appendFixed(w.b, q.hi, q.dec)
+	w.byte(' ')
+	w.raw(q.unit)
+	w.raw(`"}]`)
+}
+
+// obsBPComponents writes a blood pressure's systolic and diastolic components.
+func (g *gen) obsBPComponents(o *obs) {
+	w := &g.w
+	w.raw(`,"component":[{"code":`)
+	w.cc(coding{sysLOINC, "8480-6", "Systolic blood pressure"}, "Systolic")
+	w.raw(`,"valueQuantity":`)
+	w.quantity(o.sys, 0, "mm[Hg]")
+	w.raw(`},{"code":`)
+	w.cc(coding{sysLOINC, "8462-4", "Diastolic blood pressure"}, "Diastolic")
+	w.raw(`,"valueQuantity":`)
+	w.quantity(o.dia, 0, "mm[Hg]")
+	w.raw(`}]`)
 }
 
 // observations spends an encounter's quota of Observations, with the orders and reports that real
