@@ -670,25 +670,9 @@ const (
 )
 
 func (g *gen) document(e *enc, atts []attSpec) {
-	w, r := &g.w, g.r
-	k := encounterKinds[e.kind]
-	typ := k.note
-	if k.class == classIMP && r.percent(30) {
-		typ = noteHP
-	}
-	// Inline notes stay small, as servers only inline short content; linked notes are 1–20 KB,
-	// skewed towards the short end.
-	target := 1000 + r.intn(19001)*r.intn(1001)/1000
-	for _, a := range atts {
-		if a.mode == attInline {
-			target = r.between(1000, 6000)
-		}
-	}
-	var n *note
-	if !atts[0].hello {
-		n = g.clinicalNote(e, typ, target)
-	}
-	created := e.end + instant(r.between64(int64(10*minute), int64(2*day)))
+	w := &g.w
+	typ, n := g.documentNote(e, atts)
+	created := e.end + instant(g.r.between64(int64(10*minute), int64(2*day)))
 	g.begin(tDocumentReference, g.id(tDocumentReference), g.updated(created), usCore+"us-core-documentreference")
 	w.raw(`,"identifier":[{"system":"urn:ietf:rfc:3986","value":"urn:oid:1.2.840.114350.1.13.0.1.7.2.727879.`)
 	w.int(int64(g.p)*1000 + int64(g.ords[tDocumentReference]))
@@ -709,61 +693,11 @@ func (g *gen) document(e *enc, atts []attSpec) {
 		if i > 0 {
 			w.byte(',')
 		}
-		var data []byte
-		if a.hello {
-			data = []byte(helloData)
-		} else {
+		data := []byte(helloData)
+		if !a.hello {
 			data = n.render(a.contentType)
 		}
-		w.raw(`{"attachment":{"contentType":`)
-		w.str(a.contentType)
-		w.raw(`,"language":"en-US"`)
-		withSize, withHash := r.percent(70), r.percent(40)
-		switch a.mode {
-		case attInline:
-			w.raw(`,"data":"`)
-			w.b = base64.StdEncoding.AppendEncode(w.b, data)
-			w.byte('"')
-		case attAbsolute:
-			w.raw(`,"url":"` + FilesBasePlaceholder + `/Binary/`)
-			w.raw(g.binary(a.contentType, data))
-			w.byte('"')
-		default:
-			id := HelloWorldBinaryID
-			if a.hello {
-				g.sh.bins = append(g.sh.bins, binEntry{id, Binary{ContentType: a.contentType, Data: data}})
-				withSize, withHash = true, true
-			} else {
-				id = g.binary(a.contentType, data)
-			}
-			w.raw(`,"url":"Binary/`)
-			w.raw(id)
-			w.byte('"')
-		}
-		if withSize {
-			w.raw(`,"size":`)
-			w.int(int64(len(data)))
-		}
-		if withHash {
-			sum := sha1.Sum(data)
-			w.raw(`,"hash":"`)
-			w.b = base64.StdEncoding.AppendEncode(w.b, sum[:])
-			w.byte('"')
-		}
-		w.raw(`,"title":`)
-		switch {
-		case a.hello:
-			w.str("hello.txt")
-		case strings.HasPrefix(a.contentType, "application/pdf"):
-			w.str(typ.display + " (PDF)")
-		default:
-			w.str(typ.display)
-		}
-		w.raw(`,"creation":`)
-		g.local(created)
-		w.raw(`},"format":`)
-		w.coding(coding{sysFormatCode, "urn:ihe:iti:xds:2017:mimeTypeSufficient", "mimeType Sufficient"})
-		w.byte('}')
+		g.documentContent(a, data, typ, created)
 	}
 	w.raw(`],"context":{"encounter":[`)
 	w.ref("Encounter", e.id, "")
@@ -773,6 +707,93 @@ func (g *gen) document(e *enc, atts []attSpec) {
 	g.local(e.end)
 	w.raw(`}}}`)
 	g.emit(tDocumentReference)
+}
+
+// documentNote picks the note type of a DocumentReference and writes the note (nil for the
+// hello-world document).
+func (g *gen) documentNote(e *enc, atts []attSpec) (coding, *note) {
+	r := g.r
+	k := encounterKinds[e.kind]
+	typ := k.note
+	if k.class == classIMP && r.percent(30) {
+		typ = noteHP
+	}
+	// Inline notes stay small, as servers only inline short content; linked notes are 1–20 KB,
+	// skewed towards the short end.
+	target := 1000 + r.intn(19001)*r.intn(1001)/1000
+	for _, a := range atts {
+		if a.mode == attInline {
+			target = r.between(1000, 6000)
+		}
+	}
+	if atts[0].hello {
+		return typ, nil
+	}
+	return typ, g.clinicalNote(e, typ, target)
+}
+
+// documentContent writes one content element: the attachment of data as a says, and its format.
+func (g *gen) documentContent(a attSpec, data []byte, typ coding, created instant) {
+	w, r := &g.w, g.r
+	w.raw(`{"attachment":{"contentType":`)
+	w.str(a.contentType)
+	w.raw(`,"language":"en-US"`)
+	withSize, withHash := r.percent(70), r.percent(40)
+	if g.attachmentData(a, data) {
+		withSize, withHash = true, true
+	}
+	if withSize {
+		w.raw(`,"size":`)
+		w.int(int64(len(data)))
+	}
+	if withHash {
+		sum := sha1.Sum(data)
+		w.raw(`,"hash":"`)
+		w.b = base64.StdEncoding.AppendEncode(w.b, sum[:])
+		w.byte('"')
+	}
+	w.raw(`,"title":`)
+	switch {
+	case a.hello:
+		w.str("hello.txt")
+	case strings.HasPrefix(a.contentType, "application/pdf"):
+		w.str(typ.display + " (PDF)")
+	default:
+		w.str(typ.display)
+	}
+	w.raw(`,"creation":`)
+	g.local(created)
+	w.raw(`},"format":`)
+	w.coding(coding{sysFormatCode, "urn:ihe:iti:xds:2017:mimeTypeSufficient", "mimeType Sufficient"})
+	w.byte('}')
+}
+
+// attachmentData writes the data or url of an attachment, keeping linked content as a Binary. It
+// reports whether size and hash must be given (the hello-world Binary, which tests check).
+func (g *gen) attachmentData(a attSpec, data []byte) bool {
+	w := &g.w
+	switch a.mode {
+	case attInline:
+		w.raw(`,"data":"`)
+		w.b = base64.StdEncoding.AppendEncode(w.b, data)
+		w.byte('"')
+		return false
+	case attAbsolute:
+		w.raw(`,"url":"` + FilesBasePlaceholder + `/Binary/`)
+		w.raw(g.binary(a.contentType, data))
+		w.byte('"')
+		return false
+	}
+	id := HelloWorldBinaryID
+	if a.hello {
+		g.sh.bins = append(g.sh.bins, binEntry{id, Binary{ContentType: a.contentType, Data: data}})
+	} else {
+		id = g.binary(a.contentType, data)
+	}
+	w.raw(`,"url":"Binary/`)
+	w.raw(id)
+	w.byte('"')
+	return a.hello
 }
 
 // Note text.
