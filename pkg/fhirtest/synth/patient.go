@@ -557,6 +557,26 @@ func (g *gen) medicationRequest(e *enc, m int, reason string, active bool) {
 		w.cc(coding{sysMedReqCat, "outpatient", "Outpatient"}, "")
 	}
 	w.byte(']')
+	g.mrMedication(mode, m)
+	g.subject("subject")
+	g.encounterRef(e)
+	w.field("authoredOn")
+	g.local(authored)
+	w.field("requester")
+	w.display(e.practitioner)
+	if reason != "" {
+		w.raw(`,"reasonReference":[`)
+		w.ref("Condition", reason, "")
+		w.byte(']')
+	}
+	g.mrDosage(&md)
+	g.mrDispense(&md)
+	g.emit(tMedicationRequest)
+}
+
+// mrMedication writes a MedicationRequest's medication[x] in one of the three ways servers do.
+func (g *gen) mrMedication(mode, m int) {
+	w, md := &g.w, &meds[m]
 	switch mode {
 	case mrCodeable:
 		w.field("medicationCodeableConcept")
@@ -569,17 +589,11 @@ func (g *gen) medicationRequest(e *enc, m int, reason string, active bool) {
 		w.str(md.text)
 		w.byte('}')
 	}
-	g.subject("subject")
-	g.encounterRef(e)
-	w.field("authoredOn")
-	g.local(authored)
-	w.field("requester")
-	w.display(e.practitioner)
-	if reason != "" {
-		w.raw(`,"reasonReference":[`)
-		w.ref("Condition", reason, "")
-		w.byte(']')
-	}
+}
+
+// mrDosage writes the dosage instruction of md, up to its dose.
+func (g *gen) mrDosage(md *med) {
+	w, r := &g.w, g.r
 	w.raw(`,"dosageInstruction":[{"sequence":1,"text":`)
 	w.str(md.sig)
 	w.raw(`,"timing":{"repeat":{"frequency":`)
@@ -602,7 +616,13 @@ func (g *gen) medicationRequest(e *enc, m int, reason string, active bool) {
 	w.raw(md.doseUnit)
 	w.raw(`","system":"` + sysDrugForm + `","code":"`)
 	w.raw(md.doseCode)
-	w.raw(`"}}]}],"dispenseRequest":{"numberOfRepeatsAllowed":`)
+	w.raw(`"}}]}]`)
+}
+
+// mrDispense writes the dispense request of md and closes the resource.
+func (g *gen) mrDispense(md *med) {
+	w, r := &g.w, g.r
+	w.raw(`,"dispenseRequest":{"numberOfRepeatsAllowed":`)
 	w.int(int64(r.intn(4)))
 	w.raw(`,"quantity":{"value":`)
 	w.int(int64(md.perDay * md.supply))
@@ -611,7 +631,6 @@ func (g *gen) medicationRequest(e *enc, m int, reason string, active bool) {
 	w.raw(`"},"expectedSupplyDuration":{"value":`)
 	w.int(int64(md.supply))
 	w.raw(`,"unit":"days","system":"` + sysUCUM + `","code":"d"}}}`)
-	g.emit(tMedicationRequest)
 }
 
 func (g *gen) encounter(i int) {
