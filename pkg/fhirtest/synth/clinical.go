@@ -78,15 +78,7 @@ func (g *gen) observation(e *enc, id string, o *obs) {
 	g.obsOrder(o)
 	w.field("code")
 	w.cc(o.code, o.text)
-	g.subject("subject")
-	g.encounterRef(e)
-	w.field("effectiveDateTime")
-	g.local(o.effective)
-	w.field("issued")
-	w.instant(o.issued, styleMilliZ, 0)
-	w.raw(`,"performer":[`)
-	w.display(o.performer)
-	w.byte(']')
+	g.resultContext(e, o.effective, o.issued, o.performer)
 	g.obsValue(o)
 	g.obsNote(o)
 	if o.specimen != "" {
@@ -101,6 +93,21 @@ func (g *gen) observation(e *enc, id string, o *obs) {
 	}
 	w.byte('}')
 	g.emit(tObservation)
+}
+
+// resultContext writes the fields an Observation and a DiagnosticReport share after their code:
+// subject, encounter, effectiveDateTime, issued and performer.
+func (g *gen) resultContext(e *enc, effective, issued instant, performer string) {
+	w := &g.w
+	g.subject("subject")
+	g.encounterRef(e)
+	w.field("effectiveDateTime")
+	g.local(effective)
+	w.field("issued")
+	w.instant(issued, styleMilliZ, 0)
+	w.raw(`,"performer":[`)
+	w.display(performer)
+	w.byte(']')
 }
 
 // obsOrder writes the fields before code: identifier, basedOn, status and category.
@@ -457,15 +464,7 @@ func (g *gen) diagnosticReport(e *enc, d *report) {
 	w.cc(d.category, d.category.display)
 	w.raw(`],"code":`)
 	w.cc(d.code, d.text)
-	g.subject("subject")
-	g.encounterRef(e)
-	w.field("effectiveDateTime")
-	g.local(d.effective)
-	w.field("issued")
-	w.instant(d.issued, styleMilliZ, 0)
-	w.raw(`,"performer":[`)
-	w.display(d.performer)
-	w.byte(']')
+	g.resultContext(e, d.effective, d.issued, d.performer)
 	if d.specimen != "" {
 		w.raw(`,"specimen":[`)
 		w.ref("Specimen", d.specimen, "")
