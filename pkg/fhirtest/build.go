@@ -105,8 +105,9 @@ func (s *Server) write(req *exportRequest, dir string) ([]*exportFile, error) {
 	if req.Types != nil {
 		types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return !slices.Contains(req.Types, t) })
 	}
-	e := s.newExport(req, dir, types)
+	e := s.newExportRun(req, dir, types)
 	if err := s.data.each(types, s.closing, e.add); err != nil {
+		e.abort()
 		return nil, err
 	}
 	return e.finish(types)
@@ -130,7 +131,7 @@ type exportRun struct {
 	deleted       map[string][]string // type → keys reported deleted
 }
 
-func (s *Server) newExport(req *exportRequest, dir string, types []string) *exportRun {
+func (s *Server) newExportRun(req *exportRequest, dir string, types []string) *exportRun {
 	e := &exportRun{s: s, req: req, dir: dir, scope: s.scope(req), elements: map[string][]string{},
 		placeholder: []byte(filesBasePlaceholder), filesBase: []byte(s.attachmentBase()),
 		out: map[string]*fileWriter{}, deleted: map[string][]string{}}
@@ -151,6 +152,18 @@ func (s *Server) newExport(req *exportRequest, dir string, types []string) *expo
 		e.out[typ] = e.writer(itemOutput, typ)
 	}
 	return e
+}
+
+// abort closes the files still open after a failed write (Close removes the folder).
+func (e *exportRun) abort() {
+	for _, fw := range e.out {
+		if o := fw.cur; o != nil {
+			o.f.Close()
+			if o.gzf != nil {
+				o.gzf.Close()
+			}
+		}
+	}
 }
 
 // fault returns the request's fault of kind, if it has one.
