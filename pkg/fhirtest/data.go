@@ -27,6 +27,7 @@ type dataset struct {
 	types       []string
 	res         map[string][]resource // nil with stream
 	stream      *synth.Stream
+	bins        *binStore // with stream
 	binaries    map[string]synth.Binary
 	medications map[string][]byte
 	groups      map[string][]string // Group id → member Patient ids
@@ -54,15 +55,19 @@ func fromSynth(d *synth.Dataset) (*dataset, error) {
 	return ds, nil
 }
 
-// fromStream serves a data set generated as each export reads it.
-func fromStream(st *synth.Stream) *dataset {
+// fromStream serves a data set generated as each export reads it; its Binaries are kept in a
+// file in dir once an export has generated them all.
+func fromStream(st *synth.Stream, dir string) *dataset {
 	return &dataset{types: st.Types(), stream: st, medications: st.Medications(), groups: st.Groups(),
-		groupRes: map[string][]byte{}}
+		groupRes: map[string][]byte{}, bins: &binStore{path: filepath.Join(dir, "binaries")}}
 }
 
 // binary returns the content of Binary/id.
 func (ds *dataset) binary(id string) (synth.Binary, bool) {
 	if ds.stream != nil {
+		if b, found, complete := ds.bins.get(id); complete {
+			return b, found
+		}
 		return ds.stream.Binary(id)
 	}
 	b, ok := ds.binaries[id]
@@ -88,23 +93,7 @@ var errClosed = errors.New("server closed")
 // returns errClosed once stop reports true.
 func (ds *dataset) each(types []string, stop func() bool, fn func(typ string, r *resource) error) error {
 	if ds.stream != nil {
-		return ds.stream.Each(runtime.GOMAXPROCS(0), func(b *synth.Batch) error {
-			if stop() {
-				return errClosed
-			}
-			for _, typ := range types {
-				for _, line := range b.Lines(typ) {
-					r, err := index(typ, line)
-					if err != nil {
-						return err
-					}
-					if err := fn(typ, &r); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
+		return ds.eachGenerated(types, stop, fn)
 	}
 	for _, typ := range types {
 		rs := ds.res[typ]
@@ -118,6 +107,37 @@ func (ds *dataset) each(types []string, stop func() bool, fn func(typ string, r 
 		}
 	}
 	return nil
+}
+
+// eachGenerated is each for a generated data set: patient by patient, all types at once. The
+// first pass also fills the Binary store.
+func (ds *dataset) eachGenerated(types []string, stop func() bool, fn func(typ string, r *resource) error) (err error) {
+	filling := ds.bins.claim()
+	if filling {
+		defer func() { ds.bins.done(err == nil) }()
+	}
+	return ds.stream.Each(runtime.GOMAXPROCS(0), func(b *synth.Batch) error {
+		if stop() {
+			return errClosed
+		}
+		if filling {
+			if err := ds.bins.fill(b); err != nil {
+				return err
+			}
+		}
+		for _, typ := range types {
+			for _, line := range b.Lines(typ) {
+				r, err := index(typ, line)
+				if err != nil {
+					return err
+				}
+				if err := fn(typ, &r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // add indexes the lines of one resource type, in order.

@@ -152,19 +152,20 @@ func NewServer(opts Options) (*Server, error) {
 	if s.keys, err = parsePublicKeys(opts.PublicKeys); err != nil {
 		return nil, err
 	}
+	if s.dir, err = os.MkdirTemp("", "bulk-testserver-"); err != nil {
+		return nil, fmt.Errorf("create job folder: %w", err)
+	}
 	switch {
 	case opts.Data != nil:
 		s.data, err = fromSynth(opts.Data)
 	case opts.DataDir != "":
 		s.data, err = fromDir(opts.DataDir)
 	default:
-		s.data = fromStream(synth.NewStream(synth.Options{Patients: opts.Patients, Seed: opts.Seed}))
+		s.data = fromStream(synth.NewStream(synth.Options{Patients: opts.Patients, Seed: opts.Seed}), s.dir)
 	}
 	if err != nil {
+		os.RemoveAll(s.dir)
 		return nil, fmt.Errorf("prepare test data: %w", err)
-	}
-	if s.dir, err = os.MkdirTemp("", "bulk-testserver-"); err != nil {
-		return nil, fmt.Errorf("create job folder: %w", err)
 	}
 	s.builds = newBuildCache(s.dir)
 	ln, err := net.Listen("tcp", opts.Addr)
@@ -320,6 +321,9 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.builds.wait()
+	if s.data.bins != nil {
+		s.data.bins.close()
+	}
 	return errors.Join(err, os.RemoveAll(s.dir))
 }
 

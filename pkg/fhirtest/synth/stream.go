@@ -98,6 +98,13 @@ func (b *Batch) Lines(typ string) [][]byte {
 	return nil
 }
 
+// Binaries calls fn with each Binary of the batch's patients, as Dataset.Binaries holds them.
+func (b *Batch) Binaries(fn func(id string, bin Binary)) {
+	for _, e := range b.sh.bins {
+		fn(e.id, e.bin)
+	}
+}
+
 // batchPatients is the number of patients of a Batch: a few MB, enough to keep workers busy.
 const batchPatients = 16
 
