@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -94,124 +93,187 @@ func (s *Server) attachmentBase() string {
 	return s.URL()
 }
 
-// write filters the data set for req and writes its files into dir.
+// write filters the data set for req and writes its files into dir. The data set is read once,
+// in whatever order it comes (type by type, or patient by patient for a generated one), and each
+// type's lines go to a writer of their own, so that the files are the same either way.
 func (s *Server) write(req *exportRequest, dir string) ([]*exportFile, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	has := func(kind string) (Fault, bool) {
-		i := slices.IndexFunc(req.Faults, func(f Fault) bool { return f.Kind == kind })
-		if i < 0 {
-			return Fault{}, false
-		}
-		return req.Faults[i], true
-	}
-	fw := &fileWriter{dir: dir, maxLines: s.opts.FileLines, gzip: s.opts.Gzip}
-	if f, ok := has(FaultDupLines); ok {
-		fw.dupEvery = f.argInt(10)
-	}
-	_, fw.noFinalNL = has(FaultNoFinalNL)
-	_, b64Size := has(FaultB64Size)
-	_, noLastUpdated := has(FaultNoLastUpd)
-
 	// Output follows the data set's type order; requested types it lacks export nothing.
 	types := s.data.types
 	if req.Types != nil {
 		types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return !slices.Contains(req.Types, t) })
 	}
-	scope := s.scope(req)
-	placeholder := []byte(filesBasePlaceholder)
-	filesBase := []byte(s.attachmentBase())
-	var since, until int64
+	e := s.newExportRun(req, dir, types)
+	if err := s.data.each(types, s.closing, e.add); err != nil {
+		e.abort()
+		return nil, err
+	}
+	return e.finish(types)
+}
+
+// exportRun is the state of one write: the request's filters and faults, and a writer per type.
+type exportRun struct {
+	s             *Server
+	req           *exportRequest
+	dir           string
+	scope         map[string]bool
+	since, until  int64
+	elements      map[string][]string
+	placeholder   []byte
+	filesBase     []byte
+	b64Size       bool
+	noLastUpdated bool
+	dupEvery      int
+	noFinalNL     bool
+	out           map[string]*fileWriter
+	deleted       map[string][]string // type → keys reported deleted
+}
+
+func (s *Server) newExportRun(req *exportRequest, dir string, types []string) *exportRun {
+	e := &exportRun{s: s, req: req, dir: dir, scope: s.scope(req), elements: map[string][]string{},
+		placeholder: []byte(filesBasePlaceholder), filesBase: []byte(s.attachmentBase()),
+		out: map[string]*fileWriter{}, deleted: map[string][]string{}}
+	if f, ok := req.fault(FaultDupLines); ok {
+		e.dupEvery = f.argInt(10)
+	}
+	_, e.noFinalNL = req.fault(FaultNoFinalNL)
+	_, e.b64Size = req.fault(FaultB64Size)
+	_, e.noLastUpdated = req.fault(FaultNoLastUpd)
 	if req.Since != nil {
-		since = req.Since.UnixNano()
+		e.since = req.Since.UnixNano()
 	}
 	if req.Until != nil {
-		until = req.Until.UnixNano()
+		e.until = req.Until.UnixNano()
 	}
+	for _, typ := range types {
+		e.elements[typ] = req.elementsOf(typ)
+		e.out[typ] = e.writer(itemOutput, typ)
+	}
+	return e
+}
+
+// abort closes the files still open after a failed write (Close removes the folder).
+func (e *exportRun) abort() {
+	for _, fw := range e.out {
+		if o := fw.cur; o != nil {
+			o.f.Close()
+			if o.gzf != nil {
+				o.gzf.Close()
+			}
+		}
+	}
+}
+
+// fault returns the request's fault of kind, if it has one.
+func (req *exportRequest) fault(kind string) (Fault, bool) {
+	i := slices.IndexFunc(req.Faults, func(f Fault) bool { return f.Kind == kind })
+	if i < 0 {
+		return Fault{}, false
+	}
+	return req.Faults[i], true
+}
+
+func (e *exportRun) writer(item, typ string) *fileWriter {
+	return &fileWriter{dir: e.dir, maxLines: e.s.opts.FileLines, gzip: e.s.opts.Gzip, dupEvery: e.dupEvery,
+		noFinalNL: e.noFinalNL, item: item, typ: typ}
+}
+
+// add writes r, a resource of typ, when the request selects it.
+func (e *exportRun) add(typ string, r *resource) error {
+	if !e.selects(typ, r) {
+		return nil
+	}
+	return e.out[typ].line(e.transform(typ, r.raw))
+}
+
+// selects applies the request's scope, _since, _until and _typeFilter to r.
+func (e *exportRun) selects(typ string, r *resource) bool {
+	if e.scope != nil && !e.scope[r.patient] {
+		return false
+	}
+	if r.hasUpd && e.req.Since != nil && r.updated < e.since {
+		// Changed before _since: a few of these are reported deleted, deterministically
+		// (never a Patient, whose other resources would be left dangling).
+		if len(e.deleted[typ]) < 2 && typ != "Patient" {
+			e.deleted[typ] = append(e.deleted[typ], typ+"/"+r.id)
+		}
+		return false
+	}
+	if r.hasUpd && e.req.Until != nil && r.updated > e.until {
+		return false
+	}
+	return e.req.matches(typ, r)
+}
+
+// transform gives the line as the export serves it: attachment URLs on the files origin,
+// _elements, and the faults that change a resource.
+func (e *exportRun) transform(typ string, line []byte) []byte {
+	if bytes.Contains(line, e.placeholder) {
+		line = bytes.ReplaceAll(line, e.placeholder, e.filesBase)
+	}
+	if els := e.elements[typ]; els != nil {
+		line = subset(line, els)
+	}
+	if e.b64Size {
+		line = e.s.base64Sizes(line)
+	}
+	if e.noLastUpdated {
+		line = dropLastUpdated(line)
+	}
+	return line
+}
+
+// finish closes the output files in type order and writes the deleted and error items.
+func (e *exportRun) finish(types []string) ([]*exportFile, error) {
+	var files []*exportFile
 	var deleted []string
 	for _, typ := range types {
-		rs := s.data.res[typ]
-		elements := req.elementsOf(typ)
-		fw.start(itemOutput, typ)
-		gone := 0
-		for i := range rs {
-			r := &rs[i]
-			if i%4096 == 0 && s.closing() {
-				return nil, errors.New("server closed")
-			}
-			if scope != nil && !scope[r.patient] {
-				continue
-			}
-			if r.hasUpd && req.Since != nil && r.updated < since {
-				// Changed before _since: a few of these are reported deleted, deterministically
-				// (never a Patient, whose other resources would be left dangling).
-				if gone < 2 && typ != "Patient" {
-					deleted = append(deleted, typ+"/"+r.id)
-					gone++
-				}
-				continue
-			}
-			if r.hasUpd && req.Until != nil && r.updated > until {
-				continue
-			}
-			if !req.matches(typ, r) {
-				continue
-			}
-			line := r.raw
-			if bytes.Contains(line, placeholder) {
-				line = bytes.ReplaceAll(line, placeholder, filesBase)
-			}
-			if elements != nil {
-				line = subset(line, elements)
-			}
-			if b64Size {
-				line = s.base64Sizes(line)
-			}
-			if noLastUpdated {
-				line = dropLastUpdated(line)
-			}
-			if err := fw.line(line); err != nil {
-				return nil, err
-			}
-		}
-		if err := fw.end(); err != nil {
+		if err := e.out[typ].end(); err != nil {
 			return nil, err
 		}
+		files = append(files, e.out[typ].files...)
+		deleted = append(deleted, e.deleted[typ]...)
 	}
 	if len(deleted) > 0 {
-		fw.start(itemDeleted, "Bundle")
-		if err := fw.line(deletionBundle(deleted)); err != nil {
+		f, err := e.single(itemDeleted, "Bundle", deletionBundle(deleted))
+		if err != nil {
 			return nil, err
 		}
-		if err := fw.end(); err != nil {
-			return nil, err
-		}
+		files = append(files, f)
 	}
 	// error-count: as a reference server does, a failed output file's manifest entry is copied
 	// into the error item, count included, while the file holds one OperationOutcome.
 	var failed *exportFile
-	if _, ok := has(FaultErrorCount); ok {
-		if i := slices.IndexFunc(fw.files, func(f *exportFile) bool { return f.item == itemOutput }); i >= 0 {
-			failed = fw.files[i]
-		}
+	if _, ok := e.req.fault(FaultErrorCount); ok && len(files) > 0 && files[0].item == itemOutput {
+		failed = files[0]
 	}
-	fw.start(itemError, "OperationOutcome")
-	issue := s.warning(slices.Contains(types, "MedicationRequest"))
+	issue := e.s.warning(slices.Contains(types, "MedicationRequest"))
 	if failed != nil {
 		issue = failure(failed.typ)
 	}
-	if err := fw.line(issue); err != nil {
+	f, err := e.single(itemError, "OperationOutcome", issue)
+	if err != nil {
+		return nil, err
+	}
+	if failed != nil {
+		// A count of 1 would be right by chance: the fault is a count that is wrong.
+		f.count = max(failed.count, 2)
+	}
+	return append(files, f), nil
+}
+
+// single writes a file of one line.
+func (e *exportRun) single(item, typ string, line []byte) (*exportFile, error) {
+	fw := e.writer(item, typ)
+	if err := fw.line(line); err != nil {
 		return nil, err
 	}
 	if err := fw.end(); err != nil {
 		return nil, err
 	}
-	if failed != nil {
-		// A count of 1 would be right by chance: the fault is a count that is wrong.
-		fw.files[len(fw.files)-1].count = max(failed.count, 2)
-	}
-	return fw.files, nil
+	return fw.files[0], nil
 }
 
 // scope returns the patients whose compartments the export covers; nil means everything.
@@ -222,8 +284,8 @@ func (s *Server) scope(req *exportRequest) map[string]bool {
 		return nil
 	case levelPatient.String():
 		set = map[string]bool{}
-		for _, r := range s.data.res["Patient"] {
-			set[r.id] = true
+		for _, id := range s.data.patientIDs() {
+			set[id] = true
 		}
 	case levelGroup.String():
 		set = map[string]bool{}
@@ -293,7 +355,7 @@ func (s *Server) base64Sizes(line []byte) []byte {
 				n = len(b)
 			}
 		} else if id := binaryID(a.Get("url").Str); id != "" {
-			if b, ok := s.data.binaries[id]; ok {
+			if b, ok := s.data.binary(id); ok {
 				n = len(b.Data)
 			}
 		}
@@ -386,8 +448,6 @@ type openFile struct {
 	nl     bool // a newline is owed before the next line
 }
 
-func (fw *fileWriter) start(item, typ string) { fw.item, fw.typ, fw.seq, fw.last = item, typ, 0, nil }
-
 // line writes one line (twice under dup-lines, every dupEvery-th line).
 func (fw *fileWriter) line(b []byte) error {
 	fw.seq++
@@ -435,7 +495,7 @@ func (fw *fileWriter) put(b []byte) error {
 
 func (fw *fileWriter) open() error {
 	fw.n++
-	path := filepath.Join(fw.dir, fmt.Sprintf("%03d.%s.%s.ndjson", fw.n, fw.item, fw.typ))
+	path := filepath.Join(fw.dir, fmt.Sprintf("%s.%s.%03d.ndjson", fw.item, fw.typ, fw.n))
 	f, err := os.Create(path)
 	if err != nil {
 		return err

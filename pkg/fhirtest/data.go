@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -17,11 +19,15 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/synth"
 )
 
-// dataset is what the server exports: the synth data set, or the user's NDJSON (--data), indexed
-// once at start so that a kickoff filters without parsing JSON again.
+// dataset is what the server exports: the user's NDJSON (--data) or a given synth data set,
+// indexed once at start so that a kickoff filters without parsing JSON again; or the generated
+// data set, never held whole: each export generates it again as it writes its files, so that
+// an export of any size takes bounded memory.
 type dataset struct {
 	types       []string
-	res         map[string][]resource
+	res         map[string][]resource // nil with stream
+	stream      *synth.Stream
+	bins        *binStore // with stream
 	binaries    map[string]synth.Binary
 	medications map[string][]byte
 	groups      map[string][]string // Group id → member Patient ids
@@ -47,6 +53,91 @@ func fromSynth(d *synth.Dataset) (*dataset, error) {
 		}
 	}
 	return ds, nil
+}
+
+// fromStream serves a data set generated as each export reads it; its Binaries are kept in a
+// file in dir once an export has generated them all.
+func fromStream(st *synth.Stream, dir string) *dataset {
+	return &dataset{types: st.Types(), stream: st, medications: st.Medications(), groups: st.Groups(),
+		groupRes: map[string][]byte{}, bins: &binStore{path: filepath.Join(dir, "binaries")}}
+}
+
+// binary returns the content of Binary/id.
+func (ds *dataset) binary(id string) (synth.Binary, bool) {
+	if ds.stream != nil {
+		if b, found, complete := ds.bins.get(id); complete {
+			return b, found
+		}
+		return ds.stream.Binary(id)
+	}
+	b, ok := ds.binaries[id]
+	return b, ok
+}
+
+// patientIDs returns the id of every Patient.
+func (ds *dataset) patientIDs() []string {
+	if ds.stream != nil {
+		return ds.groups[synth.GroupAll]
+	}
+	ids := make([]string, len(ds.res["Patient"]))
+	for i, r := range ds.res["Patient"] {
+		ids[i] = r.id
+	}
+	return ids
+}
+
+// errClosed ends a build that the server's Close interrupted.
+var errClosed = errors.New("server closed")
+
+// each calls fn with every resource of types, in each type's order; the types may interleave. It
+// returns errClosed once stop reports true.
+func (ds *dataset) each(types []string, stop func() bool, fn func(typ string, r *resource) error) error {
+	if ds.stream != nil {
+		return ds.eachGenerated(types, stop, fn)
+	}
+	for _, typ := range types {
+		rs := ds.res[typ]
+		for i := range rs {
+			if i%4096 == 0 && stop() {
+				return errClosed
+			}
+			if err := fn(typ, &rs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// eachGenerated is each for a generated data set: patient by patient, all types at once. The
+// first pass also fills the Binary store.
+func (ds *dataset) eachGenerated(types []string, stop func() bool, fn func(typ string, r *resource) error) (err error) {
+	filling := ds.bins.claim()
+	if filling {
+		defer func() { ds.bins.done(err == nil) }()
+	}
+	return ds.stream.Each(runtime.GOMAXPROCS(0), func(b *synth.Batch) error {
+		if stop() {
+			return errClosed
+		}
+		if filling {
+			if err := ds.bins.fill(b); err != nil {
+				return err
+			}
+		}
+		for _, typ := range types {
+			for _, line := range b.Lines(typ) {
+				r, err := index(typ, line)
+				if err != nil {
+					return err
+				}
+				if err := fn(typ, &r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // add indexes the lines of one resource type, in order.

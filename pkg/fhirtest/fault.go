@@ -172,34 +172,38 @@ func (f Fault) check() error {
 	if f.Count < 0 || f.Rate < 0 || f.Rate > 1 || (f.Count > 0 && f.Rate > 0) {
 		return errors.New("give COUNT or RATE, not both")
 	}
+	if err := f.checkRoute(); err != nil {
+		return err
+	}
+	return f.checkArg()
+}
+
+// checkRoute checks that the kind can act on the route.
+func (f Fault) checkRoute() error {
 	switch {
 	case f.IsData() && f.Route != "" && f.Route != RouteKickoff:
 		return fmt.Errorf("%s acts when an export is kicked off: route must be kickoff or absent", f.Kind)
 	case f.Kind == FaultExpireLinks && f.Route != "" && f.Route != RouteFile:
 		return errors.New("expire-links acts on file links: route must be file or absent")
 	}
-	num := func(what string) error {
-		if f.Arg == "" {
-			return nil
-		}
-		if n, err := strconv.Atoi(f.Arg); err != nil || n < 0 {
-			return fmt.Errorf("ARG of %s must be %s (a whole number >= 0)", f.Kind, what)
-		}
-		return nil
-	}
+	return nil
+}
+
+// checkArg checks ARG against what the kind takes.
+func (f Fault) checkArg() error {
 	switch f.Kind {
 	case Fault503:
-		return num("Retry-After seconds")
+		return f.checkNum("Retry-After seconds")
 	case Fault429:
 		switch f.Arg {
 		case "", "date", "epoch-ms", "epoch-s":
 			return nil
 		}
-		return num("Retry-After seconds, date, epoch-ms or epoch-s")
+		return f.checkNum("Retry-After seconds, date, epoch-ms or epoch-s")
 	case FaultReset, FaultTruncate, FaultStall:
-		return num("a byte count")
+		return f.checkNum("a byte count")
 	case FaultSlow:
-		return num("milliseconds")
+		return f.checkNum("milliseconds")
 	case FaultDupLines:
 		if f.Arg == "" {
 			return nil
@@ -211,6 +215,17 @@ func (f Fault) check() error {
 	}
 	if f.Arg != "" {
 		return fmt.Errorf("%s takes no ARG", f.Kind)
+	}
+	return nil
+}
+
+// checkNum checks an ARG that is absent or a whole number >= 0 (what it means: what).
+func (f Fault) checkNum(what string) error {
+	if f.Arg == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(f.Arg); err != nil || n < 0 {
+		return fmt.Errorf("ARG of %s must be %s (a whole number >= 0)", f.Kind, what)
 	}
 	return nil
 }

@@ -4,10 +4,13 @@
 //
 // Start it inside a Go test with NewServer, or as a program with cmd/bulk-testserver. Export files
 // are written once per distinct request and served from disk with http.ServeContent (Range,
-// If-Range, ETag), so the server is never what a client benchmark measures.
+// If-Range, ETag), so the server is never what a client benchmark measures. The generated data
+// set is never held whole: each distinct export generates it again, patient by patient, as it
+// writes its files, so an export of any size (Patients) takes bounded memory.
 package fhirtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,19 +152,20 @@ func NewServer(opts Options) (*Server, error) {
 	if s.keys, err = parsePublicKeys(opts.PublicKeys); err != nil {
 		return nil, err
 	}
+	if s.dir, err = os.MkdirTemp("", "bulk-testserver-"); err != nil {
+		return nil, fmt.Errorf("create job folder: %w", err)
+	}
 	switch {
 	case opts.Data != nil:
 		s.data, err = fromSynth(opts.Data)
 	case opts.DataDir != "":
 		s.data, err = fromDir(opts.DataDir)
 	default:
-		s.data, err = fromSynth(synth.Generate(synth.Options{Patients: opts.Patients, Seed: opts.Seed}))
+		s.data = fromStream(synth.NewStream(synth.Options{Patients: opts.Patients, Seed: opts.Seed}), s.dir)
 	}
 	if err != nil {
+		os.RemoveAll(s.dir)
 		return nil, fmt.Errorf("prepare test data: %w", err)
-	}
-	if s.dir, err = os.MkdirTemp("", "bulk-testserver-"); err != nil {
-		return nil, fmt.Errorf("create job folder: %w", err)
 	}
 	s.builds = newBuildCache(s.dir)
 	ln, err := net.Listen("tcp", opts.Addr)
@@ -217,25 +221,13 @@ func (s *Server) ctx() context.Context {
 	return ctx
 }
 
+// setDefaults fills the fields whose zero value means a default, then checks the options.
 func (o *Options) setDefaults() error {
 	if o.Patients == 0 {
 		o.Patients = DefaultPatients
 	}
-	if o.Addr == "" {
-		o.Addr = DefaultAddr
-	}
-	if o.BasePath == "" {
-		o.BasePath = DefaultBasePath
-	}
-	o.BasePath = "/" + strings.Trim(o.BasePath, "/")
-	if o.Auth == "" {
-		o.Auth = AuthNone
-	}
 	if o.TokenTTL == 0 {
 		o.TokenTTL = DefaultTokenTTL
-	}
-	if o.Profile == "" {
-		o.Profile = ProfileV3
 	}
 	if o.FileLines == 0 {
 		o.FileLines = DefaultFileLines
@@ -243,6 +235,15 @@ func (o *Options) setDefaults() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Addr = cmp.Or(o.Addr, DefaultAddr)
+	o.BasePath = "/" + strings.Trim(cmp.Or(o.BasePath, DefaultBasePath), "/")
+	o.Auth = cmp.Or(o.Auth, AuthNone)
+	o.Profile = cmp.Or(o.Profile, ProfileV3)
+	return o.check()
+}
+
+// check reports the first problem of options whose defaults are set.
+func (o *Options) check() error {
 	switch {
 	case o.Patients < 0:
 		return errors.New("patients must be >= 0")
@@ -320,6 +321,9 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.builds.wait()
+	if s.data.bins != nil {
+		s.data.bins.close()
+	}
 	return errors.Join(err, os.RemoveAll(s.dir))
 }
 
@@ -369,44 +373,62 @@ func (s *Server) serveMain(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, "not-found", "no FHIR endpoint at "+r.URL.Path+" (the base is "+s.URL()+")")
 		return
 	}
-	seg := strings.Split(strings.Trim(rel, "/"), "/")
-	route, h := routeUnknown, http.HandlerFunc(nil)
-	switch {
-	case s.opts.Override[rel] != nil:
-		route, h = routeOverride, s.serveOverride(rel)
-		// Route faults as if the path were the real one, so a scripted status URL can fault too.
-		if len(seg) == 2 && seg[0] == "status" {
-			route = RouteStatus
-		}
-	case rel == "/metadata":
-		route, h = routeMetadata, s.handleMetadata
-	case rel == "/.well-known/smart-configuration":
-		route, h = routeSMART, s.handleSMARTConfig
-	case rel == "/auth/token":
-		route, h = RouteToken, s.handleToken
-	case rel == "/$export":
-		route, h = RouteKickoff, s.kickoffHandler(levelSystem, "")
-	case rel == "/Patient/$export":
-		route, h = RouteKickoff, s.kickoffHandler(levelPatient, "")
-	case len(seg) == 3 && seg[0] == "Group" && seg[2] == "$export":
-		route, h = RouteKickoff, s.kickoffHandler(levelGroup, seg[1])
-	case len(seg) == 2 && seg[0] == "status":
-		route, h = RouteStatus, s.statusHandler(seg[1])
-	case len(seg) == 3 && seg[0] == "files":
-		route, h = RouteFile, s.fileHandler(seg[1], seg[2], true)
-	case len(seg) == 2 && seg[0] == "Binary":
-		route, h = RouteBinary, s.binaryHandler(seg[1])
-	case len(seg) == 2 && seg[0] == "Medication":
-		route, h = routeMedication, s.medicationHandler(seg[1])
-	case len(seg) == 2 && seg[0] == "Group":
-		route, h = routeGroup, s.groupHandler(seg[1])
-	}
+	route, h := s.mainRoute(rel)
 	s.record(r, route, "main")
 	if h == nil {
 		writeOutcome(w, http.StatusNotFound, "not-supported", "no route for "+r.Method+" "+r.URL.Path)
 		return
 	}
 	s.serve(w, r, route, true, h)
+}
+
+// mainRoute returns the route and handler of a path below the FHIR base (nil: none).
+func (s *Server) mainRoute(rel string) (string, http.HandlerFunc) {
+	seg := strings.Split(strings.Trim(rel, "/"), "/")
+	if s.opts.Override[rel] != nil {
+		// Route faults as if the path were the real one, so a scripted status URL can fault too.
+		if len(seg) == 2 && seg[0] == "status" {
+			return RouteStatus, s.serveOverride(rel)
+		}
+		return routeOverride, s.serveOverride(rel)
+	}
+	switch rel {
+	case "/metadata":
+		return routeMetadata, s.handleMetadata
+	case "/.well-known/smart-configuration":
+		return routeSMART, s.handleSMARTConfig
+	case "/auth/token":
+		return RouteToken, s.handleToken
+	case "/$export":
+		return RouteKickoff, s.kickoffHandler(levelSystem, "")
+	case "/Patient/$export":
+		return RouteKickoff, s.kickoffHandler(levelPatient, "")
+	}
+	return s.resourceRoute(seg)
+}
+
+// resourceRoute returns the route and handler of a path of two or three segments below the
+// FHIR base: a Group's export, a status URL, a file, or a resource read.
+func (s *Server) resourceRoute(seg []string) (string, http.HandlerFunc) {
+	switch {
+	case len(seg) == 3 && seg[0] == "Group" && seg[2] == "$export":
+		return RouteKickoff, s.kickoffHandler(levelGroup, seg[1])
+	case len(seg) == 3 && seg[0] == "files":
+		return RouteFile, s.fileHandler(seg[1], seg[2], true)
+	case len(seg) != 2:
+		return routeUnknown, nil
+	}
+	switch seg[0] {
+	case "status":
+		return RouteStatus, s.statusHandler(seg[1])
+	case "Binary":
+		return RouteBinary, s.binaryHandler(seg[1])
+	case "Medication":
+		return routeMedication, s.medicationHandler(seg[1])
+	case "Group":
+		return routeGroup, s.groupHandler(seg[1])
+	}
+	return routeUnknown, nil
 }
 
 // serveFiles dispatches a request to the files origin, which holds what presigned storage would:

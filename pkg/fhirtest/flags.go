@@ -29,7 +29,7 @@ func Flags() []FlagSpec {
 	return []FlagSpec{
 		{Name: "addr", Default: DefaultAddr, Usage: "listen `ADDRESS` (host:port; port 0 picks a free one)"},
 		{Name: "base-path", Default: DefaultBasePath, Usage: "`PATH` of the FHIR base URL"},
-		{Name: "patients", Default: strconv.Itoa(DefaultPatients), Usage: "generate `N` synthetic patients"},
+		{Name: "patients", Default: strconv.Itoa(DefaultPatients), Usage: "generate `N` synthetic patients (about 145 KB each: 7000 make about 1 GB)"},
 		{Name: "seed", Default: "0", Usage: "`SEED` of the generated data and of fault rates"},
 		{Name: "data", Usage: "serve the NDJSON files of `DIR` (Patient.ndjson, 1.Patient.ndjson, Patient.000.ndjson.gz) instead"},
 		{Name: "auth", Default: AuthNone, Usage: "`MODE`: none, or smart (SMART Backend Services)"},
@@ -108,108 +108,133 @@ func ParseFlags(args []string, dir string) (Options, error) {
 // --public-key, a --client-id file) are resolved against dir ("" = the working directory).
 // Errors name the flag and say what was expected.
 func OptionsFrom(v FlagValues, dir string) (Options, error) {
-	str := v.String
-	path := func(p string) string {
-		if p == "" || filepath.IsAbs(p) || dir == "" {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
-	var errs []error
-	bad := func(name string, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("--%s %s: %s", name, str(name), fmt.Sprintf(format, a...)))
-	}
-	num := func(name string) int {
-		n, err := strconv.Atoi(str(name))
-		if err != nil || n < 0 {
-			bad(name, "want a whole number >= 0")
-		}
-		return n
-	}
-	dur := func(name string) time.Duration {
-		d, err := time.ParseDuration(str(name))
-		if err != nil || d < 0 {
-			bad(name, "want a duration such as 1s, 90s or 500ms")
-		}
-		return d
-	}
+	fr := &flagReader{v: v, dir: dir}
 	o := Options{
-		Addr:            str("addr"),
-		BasePath:        str("base-path"),
-		Patients:        num("patients"),
-		DataDir:         path(str("data")),
-		Auth:            str("auth"),
-		ClientID:        str("client-id"),
-		TokenTTL:        dur("token-ttl"),
+		Addr:            v.String("addr"),
+		BasePath:        v.String("base-path"),
+		Patients:        fr.num("patients"),
+		DataDir:         fr.path(v.String("data")),
+		Auth:            v.String("auth"),
+		ClientID:        v.String("client-id"),
+		TokenTTL:        fr.dur("token-ttl"),
 		RequiresToken:   v.Bool("requires-token"),
 		StrictScopes:    v.Bool("strict-scopes"),
 		FilesOrigin:     v.Bool("files-origin"),
 		FilesRejectAuth: v.Bool("files-reject-auth"),
 		Gzip:            v.Bool("gzip"),
-		PageSize:        num("page-size"),
-		Polls:           num("polls"),
-		RetryAfter:      dur("retry-after"),
-		Profile:         str("profile"),
-		FileLines:       num("file-lines"),
+		PageSize:        fr.num("page-size"),
+		Polls:           fr.num("polls"),
+		RetryAfter:      fr.dur("retry-after"),
+		Profile:         v.String("profile"),
+		FileLines:       fr.num("file-lines"),
 	}
-	seed, err := strconv.ParseInt(str("seed"), 10, 64)
+	seed, err := strconv.ParseInt(v.String("seed"), 10, 64)
 	if err != nil {
-		bad("seed", "want a whole number")
+		fr.bad("seed", "want a whole number")
 	}
 	o.Seed = seed
+	fr.checkValues(&o)
+	fr.readFiles(&o)
+	if len(fr.errs) == 0 {
+		if err := checkCombination(&o); err != nil {
+			return Options{}, err
+		}
+	}
+	if len(fr.errs) > 0 {
+		return Options{}, fr.errs[0] // one line: the first problem
+	}
+	return o, nil
+}
+
+// flagReader reads flag values, collecting a problem per bad value.
+type flagReader struct {
+	v    FlagValues
+	dir  string
+	errs []error
+}
+
+func (fr *flagReader) path(p string) string {
+	if p == "" || filepath.IsAbs(p) || fr.dir == "" {
+		return p
+	}
+	return filepath.Join(fr.dir, p)
+}
+
+func (fr *flagReader) bad(name string, format string, a ...any) {
+	fr.errs = append(fr.errs, fmt.Errorf("--%s %s: %s", name, fr.v.String(name), fmt.Sprintf(format, a...)))
+}
+
+func (fr *flagReader) num(name string) int {
+	n, err := strconv.Atoi(fr.v.String(name))
+	if err != nil || n < 0 {
+		fr.bad(name, "want a whole number >= 0")
+	}
+	return n
+}
+
+func (fr *flagReader) dur(name string) time.Duration {
+	d, err := time.ParseDuration(fr.v.String(name))
+	if err != nil || d < 0 {
+		fr.bad(name, "want a duration such as 1s, 90s or 500ms")
+	}
+	return d
+}
+
+// checkValues checks the values that have a range or a set of choices.
+func (fr *flagReader) checkValues(o *Options) {
 	if o.TokenTTL == 0 {
-		bad("token-ttl", "must be more than 0")
+		fr.bad("token-ttl", "must be more than 0")
 	}
 	if o.FileLines == 0 {
-		bad("file-lines", "must be at least 1")
+		fr.bad("file-lines", "must be at least 1")
 	}
-	switch o.Auth {
-	case AuthNone, AuthSMART:
-	default:
-		bad("auth", "want none or smart")
+	if o.Auth != AuthNone && o.Auth != AuthSMART {
+		fr.bad("auth", "want none or smart")
 	}
-	switch o.Profile {
-	case ProfileV2, ProfileV3, ProfileV4:
-	default:
-		bad("profile", "want v2, v3 or v4")
+	if o.Profile != ProfileV2 && o.Profile != ProfileV3 && o.Profile != ProfileV4 {
+		fr.bad("profile", "want v2, v3 or v4")
 	}
+}
+
+// readFiles reads what flags name by path: the client id's file, public keys, and parses faults.
+func (fr *flagReader) readFiles(o *Options) {
 	if id := o.ClientID; id != "" {
 		// A value, or a path to a file holding it (as bulk-kickoff's --smart-client-id).
-		if b, err := os.ReadFile(path(id)); err == nil {
+		if b, err := os.ReadFile(fr.path(id)); err == nil {
 			o.ClientID = strings.TrimSpace(string(b))
 		}
 	}
-	for _, p := range v.StringSlice("public-key") {
-		b, err := os.ReadFile(path(p))
+	for _, p := range fr.v.StringSlice("public-key") {
+		b, err := os.ReadFile(fr.path(p))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("--public-key: %w", err))
+			fr.errs = append(fr.errs, fmt.Errorf("--public-key: %w", err))
 			continue
 		}
 		o.PublicKeys = append(o.PublicKeys, b)
 	}
-	for _, spec := range v.StringSlice("fault") {
+	for _, spec := range fr.v.StringSlice("fault") {
 		f, err := ParseFault(spec)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("--fault: %w", err))
+			fr.errs = append(fr.errs, fmt.Errorf("--fault: %w", err))
 			continue
 		}
 		o.Faults = append(o.Faults, f)
 	}
+}
+
+// checkCombination checks the flags that need or exclude others.
+func checkCombination(o *Options) error {
 	switch {
-	case len(errs) > 0:
 	case o.Auth == AuthSMART && o.ClientID == "":
-		errs = append(errs, errors.New("--auth smart needs --client-id"))
+		return errors.New("--auth smart needs --client-id")
 	case o.Auth == AuthSMART && len(o.PublicKeys) == 0:
-		errs = append(errs, errors.New("--auth smart needs --public-key (the client's JWKS or PEM public key)"))
+		return errors.New("--auth smart needs --public-key (the client's JWKS or PEM public key)")
 	case o.Auth != AuthSMART && o.StrictScopes:
-		errs = append(errs, errors.New("--strict-scopes needs --auth smart"))
+		return errors.New("--strict-scopes needs --auth smart")
 	case o.Auth != AuthSMART && (o.ClientID != "" || len(o.PublicKeys) > 0):
-		errs = append(errs, errors.New("--client-id and --public-key need --auth smart"))
+		return errors.New("--client-id and --public-key need --auth smart")
 	case o.FilesRejectAuth && !o.FilesOrigin:
-		errs = append(errs, errors.New("--files-reject-auth needs --files-origin"))
+		return errors.New("--files-reject-auth needs --files-origin")
 	}
-	if len(errs) > 0 {
-		return Options{}, errs[0] // one line: the first problem
-	}
-	return o, nil
+	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirtest/synth"
 )
 
 // job is one export: a kickoff's request, its build, and the links handed out for its files.
@@ -131,65 +133,92 @@ type manifestLink struct {
 // manifest writes page of the job's manifest, issuing a new generation of links first when
 // expire-links killed the last one.
 func (s *Server) manifest(w http.ResponseWriter, j *job, page int) {
-	files := j.build.files
+	names, completed := s.issueLinks(j)
+	m := s.manifestItems(j, names)
+	pages := m.paginate(page, s.opts.PageSize, j.req.Partial && s.opts.Profile != ProfileV2)
+	if page > pages {
+		writeOutcome(w, http.StatusNotFound, "not-found", "no manifest page "+strconv.Itoa(page))
+		return
+	}
+	var links []manifestLink
+	if page < pages {
+		links = []manifestLink{{Relation: "next", URL: s.URL() + "/status/" + j.id + "?page=" + strconv.Itoa(page+1)}}
+	}
+	w.Header().Set("Expires", completed.Add(ManifestLifetime).UTC().Format(http.TimeFormat))
+	writeJSON(w, http.StatusOK, "application/json", s.manifestBody(j, m, links))
+}
+
+// issueLinks returns the names of the job's file links, making them on the first manifest and
+// after expire-links, and the time the job completed.
+func (s *Server) issueLinks(j *job) ([]string, time.Time) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if j.completed.IsZero() {
 		j.completed = s.now()
 	}
 	if j.names == nil || j.expired {
 		j.gen++
 		j.expired = false
-		j.names = make([]string, len(files))
-		for i := range files {
+		j.names = make([]string, len(j.build.files))
+		for i := range j.build.files {
 			j.names[i] = newName()
 			j.links[j.names[i]] = link{file: i, gen: j.gen}
 		}
 	}
-	names := j.names
-	completed := j.completed
-	s.mu.Unlock()
+	return j.names, j.completed
+}
 
+// manifestItems are the items of a manifest (or of one page of it).
+type manifestItems struct{ out, del, errs []manifestItem }
+
+// manifestItems lists the job's files under their link names.
+func (s *Server) manifestItems(j *job, names []string) manifestItems {
 	base := s.URL()
 	if s.filesBase != nil {
 		base = s.FilesURL()
 	}
-	var out, del, errs []manifestItem
-	for i, f := range files {
+	var m manifestItems
+	for i, f := range j.build.files {
 		it := manifestItem{Type: f.typ, URL: base + "/files/" + j.id + "/" + names[i], Count: f.count}
 		switch f.item {
 		case itemOutput:
-			out = append(out, it)
+			m.out = append(m.out, it)
 		case itemDeleted:
-			del = append(del, it)
+			m.del = append(m.del, it)
 		default:
-			errs = append(errs, it)
+			m.errs = append(m.errs, it)
 		}
 	}
+	return m
+}
+
+// paginate keeps the items of page (of size output items when paged) and returns the number of
+// pages.
+func (m *manifestItems) paginate(page, size int, paged bool) int {
 	pages := 1
-	size := s.opts.PageSize
-	paged := size > 0 && j.req.Partial && s.opts.Profile != ProfileV2
-	if paged {
-		pages = max(1, (len(out)+size-1)/size)
-		lo := min((page-1)*size, len(out))
-		out = out[lo:min(lo+size, len(out))]
-	}
-	if page > pages {
-		writeOutcome(w, http.StatusNotFound, "not-found", "no manifest page "+strconv.Itoa(page))
-		return
+	if paged && size > 0 {
+		pages = max(1, (len(m.out)+size-1)/size)
+		lo := min((page-1)*size, len(m.out))
+		m.out = m.out[lo:min(lo+size, len(m.out))]
 	}
 	// deleted goes on the first page and error on the last, so a client must read every page.
 	if page != 1 {
-		del = nil
+		m.del = nil
 	}
 	if page != pages {
-		errs = nil
+		m.errs = nil
 	}
-	if out == nil {
-		out = []manifestItem{}
+	if m.out == nil {
+		m.out = []manifestItem{}
 	}
-	if errs == nil {
-		errs = []manifestItem{}
+	if m.errs == nil {
+		m.errs = []manifestItem{}
 	}
+	return pages
+}
+
+// manifestBody is the manifest of the server's profile.
+func (s *Server) manifestBody(j *job, m manifestItems, links []manifestLink) any {
 	// Field order follows the IG's examples; v4 renames error to outcome and drops request.
 	type manifestV3 struct {
 		TransactionTime     string         `json:"transactionTime"`
@@ -208,19 +237,13 @@ func (s *Server) manifest(w http.ResponseWriter, j *job, page int) {
 		Outcome             []manifestItem `json:"outcome"`
 		Link                []manifestLink `json:"link,omitempty"`
 	}
-	var links []manifestLink
-	if page < pages {
-		links = []manifestLink{{Relation: "next", URL: s.URL() + "/status/" + j.id + "?page=" + strconv.Itoa(page+1)}}
-	}
 	tx := j.txTime.Format("2006-01-02T15:04:05.000Z07:00")
-	var body any = manifestV3{TransactionTime: tx, Request: j.req.URL, RequiresAccessToken: s.opts.RequiresToken,
-		Output: out, Deleted: del, Error: errs, Link: links}
 	if s.opts.Profile == ProfileV4 {
-		body = manifestV4{TransactionTime: tx, RequiresAccessToken: s.opts.RequiresToken,
-			Output: out, Deleted: del, Outcome: errs, Link: links}
+		return manifestV4{TransactionTime: tx, RequiresAccessToken: s.opts.RequiresToken,
+			Output: m.out, Deleted: m.del, Outcome: m.errs, Link: links}
 	}
-	w.Header().Set("Expires", completed.Add(ManifestLifetime).UTC().Format(http.TimeFormat))
-	writeJSON(w, http.StatusOK, "application/json", body)
+	return manifestV3{TransactionTime: tx, Request: j.req.URL, RequiresAccessToken: s.opts.RequiresToken,
+		Output: m.out, Deleted: m.del, Error: m.errs, Link: links}
 }
 
 // fileHandler serves one export file from disk: Range, If-Range and conditional requests come
@@ -292,28 +315,35 @@ func acceptsGzip(values []string) bool {
 	return false
 }
 
+// readHandler answers a read of typ/id: 403 when the token lacks the type's scope, 404 when
+// find knows no such id, else serve with what find found.
+func readHandler[T any](typ, id string, find func(string) (T, bool), serve func(http.ResponseWriter, *http.Request, T)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tok := tokenOf(r); !tok.can(typ) {
+			forbidden(w, tok, typ)
+			return
+		}
+		v, ok := find(id)
+		if !ok {
+			writeOutcome(w, http.StatusNotFound, "not-found", typ+"/"+id+" is not known to this server")
+			return
+		}
+		serve(w, r, v)
+	}
+}
+
 // binaryHandler answers Binary/{id}: the raw content for an Accept of its MIME type (or none, or
 // */*), and a FHIR Binary resource for application/fhir+json or application/json.
 func (s *Server) binaryHandler(id string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if tok := tokenOf(r); !tok.can("Binary") {
-			forbidden(w, tok, "Binary")
-			return
-		}
-		b, ok := s.data.binaries[id]
-		if !ok {
-			writeOutcome(w, http.StatusNotFound, "not-found", "Binary/"+id+" is not known to this server")
-			return
-		}
+	return readHandler("Binary", id, s.data.binary, func(w http.ResponseWriter, r *http.Request, b synth.Binary) {
 		own, _, _ := mime.ParseMediaType(b.ContentType)
-		wantJSON := wantsResource(r.Header.Values("Accept"), own)
-		if wantJSON {
+		if wantsResource(r.Header.Values("Accept"), own) {
 			writeJSON(w, http.StatusOK, "application/fhir+json", map[string]string{"resourceType": "Binary",
 				"id": id, "contentType": b.ContentType, "data": base64.StdEncoding.EncodeToString(b.Data)})
 			return
 		}
 		writeBody(w, http.StatusOK, b.ContentType, b.Data)
-	}
+	})
 }
 
 // wantsResource reports whether Accept asks for FHIR JSON rather than the content's own type.
@@ -335,44 +365,39 @@ func wantsResource(accept []string, own string) bool {
 // medicationHandler answers Medication/{id}: Medications are referenced by MedicationRequests
 // but not exported, as on Epic, so clients must read them one by one.
 func (s *Server) medicationHandler(id string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if tok := tokenOf(r); !tok.can("Medication") {
-			forbidden(w, tok, "Medication")
-			return
-		}
+	find := func(id string) ([]byte, bool) {
 		m, ok := s.data.medications[id]
-		if !ok {
-			writeOutcome(w, http.StatusNotFound, "not-found", "Medication/"+id+" is not known to this server")
-			return
-		}
-		writeBody(w, http.StatusOK, "application/fhir+json", m)
+		return m, ok
 	}
+	return readHandler("Medication", id, find, serveFHIR)
 }
 
-// groupHandler answers Group/{id} with the Group's members.
+// groupHandler answers Group/{id}: the data's own Group resource, or one listing the members.
 func (s *Server) groupHandler(id string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if tok := tokenOf(r); !tok.can("Group") {
-			forbidden(w, tok, "Group")
-			return
-		}
-		if g, ok := s.data.groupRes[id]; ok {
-			writeBody(w, http.StatusOK, "application/fhir+json", g)
-			return
-		}
-		ids, ok := s.data.groups[id]
-		if !ok {
-			writeOutcome(w, http.StatusNotFound, "not-found", "Group/"+id+" is not known to this server")
-			return
-		}
-		members := make([]any, len(ids))
-		for i, p := range ids {
-			members[i] = map[string]any{"entity": map[string]string{"reference": "Patient/" + p}}
-		}
-		g, _ := json.Marshal(map[string]any{"resourceType": "Group", "id": id, "type": "person", "actual": true,
-			"name": "Group " + id, "quantity": len(ids), "member": members})
-		writeBody(w, http.StatusOK, "application/fhir+json", g)
+	return readHandler("Group", id, s.groupResource, serveFHIR)
+}
+
+// serveFHIR answers 200 with a FHIR JSON resource.
+func serveFHIR(w http.ResponseWriter, _ *http.Request, body []byte) {
+	writeBody(w, http.StatusOK, "application/fhir+json", body)
+}
+
+// groupResource returns Group/id as JSON.
+func (s *Server) groupResource(id string) ([]byte, bool) {
+	if g, ok := s.data.groupRes[id]; ok {
+		return g, true
 	}
+	ids, ok := s.data.groups[id]
+	if !ok {
+		return nil, false
+	}
+	members := make([]any, len(ids))
+	for i, p := range ids {
+		members[i] = map[string]any{"entity": map[string]string{"reference": "Patient/" + p}}
+	}
+	g, _ := json.Marshal(map[string]any{"resourceType": "Group", "id": id, "type": "person", "actual": true,
+		"name": "Group " + id, "quantity": len(ids), "member": members})
+	return g, true
 }
 
 // binaryID returns the id of a "Binary/{id}" URL, relative or absolute, or "".

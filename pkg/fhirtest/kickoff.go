@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -143,31 +144,11 @@ type param struct {
 func (s *Server) parseKickoff(r *http.Request, lv level, group string, lenient bool) (*exportRequest, error) {
 	u := *r.URL
 	u.Scheme, u.Host = "http", r.Host
-	req := &exportRequest{Level: lv.String(), Group: group, URL: u.String(), lenient: lenient}
-	var params []param
-	var filters []string
-	post := r.Method == http.MethodPost
-	if post {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
-		if err != nil {
-			return nil, badf("read body: %v", err)
-		}
-		if params, err = parseParameters(body); err != nil {
-			return nil, err
-		}
-	} else {
-		q := r.URL.Query()
-		for _, k := range slices.Sorted(func(yield func(string) bool) {
-			for k := range q {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
-			for _, v := range q[k] {
-				params = append(params, param{name: k, value: v})
-			}
-		}
+	kp := &kickoffParser{req: &exportRequest{Level: lv.String(), Group: group, URL: u.String(), lenient: lenient},
+		lv: lv, post: r.Method == http.MethodPost}
+	params, err := kickoffParamsOf(r)
+	if err != nil {
+		return nil, err
 	}
 	for _, p := range params {
 		if !slices.Contains(kickoffParams, p.name) {
@@ -176,80 +157,11 @@ func (s *Server) parseKickoff(r *http.Request, lv level, group string, lenient b
 			}
 			return nil, badf("parameter %s is not supported (Prefer: handling=lenient ignores it)", p.name)
 		}
-		var err error
-		switch p.name {
-		case "_outputFormat":
-			switch p.value {
-			case "application/fhir+ndjson", "application/ndjson", "ndjson":
-			default:
-				err = badf("_outputFormat %q is not supported (want application/fhir+ndjson)", p.value)
-			}
-		case "_since", "_until":
-			var t time.Time
-			if t, err = parseInstant(p.value); err != nil {
-				err = badf("%s: %v", p.name, err)
-			} else if p.name == "_since" {
-				req.Since = &t
-			} else {
-				req.Until = &t
-			}
-		case "_type":
-			for t := range strings.SplitSeq(p.value, ",") {
-				t = strings.TrimSpace(t)
-				if !isResourceType(t) {
-					err = badf("_type: %q is not a FHIR R4 resource type", t)
-					break
-				}
-				if !slices.Contains(req.Types, t) {
-					req.Types = append(req.Types, t)
-				}
-			}
-		case "_typeFilter":
-			if post {
-				filters = append(filters, p.value)
-			} else {
-				// In a GET, commas separate filters; a comma inside one is escaped as %2C.
-				filters = append(filters, strings.Split(p.value, ",")...)
-			}
-		case "_elements":
-			for e := range strings.SplitSeq(p.value, ",") {
-				typ, name, ok := strings.Cut(strings.TrimSpace(e), ".")
-				if !ok {
-					typ, name = "", typ
-				} else if !isResourceType(typ) {
-					err = badf("_elements: %q is not a FHIR R4 resource type", typ)
-					break
-				}
-				if req.Elements == nil {
-					req.Elements = map[string][]string{}
-				}
-				req.Elements[typ] = append(req.Elements[typ], name)
-			}
-		case "patient":
-			if !post {
-				err = badf("patient is accepted only in a POST kickoff (Parameters body)")
-			} else if lv == levelSystem {
-				err = badf("patient is accepted at Patient and Group level, not in a system export")
-			} else if id, ok := strings.CutPrefix(p.ref, "Patient/"); !ok || id == "" {
-				err = badf("patient: want valueReference {reference: \"Patient/ID\"}, got %q", p.ref)
-			} else if !slices.Contains(req.Patients, id) {
-				req.Patients = append(req.Patients, id)
-			}
-		case "allowPartialManifests":
-			switch p.value {
-			case "true":
-				req.Partial = true
-			case "false":
-			default:
-				err = badf("allowPartialManifests must be true or false, got %q", p.value)
-			}
-		case "includeAssociatedData":
-			// Accepted and ignored: this server keeps no Provenance.
-		}
-		if err != nil {
+		if err := kp.apply(p); err != nil {
 			return nil, err
 		}
 	}
+	req := kp.req
 	if req.Since != nil && req.Until != nil && req.Until.Before(*req.Since) {
 		return nil, badf("_until is before _since")
 	}
@@ -258,15 +170,138 @@ func (s *Server) parseKickoff(r *http.Request, lv level, group string, lenient b
 	}
 	// Data faults count kickoffs, so they are drawn once the request is known to be good.
 	req.Faults = s.dataFaults()
-	if slices.ContainsFunc(req.Faults, func(f Fault) bool { return f.Kind == FaultIgnoreFilter }) {
+	if _, ok := req.fault(FaultIgnoreFilter); ok {
 		return req, nil // a server that silently ignores _typeFilter does not check it either
 	}
-	for _, f := range filters {
+	for _, f := range kp.filters {
 		if err := req.addFilter(f); err != nil {
 			return nil, err
 		}
 	}
 	return req, nil
+}
+
+// kickoffParamsOf returns the parameters of a POST's Parameters body, or of a GET's query in
+// the order of their names.
+func kickoffParamsOf(r *http.Request) ([]param, error) {
+	if r.Method == http.MethodPost {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+		if err != nil {
+			return nil, badf("read body: %v", err)
+		}
+		return parseParameters(body)
+	}
+	q := r.URL.Query()
+	var params []param
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		for _, v := range q[k] {
+			params = append(params, param{name: k, value: v})
+		}
+	}
+	return params, nil
+}
+
+// kickoffParser is the state of parseKickoff: the request so far, and the _typeFilter values
+// checked once the data faults are known.
+type kickoffParser struct {
+	req     *exportRequest
+	lv      level
+	post    bool
+	filters []string
+}
+
+// apply reads one known parameter into the request.
+func (kp *kickoffParser) apply(p param) error {
+	switch p.name {
+	case "_outputFormat":
+		switch p.value {
+		case "application/fhir+ndjson", "application/ndjson", "ndjson":
+			return nil
+		}
+		return badf("_outputFormat %q is not supported (want application/fhir+ndjson)", p.value)
+	case "_since", "_until":
+		return kp.instant(p)
+	case "_type":
+		return kp.types(p.value)
+	case "_typeFilter":
+		if kp.post {
+			kp.filters = append(kp.filters, p.value)
+		} else {
+			// In a GET, commas separate filters; a comma inside one is escaped as %2C.
+			kp.filters = append(kp.filters, strings.Split(p.value, ",")...)
+		}
+	case "_elements":
+		return kp.elements(p.value)
+	case "patient":
+		return kp.patient(p.ref)
+	case "allowPartialManifests":
+		switch p.value {
+		case "true":
+			kp.req.Partial = true
+		case "false":
+		default:
+			return badf("allowPartialManifests must be true or false, got %q", p.value)
+		}
+	case "includeAssociatedData":
+		// Accepted and ignored: this server keeps no Provenance.
+	}
+	return nil
+}
+
+func (kp *kickoffParser) instant(p param) error {
+	t, err := parseInstant(p.value)
+	if err != nil {
+		return badf("%s: %v", p.name, err)
+	}
+	if p.name == "_since" {
+		kp.req.Since = &t
+	} else {
+		kp.req.Until = &t
+	}
+	return nil
+}
+
+func (kp *kickoffParser) types(value string) error {
+	for t := range strings.SplitSeq(value, ",") {
+		t = strings.TrimSpace(t)
+		if !isResourceType(t) {
+			return badf("_type: %q is not a FHIR R4 resource type", t)
+		}
+		if !slices.Contains(kp.req.Types, t) {
+			kp.req.Types = append(kp.req.Types, t)
+		}
+	}
+	return nil
+}
+
+func (kp *kickoffParser) elements(value string) error {
+	for e := range strings.SplitSeq(value, ",") {
+		typ, name, ok := strings.Cut(strings.TrimSpace(e), ".")
+		if !ok {
+			typ, name = "", typ
+		} else if !isResourceType(typ) {
+			return badf("_elements: %q is not a FHIR R4 resource type", typ)
+		}
+		if kp.req.Elements == nil {
+			kp.req.Elements = map[string][]string{}
+		}
+		kp.req.Elements[typ] = append(kp.req.Elements[typ], name)
+	}
+	return nil
+}
+
+func (kp *kickoffParser) patient(ref string) error {
+	switch id, ok := strings.CutPrefix(ref, "Patient/"); {
+	case !kp.post:
+		return badf("patient is accepted only in a POST kickoff (Parameters body)")
+	case kp.lv == levelSystem:
+		return badf("patient is accepted at Patient and Group level, not in a system export")
+	case !ok || id == "":
+		return badf("patient: want valueReference {reference: \"Patient/ID\"}, got %q", ref)
+	case !slices.Contains(kp.req.Patients, id):
+		kp.req.Patients = append(kp.req.Patients, id)
+	}
+	return nil
 }
 
 // parseParameters reads a FHIR Parameters body into parameters, one per value.

@@ -73,8 +73,46 @@ func interpretation(q *quant, v int64) coding {
 }
 
 func (g *gen) observation(e *enc, id string, o *obs) {
-	w, r := &g.w, g.r
+	w := &g.w
 	g.begin(tObservation, id, g.updated(o.issued), o.profile)
+	g.obsOrder(o)
+	w.field("code")
+	w.cc(o.code, o.text)
+	g.resultContext(e, o.effective, o.issued, o.performer)
+	g.obsValue(o)
+	g.obsNote(o)
+	if o.specimen != "" {
+		w.field("specimen")
+		w.ref("Specimen", o.specimen, "")
+	}
+	if o.withRange && o.kind == vQuantity && o.q.lo != o.q.hi {
+		g.obsRange(o.q)
+	}
+	if o.kind == vBP {
+		g.obsBPComponents(o)
+	}
+	w.byte('}')
+	g.emit(tObservation)
+}
+
+// resultContext writes the fields an Observation and a DiagnosticReport share after their code:
+// subject, encounter, effectiveDateTime, issued and performer.
+func (g *gen) resultContext(e *enc, effective, issued instant, performer string) {
+	w := &g.w
+	g.subject("subject")
+	g.encounterRef(e)
+	w.field("effectiveDateTime")
+	g.local(effective)
+	w.field("issued")
+	w.instant(issued, styleMilliZ, 0)
+	w.raw(`,"performer":[`)
+	w.display(performer)
+	w.byte(']')
+}
+
+// obsOrder writes the fields before code: identifier, basedOn, status and category.
+func (g *gen) obsOrder(o *obs) {
+	w := &g.w
 	if o.identifier != "" {
 		w.raw(`,"identifier":[{"use":"official","system":"urn:oid:2.16.840.1.113883.3.72.5.20","value":"`)
 		w.raw(o.identifier)
@@ -86,7 +124,7 @@ func (g *gen) observation(e *enc, id string, o *obs) {
 		w.byte(']')
 	}
 	w.raw(`,"status":"`)
-	w.raw(obsStatuses[r.weighted(obsStatusWeights)])
+	w.raw(obsStatuses[g.r.weighted(obsStatusWeights)])
 	w.byte('"')
 	if o.cat != catNone {
 		c := obsCategories[o.cat]
@@ -94,17 +132,11 @@ func (g *gen) observation(e *enc, id string, o *obs) {
 		w.cc(c, c.display)
 		w.byte(']')
 	}
-	w.field("code")
-	w.cc(o.code, o.text)
-	g.subject("subject")
-	g.encounterRef(e)
-	w.field("effectiveDateTime")
-	g.local(o.effective)
-	w.field("issued")
-	w.instant(o.issued, styleMilliZ, 0)
-	w.raw(`,"performer":[`)
-	w.display(o.performer)
-	w.byte(']')
+}
+
+// obsValue writes value[x] and, for a quantity with a normal range, its interpretation.
+func (g *gen) obsValue(o *obs) {
+	w := &g.w
 	switch o.kind {
 	case vQuantity:
 		w.field("valueQuantity")
@@ -124,48 +156,53 @@ func (g *gen) observation(e *enc, id string, o *obs) {
 		w.cc(i, i.display)
 		w.byte(']')
 	}
-	if r.percent(12) {
-		w.raw(`,"note":[{"authorString":`)
-		w.str(o.performer)
-		w.raw(`,"time":`)
-		g.local(o.issued + 10*minute)
-		w.raw(`,"text":`)
-		w.str(pick(r, noteRemarks))
-		w.raw(`}]`)
+}
+
+// obsNote writes a performer's remark on some Observations.
+func (g *gen) obsNote(o *obs) {
+	w, r := &g.w, g.r
+	if !r.percent(12) {
+		return
 	}
-	if o.specimen != "" {
-		w.field("specimen")
-		w.ref("Specimen", o.specimen, "")
-	}
-	if o.withRange && o.kind == vQuantity && o.q.lo != o.q.hi {
-		q := o.q
-		w.raw(`,"referenceRange":[{"low":`)
-		w.quantity(q.lo, q.dec, q.unit)
-		w.raw(`,"high":`)
-		w.quantity(q.hi, q.dec, q.unit)
-		w.raw(`,"type":`)
-		w.cc(coding{"http://terminology.hl7.org/CodeSystem/referencerange-meaning", "normal", "Normal Range"}, "")
-		w.raw(`,"text":"`)
-		w.b = appendFixed(w.b, q.lo, q.dec)
-		w.byte('-')
-		w.b = appendFixed(w.b, q.hi, q.dec)
-		w.byte(' ')
-		w.raw(q.unit)
-		w.raw(`"}]`)
-	}
-	if o.kind == vBP {
-		w.raw(`,"component":[{"code":`)
-		w.cc(coding{sysLOINC, "8480-6", "Systolic blood pressure"}, "Systolic")
-		w.raw(`,"valueQuantity":`)
-		w.quantity(o.sys, 0, "mm[Hg]")
-		w.raw(`},{"code":`)
-		w.cc(coding{sysLOINC, "8462-4", "Diastolic blood pressure"}, "Diastolic")
-		w.raw(`,"valueQuantity":`)
-		w.quantity(o.dia, 0, "mm[Hg]")
-		w.raw(`}]`)
-	}
-	w.byte('}')
-	g.emit(tObservation)
+	w.raw(`,"note":[{"authorString":`)
+	w.str(o.performer)
+	w.raw(`,"time":`)
+	g.local(o.issued + 10*minute)
+	w.raw(`,"text":`)
+	w.str(pick(r, noteRemarks))
+	w.raw(`}]`)
+}
+
+// obsRange writes the normal range of a quantity.
+func (g *gen) obsRange(q *quant) {
+	w := &g.w
+	w.raw(`,"referenceRange":[{"low":`)
+	w.quantity(q.lo, q.dec, q.unit)
+	w.raw(`,"high":`)
+	w.quantity(q.hi, q.dec, q.unit)
+	w.raw(`,"type":`)
+	w.cc(coding{"http://terminology.hl7.org/CodeSystem/referencerange-meaning", "normal", "Normal Range"}, "")
+	w.raw(`,"text":"`)
+	w.b = appendFixed(w.b, q.lo, q.dec)
+	w.byte('-')
+	w.b = appendFixed(w.b, q.hi, q.dec)
+	w.byte(' ')
+	w.raw(q.unit)
+	w.raw(`"}]`)
+}
+
+// obsBPComponents writes a blood pressure's systolic and diastolic components.
+func (g *gen) obsBPComponents(o *obs) {
+	w := &g.w
+	w.raw(`,"component":[{"code":`)
+	w.cc(coding{sysLOINC, "8480-6", "Systolic blood pressure"}, "Systolic")
+	w.raw(`,"valueQuantity":`)
+	w.quantity(o.sys, 0, "mm[Hg]")
+	w.raw(`},{"code":`)
+	w.cc(coding{sysLOINC, "8462-4", "Diastolic blood pressure"}, "Diastolic")
+	w.raw(`,"valueQuantity":`)
+	w.quantity(o.dia, 0, "mm[Hg]")
+	w.raw(`}]`)
 }
 
 // observations spends an encounter's quota of Observations, with the orders and reports that real
@@ -427,15 +464,7 @@ func (g *gen) diagnosticReport(e *enc, d *report) {
 	w.cc(d.category, d.category.display)
 	w.raw(`],"code":`)
 	w.cc(d.code, d.text)
-	g.subject("subject")
-	g.encounterRef(e)
-	w.field("effectiveDateTime")
-	g.local(d.effective)
-	w.field("issued")
-	w.instant(d.issued, styleMilliZ, 0)
-	w.raw(`,"performer":[`)
-	w.display(d.performer)
-	w.byte(']')
+	g.resultContext(e, d.effective, d.issued, d.performer)
 	if d.specimen != "" {
 		w.raw(`,"specimen":[`)
 		w.ref("Specimen", d.specimen, "")
@@ -640,25 +669,9 @@ const (
 )
 
 func (g *gen) document(e *enc, atts []attSpec) {
-	w, r := &g.w, g.r
-	k := encounterKinds[e.kind]
-	typ := k.note
-	if k.class == classIMP && r.percent(30) {
-		typ = noteHP
-	}
-	// Inline notes stay small, as servers only inline short content; linked notes are 1–20 KB,
-	// skewed towards the short end.
-	target := 1000 + r.intn(19001)*r.intn(1001)/1000
-	for _, a := range atts {
-		if a.mode == attInline {
-			target = r.between(1000, 6000)
-		}
-	}
-	var n *note
-	if !atts[0].hello {
-		n = g.clinicalNote(e, typ, target)
-	}
-	created := e.end + instant(r.between64(int64(10*minute), int64(2*day)))
+	w := &g.w
+	typ, n := g.documentNote(e, atts)
+	created := e.end + instant(g.r.between64(int64(10*minute), int64(2*day)))
 	g.begin(tDocumentReference, g.id(tDocumentReference), g.updated(created), usCore+"us-core-documentreference")
 	w.raw(`,"identifier":[{"system":"urn:ietf:rfc:3986","value":"urn:oid:1.2.840.114350.1.13.0.1.7.2.727879.`)
 	w.int(int64(g.p)*1000 + int64(g.ords[tDocumentReference]))
@@ -679,61 +692,11 @@ func (g *gen) document(e *enc, atts []attSpec) {
 		if i > 0 {
 			w.byte(',')
 		}
-		var data []byte
-		if a.hello {
-			data = []byte(helloData)
-		} else {
+		data := []byte(helloData)
+		if !a.hello {
 			data = n.render(a.contentType)
 		}
-		w.raw(`{"attachment":{"contentType":`)
-		w.str(a.contentType)
-		w.raw(`,"language":"en-US"`)
-		withSize, withHash := r.percent(70), r.percent(40)
-		switch a.mode {
-		case attInline:
-			w.raw(`,"data":"`)
-			w.b = base64.StdEncoding.AppendEncode(w.b, data)
-			w.byte('"')
-		case attAbsolute:
-			w.raw(`,"url":"` + FilesBasePlaceholder + `/Binary/`)
-			w.raw(g.binary(a.contentType, data))
-			w.byte('"')
-		default:
-			id := HelloWorldBinaryID
-			if a.hello {
-				g.sh.bins = append(g.sh.bins, binEntry{id, Binary{ContentType: a.contentType, Data: data}})
-				withSize, withHash = true, true
-			} else {
-				id = g.binary(a.contentType, data)
-			}
-			w.raw(`,"url":"Binary/`)
-			w.raw(id)
-			w.byte('"')
-		}
-		if withSize {
-			w.raw(`,"size":`)
-			w.int(int64(len(data)))
-		}
-		if withHash {
-			sum := sha1.Sum(data)
-			w.raw(`,"hash":"`)
-			w.b = base64.StdEncoding.AppendEncode(w.b, sum[:])
-			w.byte('"')
-		}
-		w.raw(`,"title":`)
-		switch {
-		case a.hello:
-			w.str("hello.txt")
-		case strings.HasPrefix(a.contentType, "application/pdf"):
-			w.str(typ.display + " (PDF)")
-		default:
-			w.str(typ.display)
-		}
-		w.raw(`,"creation":`)
-		g.local(created)
-		w.raw(`},"format":`)
-		w.coding(coding{sysFormatCode, "urn:ihe:iti:xds:2017:mimeTypeSufficient", "mimeType Sufficient"})
-		w.byte('}')
+		g.documentContent(a, data, typ, created)
 	}
 	w.raw(`],"context":{"encounter":[`)
 	w.ref("Encounter", e.id, "")
@@ -743,6 +706,93 @@ func (g *gen) document(e *enc, atts []attSpec) {
 	g.local(e.end)
 	w.raw(`}}}`)
 	g.emit(tDocumentReference)
+}
+
+// documentNote picks the note type of a DocumentReference and writes the note (nil for the
+// hello-world document).
+func (g *gen) documentNote(e *enc, atts []attSpec) (coding, *note) {
+	r := g.r
+	k := encounterKinds[e.kind]
+	typ := k.note
+	if k.class == classIMP && r.percent(30) {
+		typ = noteHP
+	}
+	// Inline notes stay small, as servers only inline short content; linked notes are 1–20 KB,
+	// skewed towards the short end.
+	target := 1000 + r.intn(19001)*r.intn(1001)/1000
+	for _, a := range atts {
+		if a.mode == attInline {
+			target = r.between(1000, 6000)
+		}
+	}
+	if atts[0].hello {
+		return typ, nil
+	}
+	return typ, g.clinicalNote(e, typ, target)
+}
+
+// documentContent writes one content element: the attachment of data as a says, and its format.
+func (g *gen) documentContent(a attSpec, data []byte, typ coding, created instant) {
+	w, r := &g.w, g.r
+	w.raw(`{"attachment":{"contentType":`)
+	w.str(a.contentType)
+	w.raw(`,"language":"en-US"`)
+	withSize, withHash := r.percent(70), r.percent(40)
+	if g.attachmentData(a, data) {
+		withSize, withHash = true, true
+	}
+	if withSize {
+		w.raw(`,"size":`)
+		w.int(int64(len(data)))
+	}
+	if withHash {
+		sum := sha1.Sum(data)
+		w.raw(`,"hash":"`)
+		w.b = base64.StdEncoding.AppendEncode(w.b, sum[:])
+		w.byte('"')
+	}
+	w.raw(`,"title":`)
+	switch {
+	case a.hello:
+		w.str("hello.txt")
+	case strings.HasPrefix(a.contentType, "application/pdf"):
+		w.str(typ.display + " (PDF)")
+	default:
+		w.str(typ.display)
+	}
+	w.raw(`,"creation":`)
+	g.local(created)
+	w.raw(`},"format":`)
+	w.coding(coding{sysFormatCode, "urn:ihe:iti:xds:2017:mimeTypeSufficient", "mimeType Sufficient"})
+	w.byte('}')
+}
+
+// attachmentData writes the data or url of an attachment, keeping linked content as a Binary. It
+// reports whether size and hash must be given (the hello-world Binary, which tests check).
+func (g *gen) attachmentData(a attSpec, data []byte) bool {
+	w := &g.w
+	switch a.mode {
+	case attInline:
+		w.raw(`,"data":"`)
+		w.b = base64.StdEncoding.AppendEncode(w.b, data)
+		w.byte('"')
+		return false
+	case attAbsolute:
+		w.raw(`,"url":"` + FilesBasePlaceholder + `/Binary/`)
+		w.raw(g.binary(a.contentType, data))
+		w.byte('"')
+		return false
+	}
+	id := HelloWorldBinaryID
+	if a.hello {
+		g.sh.bins = append(g.sh.bins, binEntry{id, Binary{ContentType: a.contentType, Data: data}})
+	} else {
+		id = g.binary(a.contentType, data)
+	}
+	w.raw(`,"url":"Binary/`)
+	w.raw(id)
+	w.byte('"')
+	return a.hello
 }
 
 // Note text.
@@ -766,7 +816,6 @@ func (g *gen) fill(e *enc, tpl string) string {
 	if strings.IndexByte(tpl, '{') < 0 {
 		return tpl
 	}
-	r := g.r
 	var b strings.Builder
 	for {
 		i := strings.IndexByte(tpl, '{')
@@ -778,84 +827,117 @@ func (g *gen) fill(e *enc, tpl string) string {
 		b.WriteString(tpl[:i])
 		key := tpl[i+1 : i+j]
 		tpl = tpl[i+j+1:]
-		switch key {
-		case "first":
-			b.WriteString(g.pt.given)
-		case "family":
-			b.WriteString(g.pt.family)
-		case "an": // the article of the age that follows: "an 86-year-old", "an 18-year-old"
-			a := g.age(e.start)
-			if a/10 == 8 || a == 8 || a == 11 || a == 18 {
-				b.WriteString("an")
-			} else {
-				b.WriteString("a")
-			}
-		case "age":
-			b.WriteString(strconv.Itoa(g.age(e.start)))
-		case "sex":
-			if g.pt.gender == "female" {
-				b.WriteString("woman")
-			} else {
-				b.WriteString("man")
-			}
-		case "Pron", "pron":
-			p := "he"
-			if g.pt.gender == "female" {
-				p = "she"
-			}
-			if key == "Pron" {
-				p = strings.ToUpper(p[:1]) + p[1:]
-			}
-			b.WriteString(p)
-		case "conds":
-			var names []string
-			for _, c := range g.conds {
-				if conditions[c.c].chronic {
-					names = append(names, strings.ToLower(conditions[c.c].text))
-				}
-			}
-			switch len(names) {
-			case 0:
-				b.WriteString("seasonal allergies")
-			case 1:
-				b.WriteString(names[0])
-			default:
-				b.WriteString(strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1])
-			}
-		case "reason":
-			b.WriteString(g.fill(e, pick(r, reasons)))
-		case "symptom":
-			b.WriteString(pick(r, symptoms))
-		case "cc":
-			b.WriteString(g.cc)
-		case "med":
-			m := meds[12].text
-			for _, c := range g.conds {
-				for _, md := range meds {
-					if md.forCondition == c.c {
-						m = md.text
-					}
-				}
-			}
-			b.WriteString(m)
-		case "days":
-			b.WriteString(strconv.Itoa(r.between(2, 14)))
-		case "months":
-			b.WriteString(strconv.Itoa(r.between(2, 12)))
-		case "hours":
-			b.WriteString(strconv.Itoa(r.between(4, 9)))
-		case "minutes":
-			b.WriteString(strconv.Itoa(5 * r.between(2, 12)))
-		case "sys", "sys2":
-			b.WriteString(strconv.Itoa(r.between(112, 158)))
-		case "dia", "dia2":
-			b.WriteString(strconv.Itoa(r.between(68, 96)))
-		case "k":
-			b.Write(appendFixed(nil, r.between64(31, 36), 1))
-		case "temp":
-			b.Write(appendFixed(nil, r.between64(366, 384), 1))
+		b.WriteString(g.slot(e, key))
+	}
+}
+
+// slot returns the text of one {key} of a note template ("" for an unknown key).
+func (g *gen) slot(e *enc, key string) string {
+	if s, ok := g.personSlot(e, key); ok {
+		return s
+	}
+	if s, ok := g.numberSlot(key); ok {
+		return s
+	}
+	switch key {
+	case "conds":
+		return g.chronicNames()
+	case "reason":
+		return g.fill(e, pick(g.r, reasons))
+	case "symptom":
+		return pick(g.r, symptoms)
+	case "cc":
+		return g.cc
+	case "med":
+		return g.usualMed()
+	}
+	return ""
+}
+
+// personSlot fills the keys about the patient: name, age, sex and pronoun.
+func (g *gen) personSlot(e *enc, key string) (string, bool) {
+	switch key {
+	case "first":
+		return g.pt.given, true
+	case "family":
+		return g.pt.family, true
+	case "an": // the article of the age that follows: "an 86-year-old", "an 18-year-old"
+		if a := g.age(e.start); a/10 == 8 || a == 8 || a == 11 || a == 18 {
+			return "an", true
+		}
+		return "a", true
+	case "age":
+		return strconv.Itoa(g.age(e.start)), true
+	case "sex":
+		if g.pt.gender == "female" {
+			return "woman", true
+		}
+		return "man", true
+	case "Pron", "pron":
+		p := "he"
+		if g.pt.gender == "female" {
+			p = "she"
+		}
+		if key == "Pron" {
+			p = strings.ToUpper(p[:1]) + p[1:]
+		}
+		return p, true
+	}
+	return "", false
+}
+
+// numberSlot fills the keys that are a random number: durations and vital signs.
+func (g *gen) numberSlot(key string) (string, bool) {
+	r := g.r
+	switch key {
+	case "days":
+		return strconv.Itoa(r.between(2, 14)), true
+	case "months":
+		return strconv.Itoa(r.between(2, 12)), true
+	case "hours":
+		return strconv.Itoa(r.between(4, 9)), true
+	case "minutes":
+		return strconv.Itoa(5 * r.between(2, 12)), true
+	case "sys", "sys2":
+		return strconv.Itoa(r.between(112, 158)), true
+	case "dia", "dia2":
+		return strconv.Itoa(r.between(68, 96)), true
+	case "k":
+		return string(appendFixed(nil, r.between64(31, 36), 1)), true
+	case "temp":
+		return string(appendFixed(nil, r.between64(366, 384), 1)), true
+	}
+	return "", false
+}
+
+// chronicNames lists the patient's chronic conditions in prose ("seasonal allergies" for none).
+func (g *gen) chronicNames() string {
+	var names []string
+	for _, c := range g.conds {
+		if conditions[c.c].chronic {
+			names = append(names, strings.ToLower(conditions[c.c].text))
 		}
 	}
+	switch len(names) {
+	case 0:
+		return "seasonal allergies"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// usualMed is the medication of the patient's last-listed condition that has one, else a default.
+func (g *gen) usualMed() string {
+	m := meds[12].text
+	for _, c := range g.conds {
+		for _, md := range meds {
+			if md.forCondition == c.c {
+				m = md.text
+			}
+		}
+	}
+	return m
 }
 
 // sentences joins n distinct sentences of pool.

@@ -246,43 +246,14 @@ func (g *gen) plan() {
 	if g.showcase {
 		n = 8
 	}
-	starts := make([]instant, n)
-	for i := range starts {
-		d := r.between64(int64(windowStart/day), int64(windowEnd/day)-10)
-		starts[i] = instant(d) * day
-	}
-	for i := 1; i < n; i++ { // insertion sort: a handful of values
-		for j := i; j > 0 && starts[j] < starts[j-1]; j-- {
-			starts[j], starts[j-1] = starts[j-1], starts[j]
-		}
-	}
+	starts := g.encounterDays(n)
 	kindWeights := make([]int, len(encounterKinds))
 	for i, k := range encounterKinds {
 		kindWeights[i] = k.weight
 	}
-	z := cities[g.pt.city].tz
 	g.encs = make([]enc, n)
 	for i := range g.encs {
-		e := &g.encs[i]
-		e.id = g.id(tEncounter)
-		e.kind = r.weighted(kindWeights)
-		if g.showcase && i < len(encounterKinds) {
-			e.kind = i
-		}
-		k := encounterKinds[e.kind]
-		// Clinic hours in the patient's zone; emergencies at any hour.
-		local := instant(r.between64(int64(7*hour), int64(18*hour)))
-		if k.class == classEMER || k.class == classIMP {
-			local = instant(r.between64(0, int64(day-minute)))
-		}
-		e.start = starts[i] + local - instant(z.offsetAt(starts[i]))*minute + instant(r.between64(0, int64(second)-1))
-		e.end = e.start + instant(r.between(k.minMin, k.maxM))*minute
-		e.practitioner = pick(r, practitioners)
-		e.org = pick(r, organizations[:4])
-		e.location = pick(r, locations[k.class])
-		e.acute = -1
-		e.hasProcedure = r.percent(25) || (g.showcase && i == 0)
-		e.hasImmunization = (k.class == classAMB && r.percent(20)) || (g.showcase && i == 0)
+		g.planEncounter(i, starts[i], kindWeights)
 	}
 	if r.percent(35) || g.showcase {
 		first := r.intn(n)
@@ -292,8 +263,59 @@ func (g *gen) plan() {
 			g.encs[i].episode = id
 		}
 	}
+	g.planConditions()
+	if g.showcase {
+		g.forcedCats = []int{catLab, catVital, catLab, catSocial, catSurvey, catImaging, catExam, catNone}
+		g.forcedMRs = []int{mrCodeable, mrReference, mrContained}
+		g.forcedDR = []string{"text/plain", "text/html"}
+	}
+}
 
-	// Chronic problems, recorded at the first encounter; acute diagnoses at their own encounter.
+// encounterDays draws the days of n encounters, in order.
+func (g *gen) encounterDays(n int) []instant {
+	starts := make([]instant, n)
+	for i := range starts {
+		d := g.r.between64(int64(windowStart/day), int64(windowEnd/day)-10)
+		starts[i] = instant(d) * day
+	}
+	for i := 1; i < n; i++ { // insertion sort: a handful of values
+		for j := i; j > 0 && starts[j] < starts[j-1]; j-- {
+			starts[j], starts[j-1] = starts[j-1], starts[j]
+		}
+	}
+	return starts
+}
+
+// planEncounter draws the i-th encounter, on the day that starts at dayStart.
+func (g *gen) planEncounter(i int, dayStart instant, kindWeights []int) {
+	r := g.r
+	e := &g.encs[i]
+	e.id = g.id(tEncounter)
+	e.kind = r.weighted(kindWeights)
+	if g.showcase && i < len(encounterKinds) {
+		e.kind = i
+	}
+	k := encounterKinds[e.kind]
+	// Clinic hours in the patient's zone; emergencies at any hour.
+	local := instant(r.between64(int64(7*hour), int64(18*hour)))
+	if k.class == classEMER || k.class == classIMP {
+		local = instant(r.between64(0, int64(day-minute)))
+	}
+	z := cities[g.pt.city].tz
+	e.start = dayStart + local - instant(z.offsetAt(dayStart))*minute + instant(r.between64(0, int64(second)-1))
+	e.end = e.start + instant(r.between(k.minMin, k.maxM))*minute
+	e.practitioner = pick(r, practitioners)
+	e.org = pick(r, organizations[:4])
+	e.location = pick(r, locations[k.class])
+	e.acute = -1
+	e.hasProcedure = r.percent(25) || (g.showcase && i == 0)
+	e.hasImmunization = (k.class == classAMB && r.percent(20)) || (g.showcase && i == 0)
+}
+
+// planConditions draws chronic problems, recorded at the first encounter, and acute diagnoses
+// at their own encounter.
+func (g *gen) planConditions() {
+	r := g.r
 	chronic := r.between(0, 3)
 	if g.showcase {
 		chronic = 3
@@ -315,11 +337,6 @@ func (g *gen) plan() {
 			onset := g.encs[i].start - instant(r.between64(1, 10))*day
 			g.conds = append(g.conds, condFact{id: g.id(tCondition), c: c, enc: i, onset: onset})
 		}
-	}
-	if g.showcase {
-		g.forcedCats = []int{catLab, catVital, catLab, catSocial, catSurvey, catImaging, catExam, catNone}
-		g.forcedMRs = []int{mrCodeable, mrReference, mrContained}
-		g.forcedDR = []string{"text/plain", "text/html"}
 	}
 }
 
@@ -557,6 +574,26 @@ func (g *gen) medicationRequest(e *enc, m int, reason string, active bool) {
 		w.cc(coding{sysMedReqCat, "outpatient", "Outpatient"}, "")
 	}
 	w.byte(']')
+	g.mrMedication(mode, m)
+	g.subject("subject")
+	g.encounterRef(e)
+	w.field("authoredOn")
+	g.local(authored)
+	w.field("requester")
+	w.display(e.practitioner)
+	if reason != "" {
+		w.raw(`,"reasonReference":[`)
+		w.ref("Condition", reason, "")
+		w.byte(']')
+	}
+	g.mrDosage(&md)
+	g.mrDispense(&md)
+	g.emit(tMedicationRequest)
+}
+
+// mrMedication writes a MedicationRequest's medication[x] in one of the three ways servers do.
+func (g *gen) mrMedication(mode, m int) {
+	w, md := &g.w, &meds[m]
 	switch mode {
 	case mrCodeable:
 		w.field("medicationCodeableConcept")
@@ -569,17 +606,11 @@ func (g *gen) medicationRequest(e *enc, m int, reason string, active bool) {
 		w.str(md.text)
 		w.byte('}')
 	}
-	g.subject("subject")
-	g.encounterRef(e)
-	w.field("authoredOn")
-	g.local(authored)
-	w.field("requester")
-	w.display(e.practitioner)
-	if reason != "" {
-		w.raw(`,"reasonReference":[`)
-		w.ref("Condition", reason, "")
-		w.byte(']')
-	}
+}
+
+// mrDosage writes the dosage instruction of md, up to its dose.
+func (g *gen) mrDosage(md *med) {
+	w, r := &g.w, g.r
 	w.raw(`,"dosageInstruction":[{"sequence":1,"text":`)
 	w.str(md.sig)
 	w.raw(`,"timing":{"repeat":{"frequency":`)
@@ -602,7 +633,13 @@ func (g *gen) medicationRequest(e *enc, m int, reason string, active bool) {
 	w.raw(md.doseUnit)
 	w.raw(`","system":"` + sysDrugForm + `","code":"`)
 	w.raw(md.doseCode)
-	w.raw(`"}}]}],"dispenseRequest":{"numberOfRepeatsAllowed":`)
+	w.raw(`"}}]}]`)
+}
+
+// mrDispense writes the dispense request of md and closes the resource.
+func (g *gen) mrDispense(md *med) {
+	w, r := &g.w, g.r
+	w.raw(`,"dispenseRequest":{"numberOfRepeatsAllowed":`)
 	w.int(int64(r.intn(4)))
 	w.raw(`,"quantity":{"value":`)
 	w.int(int64(md.perDay * md.supply))
@@ -611,7 +648,6 @@ func (g *gen) medicationRequest(e *enc, m int, reason string, active bool) {
 	w.raw(`"},"expectedSupplyDuration":{"value":`)
 	w.int(int64(md.supply))
 	w.raw(`,"unit":"days","system":"` + sysUCUM + `","code":"d"}}}`)
-	g.emit(tMedicationRequest)
 }
 
 func (g *gen) encounter(i int) {

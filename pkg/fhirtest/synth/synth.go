@@ -70,19 +70,12 @@ const (
 func Generate(opts Options) *Dataset { return generate(opts, runtime.GOMAXPROCS(0)) }
 
 func generate(opts Options, workers int) *Dataset {
-	n := min(max(opts.Patients, 0), maxPatients-1)
-	perPatient := opts.ObservationsPerPatient
-	if perPatient <= 0 {
-		perPatient = DefaultObservationsPerPatient
-	}
-	perPatient = min(perPatient, 1<<20)
-	key := mix64(uint64(opts.Seed) ^ 0x2545f4914f6cdd1d)
+	n, perPatient, key := patientCount(opts), observationsPer(opts), datasetKey(opts)
 
 	d := &Dataset{
 		Resources:   make(map[string][][]byte),
 		Binaries:    make(map[string]Binary),
 		Medications: make(map[string][]byte),
-		Groups:      make(map[string][]string),
 	}
 	medIDs := medicationCatalog(key, d.Medications)
 
@@ -123,6 +116,12 @@ func generate(opts Options, workers int) *Dataset {
 		}
 	}
 
+	d.Groups = groups(key, n)
+	return d
+}
+
+// groups returns the Groups of a data set of n patients.
+func groups(key uint64, n int) map[string][]string {
 	ids := make([]string, n)
 	for p := range ids {
 		ids[p] = makeID(key, tPatient, p, 0)
@@ -131,11 +130,8 @@ func generate(opts Options, workers int) *Dataset {
 	for p := 0; p < n; p += 2 {
 		cohortA = append(cohortA, ids[p])
 	}
-	d.Groups[GroupAll] = ids
-	d.Groups[GroupCohortA] = cohortA
-	d.Groups[GroupCohortB] = ids[:(n+2)/3]
-	d.Groups[GroupEmpty] = []string{}
-	return d
+	return map[string][]string{GroupAll: ids, GroupCohortA: cohortA, GroupCohortB: ids[:(n+2)/3],
+		GroupEmpty: {}}
 }
 
 func (g *gen) reset(p int) {

@@ -122,19 +122,7 @@ func TestGolden(t *testing.T) {
 	const want = "72516d7e154fb6bd3c8326bdd7254afdc56f4f6b"
 	d := Generate(Options{Patients: 3, Seed: 42})
 	h := sha1.New()
-	for _, typ := range d.Types {
-		for _, l := range d.Resources[typ] {
-			h.Write(l)
-			h.Write([]byte{'\n'})
-		}
-	}
-	for _, id := range slices.Sorted(maps.Keys(d.Binaries)) {
-		fmt.Fprintf(h, "%s %s %d\n", id, d.Binaries[id].ContentType, len(d.Binaries[id].Data))
-		h.Write(d.Binaries[id].Data)
-	}
-	for _, id := range slices.Sorted(maps.Keys(d.Medications)) {
-		h.Write(d.Medications[id])
-	}
+	writeDataset(h, d)
 	if got := fmt.Sprintf("%x", h.Sum(nil)); got != want {
 		t.Errorf("Generate(Patients: 3, Seed: 42) hashes to %s, want %s", got, want)
 	}
@@ -809,5 +797,53 @@ func BenchmarkGenerate(b *testing.B) {
 				b.ReportMetric(float64(d.Size())*float64(b.N)/used.Seconds()/1e6, "MB/cpu-s")
 			}
 		})
+	}
+}
+
+// writeDataset writes the resources, Binaries and Medications of d to h, in a fixed order.
+func writeDataset(h io.Writer, d *Dataset) {
+	for _, typ := range d.Types {
+		for _, l := range d.Resources[typ] {
+			h.Write(l)
+			h.Write([]byte{'\n'})
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.Binaries)) {
+		fmt.Fprintf(h, "%s %s %d\n", id, d.Binaries[id].ContentType, len(d.Binaries[id].Data))
+		h.Write(d.Binaries[id].Data)
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.Medications)) {
+		h.Write(d.Medications[id])
+	}
+}
+
+// hashDataset hashes every byte of d, Groups included.
+func hashDataset(d *Dataset) string {
+	h := sha1.New()
+	fmt.Fprintf(h, "%v\n", d.Types)
+	writeDataset(h, d)
+	for _, g := range slices.Sorted(maps.Keys(d.Groups)) {
+		fmt.Fprintf(h, "%s %s\n", g, strings.Join(d.Groups[g], ","))
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// TestGoldenSizes pins the whole data set for several seeds, sizes and Observation rates, so a
+// refactor of the generator that changes one byte anywhere fails here.
+func TestGoldenSizes(t *testing.T) {
+	for _, c := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{Patients: 0, Seed: 0}, "2a4027e4d18cb53d59476fc83a3d7ce441bf5e17"},
+		{Options{Patients: 1, Seed: 0}, "99fbe56bbe206bdf1a2887b6f86bba1de27be003"},
+		{Options{Patients: 7, Seed: 1}, "9602eb36a7ad192c35782a9ef36f7d25e62bea8d"},
+		{Options{Patients: 40, Seed: 2}, "15c4c10d7529f4c2853971550e60e32ee9cf21a7"},
+		{Options{Patients: 40, Seed: -9, ObservationsPerPatient: 5}, "9e019163113845e7f925f2d03c078a0133cf3d4c"},
+		{Options{Patients: 120, Seed: 12345, ObservationsPerPatient: 200}, "ceebd7f7dee1ecb9fc8d0d2e5a6caea9607cc8e6"},
+	} {
+		if got := hashDataset(Generate(c.opts)); got != c.want {
+			t.Errorf("Generate(%+v) hashes to %s, want %s", c.opts, got, c.want)
+		}
 	}
 }
