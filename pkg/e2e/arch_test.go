@@ -39,7 +39,7 @@ var layers = map[string][]string{
 	// The folder and its log: the folder keeps what the protocol produced (an export URL's Group,
 	// a server's error as a log event), so it reads both through bulk and fhirclient.
 	"pkg/exportdir":  {"pkg/atomicfile", "pkg/bulk", "pkg/fhirclient", "pkg/fhirjson", "pkg/fhirtime", "pkg/ndjson"},
-	"pkg/attachment": {"pkg/atomicfile", "pkg/exportdir", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
+	"pkg/attachment": {"pkg/atomicfile", "pkg/exportdir", "pkg/failpoint", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
 
 	// Engines and backends: one tool's work, over the domain packages.
 	"pkg/store/duckdb": {"pkg/failpoint", "pkg/store"},
