@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/load"
 	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
@@ -76,10 +77,9 @@ func run(c *cli.Context) error {
 	}
 	o := &cfg.opts
 	if c.String("fhir-url") != "" {
-		o.FHIR, err = tool.NewClientWith(c, tool.ClientConfig{Types: []string{"Medication", "DocumentReference", "DiagnosticReport"},
-			Linked: []string{"Binary"}, Status: cfg.status})
-		if err != nil {
-			return err
+		o.FHIR = func() (*fhirclient.Client, error) {
+			return tool.NewClientWith(c, tool.ClientConfig{Types: []string{"Medication", "DocumentReference", "DiagnosticReport"},
+				Linked: []string{"Binary"}, Status: cfg.status})
 		}
 	}
 	o.Open = func(ctx context.Context) (*duckdb.DB, error) { return duckdb.Open(ctx, cfg.db) }

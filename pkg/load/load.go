@@ -33,10 +33,11 @@ type Options struct {
 	ReplaceInvalidText bool     // load text that is not Unicode as U+FFFD instead of refusing the folder
 	AllowUnknownTypes  bool     // load resource types that neither FHIR nor the manifest names
 
-	// FHIR, when set, is the server the folders were exported from: Medications that
+	// FHIR, when set, connects to the server the folders were exported from: Medications that
 	// MedicationRequests reference but no file has are downloaded, and notes not yet inlined
-	// are inlined on the way in (the files are not changed).
-	FHIR *fhirclient.Client
+	// are inlined on the way in (the files are not changed). Like Open it is called once every
+	// folder is checked, so that a folder's error comes before a client's.
+	FHIR func() (*fhirclient.Client, error)
 
 	// Summary, when set, receives every table's row count after the load (the snapshot
 	// written), and then every group's incomplete encounters are explained, not only the

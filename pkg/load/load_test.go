@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
 	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
 )
@@ -53,7 +54,8 @@ func options(t *testing.T, warns *[]string, dirs ...string) *Options {
 }
 
 // TestRunChecksEveryFolderFirst: a folder that cannot be loaded stops the run before the
-// database is opened, whichever position it has, so no folder before it is loaded.
+// database is opened or the server's client is built, whichever position it has, so no folder
+// before it is loaded and its error is the one reported.
 func TestRunChecksEveryFolderFirst(t *testing.T) {
 	good := folder(t, map[string]string{"log.ndjson": kickoff + complete, "Patient.000.ndjson": patients})
 	tests := []struct {
@@ -74,9 +76,10 @@ func TestRunChecksEveryFolderFirst(t *testing.T) {
 		bad := folder(t, tt.files)
 		var warns []string
 		o := options(t, &warns, good, bad)
-		opened := false
+		opened, connected := false, false
 		open := o.Open
 		o.Open = func(ctx context.Context) (*duckdb.DB, error) { opened = true; return open(ctx) }
+		o.FHIR = func() (*fhirclient.Client, error) { connected = true; return nil, errors.New("no server in this test") }
 		_, err := Run(t.Context(), o)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: Run = %v, want an error saying %q", tt.name, err, tt.want)
@@ -85,8 +88,8 @@ func TestRunChecksEveryFolderFirst(t *testing.T) {
 		if _, ok := errors.AsType[*OptionsError](err); ok != tt.options {
 			t.Errorf("%s: Run = %T, want an *OptionsError: %v", tt.name, err, tt.options)
 		}
-		if opened {
-			t.Errorf("%s: Run opened the database before refusing %s", tt.name, bad)
+		if opened || connected {
+			t.Errorf("%s: Run opened the database (%v) or connected to the server (%v) before refusing %s", tt.name, opened, connected, bad)
 		}
 	}
 }

@@ -32,9 +32,12 @@ type remote struct {
 }
 
 func newRemote(o *Options) (*remote, error) {
-	r := &remote{client: o.FHIR, warn: o.warn}
-	var err error
-	r.inliner, err = attachment.New(attachment.Options{Fetcher: o.FHIR, MaxLine: o.MaxLine, OnDownload: r.onDownload})
+	client, err := o.FHIR()
+	if err != nil {
+		return nil, err
+	}
+	r := &remote{client: client, warn: o.warn}
+	r.inliner, err = attachment.New(attachment.Options{Fetcher: client, MaxLine: o.MaxLine, OnDownload: r.onDownload})
 	if err != nil {
 		return nil, err
 	}
