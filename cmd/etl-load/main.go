@@ -5,20 +5,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/bulkpipe/bulkpipe/pkg/bulk"
-	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
-	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
+	"github.com/bulkpipe/bulkpipe/pkg/load"
 	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
 	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
@@ -68,21 +63,11 @@ Examples:
 	}
 }
 
-// config is the validated command line.
+// config is the validated command line: the load's options, and what the closing line says.
 type config struct {
 	db, format, out string
-	group           *string
-	timestamp       *time.Time
-	exclude, assume []string
-	maxLine         int
-	allowIncomplete bool
-	replaceText     bool
-	allowUnknown    bool
 	status          *tool.Status
-	stderr          io.Writer
-	dirs            []string
-	sources         []store.Source
-	now             func() time.Time
+	opts            load.Options
 }
 
 func run(c *cli.Context) error {
@@ -90,106 +75,73 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// Every folder is checked before anything is loaded, so a usage error in the third folder
-	// does not leave the first two loaded.
-	for _, dir := range cfg.dirs {
-		src, err := readFolder(cfg, dir)
-		if err != nil {
-			return err
+	o := &cfg.opts
+	if c.String("fhir-url") != "" {
+		o.FHIR = func() (*fhirclient.Client, error) {
+			return tool.NewClientWith(c, tool.ClientConfig{Types: []string{"Medication", "DocumentReference", "DiagnosticReport"},
+				Linked: []string{"Binary"}, Status: cfg.status})
 		}
-		cfg.sources = append(cfg.sources, src)
 	}
-	ctx := c.Context
-	srv, err := newServer(c, cfg)
-	if err != nil {
-		return err
-	}
-	db, err := duckdb.Open(ctx, cfg.db)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	start := time.Now()
-	var medsFailed int
-	var rows int64
-	for _, src := range cfg.sources {
-		st, err := loadFolder(ctx, cfg, db, src, srv)
-		if err != nil {
-			return err
-		}
-		medsFailed += st.MedicationsFailed
-		rows += st.Rows
-	}
-	switch cfg.format {
-	case "parquet":
-		err = db.ExportParquet(ctx, cfg.out)
-	case "ndjson":
-		err = db.ExportNDJSON(ctx, cfg.out)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s snapshot to %s: %w", cfg.format, cfg.out, err)
-	}
+	o.Open = func(ctx context.Context) (*duckdb.DB, error) { return duckdb.Open(ctx, cfg.db) }
 	if c.Bool("summary") {
-		counts, err := db.Summary(ctx)
-		if err != nil {
-			return err
-		}
-		for _, n := range counts {
-			fmt.Fprintf(c.App.Writer, "%s\t%d\n", n.Name, n.Rows)
+		o.Summary = func(counts []duckdb.Count) {
+			for _, n := range counts {
+				fmt.Fprintf(c.App.Writer, "%s\t%d\n", n.Name, n.Rows)
+			}
 		}
 	}
-	// After a load, the groups loaded; with --summary, every group.
-	var groups []string
-	for _, src := range cfg.sources {
-		groups = append(groups, src.Export.Group)
+	// What the load says of the data is shown with --quiet too: it explains missing completion rows.
+	o.Warn = func(msg string) { cfg.status.Print("%s", msg) }
+	p := &progress{status: cfg.status}
+	o.Start, o.Progress, o.Done = p.start, p.update, p.done
+	start := time.Now()
+	res, err := load.Run(c.Context, o)
+	if _, ok := errors.AsType[*load.OptionsError](err); ok {
+		return tool.UsageErrorf("%v", err)
 	}
-	if c.Bool("summary") || len(groups) > 0 {
-		if err := explainIncomplete(ctx, db, cfg.stderr, c.Bool("summary"), groups); err != nil {
-			return err
-		}
-	}
-	if err := db.Close(); err != nil {
+	if err != nil {
 		return err
 	}
 	into := cfg.db
 	if cfg.format != "duckdb" {
 		into = fmt.Sprintf("%s, a %s snapshot in %s", cfg.db, cfg.format, cfg.out)
 	}
-	if took := time.Since(start).Round(time.Millisecond); len(cfg.sources) > 0 {
-		cfg.status.Summary("loaded %d resources from %s into %s in %v", rows, plural(len(cfg.sources), "folder"), into, took)
+	if took := time.Since(start).Round(time.Millisecond); res.Folders > 0 {
+		cfg.status.Summary("loaded %d resources from %s into %s in %v", res.Rows, plural(res.Folders, "folder"), into, took)
 	} else {
 		cfg.status.Summary("wrote a %s snapshot of %s in %s in %v", cfg.format, cfg.db, cfg.out, took)
 	}
-	if srv != nil {
-		if n := srv.failedAttachments(); medsFailed > 0 || n > 0 {
-			return fmt.Errorf("%d medications and %d attachments could not be downloaded (reported above); everything else is loaded, and a rerun tries them again", medsFailed, n)
-		}
+	if res.MedicationsFailed > 0 || res.AttachmentsFailed > 0 {
+		return fmt.Errorf("%d medications and %d attachments could not be downloaded (reported above); everything else is loaded, and a rerun tries them again", res.MedicationsFailed, res.AttachmentsFailed)
 	}
 	return nil
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
 	cfg := &config{
-		db:              c.Path("db"),
-		format:          c.String("format"),
-		exclude:         splitList(c.StringSlice("exclude-resources")),
-		assume:          splitList(c.StringSlice("assume-complete")),
-		allowIncomplete: c.Bool("allow-incomplete"),
-		replaceText:     c.Bool("replace-invalid-utf8"),
-		allowUnknown:    c.Bool("allow-unknown-types"),
-		status:          tool.NewStatus(c),
-		stderr:          c.App.ErrWriter,
-		dirs:            c.Args().Slice(),
-		now:             time.Now,
+		db:     c.Path("db"),
+		format: c.String("format"),
+		out:    c.Path("dir"),
+		status: tool.NewStatus(c),
+		opts: load.Options{
+			Dirs:               c.Args().Slice(),
+			Exclude:            splitList(c.StringSlice("exclude-resources")),
+			AssumeComplete:     splitList(c.StringSlice("assume-complete")),
+			AllowIncomplete:    c.Bool("allow-incomplete"),
+			ReplaceInvalidText: c.Bool("replace-invalid-utf8"),
+			AllowUnknownTypes:  c.Bool("allow-unknown-types"),
+			Now:                time.Now,
+			Version:            tool.Version(),
+		},
 	}
-	var err error
-	cfg.out = c.Path("dir")
+	o := &cfg.opts
+	o.Format, o.Out = cfg.format, cfg.out
 	switch cfg.format {
 	case "duckdb":
 		if cfg.out != "" {
 			return nil, tool.UsageErrorf("--dir needs --format parquet or ndjson")
 		}
-		if len(cfg.dirs) == 0 {
+		if len(o.Dirs) == 0 {
 			return nil, tool.UsageErrorf("no export folder given (usage: etl-load DIR...)")
 		}
 	case "parquet", "ndjson":
@@ -202,35 +154,44 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.db == "" {
 		return nil, tool.UsageErrorf("--db must name a file")
 	}
-	if cfg.maxLine, err = tool.MaxLine(c); err != nil {
+	var err error
+	if o.MaxLine, err = tool.MaxLine(c); err != nil {
 		return nil, err
 	}
-	for _, t := range append(append([]string{}, cfg.exclude...), cfg.assume...) {
-		if !store.ValidResourceType(t) {
-			return nil, tool.UsageErrorf("%q is not a resource type", t)
-		}
-		// A misspelt type would otherwise exclude or vouch for nothing, silently. Table names
-		// (specimen) are accepted as in Cumulus.
-		if s := resourcetype.Suggest(t); !cfg.allowUnknown && !resourcetype.Known(t) && !strings.EqualFold(s, t) {
-			hint := ""
-			if s != "" {
-				hint = fmt.Sprintf(" (did you mean %s?)", s)
-			}
-			return nil, tool.UsageErrorf("%q is not a FHIR R4 or R5 resource type%s", t, hint)
-		}
+	if err := checkTypes(append(append([]string{}, o.Exclude...), o.AssumeComplete...), o.AllowUnknownTypes); err != nil {
+		return nil, err
 	}
 	if c.IsSet("export-group") {
 		g := c.String("export-group")
-		cfg.group = &g
+		o.Group = &g
 	}
 	if c.IsSet("export-timestamp") {
 		ts, err := store.ParseTime(c.String("export-timestamp"))
 		if err != nil {
 			return nil, tool.UsageErrorf("--export-timestamp: %v", err)
 		}
-		cfg.timestamp = &ts
+		o.Time = &ts
 	}
 	return cfg, nil
+}
+
+// checkTypes refuses a resource type of --exclude-resources or --assume-complete that is not
+// one: a misspelt type would otherwise exclude or vouch for nothing, silently. Table names
+// (specimen) are accepted as in Cumulus.
+func checkTypes(types []string, allowUnknown bool) error {
+	for _, t := range types {
+		if !store.ValidResourceType(t) {
+			return tool.UsageErrorf("%q is not a resource type", t)
+		}
+		if s := resourcetype.Suggest(t); !allowUnknown && !resourcetype.Known(t) && !strings.EqualFold(s, t) {
+			hint := ""
+			if s != "" {
+				hint = fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			return tool.UsageErrorf("%q is not a FHIR R4 or R5 resource type%s", t, hint)
+		}
+	}
+	return nil
 }
 
 // splitList splits comma-separated values of a repeatable flag (a list is meant here: DESIGN.md §1).
@@ -246,314 +207,38 @@ func splitList(vs []string) []string {
 	return out
 }
 
-// readFolder discovers a folder's files and its export metadata (DESIGN.md §4): the log's Group
-// and transactionTime, each overridden by its flag; missing either is a usage error naming both.
-func readFolder(cfg *config, dir string) (store.Source, error) {
-	files, err := exportdir.Discover(dir)
-	if err != nil {
-		return store.Source{}, err
-	}
-	if part := partFile(dir); part != "" {
-		// Completion rows would claim whole tables for a folder that lacks some of its files.
-		return store.Source{}, fmt.Errorf("%s: %s is an unfinished download: finish it with bulk-fetch (or remove it) before loading", dir, part)
-	}
-	src := store.Source{Dir: dir, ExtraTypes: manifestTypes(dir)}
-	var exp *exportdir.Export
-	logPath, err := exportdir.FindLog(dir)
-	switch {
-	case errors.Is(err, exportdir.ErrNoLog):
-	case err != nil:
-		return src, err
-	default:
-		exp, err = exportdir.ReadLog(logPath)
-		if errors.Is(err, exportdir.ErrNoKickoff) {
-			exp, err = nil, nil
-		}
-		if err != nil {
-			return src, err
-		}
-	}
-	data := slices.ContainsFunc(files, func(f exportdir.File) bool { return f.ItemType != exportdir.ItemError })
-	if !data && (exp == nil || !exportCompleted(exp)) {
-		// Not an export folder (or the wrong one): loading it would do nothing, or write
-		// completion rows for requested types that no download ever looked for. Only a finished
-		// download that returned no file proves the Group has none.
-		return src, fmt.Errorf("no NDJSON files in %s", dir)
-	}
-	var haveGroup, haveTime bool
-	if exp != nil {
-		src.Export = store.Export{Group: exp.Group, URL: exp.ExportURL, RequestParameters: exp.RequestParameters}
-		haveGroup = true
-		unfinished, err := downloadUnfinished(dir, exp)
-		if err != nil {
-			return src, err
-		}
-		if unfinished && !cfg.allowIncomplete {
-			// The exportId is a status URL a server chose: redacted like every URL printed.
-			return src, fmt.Errorf("%s: the download did not finish (%s has no export_complete for %q): run bulk-fetch again to finish it, or load the rows without completion rows with --allow-incomplete",
-				dir, logPath, fhirclient.Redact(exp.ExportID))
-		}
-		src.Export.Unfinished = unfinished
-		if exp.HasTime {
-			src.Export.Time, haveTime = store.Micro(exp.TransactionTime), true
-		}
-	}
-	if cfg.group != nil {
-		src.Export.Group, haveGroup = *cfg.group, true
-	}
-	if cfg.timestamp != nil {
-		src.Export.Time, haveTime = *cfg.timestamp, true
-	}
-	if !haveGroup || !haveTime {
-		what := "no export log"
-		if exp != nil {
-			what = "the export log has no transactionTime (export not finished?)"
-		}
-		return src, tool.UsageErrorf("%s: %s: give the export's Group and time with --export-group and --export-timestamp", dir, what)
-	}
-	for _, f := range files {
-		if f.ItemType == exportdir.ItemError {
-			continue // error/ holds OperationOutcomes, not data (DESIGN.md §7)
-		}
-		path := f.Path
-		src.Files = append(src.Files, store.File{
-			Path:         path,
-			Deleted:      f.ItemType == exportdir.ItemDeleted,
-			ResourceType: f.ResourceType,
-			Open:         func() (io.ReadCloser, error) { return exportdir.OpenFile(path) },
-		})
-	}
-	return src, nil
-}
-
-// manifestTypes returns the output types the folder's manifest.json names: a server's own types
-// are loaded besides FHIR's. A folder without a readable manifest names none.
-func manifestTypes(dir string) []string {
-	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		return nil
-	}
-	m, err := bulk.ParseManifest(b)
-	if err != nil {
-		return nil
-	}
-	var types []string
-	for _, it := range m.Output {
-		if !slices.Contains(types, it.Type) {
-			types = append(types, it.Type)
-		}
-	}
-	return types
-}
-
-// downloadUnfinished reports whether the folder records a download of its export that never
-// ended. Every downloader whose folders etl-load reads (bulk-fetch, SMART bulk-data-client,
-// Cumulus ETL) logs export_complete once every file is on disk, and logs download events (or,
-// bulk-fetch, writes .bulkpipe/state.json) as files arrive. So a log with a file's
-// download_request or a state with verified files, and no export_complete for the export, is an
-// unfinished download: bulk-fetch writes kickoff and status_complete before the first file, so
-// those prove nothing. A log with neither (written by hand, or by a tool that logs only the
-// kickoff) cannot tell and is trusted, as is a folder without a log, whose Group and time the
-// user gives.
-func downloadUnfinished(dir string, exp *exportdir.Export) (bool, error) {
-	if exportCompleted(exp) {
-		return false, nil
-	}
-	if slices.ContainsFunc(exp.Events, fileRequest) {
-		return true, nil
-	}
-	st, err := exportdir.ReadState(dir)
-	if err != nil {
-		return false, err
-	}
-	return st.ExportID != "" || len(st.Files) > 0, nil
-}
-
-// fileRequest reports whether e is the download_request of an export file. Attachment downloads
-// (ndjson-inline --log appends them to the folder's log) are not: they come after the export.
-func fileRequest(e exportdir.Event) bool {
-	if e.EventID != "download_request" {
-		return false
-	}
-	var d struct {
-		ItemType string `json:"itemType"`
-	}
-	json.Unmarshal(e.EventDetail, &d)
-	return d.ItemType != "attachment"
-}
-
-// exportCompleted reports whether the log says every file of its export is on disk.
-func exportCompleted(exp *exportdir.Export) bool {
-	return slices.ContainsFunc(exp.Events, func(e exportdir.Event) bool { return e.EventID == "export_complete" })
-}
-
-// partFile returns a download in progress (bulk-fetch's NAME.part) in dir or its deleted/.
-func partFile(dir string) string {
-	for _, sub := range []string{"", "deleted"} {
-		entries, _ := os.ReadDir(filepath.Join(dir, sub))
-		for _, e := range entries {
-			if strings.HasSuffix(e.Name(), ".part") && !e.IsDir() {
-				return filepath.Join(dir, sub, e.Name())
-			}
-		}
-	}
-	return ""
-}
-
-func deletions(line []byte) []store.Deletion {
-	var out []store.Deletion
-	for _, d := range exportdir.Deletions(line) {
-		out = append(out, store.Deletion{ResourceType: d.ResourceType, ID: d.ID})
-	}
-	return out
-}
-
-func loadFolder(ctx context.Context, cfg *config, db *duckdb.DB, src store.Source, srv *server) (store.Stats, error) {
-	// What the load says of the data is shown with --quiet too: it explains missing completion rows.
-	warn := func(s string) { cfg.status.Print("%s", s) }
-	p := newProgress(cfg, src.Dir)
-	opts := store.Options{
-		Exclude:            cfg.exclude,
-		AssumeComplete:     cfg.assume,
-		Deletions:          deletions,
-		MaxLine:            cfg.maxLine,
-		ReplaceInvalidText: cfg.replaceText,
-		ExtraTypes:         src.ExtraTypes,
-		AllowUnknownTypes:  cfg.allowUnknown,
-		Now:                cfg.now,
-		Version:            tool.Version(),
-		Warn:               warn,
-		Progress:           p.update,
-	}
-	if srv != nil {
-		opts.Medications = srv
-		for i, f := range src.Files {
-			src.Files[i] = srv.inline(ctx, f)
-		}
-	}
-	st, err := store.Load(ctx, db, src, opts)
-	p.done(st, err)
-	if _, ok := errors.AsType[*ndjson.TextError](err); ok {
-		return st, fmt.Errorf("load %s: %w (--replace-invalid-utf8 loads it as U+FFFD)", src.Dir, err)
-	}
-	if errors.Is(err, store.ErrUnknownType) {
-		return st, fmt.Errorf("load %s: %w (not a FHIR R4 or R5 resource type, nor one the manifest names: --allow-unknown-types loads it)", src.Dir, err)
-	}
-	if err != nil {
-		return st, fmt.Errorf("load %s: %w", src.Dir, err)
-	}
-	if src.Export.Unfinished {
-		warn(fmt.Sprintf("%s: %s: rows loaded without completion rows (--allow-incomplete)", src.Dir, store.ReasonUnfinished))
-		return st, nil
-	}
-	for _, s := range st.Skipped {
-		warn(fmt.Sprintf("%s: %s loaded without a completion row: %s (--assume-complete %s if it holds the whole Group)",
-			src.Dir, s.Table, s.Reason, s.Table))
-	}
-	return st, nil
-}
-
-// explainIncomplete says why encounters are incomplete, per group: the linked tables never
-// exported for it (after a full export from a server that does not export some of the ten types,
-// every encounter is incomplete, and "complete_encounter 0" alone explains nothing), and those
-// exported only before the encounters were. Only the groups given are explained, unless all.
-func explainIncomplete(ctx context.Context, db *duckdb.DB, w io.Writer, all bool, groups []string) error {
-	gaps, err := db.Gaps(ctx)
-	if err != nil {
-		return err
-	}
-	for len(gaps) > 0 {
-		group := gaps[0].Group
-		if !all && !slices.Contains(groups, group) {
-			gaps = gaps[1:]
-			continue
-		}
-		var never, stale []string
-		var nNever, nStale int64
-		for len(gaps) > 0 && gaps[0].Group == group {
-			g := gaps[0]
-			gaps = gaps[1:]
-			if g.Exported {
-				stale, nStale = append(stale, g.Table), max(nStale, g.Encounters)
-			} else {
-				never, nNever = append(never, g.Table), max(nNever, g.Encounters)
-			}
-		}
-		switch {
-		case len(never) == len(store.LinkedTables):
-			fmt.Fprintf(w, "etl-load: group %q: %s incomplete: none of the ten linked tables (%s) was exported for the group yet; export them and load that folder\n",
-				group, encounters(nNever), strings.Join(never, ", "))
-		case len(never) > 0:
-			types := make([]string, len(never))
-			for i, t := range never {
-				types[i] = t
-				if s := resourcetype.Suggest(t); strings.EqualFold(s, t) {
-					types[i] = s
-				}
-			}
-			fmt.Fprintf(w, "etl-load: group %q: %s incomplete: %s never exported for the group (an encounter is complete once all ten linked tables are); export %s and load that folder too, or, if the server holds none, load the export folder again with --assume-complete %s\n",
-				group, encounters(nNever), andList(never, "was", "were"), verb(never, "it", "them"), strings.Join(types, ","))
-		}
-		if len(stale) > 0 {
-			fmt.Fprintf(w, "etl-load: group %q: %s waiting for a newer export of %s: %s exported only before those encounters were\n",
-				group, encounters(nStale), strings.Join(stale, ", "), verb(stale, "it was", "they were"))
-		}
-	}
-	return nil
-}
-
-// andList joins tables for a sentence, with the verb that agrees: "specimen was", "a, b were".
-func andList(tables []string, one, many string) string {
-	return strings.Join(tables, ", ") + " " + verb(tables, one, many)
-}
-
-func verb(tables []string, one, many string) string {
-	if len(tables) == 1 {
-		return one
-	}
-	return many
-}
-
-// encounters counts encounters with the verb that agrees: "1 encounter is", "2 encounters are".
-func encounters(n int64) string {
-	if n == 1 {
-		return "1 encounter is"
-	}
-	return fmt.Sprintf("%d encounters are", n)
-}
-
 // progress draws one line on stderr while a folder loads, on a terminal (tool.Status).
 type progress struct {
-	cfg   *config
-	dir   string
-	start time.Time
+	status *tool.Status
+	dir    string
+	began  time.Time
 }
 
-func newProgress(cfg *config, dir string) *progress {
-	return &progress{cfg: cfg, dir: dir, start: time.Now()}
+func (p *progress) start(dir string) {
+	p.dir, p.began = dir, time.Now()
 }
 
 func (p *progress) line(files int, rows, bytes int64) string {
 	return fmt.Sprintf("%s: %s, %d resources, %s, %s", filepath.Clean(p.dir), plural(files, "file"), rows,
-		tool.FormatBytes(bytes), tool.FormatRate(bytes, time.Since(p.start)))
+		tool.FormatBytes(bytes), tool.FormatRate(bytes, time.Since(p.began)))
 }
 
-func (p *progress) update(pr store.Progress) {
-	if !p.cfg.status.Terminal() {
+func (p *progress) update(_ string, pr store.Progress) {
+	if !p.status.Terminal() {
 		return
 	}
 	if pr.Merging {
-		p.cfg.status.Progress(true, "%s: %s, %d resources read; merging", filepath.Clean(p.dir), plural(pr.Files, "file"), pr.Rows)
+		p.status.Progress(true, "%s: %s, %d resources read; merging", filepath.Clean(p.dir), plural(pr.Files, "file"), pr.Rows)
 		return
 	}
-	p.cfg.status.Progress(false, "%s", p.line(pr.Files, pr.Rows, pr.Bytes))
+	p.status.Progress(false, "%s", p.line(pr.Files, pr.Rows, pr.Bytes))
 }
 
 // done leaves the folder's totals on a terminal; the run's summary says the rest everywhere.
-func (p *progress) done(st store.Stats, err error) {
-	p.cfg.status.End()
+func (p *progress) done(_ string, st store.Stats, err error) {
+	p.status.End()
 	if err == nil {
-		p.cfg.status.Note("%s, %d deletes", p.line(st.Files, st.Rows, st.Bytes), st.Deletes)
+		p.status.Note("%s, %d deletes", p.line(st.Files, st.Rows, st.Bytes), st.Deletes)
 	}
 }
 

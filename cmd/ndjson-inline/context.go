@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 
 	"github.com/tidwall/gjson"
@@ -90,4 +91,9 @@ func logBase(exp *exportdir.Export) string {
 		return bulk.KickoffBase(ev.EventDetail)
 	}
 	return ""
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/bulkpipe/bulkpipe/pkg/attachment"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/failpoint"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
@@ -132,7 +133,7 @@ func TestCrashInPlace(t *testing.T) {
 		t.Fatalf("the clean run rewrote %d files, want 3 (two DocumentReference files, one DiagnosticReport)", rewritten)
 	}
 
-	for _, point := range []string{failBeforeRename, failAfterRename, failAfterState} {
+	for _, point := range []string{attachment.FailBeforeRename, attachment.FailAfterRename, attachment.FailAfterState} {
 		for hit := 1; hit <= rewritten; hit++ {
 			t.Run(fmt.Sprintf("%s:%d", point, hit), func(t *testing.T) {
 				dir := t.TempDir()

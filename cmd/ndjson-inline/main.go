@@ -216,6 +216,45 @@ func runFilter(c *cli.Context, cfg *config, r *reporter, args []string) (attachm
 	return total, nil
 }
 
+// runInPlace rewrites the files and folders of args (attachment.InPlace), each folder with the
+// client of its FHIR base: --fhir-url, else its log's.
+func runInPlace(c *cli.Context, cfg *config, r *reporter, args []string) (attachment.Stats, error) {
+	cs := newClients(c, cfg, r.st)
+	total, err := attachment.InPlace(c.Context, &attachment.InPlaceOptions{
+		Paths:     args,
+		Resources: cfg.policy.Resources,
+		Inliner: func(dir string) (*attachment.Inliner, bool, error) {
+			base, exportID, err := folderContext(c, dir)
+			if err != nil {
+				return nil, false, err
+			}
+			var fetcher attachment.Fetcher = noFetcher{}
+			if base != "" {
+				if fetcher, err = cs.get(base); err != nil {
+					return nil, false, err
+				}
+			}
+			in, err := newInliner(cfg, fetcher, r, exportID)
+			return in, base != "", err
+		},
+		Warn: func(msg string) { r.say("%s", msg) },
+		OnFile: func(path string, st attachment.Stats, changed bool) {
+			if cfg.quiet {
+				return
+			}
+			note := "unchanged"
+			if changed {
+				note = "rewritten"
+			}
+			r.say("%s: %s (%s)", path, st, note)
+		},
+	})
+	if e, ok := errors.AsType[*attachment.NoBaseError](err); ok {
+		return total, tool.UsageErrorf("%s needs downloads but no FHIR base URL is known: give --fhir-url (or BULK_FHIR_URL); %s has no export log naming the server", e.Path, e.Dir)
+	}
+	return total, err
+}
+
 // newInliner builds the engine for one input or folder, reporting through r.
 func newInliner(cfg *config, f attachment.Fetcher, r *reporter, exportID string) (*attachment.Inliner, error) {
 	return attachment.New(attachment.Options{

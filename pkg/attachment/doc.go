@@ -3,7 +3,9 @@
 // wanted and which has a url but no data, it downloads the content once and stores it in the line
 // as data, size, hash and contentType, so the notes outlive the EHR's links and tokens.
 //
-// The engine is shared by ndjson-inline and bulk-fetch --inline. It reads lines with
+// The engine is shared by ndjson-inline and bulk-fetch --inline; InPlace is ndjson-inline's
+// --in-place rewrite of files and export folders (through a temporary file and a rename, under
+// the folder's lock, keeping its state.json in step). It reads lines with
 // ndjson.Scanner, passes lines that need no change through byte for byte after a cheap
 // resourceType read, downloads attachments in parallel through a Fetcher (*fhirclient.Client
 // satisfies it: one retry table, one token rule), and writes lines in input order from a window

@@ -39,12 +39,13 @@ var layers = map[string][]string{
 	// The folder and its log: the folder keeps what the protocol produced (an export URL's Group,
 	// a server's error as a log event), so it reads both through bulk and fhirclient.
 	"pkg/exportdir":  {"pkg/atomicfile", "pkg/bulk", "pkg/fhirclient", "pkg/fhirjson", "pkg/fhirtime", "pkg/ndjson"},
-	"pkg/attachment": {"pkg/atomicfile", "pkg/exportdir", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
+	"pkg/attachment": {"pkg/atomicfile", "pkg/exportdir", "pkg/failpoint", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
 
 	// Engines and backends: one tool's work, over the domain packages.
 	"pkg/store/duckdb": {"pkg/failpoint", "pkg/store"},
 	"pkg/fetch":        {"pkg/atomicfile", "pkg/bulk", "pkg/exportdir", "pkg/failpoint", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
 	"pkg/merge":        {"pkg/atomicfile", "pkg/bulk", "pkg/exportdir", "pkg/failpoint", "pkg/fhirjson", "pkg/fhirtime", "pkg/ndjson"},
+	"pkg/load":         {"pkg/attachment", "pkg/bulk", "pkg/exportdir", "pkg/fhirclient", "pkg/ndjson", "pkg/resourcetype", "pkg/store", "pkg/store/duckdb"},
 
 	// What every main shares: flags, exit codes, and the one place that wires credentials to a client.
 	"pkg/tool": {"pkg/atomicfile", "pkg/failpoint", "pkg/fhirclient", "pkg/smartauth"},
@@ -239,6 +240,9 @@ func TestAllowed(t *testing.T) {
 		{"pkg/fetch", "pkg/attachment", false, false}, // bulk-fetch --inline is wired in its main
 		{"pkg/merge", "pkg/tool", false, false},       // usage errors are an *OptionsError
 		{"pkg/merge", "pkg/fhirclient", false, false}, // a merge reads files only
+		{"pkg/load", "pkg/tool", false, false},        // usage errors are an *OptionsError
+		{"pkg/load", "pkg/fetch", false, false},       // a load reads folders; bulk-fetch writes them
+		{"pkg/store", "pkg/load", false, false},       // the engine drives store, not the reverse
 		{"pkg/ndjson", "pkg/fhirjson", false, false},  // the scanner knows nothing of FHIR
 		{"pkg/store", "pkg/store/duckdb", false, false},
 		{"pkg/exportdir", "pkg/fhirtest", false, false},

@@ -72,14 +72,10 @@ func (v *validator) lit(s string) bool {
 }
 
 func (v *validator) object() bool {
-	if v.depth++; v.depth > maxDepth {
+	if !v.enter() {
 		return false
 	}
-	v.i++
-	v.ws()
-	if v.i < len(v.b) && v.b[v.i] == '}' {
-		v.i++
-		v.depth--
+	if v.leave('}') {
 		return true
 	}
 	for {
@@ -95,55 +91,61 @@ func (v *validator) object() bool {
 		if !v.value() {
 			return false
 		}
+		if more, ok := v.next('}'); !more {
+			return ok
+		}
 		v.ws()
-		if v.i >= len(v.b) {
-			return false
-		}
-		switch v.b[v.i] {
-		case ',':
-			v.i++
-			v.ws()
-		case '}':
-			v.i++
-			v.depth--
-			return true
-		default:
-			return false
-		}
 	}
 }
 
 func (v *validator) array() bool {
-	if v.depth++; v.depth > maxDepth {
+	if !v.enter() {
 		return false
 	}
-	v.i++
-	v.ws()
-	if v.i < len(v.b) && v.b[v.i] == ']' {
-		v.i++
-		v.depth--
+	if v.leave(']') {
 		return true
 	}
 	for {
 		if !v.value() {
 			return false
 		}
+		if more, ok := v.next(']'); !more {
+			return ok
+		}
 		v.ws()
-		if v.i >= len(v.b) {
-			return false
-		}
-		switch v.b[v.i] {
-		case ',':
-			v.i++
-			v.ws()
-		case ']':
-			v.i++
-			v.depth--
-			return true
-		default:
-			return false
-		}
 	}
+}
+
+// enter steps into an object or array at its opening bracket; false past maxDepth.
+func (v *validator) enter() bool {
+	if v.depth++; v.depth > maxDepth {
+		return false
+	}
+	v.i++
+	v.ws()
+	return true
+}
+
+// leave steps over the closing bracket end, if it comes next, and out of the container.
+func (v *validator) leave(end byte) bool {
+	if v.i < len(v.b) && v.b[v.i] == end {
+		v.i++
+		v.depth--
+		return true
+	}
+	return false
+}
+
+// next reads what follows a member or an element: a comma (more follows), or the closing
+// bracket end (ok), or anything else (not ok). It is small enough to be inlined, one call per
+// member saved: the caller skips the white space after a comma.
+func (v *validator) next(end byte) (more, ok bool) {
+	v.ws()
+	if v.i < len(v.b) && v.b[v.i] == ',' {
+		v.i++
+		return true, true
+	}
+	return false, v.leave(end)
 }
 
 // SWAR constants: one byte value repeated in every byte of a word.
@@ -211,42 +213,45 @@ func (v *validator) str() bool {
 	}
 }
 
+// num reads a number as RFC 8259 spells it: [ minus ] int [ frac ] [ exp ]. The optional parts
+// are tested here, so that a plain integer costs no call beyond num itself.
 func (v *validator) num() bool {
-	b, i := v.b, v.i
-	if b[i] == '-' {
-		i++
+	b := v.b
+	i, ok := intPart(b, v.i)
+	if ok && i < len(b) && b[i] == '.' {
+		i, ok = digits(b, i+1) // frac = "." 1*digit
 	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && '1' <= b[i] && b[i] <= '9':
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return false
-		}
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return false
-		}
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
+	if ok && i < len(b) && b[i]|0x20 == 'e' { // 'e' or 'E': no other byte sets to 'e'
+		i, ok = exponent(b, i+1)
 	}
 	v.i = i
-	return true
+	return ok
+}
+
+// intPart reads [ minus ] ( "0" / digit1-9 *digit ) from b[i:] and returns where it ends.
+func intPart(b []byte, i int) (int, bool) {
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i < len(b) && b[i] == '0' {
+		return i + 1, true
+	}
+	return digits(b, i)
+}
+
+// exponent reads what follows the "e" or "E" of an exponent, [ "+" / "-" ] 1*digit, from b[i:].
+func exponent(b []byte, i int) (int, bool) {
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		i++
+	}
+	return digits(b, i)
+}
+
+// digits reads 1*digit from b[i:]: false when no digit comes first.
+func digits(b []byte, i int) (int, bool) {
+	start := i
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	return i, i > start
 }

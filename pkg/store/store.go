@@ -332,7 +332,9 @@ type record struct {
 	medRef     string // a MedicationRequest's medicationReference.reference
 }
 
-// reader is the first stage of loadFile.
+// reader is the first stage of loadFile: it reads, validates and routes the file's lines into
+// chunks, taking empty chunks from free and sending full ones to out, until the file ends, a
+// line is refused (the chunk's err), or the context is done.
 type reader struct {
 	f          File
 	excluded   []string
@@ -343,115 +345,164 @@ type reader struct {
 	// fixes counts the replacements of ReplaceInvalidText, on fixedLines lines.
 	fixes                    int64
 	fixedLines, firstFixLine int
+
+	ctx  context.Context
+	out  chan<- *chunk
+	free <-chan *chunk
+	c    *chunk // the chunk being filled
 }
 
 func (rd *reader) run(ctx context.Context, r io.Reader, out chan<- *chunk, free <-chan *chunk) {
 	defer close(out)
-	f := rd.f
+	rd.ctx, rd.out, rd.free = ctx, out, free
 	sc := ndjson.NewScanner(r, rd.opts.MaxLine)
-	var c *chunk
-	take := func() bool {
-		select {
-		case c = <-free:
-			c.buf, c.recs, c.bytes, c.err = c.buf[:0], c.recs[:0], 0, nil
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	send := func() bool {
-		select {
-		case out <- c:
-			c = nil
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	fail := func(err error) {
-		c.err = err
-		send()
-	}
-	if !take() {
+	if !rd.take() {
 		return
 	}
 	for sc.Scan() {
 		line := sc.Bytes()
-		c.bytes += int64(len(line)) + 1
-		if !ndjson.Valid(line) {
-			fail(&LineError{Path: f.Path, Line: sc.Line(), What: "invalid JSON"})
+		rd.c.bytes += int64(len(line)) + 1
+		if err := rd.add(sc.Line(), line); err != nil {
+			rd.fail(err)
 			return
 		}
-		// DuckDB stores invalid UTF-8 as a NULL resource and refuses a lone surrogate in the
-		// whole merge, naming neither file nor line: check the text here, at the edge.
-		if err := ndjson.CheckText(line); err != nil {
-			if !rd.opts.ReplaceInvalidText {
-				fail(&LineError{Path: f.Path, Line: sc.Line(), What: err.Error(), Err: err})
-				return
-			}
-			var n int
-			line, n = ndjson.FixText(line)
-			if rd.fixedLines == 0 {
-				rd.firstFixLine = sc.Line()
-			}
-			rd.fixedLines++
-			rd.fixes += int64(n)
-		}
-		if f.Deleted {
-			for _, d := range rd.opts.Deletions(line) {
-				t := TableName(d.ResourceType)
-				if !rd.opts.knownType(d.ResourceType) || d.ID == "" || slices.Contains(rd.excluded, t) {
-					continue
-				}
-				c.recs = append(c.recs, record{table: t, id: d.ID})
-			}
-		} else {
-			typ, id := typeAndID(line)
-			switch {
-			case typ == "":
-				fail(&LineError{Path: f.Path, Line: sc.Line(), What: "missing resourceType"})
-				return
-			case !ValidResourceType(typ):
-				fail(&LineError{Path: f.Path, Line: sc.Line(), What: fmt.Sprintf("invalid resourceType %.40q", typ)})
-				return
-			case !rd.opts.knownType(typ):
-				what := fmt.Sprintf("unknown resourceType %q", typ)
-				if s := resourcetype.Suggest(typ); s != "" {
-					what += fmt.Sprintf(" (did you mean %q?)", s)
-				}
-				fail(&LineError{Path: f.Path, Line: sc.Line(), What: what, Err: ErrUnknownType})
-				return
-			case id == "":
-				fail(&LineError{Path: f.Path, Line: sc.Line(), What: "missing id"})
-				return
-			}
-			if typ != f.ResourceType {
-				if rd.mismatches == 0 {
-					rd.firstLine, rd.firstType = sc.Line(), typ
-				}
-				rd.mismatches++
-			}
-			if t := TableName(typ); !slices.Contains(rd.excluded, t) {
-				start := len(c.buf)
-				c.buf = append(c.buf, line...)
-				rec := record{table: t, id: id, start: start, end: len(c.buf)}
-				if rd.opts.Medications != nil && typ == "MedicationRequest" {
-					rec.medRef = medicationReference(line)
-				}
-				c.recs = append(c.recs, rec)
-			}
-		}
-		if len(c.buf) >= chunkBytes || len(c.recs) >= chunkBytes/64 {
-			if !send() || !take() {
+		if len(rd.c.buf) >= chunkBytes || len(rd.c.recs) >= chunkBytes/64 {
+			if !rd.send() || !rd.take() {
 				return
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		fail(fmt.Errorf("%s: %w", f.Path, err))
+		rd.fail(fmt.Errorf("%s: %w", rd.f.Path, err))
 		return
 	}
-	send()
+	rd.send()
+}
+
+// take starts filling an empty chunk; false when the load was cancelled.
+func (rd *reader) take() bool {
+	select {
+	case rd.c = <-rd.free:
+		rd.c.buf, rd.c.recs, rd.c.bytes, rd.c.err = rd.c.buf[:0], rd.c.recs[:0], 0, nil
+		return true
+	case <-rd.ctx.Done():
+		return false
+	}
+}
+
+// send hands the chunk to the stager; false when the load was cancelled.
+func (rd *reader) send() bool {
+	select {
+	case rd.out <- rd.c:
+		rd.c = nil
+		return true
+	case <-rd.ctx.Done():
+		return false
+	}
+}
+
+// fail sends the chunk with the error that stops the file: the records before it are good.
+func (rd *reader) fail(err error) {
+	rd.c.err = err
+	rd.send()
+}
+
+// add validates line n and routes its records into the chunk: a resource, or the deletes of a
+// deleted/ Bundle. An error refuses the file.
+func (rd *reader) add(n int, line []byte) error {
+	line, err := rd.checkText(n, line)
+	if err != nil {
+		return err
+	}
+	if rd.f.Deleted {
+		rd.addDeletions(line)
+		return nil
+	}
+	return rd.addResource(n, line)
+}
+
+// checkText refuses a line that is not JSON, or whose text is not Unicode unless
+// ReplaceInvalidText, which returns the line with U+FFFD in place of the bad text. DuckDB
+// stores invalid UTF-8 as a NULL resource and refuses a lone surrogate in the whole merge,
+// naming neither file nor line: the text is checked here, at the edge.
+func (rd *reader) checkText(n int, line []byte) ([]byte, error) {
+	if !ndjson.Valid(line) {
+		return nil, &LineError{Path: rd.f.Path, Line: n, What: "invalid JSON"}
+	}
+	err := ndjson.CheckText(line)
+	if err == nil {
+		return line, nil
+	}
+	if !rd.opts.ReplaceInvalidText {
+		return nil, &LineError{Path: rd.f.Path, Line: n, What: err.Error(), Err: err}
+	}
+	line, fixes := ndjson.FixText(line)
+	if rd.fixedLines == 0 {
+		rd.firstFixLine = n
+	}
+	rd.fixedLines++
+	rd.fixes += int64(fixes)
+	return line, nil
+}
+
+// addDeletions routes the DELETE entries of a deleted/ Bundle line. Entries of types that are
+// not loaded, or without an id, delete nothing.
+func (rd *reader) addDeletions(line []byte) {
+	for _, d := range rd.opts.Deletions(line) {
+		t := TableName(d.ResourceType)
+		if !rd.opts.knownType(d.ResourceType) || d.ID == "" || slices.Contains(rd.excluded, t) {
+			continue
+		}
+		rd.c.recs = append(rd.c.recs, record{table: t, id: d.ID})
+	}
+}
+
+// addResource routes the resource of line n to its type's table (unless excluded), its bytes
+// copied into the chunk. A resource of another type than its file's name says is loaded by its
+// own resourceType, and counted for the warning.
+func (rd *reader) addResource(n int, line []byte) error {
+	typ, id := typeAndID(line)
+	if err := rd.checkResource(n, typ, id); err != nil {
+		return err
+	}
+	if typ != rd.f.ResourceType {
+		if rd.mismatches == 0 {
+			rd.firstLine, rd.firstType = n, typ
+		}
+		rd.mismatches++
+	}
+	t := TableName(typ)
+	if slices.Contains(rd.excluded, t) {
+		return nil
+	}
+	c := rd.c
+	start := len(c.buf)
+	c.buf = append(c.buf, line...)
+	rec := record{table: t, id: id, start: start, end: len(c.buf)}
+	if rd.opts.Medications != nil && typ == "MedicationRequest" {
+		rec.medRef = medicationReference(line)
+	}
+	c.recs = append(c.recs, rec)
+	return nil
+}
+
+// checkResource refuses a resource without a loadable resourceType or without an id.
+func (rd *reader) checkResource(n int, typ, id string) error {
+	switch {
+	case typ == "":
+		return &LineError{Path: rd.f.Path, Line: n, What: "missing resourceType"}
+	case !ValidResourceType(typ):
+		return &LineError{Path: rd.f.Path, Line: n, What: fmt.Sprintf("invalid resourceType %.40q", typ)}
+	case !rd.opts.knownType(typ):
+		what := fmt.Sprintf("unknown resourceType %q", typ)
+		if s := resourcetype.Suggest(typ); s != "" {
+			what += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		return &LineError{Path: rd.f.Path, Line: n, What: what, Err: ErrUnknownType}
+	case id == "":
+		return &LineError{Path: rd.f.Path, Line: n, What: "missing id"}
+	}
+	return nil
 }
 
 // knownType reports whether resources of type typ may be loaded (Options.ExtraTypes).

@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"bytes"
@@ -14,58 +14,52 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
-	"github.com/bulkpipe/bulkpipe/pkg/tool"
-	"github.com/urfave/cli/v2"
 )
 
 // maxMedication caps one downloaded Medication; real ones are a few KiB.
 const maxMedication = 16 << 20
 
-// server is what --fhir-url adds to a load (DESIGN.md §7, as Cumulus ETL's --fhir-url): the
+// remote is what a FHIR server adds to a load (DESIGN.md §7, as Cumulus ETL's --fhir-url): the
 // Medications that MedicationRequests reference but no file has, and clinical-note attachments
 // not inlined yet, both downloaded while the folder loads.
-type server struct {
+type remote struct {
 	client  *fhirclient.Client
 	inliner *attachment.Inliner
-	cfg     *config
+	warn    func(string)
 
 	mu          sync.Mutex
 	attachments attachment.Stats
 }
 
-func newServer(c *cli.Context, cfg *config) (*server, error) {
-	if c.String("fhir-url") == "" {
-		return nil, nil
-	}
-	client, err := tool.NewClientWith(c, tool.ClientConfig{Types: []string{"Medication", "DocumentReference", "DiagnosticReport"},
-		Linked: []string{"Binary"}, Status: cfg.status})
+func newRemote(o *Options) (*remote, error) {
+	client, err := o.FHIR()
 	if err != nil {
 		return nil, err
 	}
-	s := &server{client: client, cfg: cfg}
-	s.inliner, err = attachment.New(attachment.Options{Fetcher: client, MaxLine: cfg.maxLine, OnDownload: s.onDownload})
+	r := &remote{client: client, warn: o.warn}
+	r.inliner, err = attachment.New(attachment.Options{Fetcher: client, MaxLine: o.MaxLine, OnDownload: r.onDownload})
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return r, nil
 }
 
-func (s *server) onDownload(d attachment.Download) {
+func (r *remote) onDownload(d attachment.Download) {
 	if d.Result == attachment.Failed {
-		s.cfg.status.Print("%s:%d: %s %s: %s: %v (left as a link)", d.Name, d.Line, d.Resource, d.Path, d.URL, d.Err)
+		r.warn(fmt.Sprintf("%s:%d: %s %s: %s: %v (left as a link)", d.Name, d.Line, d.Resource, d.Path, d.URL, d.Err))
 	}
 }
 
 // Medication downloads one Medication (store.MedicationSource). The answer is compacted to one
 // line, as the NDJSON snapshot needs.
-func (s *server) Medication(ctx context.Context, ref string) ([]byte, string, error) {
-	u, err := s.client.Resolve(ref)
+func (r *remote) Medication(ctx context.Context, ref string) ([]byte, string, error) {
+	u, err := r.client.Resolve(ref)
 	if err != nil {
 		return nil, "", err
 	}
 	// Guard: the reference comes from the data and may be absolute; like an attachment URL it
 	// must not reach a link-local address or a cloud metadata endpoint.
-	resp, err := s.client.Do(ctx, &fhirclient.Request{URL: u.String(), Route: fhirclient.RouteOther, Guard: true,
+	resp, err := r.client.Do(ctx, &fhirclient.Request{URL: u.String(), Route: fhirclient.RouteOther, Guard: true,
 		Header: http.Header{"Accept": {"application/fhir+json"}}})
 	if err != nil {
 		return nil, "", err
@@ -89,23 +83,23 @@ func (s *server) Medication(ctx context.Context, ref string) ([]byte, string, er
 // inline wraps a file's opener so that DocumentReference and DiagnosticReport files are read
 // through the inliner (ndjson-inline's engine): attachments without data are downloaded and
 // inlined on the way into the database; the file on disk is not changed.
-func (s *server) inline(ctx context.Context, f store.File) store.File {
+func (r *remote) inline(ctx context.Context, f store.File) store.File {
 	if !slices.Contains(attachment.DefaultResources, f.ResourceType) || f.Deleted {
 		return f
 	}
 	path := f.Path
 	f.Open = func() (io.ReadCloser, error) {
-		r, err := exportdir.OpenFile(path)
+		in, err := exportdir.OpenFile(path)
 		if err != nil {
 			return nil, err
 		}
 		pr, pw := io.Pipe()
 		go func() {
-			st, err := s.inliner.Stream(ctx, path, r, pw)
-			r.Close()
-			s.mu.Lock()
-			s.attachments.Add(st)
-			s.mu.Unlock()
+			st, err := r.inliner.Stream(ctx, path, in, pw)
+			in.Close()
+			r.mu.Lock()
+			r.attachments.Add(st)
+			r.mu.Unlock()
 			pw.CloseWithError(err)
 		}()
 		return pr, nil
@@ -113,8 +107,8 @@ func (s *server) inline(ctx context.Context, f store.File) store.File {
 	return f
 }
 
-func (s *server) failedAttachments() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.attachments.Failed
+func (r *remote) failedAttachments() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.attachments.Failed
 }
