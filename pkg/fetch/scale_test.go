@@ -176,3 +176,54 @@ func tail(b []byte, n int) []byte {
 	}
 	return b
 }
+
+// TestFetchRequestsLoggedWhenStarted: while --parallel downloads hang, the other files of the
+// manifest have neither a .part nor a download_request event: a file is opened and logged when a
+// worker starts it, so the log does not claim requests that were never sent.
+func TestFetchRequestsLoggedWhenStarted(t *testing.T) {
+	const files, parallel = 40, 3
+	arrived := make(chan string, files)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- r.URL.Path
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprintf(w, `{"resourceType":"Patient","id":%q}`+"\n", strings.TrimPrefix(r.URL.Path, "/f/"))
+	}))
+	t.Cleanup(srv.Close)
+	var kv []string
+	for i := range files {
+		kv = append(kv, "Patient", "/f/"+strconv.Itoa(i))
+	}
+	manifest := manifestLine(t, srv.URL+"/status/1", map[string]any{"output": items(srv.URL, kv...)})
+	dir := t.TempDir()
+	c := newClient(t, srv.URL, fhirclient.Options{})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := fetchInto(t, dir, c, manifest, func(o *Options) { o.NoDelete, o.Parallel = true, parallel })
+		done <- err
+	}()
+	for range parallel {
+		<-arrived
+	}
+	// Every worker now waits on its response, so nothing else can start.
+	log, err := os.ReadFile(filepath.Join(dir, exportdir.LogName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, _ := filepath.Glob(filepath.Join(dir, "*.part"))
+	if n := bytes.Count(log, []byte(`"eventId":"download_request"`)); n != parallel || len(parts) != parallel {
+		t.Errorf("with %d downloads hanging: %d download_request events and %d .part files, want %d of each", parallel, n, len(parts), parallel)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	log, _ = os.ReadFile(filepath.Join(dir, exportdir.LogName))
+	if n := bytes.Count(log, []byte(`"eventId":"download_request"`)); n != files {
+		t.Errorf("after the run: %d download_request events, want %d", n, files)
+	}
+}
