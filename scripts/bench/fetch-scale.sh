@@ -46,8 +46,8 @@ mkdir -p "$work/bin"
 PATH="$work/bin:$PATH"
 export PATH
 
-# With --file-lines 1 every resource is a file of its own: about 125 per generated patient.
-patients=$((files / 125 + 1))
+# With --file-lines 1 every resource is a file of its own: about 113 per generated patient.
+patients=$((files / 113 + 1))
 bulk-testserver --patients "$patients" --polls 0 --retry-after 0 --file-lines 1 >"$work/url" 2>"$work/server.log" &
 server=$!
 i=0
