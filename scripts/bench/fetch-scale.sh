@@ -22,6 +22,10 @@ if [ ! -x /usr/bin/time ] || [ ! -d /proc/self/fd ]; then
 	echo "fetch-scale.sh: needs GNU time (/usr/bin/time) and /proc" >&2
 	exit 1
 fi
+if ! (ulimit -n "$nofile") 2>/dev/null; then
+	echo "fetch-scale.sh: cannot set ulimit -n $nofile (the hard limit is $(ulimit -Hn))" >&2
+	exit 1
+fi
 if [ -n "$before" ] && [ ! -x "$before" ]; then
 	echo "fetch-scale.sh: BEFORE=$before is not an executable" >&2
 	exit 1
@@ -108,8 +112,11 @@ run() {
 	status=0
 	wait "$timer" || status=$?
 	end=$(date +%s.%N)
-	failed=$(grep -c 'too many open files' "$work/err.$label" || true)
-	state=$(wc -c <"$dir/.bulkpipe/state.json" 2>/dev/null || echo 0)
+	failed=$(grep -c 'too many open files' "$work/err.$label" 2>/dev/null || true)
+	state=0
+	if [ -f "$dir/.bulkpipe/state.json" ]; then
+		state=$(wc -c <"$dir/.bulkpipe/state.json")
+	fi
 	# GNU time puts "Command exited with non-zero status N" first when it did.
 	rss=$(tail -n 1 "$work/time.$label" | awk '{ print $2 }')
 	case $rss in
