@@ -22,7 +22,9 @@ if [ ! -x /usr/bin/time ] || [ ! -d /proc/self/fd ]; then
 	echo "fetch-scale.sh: needs GNU time (/usr/bin/time) and /proc" >&2
 	exit 1
 fi
+# shellcheck disable=SC3045 # ulimit -n: dash, bash and busybox sh all have it
 if ! (ulimit -n "$nofile") 2>/dev/null; then
+	# shellcheck disable=SC3045
 	echo "fetch-scale.sh: cannot set ulimit -n $nofile (the hard limit is $(ulimit -Hn))" >&2
 	exit 1
 fi
