@@ -342,7 +342,14 @@ func (w *LogWriter) Write(e Event, sync bool) error {
 	b = append(b, '\n')
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	before, serr := w.f.Seek(0, io.SeekEnd)
 	if _, err := w.f.Write(b); err != nil {
+		// A full disk takes part of a line: cut it off again, so that readers (the next run's
+		// first of all) never meet half an event. Another process appending to the same --log
+		// at this very moment could lose its line too; the folder's log has no other writer.
+		if serr == nil {
+			w.f.Truncate(before)
+		}
 		return fmt.Errorf("append to %s: %w", w.path, err)
 	}
 	if sync {

@@ -64,33 +64,53 @@ func (s *State) Put(f FileState) {
 
 func statePath(dir string) string { return filepath.Join(dir, MetaDir, "state.json") }
 
-// ReadState reads DIR/.bulkpipe/state.json. A folder without one has an empty state and no error:
-// nothing is verified yet.
+// ReadState reads DIR/.bulkpipe/state.json and the journal of files recorded since it was written
+// (StateJournal). A folder without either has an empty state and no error: nothing is verified yet.
 func ReadState(dir string) (*State, error) {
+	s, _, err := readState(dir)
+	return s, err
+}
+
+// readState is ReadState that also returns the base of the snapshot read: what journal lines
+// that extend it carry.
+func readState(dir string) (*State, string, error) {
 	path := statePath(dir)
 	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &State{Version: stateVersion}, nil
+	s := &State{Version: stateVersion}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		b = nil
+	case err != nil:
+		return nil, "", fmt.Errorf("read state: %w", err)
+	default:
+		if err := json.Unmarshal(b, s); err != nil {
+			return nil, "", fmt.Errorf("read state %s: %w", path, err)
+		}
+		if s.Version > stateVersion {
+			return nil, "", fmt.Errorf("read state %s: version %d was written by a newer bulkpipe (this one knows %d)", path, s.Version, stateVersion)
+		}
+		s.Version = stateVersion
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
+	base := snapshotBase(b)
+	if err := s.replay(dir, base); err != nil {
+		return nil, "", err
 	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("read state %s: %w", path, err)
-	}
-	if s.Version > stateVersion {
-		return nil, fmt.Errorf("read state %s: version %d was written by a newer bulkpipe (this one knows %d)", path, s.Version, stateVersion)
-	}
-	s.Version = stateVersion
-	return &s, nil
+	return s, base, nil
 }
 
 // WriteState replaces DIR/.bulkpipe/state.json atomically, so a crash leaves the old state or the
-// new one, never a mix.
+// new one, never a mix, and then removes the journal, whose entries s holds (it was read with
+// ReadState). A journal that a crash keeps past this point extends the old snapshot, which
+// readers can tell, and is ignored.
 func WriteState(dir string, s *State) error {
+	_, err := writeState(dir, s)
+	return err
+}
+
+// writeState is WriteState that returns the base of the snapshot written.
+func writeState(dir string, s *State) (string, error) {
 	if err := MkdirNoFollow(dir, MetaDir); err != nil {
-		return fmt.Errorf("write state: %w", err)
+		return "", fmt.Errorf("write state: %w", err)
 	}
 	c := *s
 	c.Version = stateVersion
@@ -99,7 +119,14 @@ func WriteState(dir string, s *State) error {
 	}
 	b, err := json.MarshalIndent(&c, "", "  ")
 	if err != nil {
-		return fmt.Errorf("write state: %w", err)
+		return "", fmt.Errorf("write state: %w", err)
 	}
-	return atomicfile.WriteFile(statePath(dir), append(b, '\n'), 0o644)
+	b = append(b, '\n')
+	if err := atomicfile.WriteFile(statePath(dir), b, 0o644); err != nil {
+		return "", err
+	}
+	// A journal that cannot be removed does no harm: it extends another snapshot, so readers
+	// skip it and the next StateJournal truncates it.
+	os.Remove(journalPath(dir))
+	return snapshotBase(b), nil
 }

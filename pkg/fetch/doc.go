@@ -6,14 +6,17 @@
 // fly). Every line is checked as it is written: valid JSON, the manifest's resourceType, and at
 // the end the manifest's count; the SHA-256 is computed on the same pass. Only a complete,
 // verified .part is renamed, then recorded in .bulkpipe/state.json by identity (array, resource
-// type, ordinal), so a rerun never fetches a verified file again. A body cut mid-stream resumes
-// with Range and If-Range; expired links are replaced by fetching the manifest again from the
-// status URL (DESIGN.md §2). Downloads run in parallel under an adaptive limit that halves on a
-// 429 and recovers slowly; the file requests do their own retries (with fhirclient's backoff) so
-// that they see every 429.
+// type, ordinal), so a rerun never fetches a verified file again; the record is one synced line
+// of state.json's journal (exportdir.StateJournal), so that it costs the same for the 50,000th
+// file as for the first. A body cut mid-stream resumes with Range and If-Range; expired links are
+// replaced by fetching the manifest again from the status URL (DESIGN.md §2). A fixed pool of
+// Options.Parallel workers takes the files from a queue in manifest order, which pages extend as
+// they arrive; within it, an adaptive limit on requests halves on a 429 and recovers slowly. The
+// file requests do their own retries (with fhirclient's backoff) so that they see every 429.
 //
-// Memory is bounded by the parallelism and the longest line: one 256 KiB buffer per download in
-// flight, plus the line being assembled when it spans buffers.
+// Memory, open files and goroutines are bounded by the parallelism, and memory by the longest
+// line: one 256 KiB buffer per download in flight, plus the line being assembled when it spans
+// buffers. What grows with the manifest is a small record per file (its identity and link).
 //
 // Nothing here prints or exits: progress and warnings go through Callbacks.
 package fetch

@@ -172,8 +172,11 @@ type engine struct {
 	base                                   *url.URL // for relative file URLs
 	log                                    *exportdir.LogWriter
 
-	mu            sync.Mutex // guards what follows
-	state         *exportdir.State
+	mu sync.Mutex // guards what follows
+	// state is state.json and its journal: a verified file costs one synced line, not a
+	// rewrite of the whole state (O(n²) bytes over a manifest of n files).
+	state         *exportdir.StateJournal
+	byID          map[identity]string // the name state records for each identity
 	pages         [][]byte
 	num           numberer
 	files         []*file
@@ -229,13 +232,17 @@ func Run(ctx context.Context, o Options, pr *PageReader) (*Result, error) {
 	}
 	defer unlock()
 	removeTemps(o.Dir)
-	state, err := exportdir.ReadState(o.Dir)
+	state, err := exportdir.OpenStateJournal(o.Dir)
 	if err != nil {
 		return nil, err
 	}
 	e := &engine{o: o, c: o.Client, lim: newLimiter(o.Parallel), now: o.Now, state: state, num: numberer{}}
+	e.indexState()
 	e.t0 = e.now()
 	defer func() {
+		// After a failure or an interruption too: the files recorded so far are in the
+		// journal already, and the snapshot gathers them for readers that only know it.
+		state.Close()
 		if e.log != nil {
 			e.log.Close()
 		}
@@ -265,7 +272,20 @@ func (e *engine) run(ctx context.Context, pr *PageReader) (*Result, error) {
 			}
 		}
 	}()
+	// A fixed pool of workers takes the files in manifest order (STYLE.md §17): a file's .part
+	// is opened and its download_request logged only when a worker starts it, so open files stay
+	// at Parallel whatever the manifest holds. The limiter still bounds the requests in flight
+	// below that, halving on a 429.
+	q := newQueue()
+	defer context.AfterFunc(ctx, q.abort)()
 	var wg sync.WaitGroup
+	for range e.o.Parallel {
+		wg.Go(func() {
+			for f, ok := q.pop(); ok && ctx.Err() == nil; f, ok = q.pop() {
+				e.fetch(ctx, f)
+			}
+		})
+	}
 	abort := func(err error) (*Result, error) {
 		cancel()
 		wg.Wait()
@@ -288,10 +308,9 @@ func (e *engine) run(ctx context.Context, pr *PageReader) (*Result, error) {
 		if err != nil {
 			return abort(err)
 		}
-		for _, f := range todo {
-			wg.Go(func() { e.fetch(ctx, f) })
-		}
+		q.push(todo)
 	}
+	q.close()
 	wg.Wait()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -426,8 +445,9 @@ func (e *engine) begin(p *Page, statusURL string) error {
 // claim checks that the folder holds nothing of another export, replacing it with NewExport,
 // and records this export in state.json.
 func (e *engine) claim() error {
-	s := e.state
+	s := e.state.State()
 	fresh := s.ExportID == "" && s.TransactionTime == "" && len(s.Files) == 0
+	clear := false
 	if !fresh && !e.sameExport(s) {
 		if !e.o.NewExport {
 			return fmt.Errorf("%w: %s holds the export of %s (transactionTime %s), not this one of %s (transactionTime %s); "+
@@ -438,14 +458,30 @@ func (e *engine) claim() error {
 			return err
 		}
 		e.warn(fmt.Sprintf("--new-export: removed the files of the previous export (%s) from %s", orNone(s.TransactionTime), e.o.Dir))
-		s = &exportdir.State{}
-		e.state = s
-	}
-	if s.ExportID == e.exportID && s.TransactionTime == e.txTime && !fresh {
+		clear = true
+	} else if s.ExportID == e.exportID && s.TransactionTime == e.txTime && !fresh {
 		return nil
 	}
-	s.ExportID, s.TransactionTime = e.exportID, e.txTime
-	return exportdir.WriteState(e.o.Dir, s)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.state.SetExport(e.exportID, e.txTime, clear); err != nil {
+		return err
+	}
+	e.indexState()
+	return nil
+}
+
+// indexState maps identities to the names state.json records for them. Entries whose name is not
+// one bulk-fetch would write (a hand-edited state.json) are left out; of two entries for one
+// identity, the first in name order counts.
+func (e *engine) indexState() {
+	e.byID = map[identity]string{}
+	for _, fs := range e.state.State().Files {
+		id := identity{fs.ItemType, fs.ResourceType, fs.Ordinal}
+		if _, dup := e.byID[id]; !dup && safeRel(fs.Name) {
+			e.byID[id] = fs.Name
+		}
+	}
 }
 
 // sameExport compares by transaction time, and by status URL when both runs knew one; a manifest
@@ -467,7 +503,7 @@ func (e *engine) sameExport(s *exportdir.State) bool {
 // clear removes the previous export's files, partial downloads and manifest (--new-export). The
 // log stays: it may hold several exports, and readers take the last kickoff (DESIGN.md §4).
 func (e *engine) clear() error {
-	for _, f := range e.state.Files {
+	for _, f := range e.state.State().Files {
 		if !safeRel(f.Name) {
 			continue // not a name bulk-fetch writes: never delete what it names
 		}
@@ -519,15 +555,13 @@ func orNone(s string) string {
 // state, which is then checked and adopted. Called with e.mu held.
 func (e *engine) verified(f *file) (bool, error) {
 	rel := f.id.rel()
-	if i := e.stateIndex(f.id); i >= 0 {
-		fs := e.state.Files[i]
+	if fs, ok := e.stateFile(f.id); ok {
 		path := filepath.Join(e.o.Dir, filepath.FromSlash(fs.Name))
 		st, err := os.Stat(path)
 		switch {
 		case err != nil:
 			e.warn(fmt.Sprintf("%s is in %s/state.json but not on disk: downloading it again", path, exportdir.MetaDir))
-			e.state.Files = slices.Delete(e.state.Files, i, i+1)
-			return false, nil
+			return false, e.forget(f.id)
 		case e.o.Verify:
 			sum, size, err := hashFile(path)
 			if err != nil {
@@ -535,8 +569,7 @@ func (e *engine) verified(f *file) (bool, error) {
 			}
 			if sum != fs.SHA256 || size != fs.Size {
 				e.warn(fmt.Sprintf("%s does not match its SHA-256 in %s/state.json: downloading it again", path, exportdir.MetaDir))
-				e.state.Files = slices.Delete(e.state.Files, i, i+1)
-				return false, nil
+				return false, e.forget(f.id)
 			}
 		case st.Size() != fs.Size:
 			e.warn(fmt.Sprintf("%s is %d bytes, but %s/state.json says %d: keeping it (run with --verify to check it and download it again)",
@@ -576,12 +609,24 @@ func (e *engine) cleanPart(rel string) {
 	removeSidecar(e.o.Dir, rel)
 }
 
-// stateIndex finds a file of the state by identity; called with e.mu held. Entries whose name
-// is not one bulk-fetch would write (a hand-edited state.json) are ignored.
-func (e *engine) stateIndex(id identity) int {
-	return slices.IndexFunc(e.state.Files, func(fs exportdir.FileState) bool {
-		return fs.ItemType == id.item && fs.ResourceType == id.rtype && fs.Ordinal == id.ordinal && safeRel(fs.Name)
-	})
+// stateFile finds a file of the state by identity, in O(1) whatever the manifest's size; called
+// with e.mu held.
+func (e *engine) stateFile(id identity) (exportdir.FileState, bool) {
+	name, ok := e.byID[id]
+	if !ok {
+		return exportdir.FileState{}, false
+	}
+	return e.state.File(name)
+}
+
+// forget drops a file from the state: it is to be downloaded again. Called with e.mu held.
+func (e *engine) forget(id identity) error {
+	name, ok := e.byID[id]
+	if !ok {
+		return nil
+	}
+	delete(e.byID, id)
+	return e.state.Drop(name)
 }
 
 // safeRel reports whether a state entry's name is a data file name inside DIR: "Type.NNN.ndjson"
@@ -598,17 +643,17 @@ func safeRel(name string) bool {
 	return ok && ord >= 0
 }
 
-// putState records a verified file and writes state.json; called with e.mu held. Files are kept
-// in name order, so the state of a folder does not depend on which download finished first.
+// putState records a verified file durably (one journal line); called with e.mu held. An entry
+// of the same identity under another name (the file was kept with --gzip before) is replaced.
 func (e *engine) putState(fs exportdir.FileState) error {
 	id := identity{fs.ItemType, fs.ResourceType, fs.Ordinal}
-	if i := e.stateIndex(id); i >= 0 {
-		e.state.Files[i] = fs
-	} else {
-		e.state.Files = append(e.state.Files, fs)
+	if old, ok := e.byID[id]; ok && old != fs.Name {
+		if err := e.state.Drop(old); err != nil {
+			return err
+		}
 	}
-	slices.SortFunc(e.state.Files, func(a, b exportdir.FileState) int { return strings.Compare(a.Name, b.Name) })
-	return exportdir.WriteState(e.o.Dir, e.state)
+	e.byID[id] = fs.Name
+	return e.state.Put(fs)
 }
 
 func (e *engine) warn(msg string) {
@@ -632,11 +677,10 @@ func (e *engine) finish(ctx context.Context) (*Result, error) {
 	res := &Result{ExportID: e.exportID, Downloaded: e.downloaded}
 	var errorFiles []string
 	for _, f := range e.files {
-		i := e.stateIndex(f.id)
-		if i < 0 {
+		fs, ok := e.stateFile(f.id)
+		if !ok {
 			continue
 		}
-		fs := e.state.Files[i]
 		res.Files++
 		res.Resources += int64(fs.Lines)
 		res.Bytes += fs.Size
@@ -665,6 +709,13 @@ func (e *engine) finish(ctx context.Context) (*Result, error) {
 	}
 	if ierr != nil {
 		return nil, ierr
+	}
+	// The whole state goes into state.json before the export is declared complete.
+	e.mu.Lock()
+	err := e.state.Close()
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
 	if err := e.logEvent(exportdir.EventExportComplete, exportdir.ExportComplete{Files: res.Files, Resources: res.Resources,
 		Bytes: res.Bytes, Duration: e.now().Sub(e.t0).Milliseconds()}, true); err != nil {

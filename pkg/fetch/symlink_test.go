@@ -14,7 +14,7 @@ import (
 // TestFetchSymlinks: a symbolic link at any name bulk-fetch creates or appends to in DIR never
 // leads a write outside it. Files opened in place (.part, lock, log) and folders refuse the link
 // with an error naming it; names replaced by a rename (manifest.json, state.json, data files)
-// replace the link itself; a link at a data file's name is read, as the user's. Either way the
+// replace the link itself, and so does state.json's journal, which is never read through a link; a link at a data file's name is read, as the user's. Either way the
 // link's target is unchanged.
 func TestFetchSymlinks(t *testing.T) {
 	const bundle = `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/9"}}]}` + "\n"
@@ -40,6 +40,7 @@ func TestFetchSymlinks(t *testing.T) {
 		// Replaced by a rename (the link itself is replaced, never followed).
 		{"manifest.json", false, false},
 		{".bulkpipe/state.json", false, false},
+		{".bulkpipe/state.journal", false, false},
 		// Read through (users link exports together), refused as not this export's file.
 		{"Patient.000.ndjson", false, false},
 		{"error/OperationOutcome.000.ndjson", false, false},
