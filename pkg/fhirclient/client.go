@@ -72,8 +72,8 @@ type Request struct {
 	Auth   Auth
 	// MaxAttempts bounds the tries of this request (Do) or of request and body together (Load);
 	// 0 = the client's (Options.MaxAttempts). 1 hands the first failure back at once, as a
-	// *GiveUpError whose Last is that failure: for callers that must see every answer (bulk-fetch
-	// lowers its parallelism on each 429) and wait through Client.Wait themselves.
+	// *GiveUpError whose Last is that failure. A caller that must see every answer (bulk-fetch
+	// lowers its parallelism on each 429) does it in Settle, not with a retry loop of its own.
 	MaxAttempts int
 	// Budget bounds the total time spent on this request's retries (kickoff --wait); 0 = none.
 	// With a budget, retries the server asks for (429, 503 with Retry-After) are limited by
@@ -412,7 +412,7 @@ func (c *Client) Reauthorize(ctx context.Context) error {
 //
 // Authorization is set per hop, including redirects, and only when the hop's origin is trusted
 // and req.Auth allows it. Every body not returned is drained and closed. Every retry calls
-// OnRetry. Errors carry the redacted URL and never a token or a --header value.
+// OnRetry (the request's, else the client's). Errors carry the redacted URL and never a token or a --header value.
 func (c *Client) Do(ctx context.Context, req *Request) (*http.Response, error) {
 	return c.run(ctx, req, nil, false)
 }
