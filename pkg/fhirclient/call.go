@@ -135,12 +135,17 @@ func (k *call) once(ctx context.Context, tr *try) (*http.Response, *failure, err
 }
 
 // send sends the try, and sends it again once after renewing the credentials when they were sent
-// and refused with a 401: a token that expired is no failure of the request (DESIGN.md §2). final
-// marks an error no try can cure (renewing failed).
+// and refused with a 401: a token that expired is no failure of the request (DESIGN.md §2). A 2xx
+// shows the credentials work, so a later 401 of the same Load (a token that expired during an
+// hour-long download) may renew them again; a 401 right after a renewal may not. final marks an
+// error no try can cure (renewing failed).
 func (k *call) send(ctx context.Context, tr *try) (resp *http.Response, err error, final bool) {
 	for {
 		k.t.tries++
 		resp, tr.x, err = k.c.attempt(ctx, k.method, tr.u.String(), &tr.req)
+		if err == nil && resp.StatusCode/100 == 2 {
+			k.t.reauthed = false
+		}
 		if err != nil || resp.StatusCode != http.StatusUnauthorized || k.t.reauthed {
 			return resp, err, false
 		}
@@ -196,6 +201,8 @@ func (k *call) answer(ctx context.Context, tr *try, resp *http.Response) (*http.
 		return nil, nil, &untrustedError{StatusError: k.statusError(tr, resp), origin: o, downgrade: down}
 	}
 	if k.consume != nil && (status < 400 || k.req.consumes(status)) {
+		// A body that fails is the last hop's: retries and the final error name that URL.
+		tr.shown = Redact(resp.Request.URL.String())
 		f, err := k.consumed(ctx, resp)
 		return nil, f, err
 	}

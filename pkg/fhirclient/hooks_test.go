@@ -256,3 +256,34 @@ func TestRequestOnRetry(t *testing.T) {
 		t.Errorf("event = %+v, want the 503's *StatusError and a 2s wait", own[0])
 	}
 }
+
+// TestLoadRenewsAgainAfterSuccess: within one Load, a 401 after the credentials worked (a token
+// that expired during a long download) renews them again; a 401 right after a renewal does not.
+func TestLoadRenewsAgainAfterSuccess(t *testing.T) {
+	cut := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "01234")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	srv, rec := serve(t, cut, status(401, ""), cut, status(401, ""), respond("0123456789"))
+	creds := &fakeCreds{}
+	c, _ := newTestClient(t, srv.URL+"/fhir", Options{Credentials: creds, MaxAttempts: 6})
+	err := c.Load(t.Context(), &Request{URL: "f", Route: RouteFile}, func(resp *http.Response) error {
+		_, err := io.ReadAll(resp.Body)
+		return err
+	})
+	if _, reauths := creds.counts(); err != nil || reauths != 2 || len(rec.Requests()) != 5 {
+		t.Errorf("Load = %v after %d requests and %d renewals, want success after 5 and 2", err, len(rec.Requests()), reauths)
+	}
+	srv, rec = serve(t, cut, status(401, ""))
+	creds = &fakeCreds{}
+	c, _ = newTestClient(t, srv.URL+"/fhir", Options{Credentials: creds, MaxAttempts: 6})
+	err = c.Load(t.Context(), &Request{URL: "f", Route: RouteFile}, func(resp *http.Response) error {
+		_, err := io.ReadAll(resp.Body)
+		return err
+	})
+	if se, ok := errors.AsType[*StatusError](err); !ok || se.StatusCode != 401 || len(rec.Requests()) != 3 {
+		t.Errorf("Load = %v after %d requests, want the 401 after 3 (cut, 401, 401 after the renewal)", err, len(rec.Requests()))
+	}
+}
