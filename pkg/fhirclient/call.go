@@ -123,7 +123,7 @@ func (k *call) settle(err error) {
 // once sends a try and sorts what came of it: a final answer or error (f nil), or a failure to
 // retry.
 func (k *call) once(ctx context.Context, tr *try) (*http.Response, *failure, error) {
-	resp, err, final := k.send(ctx, tr)
+	resp, final, err := k.send(ctx, tr)
 	switch {
 	case final:
 		return nil, nil, err
@@ -139,7 +139,7 @@ func (k *call) once(ctx context.Context, tr *try) (*http.Response, *failure, err
 // shows the credentials work, so a later 401 of the same Load (a token that expired during an
 // hour-long download) may renew them again; a 401 right after a renewal may not. final marks an
 // error no try can cure (renewing failed).
-func (k *call) send(ctx context.Context, tr *try) (resp *http.Response, err error, final bool) {
+func (k *call) send(ctx context.Context, tr *try) (resp *http.Response, final bool, err error) {
 	for {
 		k.t.tries++
 		resp, tr.x, err = k.c.attempt(ctx, k.method, tr.u.String(), &tr.req)
@@ -147,19 +147,19 @@ func (k *call) send(ctx context.Context, tr *try) (resp *http.Response, err erro
 			k.t.reauthed = false
 		}
 		if err != nil || resp.StatusCode != http.StatusUnauthorized || k.t.reauthed {
-			return resp, err, false
+			return resp, false, err
 		}
 		if _, _, credsSent := tr.x.hop(); !credsSent {
-			return resp, nil, false
+			return resp, false, nil
 		}
 		k.t.reauthed = true
 		rerr := k.c.creds.Reauthorize(ctx)
 		if cannotReauthorize(rerr) {
-			return resp, nil, false
+			return resp, false, nil
 		}
 		drain(resp)
 		if rerr != nil {
-			return nil, fmt.Errorf("%s %s: %s; renewing credentials: %w", k.method, tr.shown, resp.Status, rerr), true
+			return nil, true, fmt.Errorf("%s %s: %s; renewing credentials: %w", k.method, tr.shown, resp.Status, rerr)
 		}
 		k.retried(RetryEvent{Method: k.method, URL: tr.shown, Route: k.req.Route, Attempt: k.t.tries,
 			Reason: resp.Status + ": credentials renewed"})
