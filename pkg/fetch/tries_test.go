@@ -109,3 +109,44 @@ func TestFetchCutBodiesWithProgress(t *testing.T) {
 		t.Errorf("%d requests, %d retries reported; want 30 and 29", n.Load(), rec.retries)
 	}
 }
+
+// TestFetchAttemptsSurviveNewLinks: fetching new links after a 404 does not start the attempt
+// count again. A file whose every other answer is a 404 and the others bodies cut at the same
+// point (no validator: each try starts over) would otherwise go round forever, each 404 (after a
+// 2xx made the links worth fetching again) handing the download a fresh set of attempts.
+func TestFetchAttemptsSurviveNewLinks(t *testing.T) {
+	body := strings.Repeat(`{"resourceType":"Patient","id":"x"}`+"\n", 100)
+	const forgive = 60 // after this many file requests the server relents, so a client that loops ends
+	var files, polls atomic.Int32
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/status" {
+			polls.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"transactionTime":"2024-01-01T00:00:00Z","request":"x","requiresAccessToken":false,"output":[{"type":"Patient","url":%q}],"error":[]}`, srv.URL+"/f/p")
+			return
+		}
+		switch n := files.Add(1); {
+		case n > forgive:
+			io.WriteString(w, body)
+		case n%2 == 0:
+			http.NotFound(w, r)
+		default:
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			io.WriteString(w, body[:len(body)/2])
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, fhirclient.Options{MaxAttempts: 3})
+	line := manifestLine(t, srv.URL+"/status", map[string]any{"output": items(srv.URL, "Patient", "/f/p")})
+	_, _, err := fetchInto(t, t.TempDir(), c, line, nil)
+	if err == nil || !strings.Contains(err.Error(), "giving up after 3 attempts") {
+		t.Errorf("err = %v, want giving up after 3 attempts", err)
+	}
+	// Three cut bodies, each but the last followed by a 404 and new links.
+	if files.Load() != 5 || polls.Load() != 2 {
+		t.Errorf("%d file requests and %d manifests fetched again, want 5 and 2", files.Load(), polls.Load())
+	}
+}
