@@ -161,7 +161,7 @@ func (k *call) send(ctx context.Context, tr *try) (resp *http.Response, final bo
 		if rerr != nil {
 			return nil, true, fmt.Errorf("%s %s: %s; renewing credentials: %w", k.method, tr.shown, resp.Status, rerr)
 		}
-		k.retried(RetryEvent{Method: k.method, URL: tr.shown, Route: k.req.Route, Attempt: k.t.tries,
+		k.retried(RetryEvent{Method: k.method, URL: tr.shown, Route: k.req.Route, Attempt: k.attempt(),
 			Reason: resp.Status + ": credentials renewed"})
 	}
 }
@@ -270,7 +270,7 @@ func (k *call) retry(ctx context.Context, tr *try, f *failure) (*http.Response, 
 	}
 	k.report(tr, f)
 	k.settle(f.err)
-	k.retried(RetryEvent{Method: k.method, URL: tr.shown, Route: req.Route, Attempt: t.tries, Wait: wait, Reason: f.reason, Err: f.err})
+	k.retried(RetryEvent{Method: k.method, URL: tr.shown, Route: req.Route, Attempt: k.attempt(), Wait: wait, Reason: f.reason, Err: f.err})
 	if err := k.c.sleep(ctx, wait); err != nil {
 		return nil, fmt.Errorf("%s %s: waiting to retry after %s: %w", k.method, tr.shown, f.reason, err)
 	}
@@ -306,13 +306,21 @@ func (k *call) giveUp(tr *try, f *failure, note string) (*http.Response, error) 
 		return f.resp, nil
 	}
 	k.report(tr, f)
-	attempts := k.t.tries
 	if k.req.Progress != nil {
-		attempts, note = k.t.counted, " in a row without progress"+note
+		note = " in a row without progress" + note
 	}
-	err := &GiveUpError{method: k.method, url: tr.shown, attempts: attempts, note: note, detail: f.reason, err: f.cause}
+	err := &GiveUpError{method: k.method, url: tr.shown, attempts: k.attempt(), note: note, detail: f.reason, err: f.cause}
 	k.settle(f.err)
 	return nil, err
+}
+
+// attempt is the number of the try under way as retries and errors report it: of all the tries,
+// or with Request.Progress of those in a row without progress, which are what MaxAttempts bounds.
+func (k *call) attempt() int {
+	if k.req.Progress != nil {
+		return k.t.counted
+	}
+	return k.t.tries
 }
 
 // retried reports a retry to the request's OnRetry, else the client's.

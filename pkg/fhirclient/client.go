@@ -54,7 +54,7 @@ type Options struct {
 type RetryEvent struct {
 	Method, URL string // URL redacted
 	Route       Route
-	Attempt     int           // the try that just failed, 1-based
+	Attempt     int           // the try that just failed, 1-based (with Request.Progress: in a row without progress)
 	Wait        time.Duration // before the next try
 	Reason      string        // "503 Service Unavailable", or the transport error
 	// Err is the failure retried: a *StatusError, a transport error with the request in front,

@@ -94,18 +94,28 @@ func TestLoadProgressResetsAttempts(t *testing.T) {
 		srv, n := resumable(t, whole, 4, false)
 		c, _ := newTestClient(t, srv.URL, Options{MaxAttempts: 2})
 		d := &download{}
-		if err := c.Load(t.Context(), d.request(Request{}), d.consume); err != nil || string(d.got) != whole {
+		var attempts []int
+		req := d.request(Request{OnRetry: func(e RetryEvent) { attempts = append(attempts, e.Attempt) }})
+		if err := c.Load(t.Context(), req, d.consume); err != nil || string(d.got) != whole {
 			t.Fatalf("Load = %q, %v; want %q", d.got, err, whole)
 		}
 		if want := int32((len(whole) + 3) / 4); n.Load() != want {
 			t.Errorf("Load sent %d requests, want %d (one per 4 bytes)", n.Load(), want)
+		}
+		// Each retry follows progress: it is the first attempt in a row without any.
+		if want := "[" + strings.TrimSpace(strings.Repeat("1 ", len(whole)/4-1)) + "]"; fmt.Sprint(attempts) != want {
+			t.Errorf("retry events' attempts %v, want all 1", attempts)
 		}
 	})
 	t.Run("no cut gets further", func(t *testing.T) {
 		srv, n := resumable(t, whole, 4, true)
 		c, clk := newTestClient(t, srv.URL, Options{MaxAttempts: 3})
 		d := &download{}
-		err := c.Load(t.Context(), d.request(Request{}), d.consume)
+		var attempts []int
+		err := c.Load(t.Context(), d.request(Request{OnRetry: func(e RetryEvent) { attempts = append(attempts, e.Attempt) }}), d.consume)
+		if fmt.Sprint(attempts) != "[1 2]" {
+			t.Errorf("retry events' attempts %v, want [1 2]", attempts)
+		}
 		g, ok := errors.AsType[*GiveUpError](err)
 		if !ok || g.Attempts() != 3 || !strings.Contains(err.Error(), "giving up after 3 attempts in a row without progress") {
 			t.Errorf("Load = %v, want giving up after 3 attempts in a row without progress", err)
