@@ -25,6 +25,7 @@ func (d *dl) loop(ctx context.Context) error {
 		}
 		switch {
 		case err == nil:
+			// Done, or a .part a 416 called whole failed its checks and starts over (unsatisfiable).
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, ErrVerify), isLocal(err):
