@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 )
 
@@ -200,7 +201,7 @@ func (k *call) answer(ctx context.Context, tr *try, resp *http.Response) (*http.
 		k.c.mu.RUnlock()
 		return nil, nil, &untrustedError{StatusError: k.statusError(tr, resp), origin: o, downgrade: down}
 	}
-	if k.consume != nil && (status < 400 || k.req.consumes(status)) {
+	if k.consume != nil && (status < 400 || slices.Contains(k.req.ConsumeStatus, status)) {
 		// A body that fails is the last hop's: retries and the final error name that URL.
 		tr.shown = Redact(resp.Request.URL.String())
 		f, err := k.consumed(ctx, resp)
@@ -214,16 +215,6 @@ func (k *call) answer(ctx context.Context, tr *try, resp *http.Response) (*http.
 		return resp, nil, nil
 	}
 	return nil, nil, k.statusError(tr, resp)
-}
-
-// consumes reports whether Load hands an answer with this error status to its consumer.
-func (r *Request) consumes(status int) bool {
-	for _, s := range r.ConsumeStatus {
-		if s == status {
-			return true
-		}
-	}
-	return false
 }
 
 // consumed runs Load's consumer on an answer: a permanent error (marked with Permanent, or
