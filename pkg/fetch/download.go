@@ -132,6 +132,11 @@ type dl struct {
 	side *sidecar // nil until a response started the .part
 	done bool     // the .part holds the whole file
 	buf  []byte
+
+	// The try under way (see loop).
+	gen       int  // generation of the link it uses
+	epoch     int  // limiter epoch its slot was granted in
+	refreshed bool // new links were fetched for this file since its last 2xx
 }
 
 func (d *dl) info() FileInfo {
@@ -233,252 +238,127 @@ func (d *dl) restart() error {
 }
 
 // errRestarted marks an attempt that ended by throwing the .part away (a 206 for another range
-// than asked): the file starts over, and the attempt counts as a failure, so a server that
+// than asked, a 416): the file starts over, and the attempt counts as a failure, so a server that
 // always does this cannot keep the download going round forever.
 var errRestarted = errors.New("the server answered for another range: starting over")
 
-// loop requests the file until the .part holds all of it, or the failure is final.
-func (d *dl) loop(ctx context.Context) error {
-	e := d.e
-	failures, refreshed := 0, false
-	// furthest is the most of the file any attempt has had. Progress is measured against it, not
-	// against the start of the attempt: a .part that cannot be resumed (no validator) restarts
-	// at 0, and a body cut at the same point each time must not count as progress each time.
-	furthest := d.v.size
-	var last error
-	for !d.done {
-		if err := e.refreshIfExpired(ctx); err != nil {
-			return d.fail(err)
-		}
-		u, gen, missing := d.f.link()
-		if missing {
-			return d.fail(fmt.Errorf("not in the manifest fetched again from %s", fhirclient.Redact(e.statusURL)))
-		}
-		if d.v.size > 0 && (d.side == nil || d.side.validator() == "") {
-			// Nothing to put in If-Range: a resumed body could belong to another version.
-			if err := d.restart(); err != nil {
-				return err
-			}
-		}
-		epoch, err := e.lim.acquire(ctx)
-		if err != nil {
-			return err
-		}
-		resp, err := d.request(ctx, u)
-		err = stallError(attemptError(err))
-		if err == nil {
-			refreshed = false // the link works: a later expiry may refresh again
-			if n, changed := e.lim.succeeded(); changed && e.o.On.Limit != nil {
-				e.o.On.Limit(n, "the server keeps up")
-			}
-			err = stallError(d.receive(resp))
-			e.lim.release()
-			switch {
-			case err == nil:
-				continue
-			case ctx.Err() != nil:
-				return ctx.Err()
-			case errors.Is(err, ErrVerify), isLocal(err):
-				return err
-			}
-			if d.v.size > furthest {
-				furthest = d.v.size
-				failures = 0 // progress: a link that keeps breaking still gets the file
-			}
-			e.logError(u, err)
-			last = err
-		} else {
-			e.lim.release()
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			se, _ := errors.AsType[*fhirclient.StatusError](err)
-			code := 0
-			status := ""
-			if se != nil {
-				code, status = se.StatusCode, se.Status
-			}
-			e.logError(u, err)
-			switch {
-			case code == http.StatusRequestedRangeNotSatisfiable:
-				if total, ok := unsatisfiedLength(se.Header); ok && total == d.v.size && d.v.size > 0 {
-					// The .part was already whole (killed before the rename).
-					if err := d.whole(); err != nil {
-						return err
-					}
-					continue
-				}
-				// Starting over is one more attempt, not a free one: a server that answers 416 to
-				// everything must not keep the download going round forever.
-				if err := d.restart(); err != nil {
-					return err
-				}
-			case code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusGone:
-				// Expired links (DESIGN.md §2): fetch the manifest again, once per file; a 401
-				// reaches here after fhirclient's one re-authorization.
-				if e.generation() > gen {
-					continue // another download already fetched new links
-				}
-				if refreshed || e.statusURL == "" {
-					return d.fail(explainExpired(err, refreshed, e.statusURL))
-				}
-				refreshed = true
-				if rerr := e.refresh(ctx, gen, fmt.Sprintf("%s answered %s", d.rel, status)); rerr != nil {
-					return d.fail(fmt.Errorf("%w; then %w", err, rerr))
-				}
-				continue
-			case code == http.StatusTooManyRequests:
-				if n, changed := e.lim.throttled(epoch); changed && e.o.On.Limit != nil {
-					e.o.On.Limit(n, "the server answered 429 Too Many Requests")
-				}
-			case code != 0 && !fhirclient.Retryable(code):
-				return d.fail(err)
-			case code == 0 && fhirclient.IsPermanent(err):
-				return d.fail(err)
-			}
-			last = err
-		}
-		failures++
-		if failures >= e.c.MaxAttempts() {
-			return d.fail(fmt.Errorf("giving up after %d attempts in a row without progress (raise --retries): %w", failures, last))
-		}
-		var h http.Header
-		if se, ok := errors.AsType[*fhirclient.StatusError](last); ok {
-			h = se.Header
-		}
-		if e.o.On.Retry != nil {
-			wait := "backoff"
-			if ra := h.Get("Retry-After"); ra != "" {
-				wait = "Retry-After " + ra
-			}
-			e.o.On.Retry(d.rel, failures, wait, oneLine(last.Error()))
-		}
-		if err := e.c.Wait(ctx, fhirclient.RouteFile, failures, h); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// attemptError is the error of one request as bulk-fetch reports it. File requests are sent one
-// attempt at a time (Request.MaxAttempts 1: bulk-fetch sees every 429, to lower its parallelism,
-// and waits through Client.Wait itself), so fhirclient's "giving up" wrapper would only mislead:
-// the status error, or the transport error with the request, is what happened. Any other error
-// (the --token-origin advice of a 401 from an untrusted origin, a refused redirect) is kept whole.
-func attemptError(err error) error {
-	if g, ok := errors.AsType[*fhirclient.GiveUpError](err); ok {
-		return g.Last()
-	}
-	return err
-}
-
-// stallError names the flag that set the limit on an error of fhirclient's idle timeout.
-func stallError(err error) error {
-	if errors.Is(err, fhirclient.ErrStalled) || errors.Is(err, fhirclient.ErrNoResponse) {
-		return fmt.Errorf("%w (--stall-timeout)", err)
-	}
-	return err
-}
-
-// fail names the file in a final error.
-func (d *dl) fail(err error) error {
-	return fmt.Errorf("%s: %w", filepath.Join(d.e.o.Dir, filepath.FromSlash(d.rel)), err)
-}
-
-// explainExpired says what was tried before giving up on a file link.
-func explainExpired(err error, refreshed bool, statusURL string) error {
-	switch {
-	case refreshed:
-		return fmt.Errorf("%w (still failing with the links of the manifest fetched again)", err)
-	case statusURL == "":
-		return fmt.Errorf("%w (links may have expired; without a status URL bulk-fetch cannot fetch new ones: give --status-url)", err)
-	}
-	return err
-}
-
-// request sends one GET for the file: a fresh one asking for gzip, or a resume with Range,
-// If-Range and identity encoding (byte ranges count identity bytes, which the .part holds).
-// The token goes along only when the manifest requires it, and fhirclient then checks the
-// origin of every hop (DESIGN.md §2, token safety).
-func (d *dl) request(ctx context.Context, u string) (*http.Response, error) {
-	h := http.Header{"Accept": {"application/fhir+ndjson"}}
-	if off := d.v.size; off > 0 && d.side != nil {
-		h.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
-		h.Set("If-Range", d.side.validator())
-		h.Set("Accept-Encoding", "identity")
-	} else {
-		h.Set("Accept-Encoding", "gzip")
-	}
-	auth := fhirclient.AuthNever
-	d.e.mu.Lock()
-	if d.e.requiresToken {
-		auth = fhirclient.AuthIfTrusted
-	}
-	d.e.mu.Unlock()
-	// Close keeps a file's connection out of the pool once the file is done. A server or
-	// middlebox that goes silent on a kept-alive connection after a complete answer would
-	// otherwise hold whichever request reuses it (the next file, the final DELETE) for a whole
-	// timeout; a download is long enough that a new connection per request costs nothing.
-	return d.e.c.Do(ctx, &fhirclient.Request{Method: http.MethodGet, URL: u, Header: h,
-		Route: fhirclient.RouteFile, Auth: auth, MaxAttempts: 1, Close: true, IdleTimeout: d.e.o.StallTimeout})
-}
-
-// receive streams one response into the .part. A body that stalls ends in a Read error
-// (Request.IdleTimeout), which is retried like a cut one.
+// receive is the download's Load consumer: it streams one answer into the .part. A body that
+// stalls ends in a Read error (Request.IdleTimeout), which Load retries like a cut one.
 func (d *dl) receive(resp *http.Response) error {
-	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		return consumerError(d.unsatisfiable(resp))
+	}
+	d.answered()
+	r, err := d.begin(resp)
+	if err == nil {
+		err = d.copy(r)
+	}
+	if err == nil && d.side.Length >= 0 && d.v.size != d.side.Length {
+		err = fmt.Errorf("body ended at %d of %d bytes", d.v.size, d.side.Length)
+	}
+	d.done = err == nil
+	return consumerError(err)
+}
+
+// consumerError is how Load is to take a failure of receive: verification failures and errors
+// of the local disk end the download (another try would only repeat them); anything else is
+// retried.
+func consumerError(err error) error {
+	if errors.Is(err, ErrVerify) || isLocal(err) {
+		return fhirclient.Permanent(err)
+	}
+	return err
+}
+
+// answered notes a 2xx: the link works, so a later expiry may fetch new links again, and the
+// server keeps up, which may raise the parallelism.
+func (d *dl) answered() {
+	d.refreshed = false
+	if n, changed := d.e.lim.succeeded(); changed && d.e.o.On.Limit != nil {
+		d.e.o.On.Limit(n, "the server keeps up")
+	}
+}
+
+// unsatisfiable takes a 416: the .part was whole already when the length the server gives is its
+// size (killed before the rename); otherwise the file starts over, and that is one more failed
+// attempt, not a free one: a server that answers 416 to everything must not keep the download
+// going round forever.
+func (d *dl) unsatisfiable(resp *http.Response) error {
+	if total, ok := unsatisfiedLength(resp.Header); ok && total == d.v.size && d.v.size > 0 {
+		if err := d.whole(); err != nil {
+			return localError{err}
+		}
+		return nil
+	}
+	if err := d.restart(); err != nil {
+		return localError{err}
+	}
+	return fmt.Errorf("GET %s: %s: %w", fhirclient.Redact(resp.Request.URL.String()), resp.Status, errRestarted)
+}
+
+// begin checks that an answer continues the .part (206 for the range asked) or replaces it
+// (200), records which response the .part comes from, and returns the reader of its decoded
+// bytes.
+func (d *dl) begin(resp *http.Response) (io.Reader, error) {
 	enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
-	status := resp.StatusCode
 	start, total, ranged := contentRange(resp.Header.Get("Content-Range"))
-	if status == http.StatusPartialContent && ranged && start == 0 && d.v.size == 0 {
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && ranged && start == 0 && d.v.size == 0:
 		// Some servers answer every GET with 206 and the whole range: that is a fresh start.
-		status = http.StatusOK
 		if total >= 0 && (enc == "" || enc == encIdentity) {
 			resp.ContentLength = total
 		}
+		return d.fresh(resp, enc)
+	case resp.StatusCode == http.StatusPartialContent:
+		return resp.Body, d.resume(enc, start, total, ranged)
+	case resp.StatusCode == http.StatusOK:
+		return d.fresh(resp, enc)
 	}
-	switch status {
-	case http.StatusPartialContent:
-		if !ranged || start != d.v.size || d.v.size == 0 || (enc != "" && enc != encIdentity) {
-			if err := d.restart(); err != nil {
-				return err
-			}
-			return errRestarted
+	return nil, fmt.Errorf("GET %s: unexpected %s", fhirclient.Redact(resp.Request.URL.String()), resp.Status)
+}
+
+// resume checks a 206: it must start where the .part ends, in identity encoding; the sidecar
+// learns the total length when the server gives it.
+func (d *dl) resume(enc string, start, total int64, ranged bool) error {
+	if !ranged || start != d.v.size || d.v.size == 0 || (enc != "" && enc != encIdentity) {
+		if err := d.restart(); err != nil {
+			return err
 		}
-		if total >= 0 && d.side.Length != total {
-			d.side.Length = total
-			if err := writeSidecar(d.e.o.Dir, d.rel, d.side); err != nil {
-				return localError{err}
-			}
+		return errRestarted
+	}
+	if total >= 0 && d.side.Length != total {
+		d.side.Length = total
+		if err := writeSidecar(d.e.o.Dir, d.rel, d.side); err != nil {
+			return localError{err}
 		}
-		if d.e.o.On.Start != nil {
-			d.e.o.On.Start(d.info())
+	}
+	d.started()
+	return nil
+}
+
+// fresh starts the .part over with a whole file's answer and writes the sidecar that lets a cut
+// body resume. It returns the reader of the decoded bytes.
+func (d *dl) fresh(resp *http.Response, enc string) (io.Reader, error) {
+	if d.v.size > 0 {
+		// A 200 to a Range request: the server ignores Range, or the file changed since
+		// (If-Range). Either way this body is the whole file.
+		d.e.warn(fmt.Sprintf("%s: the server sent the whole file instead of the rest: starting it over", d.rel))
+		if err := d.restart(); err != nil {
+			return nil, localError{err}
 		}
-	case http.StatusOK:
-		if d.v.size > 0 {
-			// A 200 to a Range request: the server ignores Range, or the file changed since
-			// (If-Range). Either way this body is the whole file.
-			d.e.warn(fmt.Sprintf("%s: the server sent the whole file instead of the rest: starting it over", d.rel))
-			if err := d.restart(); err != nil {
-				return localError{err}
-			}
-		}
-		side := &sidecar{TransactionTime: d.e.txTime, ETag: resp.Header.Get("ETag"),
-			LastModified: resp.Header.Get("Last-Modified"), Encoding: encIdentity, Length: -1}
-		switch enc {
-		case "", encIdentity:
-			side.Length = resp.ContentLength
-		case "gzip", "x-gzip":
-			side.Encoding = encGzip
-		default:
-			return fmt.Errorf("GET %s: unsupported Content-Encoding %q", fhirclient.Redact(resp.Request.URL.String()), enc)
-		}
-		d.side = side
+	}
+	d.side = &sidecar{TransactionTime: d.e.txTime, ETag: resp.Header.Get("ETag"),
+		LastModified: resp.Header.Get("Last-Modified"), Encoding: encIdentity, Length: -1}
+	switch enc {
+	case "", encIdentity:
+		d.side.Length = resp.ContentLength
+	case "gzip", "x-gzip":
+		d.side.Encoding = encGzip
 	default:
-		return fmt.Errorf("GET %s: unexpected %s", fhirclient.Redact(resp.Request.URL.String()), resp.Status)
+		return nil, fmt.Errorf("GET %s: unsupported Content-Encoding %q", fhirclient.Redact(resp.Request.URL.String()), enc)
 	}
 	var r io.Reader = resp.Body
-	if d.side.Encoding == encIdentity && d.v.size == 0 {
+	if d.side.Encoding == encIdentity {
 		// Some stores serve a .ndjson.gz as is, without Content-Encoding; JSON never starts with 0x1f.
 		br := bufio.NewReaderSize(resp.Body, 512)
 		if magic, _ := br.Peek(2); string(magic) == "\x1f\x8b" {
@@ -486,29 +366,25 @@ func (d *dl) receive(resp *http.Response) error {
 		}
 		r = br
 	}
-	if status == http.StatusOK {
-		if err := writeSidecar(d.e.o.Dir, d.rel, d.side); err != nil {
-			return localError{err}
-		}
-		if d.e.o.On.Start != nil {
-			d.e.o.On.Start(d.info())
-		}
+	if err := writeSidecar(d.e.o.Dir, d.rel, d.side); err != nil {
+		return nil, localError{err}
 	}
-	if d.side.Encoding != encIdentity && status == http.StatusOK {
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
-		}
-		r = zr
+	d.started()
+	if d.side.Encoding == encIdentity {
+		return r, nil
 	}
-	if err := d.copy(r); err != nil {
-		return err
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
 	}
-	if d.side.Length >= 0 && d.v.size != d.side.Length {
-		return fmt.Errorf("body ended at %d of %d bytes", d.v.size, d.side.Length)
+	return zr, nil
+}
+
+// started reports a response that starts filling the .part.
+func (d *dl) started() {
+	if d.e.o.On.Start != nil {
+		d.e.o.On.Start(d.info())
 	}
-	d.done = true
-	return nil
 }
 
 // flushEvery is how long received bytes may wait in the buffer for it to fill before they are

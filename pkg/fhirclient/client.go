@@ -54,9 +54,12 @@ type Options struct {
 type RetryEvent struct {
 	Method, URL string // URL redacted
 	Route       Route
-	Attempt     int           // the try that just failed, 1-based
+	Attempt     int           // the try that just failed, 1-based (with Request.Progress: in a row without progress)
 	Wait        time.Duration // before the next try
 	Reason      string        // "503 Service Unavailable", or the transport error
+	// Err is the failure retried: a *StatusError, a transport error with the request in front,
+	// or a Load consumer's error; nil when the try is repeated after renewing credentials.
+	Err error
 }
 
 // Request is one logical request; Do may send it several times.
@@ -69,8 +72,8 @@ type Request struct {
 	Auth   Auth
 	// MaxAttempts bounds the tries of this request (Do) or of request and body together (Load);
 	// 0 = the client's (Options.MaxAttempts). 1 hands the first failure back at once, as a
-	// *GiveUpError whose Last is that failure: for callers that must see every answer (bulk-fetch
-	// lowers its parallelism on each 429) and wait through Client.Wait themselves.
+	// *GiveUpError whose Last is that failure. A caller that must see every answer (bulk-fetch
+	// lowers its parallelism on each 429) does it in Settle, not with a retry loop of its own.
 	MaxAttempts int
 	// Budget bounds the total time spent on this request's retries (kickoff --wait); 0 = none.
 	// With a budget, retries the server asks for (429, 503 with Retry-After) are limited by
@@ -93,6 +96,35 @@ type Request struct {
 	// Close keeps the connection out of the pool after this request (http.Request.Close): a
 	// Connection: close header alone does not stop Go's transport from reusing it.
 	Close bool
+
+	// The fields below let a caller that follows one resource over many requests (bulk-fetch's
+	// files: resumed with Range, links fetched again, parallelism lowered on 429) keep its
+	// per-try work out of the retry loop, so that Do and Load stay the only one.
+
+	// Prepare is called before each try (each request sent, retries included, not the repeat
+	// after renewing credentials) with a copy of the request that it may change for that try:
+	// URL, Header, Auth. Its error ends the call as it is.
+	Prepare func(ctx context.Context, try *Request) error
+	// Settle is called once after each try that Prepare let through, before any wait: with nil
+	// when the answer is returned (Do) or consumed (Load), else with the try's failure — a
+	// *StatusError, a transport error with the request in front, the consumer's error, or the
+	// call's final error. With Prepare it brackets a try, e.g. to hold a limiter's slot only
+	// while a request is out, never while waiting to retry.
+	Settle func(err error)
+	// Progress reports how far the call has got (a download: the furthest byte held). A failure
+	// after Progress passed its highest value so far starts the attempt count and the backoff
+	// again, so a stream of cut bodies that each add bytes never gives up while one that adds
+	// nothing does; the *GiveUpError then counts the attempts in a row without progress.
+	Progress func() int64
+	// Attempts carries the attempt count across calls: a caller that ends a Load to handle an
+	// answer itself (fetch new links after a 404) and calls Load again goes on counting where
+	// the last call stopped, so a server that alternates the two cannot keep it going forever.
+	Attempts *Attempts
+	// ConsumeStatus lists error statuses that Load hands to its consumer like a 2xx, instead of
+	// ending with a *StatusError: a 416 to a resumed download can mean the copy is whole.
+	ConsumeStatus []int
+	// OnRetry receives this request's retries instead of Options.OnRetry.
+	OnRetry func(RetryEvent)
 }
 
 // Client talks to one FHIR server and whatever file and attachment origins its manifests name.
@@ -380,159 +412,9 @@ func (c *Client) Reauthorize(ctx context.Context) error {
 //
 // Authorization is set per hop, including redirects, and only when the hop's origin is trusted
 // and req.Auth allows it. Every body not returned is drained and closed. Every retry calls
-// OnRetry. Errors carry the redacted URL and never a token or a --header value.
+// OnRetry (the request's, else the client's). Errors carry the redacted URL and never a token or a --header value.
 func (c *Client) Do(ctx context.Context, req *Request) (*http.Response, error) {
-	return c.do(ctx, req, &tally{start: c.now()})
-}
-
-// do is Do counting attempts in t, which Load shares across its reads.
-func (c *Client) do(ctx context.Context, req *Request, t *tally) (*http.Response, error) {
-	r, err := c.run(ctx, req, t)
-	if err != nil {
-		return nil, err
-	}
-	if r.resp.StatusCode < 400 {
-		return r.resp, nil
-	}
-	se := newStatusError(r.method, r.shown, r.resp, r.secrets)
-	switch {
-	case r.untrusted != "":
-		c.mu.RLock()
-		down := c.downgraded(r.untrusted)
-		c.mu.RUnlock()
-		return nil, &untrustedError{StatusError: se, origin: r.untrusted, downgrade: down}
-	case r.gaveUp:
-		return nil, &GiveUpError{method: r.method, url: r.shown, attempts: r.attempts, note: r.note, detail: se.detail(), err: se}
-	}
-	return nil, se
-}
-
-// result is the outcome of run: the final response, to be returned as is (Doer) or turned into
-// a *StatusError (Do).
-type result struct {
-	resp          *http.Response
-	method, shown string
-	secrets       []string
-	attempts      int
-	gaveUp        bool   // resp is retryable but the attempts or the budget ran out
-	note          string // why the budget stopped the retries
-	untrusted     string // origin of an untrusted hop that answered 401
-}
-
-// attempts is the number of tries req may take.
-func (c *Client) attempts(req *Request) int {
-	if req.MaxAttempts > 0 {
-		return req.MaxAttempts
-	}
-	return c.maxAttempts
-}
-
-// tally counts the attempts of one logical request: one Do, or one Load over all its reads.
-type tally struct {
-	start    time.Time
-	tries    int  // requests sent
-	counted  int  // tries counted against MaxAttempts
-	failures int  // retryable failures so far, for the backoff exponent
-	reauthed bool // the one re-authorization after a 401 is spent
-}
-
-// run is the retry loop shared by Do, Load and Doer.
-func (c *Client) run(ctx context.Context, req *Request, t *tally) (result, error) {
-	method := req.Method
-	if method == "" {
-		method = http.MethodGet
-	}
-	u, err := c.Resolve(req.URL)
-	if err != nil {
-		return result{}, fmt.Errorf("%s %w", method, err)
-	}
-	target := u.String()
-	shown := Redact(target)
-	for {
-		t.tries++
-		resp, x, err := c.attempt(ctx, method, target, req)
-		var (
-			reason, detail string
-			lastErr        error
-			raWait         time.Duration
-			hasRA, isBusy  bool
-		)
-		if err != nil {
-			inner := hopError(x, target, urlErr(err))
-			if req.Route == RouteKickoff && x.sent.Load() && (ctx.Err() != nil || retryableTransport(err)) {
-				// Cut off once sent, by the network or by the user: say an export may exist.
-				return result{}, &maybeSentError{method: method, url: shown, err: inner}
-			}
-			if c.failFast && !c.answered.Load() && ctx.Err() == nil {
-				if ue := unreachable(x, u, err); ue != nil {
-					return result{}, ue
-				}
-			}
-			if ctx.Err() != nil || !retryableTransport(err) {
-				return result{}, fmt.Errorf("%s %s: %w", method, shown, inner)
-			}
-			reason, detail, lastErr = inner.Error(), inner.Error(), inner
-		} else {
-			// The reason phrase is server text that callers print: made Printable here, once.
-			resp.Status = statusLine(resp.StatusCode, resp.Status)
-			c.answered.Store(true)
-			last, trusted, credsSent := x.hop()
-			status := resp.StatusCode
-			done := result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header), attempts: t.tries}
-			switch {
-			case status == http.StatusUnauthorized && credsSent && !t.reauthed:
-				t.reauthed = true
-				rerr := c.creds.Reauthorize(ctx)
-				if cannotReauthorize(rerr) {
-					return done, nil
-				}
-				drain(resp)
-				if rerr != nil {
-					return result{}, fmt.Errorf("%s %s: %s; renewing credentials: %w", method, shown, statusLine(status, resp.Status), rerr)
-				}
-				c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: t.tries,
-					Reason: statusLine(status, resp.Status) + ": credentials renewed"})
-				continue
-			case status == http.StatusUnauthorized && !trusted && req.Auth == AuthIfTrusted && c.creds != nil:
-				done.untrusted, _ = origin(last)
-				return done, nil
-			}
-			raWait, hasRA = RetryAfter(resp.Header, c.now())
-			if !retryStatus(req.Route, status, hasRA) {
-				return done, nil
-			}
-			isBusy = busy(status, hasRA)
-			reason = statusLine(status, resp.Status)
-		}
-
-		t.failures++
-		if !(isBusy && req.Budget > 0) {
-			t.counted++
-		}
-		wait := c.delay(req.Route, t.failures, raWait, hasRA)
-		if isBusy && req.Budget > 0 && wait == 0 {
-			// "Retry-After: 0" with a long budget would otherwise become a tight loop.
-			wait = c.backoff(t.failures, c.maxWaitFor(req.Route))
-		}
-		stop, note := t.counted >= c.attempts(req), ""
-		if !stop && req.Budget > 0 && c.now().Add(wait).Sub(t.start) > req.Budget {
-			stop, note = true, fmt.Sprintf(" (the next try, in %v, would pass the %v budget)", wait.Round(time.Millisecond), req.Budget)
-		}
-		if stop {
-			if resp != nil {
-				return result{resp: resp, method: method, shown: shown, secrets: x.secrets(c.header),
-					attempts: t.tries, gaveUp: true, note: note}, nil
-			}
-			return result{}, &GiveUpError{method: method, url: shown, attempts: t.tries, note: note, detail: detail, err: lastErr}
-		}
-		if resp != nil {
-			drain(resp)
-		}
-		c.retried(RetryEvent{Method: method, URL: shown, Route: req.Route, Attempt: t.tries, Wait: wait, Reason: reason})
-		if err := c.sleep(ctx, wait); err != nil {
-			return result{}, fmt.Errorf("%s %s: waiting to retry after %s: %w", method, shown, reason, err)
-		}
-	}
+	return c.run(ctx, req, nil, false)
 }
 
 // attempt sends req once, following redirects, with a fresh exchange for the transport.
@@ -563,7 +445,10 @@ func (c *Client) attempt(ctx context.Context, method, target string, req *Reques
 	hr.Close = req.Close
 	if req.IdleTimeout <= 0 {
 		resp, err := c.hc.Do(hr)
-		return resp, x, err
+		if err != nil {
+			return nil, x, err
+		}
+		return c.heard(resp), x, nil
 	}
 	actx, cancel := context.WithCancel(hr.Context())
 	w := newIdleWatch(req.IdleTimeout, cancel)
@@ -580,7 +465,15 @@ func (c *Client) attempt(ctx context.Context, method, target string, req *Reques
 		return nil, x, err
 	}
 	resp.Body = &idleBody{rc: resp.Body, w: w, cancel: cancel} // read under the attempt's context
-	return resp, x, nil
+	return c.heard(resp), x, nil
+}
+
+// heard notes that a server answered (Options.FailFast) and makes the reason phrase, server text
+// that callers print, Printable here, once.
+func (c *Client) heard(resp *http.Response) *http.Response {
+	resp.Status = statusLine(resp.StatusCode, resp.Status)
+	c.answered.Store(true)
+	return resp
 }
 
 // hopError names the redirect target when a later hop failed, since the address in the error
@@ -622,10 +515,6 @@ func (d doer) Do(r *http.Request) (*http.Response, error) {
 		}
 		body = b
 	}
-	res, err := d.c.run(r.Context(), &Request{Method: r.Method, URL: r.URL.String(), Header: r.Header,
-		Body: body, Route: d.route, Auth: AuthNever}, &tally{start: d.c.now()})
-	if err != nil {
-		return nil, err
-	}
-	return res.resp, nil
+	return d.c.run(r.Context(), &Request{Method: r.Method, URL: r.URL.String(), Header: r.Header,
+		Body: body, Route: d.route, Auth: AuthNever}, nil, true)
 }

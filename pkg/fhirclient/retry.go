@@ -188,10 +188,10 @@ func (c *Client) backoff(n int, limit time.Duration) time.Duration {
 	return half + time.Duration(r*float64(d-half))
 }
 
-// Wait is the same backoff the retry loop uses, for callers that retry by themselves (a body cut
-// mid-stream, a 202 from a status URL): it honours Retry-After in h (capped by the route's
-// MaxWait), else backs off exponentially with jitter for the attempt number (1-based). It
-// returns ctx.Err() if cancelled.
+// Wait is the same backoff the retry loop uses, for callers that wait between requests that are
+// not retries (a 202 from a status URL); a body cut mid-stream is Load's to retry. It honours
+// Retry-After in h (capped by the route's MaxWait), else backs off exponentially with jitter for
+// the attempt number (1-based). It returns ctx.Err() if cancelled.
 func (c *Client) Wait(ctx context.Context, route Route, attempt int, h http.Header) error {
 	d, ok := RetryAfter(h, c.now())
 	return c.sleep(ctx, c.delay(route, attempt, d, ok))

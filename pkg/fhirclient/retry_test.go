@@ -556,6 +556,16 @@ func TestOnRetry(t *testing.T) {
 		{Method: "GET", URL: u, Route: RouteFile, Attempt: 1, Wait: 4 * time.Second, Reason: "503 Service Unavailable"},
 		{Method: "GET", URL: u, Route: RouteFile, Attempt: 2, Wait: time.Second, Reason: "500 Internal Server Error"},
 	}
+	// Err is the failure itself, the *StatusError a caller would have got, with its headers.
+	for i, code := range []int{503, 500} {
+		if i >= len(events) {
+			break
+		}
+		if se, ok := errors.AsType[*StatusError](events[i].Err); !ok || se.StatusCode != code || se.URL != u {
+			t.Errorf("event %d: Err = %v, want the *StatusError of the %d from %s", i+1, events[i].Err, code, u)
+		}
+		events[i].Err = nil
+	}
 	if diff := cmp.Diff(want, events); diff != "" {
 		t.Errorf("OnRetry events (-want +got):\n%s", diff)
 	}
