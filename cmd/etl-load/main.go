@@ -44,6 +44,8 @@ Examples:
    etl-load --allow-incomplete export/      an unfinished download: its rows, no completion rows
    etl-load --replace-invalid-utf8 export/  load Latin-1 bytes and lone surrogates as U+FFFD
    etl-load --db site.duckdb --format parquet --dir snapshot/
+   etl-load --memory-limit 512MiB --temp-dir /scratch export/
+                                            a small machine: spill to a roomy disk
    etl-load --format ndjson --dir cumulus-out/ export/
    etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
                                             also download missing Medications, inline notes`,
@@ -60,6 +62,8 @@ Examples:
 			&cli.BoolFlag{Name: "allow-unknown-types", Usage: "load resource types that are neither FHIR R4/R5 types nor named by the folder's manifest (each becomes a table)"},
 			&cli.BoolFlag{Name: "replace-invalid-utf8", Usage: "load text that is not Unicode (invalid UTF-8, a lone \\ud800 escape) as U+FFFD, with a warning, instead of refusing the folder"},
 			tool.MaxLineFlag(),
+			&cli.StringFlag{Name: "memory-limit", EnvVars: []string{"BULK_MEMORY_LIMIT"}, Usage: "keep the database's memory within `SIZE` (such as 512MiB), spilling the rest to disk (default: the smaller of 2GiB and a quarter of RAM)"},
+			&cli.PathFlag{Name: "temp-dir", Usage: "spill to a folder in `DIR` (default: beside the database); it is removed afterwards"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary on stderr (warnings still shown)"},
 			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
 		}, tool.ServerFlags()),
@@ -74,6 +78,8 @@ type config struct {
 	timestamp       *time.Time
 	exclude, assume []string
 	maxLine         int
+	memoryLimit     int64
+	tempDir         string
 	allowIncomplete bool
 	replaceText     bool
 	allowUnknown    bool
@@ -103,7 +109,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	db, err := duckdb.Open(ctx, cfg.db)
+	db, err := duckdb.OpenWith(ctx, cfg.db, duckdb.Options{MemoryLimit: cfg.memoryLimit, TempDir: cfg.tempDir})
 	if err != nil {
 		return err
 	}
@@ -204,6 +210,15 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.maxLine, err = tool.MaxLine(c); err != nil {
 		return nil, err
 	}
+	if v := c.String("memory-limit"); v != "" {
+		if cfg.memoryLimit, err = tool.ParseSize(v); err != nil {
+			return nil, tool.UsageErrorf("--memory-limit: %v", err)
+		}
+		if cfg.memoryLimit < duckdb.MinMemoryLimit {
+			return nil, tool.UsageErrorf("--memory-limit %s: want at least %s", v, tool.FormatBytes(duckdb.MinMemoryLimit))
+		}
+	}
+	cfg.tempDir = c.Path("temp-dir")
 	for _, t := range append(append([]string{}, cfg.exclude...), cfg.assume...) {
 		if !store.ValidResourceType(t) {
 			return nil, tool.UsageErrorf("%q is not a resource type", t)

@@ -26,6 +26,7 @@ type DB struct {
 	drv       driver.Conn
 	batch     *batch
 	closed    bool
+	spill     string // DuckDB's temp_directory, removed at Close
 }
 
 // schema creates the bookkeeping tables and the views. The encounter table exists from the start
@@ -123,9 +124,27 @@ func createTable(table string) string {
 // quoting is belt and braces.
 func ident(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 
-// Open opens (or creates) the database file at path and brings its schema up to date. A file
-// held by another process fails here, naming the lock.
+// Open opens (or creates) the database file at path with the default Options.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith opens (or creates) the database file at path and brings its schema up to date. A
+// file held by another process fails here, naming the lock. DuckDB then keeps within
+// o.MemoryLimit, spilling to a folder of the database's own, which a process that died left
+// behind is removed first.
+func OpenWith(ctx context.Context, path string, o Options) (*DB, error) {
+	spill, err := spillDir(path, o.TempDir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	limit := o.MemoryLimit
+	if limit == 0 {
+		limit = DefaultMemoryLimit()
+	}
+	if limit < MinMemoryLimit {
+		return nil, fmt.Errorf("open %s: memory limit %d bytes is below the minimum of %d", path, limit, MinMemoryLimit)
+	}
 	c, err := duckdb.NewConnector(path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -142,6 +161,22 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}); err != nil {
 		d.Close()
 		return nil, err
+	}
+	// The connector holds the database's lock from here on, so a spill folder already there
+	// belongs to a dead process.
+	if err := removeSpill(spill); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	d.spill = spill
+	for _, q := range []string{
+		`SET temp_directory = '` + strings.ReplaceAll(spill, "'", "''") + `'`,
+		fmt.Sprintf(`SET memory_limit = '%dKiB'`, limit>>10),
+	} {
+		if err := d.exec(ctx, q); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	if err := d.exec(ctx, "BEGIN TRANSACTION"); err != nil {
 		d.Close()
@@ -175,6 +210,10 @@ func (d *DB) Close() error {
 		errs = append(errs, d.conn.Close())
 	}
 	errs = append(errs, d.db.Close(), d.connector.Close())
+	if d.spill != "" {
+		// DuckDB removes its spill files as it closes; this removes the folder too.
+		errs = append(errs, removeSpill(d.spill))
+	}
 	return errors.Join(errs...)
 }
 
