@@ -110,10 +110,12 @@ func linkedValues() string {
 	return strings.Join(vs, ", ")
 }
 
-// createTable is the DDL of a resource table (DESIGN.md §7).
+// createTable is the DDL of a resource table (DESIGN.md §7). The id has no PRIMARY KEY: DuckDB
+// keeps such an index (an ART) in memory whole, so a table could not outgrow the memory limit;
+// merge keeps ids unique instead, with joins that spill.
 func createTable(table string) string {
 	return `CREATE TABLE IF NOT EXISTS ` + ident(table) + ` (
-		id VARCHAR PRIMARY KEY,
+		id VARCHAR,
 		resource JSON,
 		export_group VARCHAR,
 		export_time TIMESTAMPTZ,
@@ -429,24 +431,57 @@ func (b *batch) Commit(ctx context.Context, p store.Plan) (err error) {
 // is recorded (an older folder loaded later must not resurrect it); an existing row is replaced
 // only by a row from a later export, or from the same export when it differs (so a reload
 // rewrites nothing).
+//
+// It is set-based, in statements whose aggregates and hash joins DuckDB spills to disk, so memory
+// stays bounded whatever the sizes of the folder and of the table (an ON CONFLICT upsert needs an
+// index held in memory whole): the folder's rows are picked into a temporary table, the rows they
+// replace are deleted, and the picked rows whose id is then absent are inserted, which keeps ids
+// unique without an index. Joins are written as SEMI and ANTI joins: DuckDB plans a correlated
+// NOT EXISTS with filters as a "delim join", which holds its whole left side in memory.
+// mergeStep is one statement of a merge, named for its error.
+type mergeStep struct {
+	name string
+	q    string
+	args []any
+}
+
 func (b *batch) merge(ctx context.Context, table string, p store.Plan) error {
 	t := ident(table)
-	q := `INSERT INTO ` + t + ` (id, resource, export_group, export_time, source_file)
-	SELECT s.id, s.resource, $1, $2, s.source_file
-	FROM (SELECT id, resource, source_file FROM temp.main.` + ident(stageName(table)) + `
-		QUALIFY row_number() OVER (PARTITION BY id ORDER BY seq DESC) = 1) AS s
-	WHERE NOT EXISTS (SELECT 1 FROM etl__deleted AS d
-		WHERE d.table_name = $3 AND d.id = s.id AND d.export_time >= $2)
-	ON CONFLICT (id) DO UPDATE SET
-		resource = excluded.resource,
-		export_group = excluded.export_group,
-		export_time = excluded.export_time,
-		source_file = excluded.source_file
-	WHERE excluded.export_time > ` + t + `.export_time
-		OR (excluded.export_time = ` + t + `.export_time
-			AND (excluded.resource::VARCHAR <> ` + t + `.resource::VARCHAR
-				OR excluded.export_group <> ` + t + `.export_group))`
-	return b.d.exec(ctx, q, p.Group, p.ExportTime, table)
+	stage := `temp.main.` + ident(stageName(table))
+	pick := `temp.main.` + ident("pick_"+table)
+	steps := []mergeStep{
+		{"pick the folder's rows", `CREATE TEMP TABLE ` + ident("pick_"+table) + ` AS
+		SELECT s.id, s.resource::JSON AS resource, s.source_file FROM ` + stage + ` AS s
+		SEMI JOIN (SELECT max(seq) AS seq FROM ` + stage + ` GROUP BY id) AS l ON l.seq = s.seq
+		ANTI JOIN (SELECT id FROM etl__deleted WHERE table_name = $1 AND export_time >= $2) AS d ON d.id = s.id`,
+			[]any{table, p.ExportTime}},
+		// Only ids: the usual case, a later export, compares no resources.
+		{"delete older rows", `DELETE FROM ` + t + ` AS t USING (SELECT id FROM ` + pick + `) AS s
+		WHERE t.id = s.id AND t.export_time < $1`, []any{p.ExportTime}},
+	}
+	// Rows of the same export (a reload) are replaced only when they differ; the check skips
+	// the join of whole resources when the table holds none.
+	var same bool
+	if err := b.d.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+t+` WHERE export_time = $1)`, p.ExportTime).Scan(&same); err != nil {
+		return fmt.Errorf("look for rows of the same export: %w", err)
+	}
+	if same {
+		steps = append(steps, mergeStep{"delete changed rows", `DELETE FROM ` + t + ` AS t USING ` + pick + ` AS s
+		WHERE t.id = s.id AND t.export_time = $2
+			AND (s.resource::VARCHAR <> t.resource::VARCHAR OR t.export_group <> $1)`, []any{p.Group, p.ExportTime}})
+	}
+	steps = append(steps, []mergeStep{
+		{"insert", `INSERT INTO ` + t + ` (id, resource, export_group, export_time, source_file)
+		SELECT s.id, s.resource, $1, $2, s.source_file FROM ` + pick + ` AS s
+		ANTI JOIN ` + t + ` AS t ON t.id = s.id`, []any{p.Group, p.ExportTime}},
+		{"drop", `DROP TABLE ` + pick, nil},
+	}...)
+	for _, st := range steps {
+		if err := b.d.exec(ctx, st.q, st.args...); err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
+	}
+	return nil
 }
 
 // applyDeletes records the folder's deletes in etl__deleted and removes rows that are not newer
