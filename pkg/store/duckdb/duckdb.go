@@ -174,6 +174,10 @@ func OpenWith(ctx context.Context, path string, o Options) (*DB, error) {
 	for _, q := range []string{
 		`SET temp_directory = '` + strings.ReplaceAll(spill, "'", "''") + `'`,
 		fmt.Sprintf(`SET memory_limit = '%dKiB'`, limit>>10),
+		// Memory DuckDB frees stays in its allocator's caches, outside memory_limit, until
+		// these thresholds (128 MiB after a task, 512 MiB after a bulk free, by default).
+		`SET allocator_flush_threshold = '32MiB'`,
+		`SET allocator_bulk_deallocation_flush_threshold = '32MiB'`,
 	} {
 		if err := d.exec(ctx, q); err != nil {
 			d.Close()
@@ -268,6 +272,41 @@ type batch struct {
 	deletes *duckdb.Appender
 	seq     int64
 	done    bool
+	// last is the appender rows went to last, holding pending bytes that it has not yet
+	// flushed into its table.
+	last    *duckdb.Appender
+	pending int
+}
+
+// appendFlushBytes bounds what an Appender holds before it is flushed into its table. DuckDB's
+// Appender buffers up to 204,800 rows (hundreds of MB of resources) in memory that its
+// memory_limit does not count; flushed, the rows are in a table, which spills.
+const appendFlushBytes = 8 << 20
+
+// appendRow appends one row through a, flushing the appender rows went to before (so that at
+// most one holds unflushed rows) and a itself every appendFlushBytes.
+func (b *batch) appendRow(a *duckdb.Appender, size int, row ...driver.Value) error {
+	if a != b.last {
+		if err := b.flush(); err != nil {
+			return err
+		}
+		b.last = a
+	}
+	if err := a.AppendRow(row...); err != nil {
+		return err
+	}
+	if b.pending += size; b.pending >= appendFlushBytes {
+		return b.flush()
+	}
+	return nil
+}
+
+func (b *batch) flush() error {
+	if b.last == nil || b.pending == 0 {
+		return nil
+	}
+	b.pending = 0
+	return b.last.Flush()
 }
 
 func stageName(table string) string { return "stage_" + table }
@@ -292,7 +331,7 @@ func (b *batch) Add(table, id string, resource []byte, sourceFile string) error 
 		b.stages[table] = a
 	}
 	b.seq++
-	if err := a.AppendRow(b.seq, id, resource, sourceFile); err != nil {
+	if err := b.appendRow(a, len(id)+len(resource)+len(sourceFile), b.seq, id, resource, sourceFile); err != nil {
 		return fmt.Errorf("stage %s/%s: %w", table, id, err)
 	}
 	return nil
@@ -309,7 +348,7 @@ func (b *batch) Delete(table, id, sourceFile string) error {
 		}
 	}
 	b.seq++
-	return b.deletes.AppendRow(b.seq, table, id, sourceFile)
+	return b.appendRow(b.deletes, len(table)+len(id)+len(sourceFile), b.seq, table, id, sourceFile)
 }
 
 // Existing returns those of ids that table holds (committed rows: the batch's own are staged).
