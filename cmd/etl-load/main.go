@@ -40,6 +40,8 @@ Examples:
    etl-load --allow-incomplete export/      an unfinished download: its rows, no completion rows
    etl-load --replace-invalid-utf8 export/  load Latin-1 bytes and lone surrogates as U+FFFD
    etl-load --db site.duckdb --format parquet --dir snapshot/
+   etl-load --memory-limit 512MiB --temp-dir /scratch export/
+                                            a small machine: spill to a roomy disk
    etl-load --format ndjson --dir cumulus-out/ export/
    etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
                                             also download missing Medications, inline notes`,
@@ -56,6 +58,8 @@ Examples:
 			&cli.BoolFlag{Name: "allow-unknown-types", Usage: "load resource types that are neither FHIR R4/R5 types nor named by the folder's manifest (each becomes a table)"},
 			&cli.BoolFlag{Name: "replace-invalid-utf8", Usage: "load text that is not Unicode (invalid UTF-8, a lone \\ud800 escape) as U+FFFD, with a warning, instead of refusing the folder"},
 			tool.MaxLineFlag(),
+			&cli.StringFlag{Name: "memory-limit", EnvVars: []string{"BULK_MEMORY_LIMIT"}, Usage: "keep the database's memory within `SIZE` (such as 512MiB), spilling the rest to disk (default: the smaller of 2GiB and a quarter of RAM)"},
+			&cli.PathFlag{Name: "temp-dir", Usage: "spill to a folder in `DIR` (default: beside the database); it is removed afterwards"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary on stderr (warnings still shown)"},
 			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
 		}, tool.ServerFlags()),
@@ -66,6 +70,8 @@ Examples:
 // config is the validated command line: the load's options, and what the closing line says.
 type config struct {
 	db, format, out string
+	memoryLimit     int64
+	tempDir         string
 	status          *tool.Status
 	opts            load.Options
 }
@@ -82,7 +88,9 @@ func run(c *cli.Context) error {
 				Linked: []string{"Binary"}, Status: cfg.status})
 		}
 	}
-	o.Open = func(ctx context.Context) (*duckdb.DB, error) { return duckdb.Open(ctx, cfg.db) }
+	o.Open = func(ctx context.Context) (*duckdb.DB, error) {
+		return duckdb.OpenWith(ctx, cfg.db, duckdb.Options{MemoryLimit: cfg.memoryLimit, TempDir: cfg.tempDir})
+	}
 	if c.Bool("summary") {
 		o.Summary = func(counts []duckdb.Count) {
 			for _, n := range counts {
@@ -158,6 +166,15 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if o.MaxLine, err = tool.MaxLine(c); err != nil {
 		return nil, err
 	}
+	if v := c.String("memory-limit"); v != "" {
+		if cfg.memoryLimit, err = tool.ParseSize(v); err != nil {
+			return nil, tool.UsageErrorf("--memory-limit: %v", err)
+		}
+		if cfg.memoryLimit < duckdb.MinMemoryLimit {
+			return nil, tool.UsageErrorf("--memory-limit %s: want at least %s", v, tool.FormatBytes(duckdb.MinMemoryLimit))
+		}
+	}
+	cfg.tempDir = c.Path("temp-dir")
 	if err := checkTypes(append(append([]string{}, o.Exclude...), o.AssumeComplete...), o.AllowUnknownTypes); err != nil {
 		return nil, err
 	}

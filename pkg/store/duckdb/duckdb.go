@@ -26,6 +26,7 @@ type DB struct {
 	drv       driver.Conn
 	batch     *batch
 	closed    bool
+	spill     string // DuckDB's temp_directory, removed at Close
 }
 
 // schema creates the bookkeeping tables and the views. The encounter table exists from the start
@@ -109,10 +110,12 @@ func linkedValues() string {
 	return strings.Join(vs, ", ")
 }
 
-// createTable is the DDL of a resource table (DESIGN.md §7).
+// createTable is the DDL of a resource table (DESIGN.md §7). The id has no PRIMARY KEY: DuckDB
+// keeps such an index (an ART) in memory whole, so a table could not outgrow the memory limit;
+// merge keeps ids unique instead, with joins that spill.
 func createTable(table string) string {
 	return `CREATE TABLE IF NOT EXISTS ` + ident(table) + ` (
-		id VARCHAR PRIMARY KEY,
+		id VARCHAR,
 		resource JSON,
 		export_group VARCHAR,
 		export_time TIMESTAMPTZ,
@@ -123,9 +126,27 @@ func createTable(table string) string {
 // quoting is belt and braces.
 func ident(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 
-// Open opens (or creates) the database file at path and brings its schema up to date. A file
-// held by another process fails here, naming the lock.
+// Open opens (or creates) the database file at path with the default Options.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith opens (or creates) the database file at path and brings its schema up to date. A
+// file held by another process fails here, naming the lock. DuckDB then keeps within
+// o.MemoryLimit, spilling to a folder of the database's own, which a process that died left
+// behind is removed first.
+func OpenWith(ctx context.Context, path string, o Options) (*DB, error) {
+	spill, err := spillDir(path, o.TempDir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	limit := o.MemoryLimit
+	if limit == 0 {
+		limit = DefaultMemoryLimit()
+	}
+	if limit < MinMemoryLimit {
+		return nil, fmt.Errorf("open %s: memory limit %d bytes is below the minimum of %d", path, limit, MinMemoryLimit)
+	}
 	c, err := duckdb.NewConnector(path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -142,6 +163,26 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}); err != nil {
 		d.Close()
 		return nil, err
+	}
+	// The connector holds the database's lock from here on, so a spill folder already there
+	// belongs to a dead process.
+	if err := removeSpill(spill); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	d.spill = spill
+	for _, q := range []string{
+		`SET temp_directory = '` + strings.ReplaceAll(spill, "'", "''") + `'`,
+		fmt.Sprintf(`SET memory_limit = '%dKiB'`, limit>>10),
+		// Memory DuckDB frees stays in its allocator's caches, outside memory_limit, until
+		// these thresholds (128 MiB after a task, 512 MiB after a bulk free, by default).
+		`SET allocator_flush_threshold = '32MiB'`,
+		`SET allocator_bulk_deallocation_flush_threshold = '32MiB'`,
+	} {
+		if err := d.exec(ctx, q); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	if err := d.exec(ctx, "BEGIN TRANSACTION"); err != nil {
 		d.Close()
@@ -175,6 +216,10 @@ func (d *DB) Close() error {
 		errs = append(errs, d.conn.Close())
 	}
 	errs = append(errs, d.db.Close(), d.connector.Close())
+	if d.spill != "" {
+		// DuckDB removes its spill files as it closes; this removes the folder too.
+		errs = append(errs, removeSpill(d.spill))
+	}
 	return errors.Join(errs...)
 }
 
@@ -227,6 +272,41 @@ type batch struct {
 	deletes *duckdb.Appender
 	seq     int64
 	done    bool
+	// last is the appender rows went to last, holding pending bytes that it has not yet
+	// flushed into its table.
+	last    *duckdb.Appender
+	pending int
+}
+
+// appendFlushBytes bounds what an Appender holds before it is flushed into its table. DuckDB's
+// Appender buffers up to 204,800 rows (hundreds of MB of resources) in memory that its
+// memory_limit does not count; flushed, the rows are in a table, which spills.
+const appendFlushBytes = 8 << 20
+
+// appendRow appends one row through a, flushing the appender rows went to before (so that at
+// most one holds unflushed rows) and a itself every appendFlushBytes.
+func (b *batch) appendRow(a *duckdb.Appender, size int, row ...driver.Value) error {
+	if a != b.last {
+		if err := b.flush(); err != nil {
+			return err
+		}
+		b.last = a
+	}
+	if err := a.AppendRow(row...); err != nil {
+		return err
+	}
+	if b.pending += size; b.pending >= appendFlushBytes {
+		return b.flush()
+	}
+	return nil
+}
+
+func (b *batch) flush() error {
+	if b.last == nil || b.pending == 0 {
+		return nil
+	}
+	b.pending = 0
+	return b.last.Flush()
 }
 
 func stageName(table string) string { return "stage_" + table }
@@ -251,7 +331,7 @@ func (b *batch) Add(table, id string, resource []byte, sourceFile string) error 
 		b.stages[table] = a
 	}
 	b.seq++
-	if err := a.AppendRow(b.seq, id, resource, sourceFile); err != nil {
+	if err := b.appendRow(a, len(id)+len(resource)+len(sourceFile), b.seq, id, resource, sourceFile); err != nil {
 		return fmt.Errorf("stage %s/%s: %w", table, id, err)
 	}
 	return nil
@@ -268,7 +348,7 @@ func (b *batch) Delete(table, id, sourceFile string) error {
 		}
 	}
 	b.seq++
-	return b.deletes.AppendRow(b.seq, table, id, sourceFile)
+	return b.appendRow(b.deletes, len(table)+len(id)+len(sourceFile), b.seq, table, id, sourceFile)
 }
 
 // Existing returns those of ids that table holds (committed rows: the batch's own are staged).
@@ -390,24 +470,57 @@ func (b *batch) Commit(ctx context.Context, p store.Plan) (err error) {
 // is recorded (an older folder loaded later must not resurrect it); an existing row is replaced
 // only by a row from a later export, or from the same export when it differs (so a reload
 // rewrites nothing).
+//
+// It is set-based, in statements whose aggregates and hash joins DuckDB spills to disk, so memory
+// stays bounded whatever the sizes of the folder and of the table (an ON CONFLICT upsert needs an
+// index held in memory whole): the folder's rows are picked into a temporary table, the rows they
+// replace are deleted, and the picked rows whose id is then absent are inserted, which keeps ids
+// unique without an index. Joins are written as SEMI and ANTI joins: DuckDB plans a correlated
+// NOT EXISTS with filters as a "delim join", which holds its whole left side in memory.
+// mergeStep is one statement of a merge, named for its error.
+type mergeStep struct {
+	name string
+	q    string
+	args []any
+}
+
 func (b *batch) merge(ctx context.Context, table string, p store.Plan) error {
 	t := ident(table)
-	q := `INSERT INTO ` + t + ` (id, resource, export_group, export_time, source_file)
-	SELECT s.id, s.resource, $1, $2, s.source_file
-	FROM (SELECT id, resource, source_file FROM temp.main.` + ident(stageName(table)) + `
-		QUALIFY row_number() OVER (PARTITION BY id ORDER BY seq DESC) = 1) AS s
-	WHERE NOT EXISTS (SELECT 1 FROM etl__deleted AS d
-		WHERE d.table_name = $3 AND d.id = s.id AND d.export_time >= $2)
-	ON CONFLICT (id) DO UPDATE SET
-		resource = excluded.resource,
-		export_group = excluded.export_group,
-		export_time = excluded.export_time,
-		source_file = excluded.source_file
-	WHERE excluded.export_time > ` + t + `.export_time
-		OR (excluded.export_time = ` + t + `.export_time
-			AND (excluded.resource::VARCHAR <> ` + t + `.resource::VARCHAR
-				OR excluded.export_group <> ` + t + `.export_group))`
-	return b.d.exec(ctx, q, p.Group, p.ExportTime, table)
+	stage := `temp.main.` + ident(stageName(table))
+	pick := `temp.main.` + ident("pick_"+table)
+	steps := []mergeStep{
+		{"pick the folder's rows", `CREATE TEMP TABLE ` + ident("pick_"+table) + ` AS
+		SELECT s.id, s.resource::JSON AS resource, s.source_file FROM ` + stage + ` AS s
+		SEMI JOIN (SELECT max(seq) AS seq FROM ` + stage + ` GROUP BY id) AS l ON l.seq = s.seq
+		ANTI JOIN (SELECT id FROM etl__deleted WHERE table_name = $1 AND export_time >= $2) AS d ON d.id = s.id`,
+			[]any{table, p.ExportTime}},
+		// Only ids: the usual case, a later export, compares no resources.
+		{"delete older rows", `DELETE FROM ` + t + ` AS t USING (SELECT id FROM ` + pick + `) AS s
+		WHERE t.id = s.id AND t.export_time < $1`, []any{p.ExportTime}},
+	}
+	// Rows of the same export (a reload) are replaced only when they differ; the check skips
+	// the join of whole resources when the table holds none.
+	var same bool
+	if err := b.d.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+t+` WHERE export_time = $1)`, p.ExportTime).Scan(&same); err != nil {
+		return fmt.Errorf("look for rows of the same export: %w", err)
+	}
+	if same {
+		steps = append(steps, mergeStep{"delete changed rows", `DELETE FROM ` + t + ` AS t USING ` + pick + ` AS s
+		WHERE t.id = s.id AND t.export_time = $2
+			AND (s.resource::VARCHAR <> t.resource::VARCHAR OR t.export_group <> $1)`, []any{p.Group, p.ExportTime}})
+	}
+	steps = append(steps, []mergeStep{
+		{"insert", `INSERT INTO ` + t + ` (id, resource, export_group, export_time, source_file)
+		SELECT s.id, s.resource, $1, $2, s.source_file FROM ` + pick + ` AS s
+		ANTI JOIN ` + t + ` AS t ON t.id = s.id`, []any{p.Group, p.ExportTime}},
+		{"drop", `DROP TABLE ` + pick, nil},
+	}...)
+	for _, st := range steps {
+		if err := b.d.exec(ctx, st.q, st.args...); err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
+	}
+	return nil
 }
 
 // applyDeletes records the folder's deletes in etl__deleted and removes rows that are not newer

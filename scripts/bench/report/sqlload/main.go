@@ -5,7 +5,7 @@
 // table layout as pkg/store/duckdb, then the completion rows. It is the whole-folder form of
 // BenchmarkSQLBaseline in pkg/store/duckdb/bench_test.go.
 //
-//	sqlload [-v] -db FILE DIR
+//	sqlload [-v] [-memory-limit SIZE] -db FILE DIR
 package main
 
 import (
@@ -35,6 +35,7 @@ const maxLine = 256 << 20
 func run() error {
 	dbPath := flag.String("db", "", "DuckDB file to create")
 	verbose := flag.Bool("v", false, "print each statement's time on stderr")
+	memLimit := flag.String("memory-limit", "", "DuckDB memory_limit (such as 2GiB), as etl-load --memory-limit; default DuckDB's own")
 	flag.Parse()
 	if *dbPath == "" || flag.NArg() != 1 {
 		return errors.New("usage: sqlload -db FILE DIR")
@@ -91,6 +92,15 @@ func run() error {
 	}
 	// The bookkeeping tables of pkg/store/duckdb (schema), so the anti-join and completion rows
 	// cost what they cost there.
+	if *memLimit != "" {
+		// The same limit as etl-load's, spilling beside the database as it does.
+		if err := exec(`SET memory_limit = '` + strings.ReplaceAll(*memLimit, "'", "") + `'`); err != nil {
+			return err
+		}
+		if err := exec(`SET temp_directory = '` + strings.ReplaceAll(*dbPath+".tmp", "'", "''") + `'`); err != nil {
+			return err
+		}
+	}
 	for _, q := range []string{
 		`CREATE TABLE IF NOT EXISTS etl__completion (table_name VARCHAR NOT NULL, group_name VARCHAR NOT NULL,
 			export_time TIMESTAMPTZ NOT NULL, export_url VARCHAR, etl_version VARCHAR, etl_time TIMESTAMPTZ,

@@ -1,0 +1,115 @@
+package duckdb
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Options bound what a database may use while it loads and exports.
+type Options struct {
+	// MemoryLimit caps DuckDB's memory in bytes (its memory_limit); what does not fit spills to
+	// TempDir. Zero means DefaultMemoryLimit().
+	MemoryLimit int64
+	// TempDir is the folder that holds the spill folder; "" means the database's own folder.
+	// The spill folder is the database's alone and is removed when the database closes.
+	TempDir string
+}
+
+// MinMemoryLimit is the smallest memory limit DuckDB loads with: below it a single row group of
+// a staged table does not fit.
+const MinMemoryLimit = 16 << 20
+
+// maxDefaultMemoryLimit is the default limit on a large machine: enough for the hash joins and
+// sorts of a load to run mostly in memory, and no more, since spilling is cheap for them.
+const maxDefaultMemoryLimit = 2 << 30
+
+// DefaultMemoryLimit is the smaller of 2 GiB and a quarter of the memory this process may use
+// (the machine's RAM, or its cgroup's limit when lower), so that a load leaves room for the
+// page cache and the rest of the machine.
+func DefaultMemoryLimit() int64 {
+	ram := physicalMemory()
+	if n := cgroupLimit(); n > 0 && (ram <= 0 || n < ram) {
+		ram = n
+	}
+	if ram <= 0 {
+		return maxDefaultMemoryLimit
+	}
+	return max(min(ram/4, maxDefaultMemoryLimit), MinMemoryLimit)
+}
+
+// cgroupLimit reads the cgroup v2 (memory.max) or v1 (memory.limit_in_bytes) limit of this
+// process's container; 0 when there is none.
+func cgroupLimit() int64 {
+	for _, p := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		// "max" (v2) and a huge page-aligned number (v1) both mean no limit.
+		if err == nil && n > 0 && n < 1<<60 {
+			return n
+		}
+	}
+	return 0
+}
+
+// spillDir is the folder DuckDB spills to for the database at path: beside it, DuckDB's own
+// default name (path + ".tmp"), or in tempDir a name unique to the database's absolute path, so
+// that databases sharing one --temp-dir never share a spill folder.
+func spillDir(path, tempDir string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if tempDir == "" {
+		return abs + ".tmp", nil
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(tempDir, filepath.Base(abs)+"."+hex.EncodeToString(sum[:6])+".tmp"), nil
+}
+
+// spillPrefix starts the name of every file DuckDB writes in its temp directory
+// (duckdb_temp_storage_*.tmp, duckdb_temp_block-*.block).
+const spillPrefix = "duckdb_temp_"
+
+// removeSpill removes DuckDB's spill files from dir, then dir itself. Only called while this
+// process holds the database's lock, which DuckDB takes for the life of the process that opened
+// it: a spill folder found then was left by a process that died (kill -9, a crash, a full disk),
+// since no live process can use the database. Other files (a user's folder given by mistake)
+// are left alone, and so is the folder then.
+func removeSpill(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove spill folder: %w", err)
+	}
+	var errs []error
+	foreign := false
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), spillPrefix) || e.IsDir() {
+			foreign = true
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if !foreign && len(errs) == 0 {
+		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove spill folder: %w", err)
+	}
+	return nil
+}

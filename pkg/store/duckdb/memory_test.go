@@ -1,0 +1,134 @@
+package duckdb
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func openWith(t *testing.T, path string, o Options) *DB {
+	t.Helper()
+	d, err := OpenWith(t.Context(), path, o)
+	if err != nil {
+		t.Fatalf("OpenWith(%s, %+v): %v", path, o, err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestMemoryLimitApplied(t *testing.T) {
+	dir := t.TempDir()
+	tmp := t.TempDir()
+	for _, tc := range []struct {
+		o         Options
+		wantLimit string
+		wantSpill string
+	}{
+		{Options{MemoryLimit: 64 << 20}, "64.0 MiB", filepath.Join(dir, "a.duckdb.tmp")},
+		{Options{MemoryLimit: 3 << 30, TempDir: tmp}, "3.0 GiB", tmp + "/b.duckdb."},
+	} {
+		name := "a.duckdb"
+		if tc.o.TempDir != "" {
+			name = "b.duckdb"
+		}
+		d := openWith(t, filepath.Join(dir, name), tc.o)
+		got := query(t, d, `SELECT current_setting('memory_limit'), current_setting('temp_directory')`)
+		if len(got) != 1 {
+			t.Fatalf("settings = %v, want one row", got)
+		}
+		limit, spill, _ := strings.Cut(got[0], "|")
+		if limit != tc.wantLimit || !strings.HasPrefix(spill, tc.wantSpill) || !strings.HasSuffix(spill, ".tmp") {
+			t.Errorf("OpenWith(%+v): memory_limit, temp_directory = %s, %s, want %s, %s…tmp", tc.o, limit, spill, tc.wantLimit, tc.wantSpill)
+		}
+		d.Close()
+	}
+	// Open's default is DefaultMemoryLimit: at most 2 GiB, whatever the machine (DuckDB's own
+	// default is 80 % of RAM).
+	n := DefaultMemoryLimit()
+	if n < MinMemoryLimit || n > 2<<30 {
+		t.Errorf("DefaultMemoryLimit() = %d, want between %d and 2 GiB", n, MinMemoryLimit)
+	}
+	d, err := Open(t.Context(), filepath.Join(dir, "c.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got := query(t, d, `SELECT current_setting('memory_limit')`)
+	if want := humanBytes(n); !slices.Equal(got, []string{want}) {
+		t.Errorf("Open: memory_limit = %v, want %s", got, want)
+	}
+	if _, err := OpenWith(t.Context(), filepath.Join(dir, "d.duckdb"), Options{MemoryLimit: 1 << 20}); err == nil {
+		t.Errorf("OpenWith(MemoryLimit 1 MiB) = nil error, want one below the minimum")
+	}
+}
+
+// TestSpillFolderRemoved: a spill folder left by a process that died (kill -9 while DuckDB
+// spilled) is removed by the next open, which holds the database's lock; the folder is also gone
+// after a clean close. A folder that holds files that are not DuckDB's is left alone.
+func TestSpillFolderRemoved(t *testing.T) {
+	for _, tempDir := range []bool{false, true} {
+		dir := t.TempDir()
+		o := Options{MemoryLimit: 64 << 20}
+		if tempDir {
+			o.TempDir = t.TempDir()
+		}
+		path := filepath.Join(dir, "site.duckdb")
+		spill, err := spillDir(path, o.TempDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(spill, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"duckdb_temp_storage_S32K-0.tmp", "duckdb_temp_block-4611686018427388032.block"} {
+			if err := os.WriteFile(filepath.Join(spill, name), []byte("stale"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d := openWith(t, path, o)
+		if _, err := os.Stat(spill); !os.IsNotExist(err) {
+			t.Errorf("TempDir %q: after OpenWith, Stat(stale %s) = %v, want it removed", o.TempDir, spill, err)
+		}
+		mustLoad(t, d, folder("g", "2024-01-01T00:00:00Z", nil, "Patient.000.ndjson", res("Patient", "p1")))
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(spill); !os.IsNotExist(err) {
+			t.Errorf("TempDir %q: after Close, Stat(%s) = %v, want it removed", o.TempDir, spill, err)
+		}
+		if o.TempDir != "" {
+			if _, err := os.Stat(o.TempDir); err != nil {
+				t.Errorf("after Close, the --temp-dir folder itself: %v, want it kept", err)
+			}
+		}
+	}
+
+	// Not DuckDB's files: kept, with their folder.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.duckdb")
+	mine := filepath.Join(path+".tmp", "notes.txt")
+	if err := os.MkdirAll(filepath.Dir(mine), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mine, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	openWith(t, path, Options{}).Close()
+	if _, err := os.Stat(mine); err != nil {
+		t.Errorf("a file not DuckDB's in the spill folder: %v, want it kept", err)
+	}
+}
+
+// humanBytes formats n as DuckDB shows a memory limit.
+func humanBytes(n int64) string {
+	units := []string{"bytes", "KiB", "MiB", "GiB", "TiB"}
+	f, i := float64(n), 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", f, units[i])
+}
