@@ -38,7 +38,7 @@ Examples:
 			&cli.StringFlag{Name: "dir", Aliases: []string{"d", "out"}, Usage: "write the merged export folder `DIR` (- for NDJSON on stdout, one resource type only)"},
 			tool.OldFlag("dir", "o"),
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --dir if it exists and is not empty (never a source, or a folder holding or inside one)"},
-			&cli.StringFlag{Name: "mem", Value: "512MB", Usage: "memory for sorting before runs are spilled to disk (`SIZE`: 256MB, 1GB, 64KiB)"},
+			&cli.StringFlag{Name: "mem", Value: "512MB", Usage: "memory for the sort and merge buffers together (`SIZE`: 256MB, 1GB, 64KiB)"},
 			&cli.StringFlag{Name: "max-file-size", Value: "1GiB", Usage: "start a new Type.NNN.ndjson file past this `SIZE`"},
 			tool.MaxLineFlag(),
 			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --dir; $TMPDIR with --dir -)"},
