@@ -2,8 +2,11 @@ package merge
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -275,6 +278,74 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 		if !bytes.Equal(rr.cur.key, e.key) || !bytes.Equal(rr.cur.body, e.body) || rr.cur.lu != e.lu || rr.cur.seq != e.seq {
 			t.Fatalf("decodeEntry(%q) = %+v, read back as %+v", p, e, rr.cur)
+		}
+	})
+}
+
+// TestSpillOversized mixes entries larger than a whole arena (each written as a run of its own, and
+// read back through a run buffer smaller than it) with small ones, and checks the reference.
+func TestSpillOversized(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	times := []time.Time{ts("2024-01-01T00:00:00Z"), ts("2024-01-02T00:00:00Z")}
+	var ins []in
+	for i := range 300 {
+		x := in{slice: rng.IntN(len(times)), key: fmt.Sprintf("Patient/%d", rng.IntN(100))}
+		size := rng.IntN(200)
+		if i%25 == 0 {
+			size = 3 * minArena
+		}
+		x.tag = fmt.Sprintf(`{"n":%d,"pad":%q}`, i, strings.Repeat("y", size))
+		x.lu = fmt.Sprintf("2023-01-%02dT00:00:00Z", 1+rng.IntN(5))
+		ins = append(ins, x)
+	}
+	got, s := runSort(t, times, ins, 1<<10)
+	if s.nextRun < 12 {
+		t.Errorf("1 KiB budget: %d runs, want one per oversized entry at least", s.nextRun)
+	}
+	if diff := cmp.Diff(reference(times, ins), got); diff != "" {
+		t.Errorf("merge with oversized entries differs from the reference (-want +got):\n%s", diff)
+	}
+}
+
+// TestSorterErrors checks that a failing spill (its folder gone) and a failing consumer both end
+// the sort with their error, with the spilling and merging goroutines stopped.
+func TestSorterErrors(t *testing.T) {
+	entries := func(s *sorter) error {
+		for i := range 2000 {
+			e := entry{seq: uint64(i), key: makeKey(nil, "Patient", fmt.Sprint(i%700)), body: []byte(strings.Repeat("z", 100))}
+			if err := s.add(t.Context(), &e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	t.Run("spill", func(t *testing.T) {
+		s := newSorter(newRules([]time.Time{ts("2024-01-01T00:00:00Z")}), 32<<10, filepath.Join(t.TempDir(), "gone"))
+		defer s.close()
+		err := entries(s)
+		if err == nil {
+			err = s.each(t.Context(), func(*entry) error { return nil })
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("sort into a missing folder = %v, want an error wrapping fs.ErrNotExist", err)
+		}
+	})
+	t.Run("consumer", func(t *testing.T) {
+		s := newSorter(newRules([]time.Time{ts("2024-01-01T00:00:00Z")}), 32<<10, t.TempDir())
+		defer s.close()
+		if err := entries(s); err != nil {
+			t.Fatal(err)
+		}
+		stop := errors.New("stop")
+		n := 0
+		err := s.each(t.Context(), func(*entry) error {
+			if n++; n == 10 {
+				return stop
+			}
+			return nil
+		})
+		if !errors.Is(err, stop) || n != 10 {
+			t.Errorf("each after its fn failed at the 10th key = %v after %d calls, want the fn's error after 10", err, n)
 		}
 	})
 }
