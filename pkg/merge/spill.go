@@ -261,16 +261,17 @@ func (s *sorter) writeRun(each func(func([]entry) error) error) error {
 // the delete when none survives — in key order, once all entries were added. fn runs in the
 // caller's goroutine while the next winners are being merged.
 func (s *sorter) each(ctx context.Context, fn func(*entry) error) error {
-	if err := s.wait(); err != nil {
-		return err
-	}
-	s.close()
+	// The last arena is sorted while the spiller may still be writing the one before.
 	mem := s.cur
 	s.cur = nil
 	if mem != nil {
 		mem.types = s.typeNames
 		mem.sort()
 	}
+	if err := s.wait(); err != nil {
+		return err
+	}
+	s.close()
 	// The idle arena's memory becomes the merge's buffers.
 	var pool []byte
 	if len(s.idle) > 0 {
