@@ -558,7 +558,9 @@ const hdrSize = int(unsafe.Sizeof(hdr{}))
 func newArena(size int) *arena {
 	size = max(size, minArena) &^ 7
 	mem := make([]uint64, size/8)
-	return &arena{mem: mem, data: unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(mem))), size)}
+	a := &arena{mem: mem, data: unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(mem))), size)}
+	adviseHugePages(a.data)
+	return a
 }
 
 // hdrs returns the arena's headers as a slice over its end.
