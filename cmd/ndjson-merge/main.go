@@ -38,7 +38,7 @@ Examples:
 			&cli.StringFlag{Name: "dir", Aliases: []string{"d", "out"}, Usage: "write the merged export folder `DIR` (- for NDJSON on stdout, one resource type only)"},
 			tool.OldFlag("dir", "o"),
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "replace --dir if it exists and is not empty (never a source, or a folder holding or inside one)"},
-			&cli.StringFlag{Name: "mem", Value: "512MB", Usage: "memory for sorting before runs are spilled to disk (`SIZE`: 256MB, 1GB, 64KiB)"},
+			&cli.StringFlag{Name: "mem", Value: "512MB", Usage: "memory for the sort and merge buffers together (`SIZE`: 256MB, 1GB, 64KiB)"},
 			&cli.StringFlag{Name: "max-file-size", Value: "1GiB", Usage: "start a new Type.NNN.ndjson file past this `SIZE`"},
 			tool.MaxLineFlag(),
 			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --dir; $TMPDIR with --dir -)"},
@@ -95,9 +95,11 @@ func run(c *cli.Context) error {
 		}
 		o.HasTime = true
 	}
-	// The sort buffers hold no pointers, so a soft limit a little above --mem makes the garbage
-	// collector return memory early instead of letting the heap double (peak RSS ≈ --mem).
-	debug.SetMemoryLimit(o.Mem + o.Mem/4 + 32<<20)
+	// The sort's buffers are --mem in all and hold no pointers, so a soft limit a little above --mem
+	// makes the garbage collector collect the small garbage of parsing early (each cycle scans only
+	// the small pointer-holding heap) instead of letting the heap grow towards double: peak RSS stays
+	// within --mem + 64 MiB.
+	debug.SetMemoryLimit(o.Mem + 32<<20)
 	if st.Terminal() {
 		o.Progress = func(pr merge.Progress) { showProgress(st, pr) }
 		defer st.End() // clear the line before tool.Run prints an error

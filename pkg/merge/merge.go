@@ -120,6 +120,7 @@ func Run(ctx context.Context, o *Options) (*Result, error) {
 	}
 	defer os.RemoveAll(runs)
 	m.sort = newSorter(m.rules, o.Mem, runs)
+	defer m.sort.close() // before the runs are removed
 
 	if err := m.readAll(ctx); err != nil {
 		return nil, err
@@ -251,7 +252,7 @@ func (m *merger) warnOnce(what, msg string) {
 
 func (m *merger) report(phase string, records, bytes int64) {
 	if m.o.Progress != nil {
-		m.o.Progress(Progress{Phase: phase, Records: records, Bytes: bytes, Runs: m.sort.nextRun})
+		m.o.Progress(Progress{Phase: phase, Records: records, Bytes: bytes, Runs: m.sort.runCount()})
 	}
 }
 
@@ -262,12 +263,12 @@ func (m *merger) toStdout(ctx context.Context) (*Result, error) {
 	}
 	w := m.o.Stdout
 	var dels int64
-	err := m.sort.each(ctx, func(g []entry) error {
-		if g[0].kind == kindDelete {
+	err := m.sort.each(ctx, func(e *entry) error {
+		if e.kind == kindDelete {
 			dels++
 			return nil
 		}
-		if _, err := w.Write(g[0].body); err != nil {
+		if _, err := w.Write(e.body); err != nil {
 			return err
 		}
 		if _, err := w.Write(newline); err != nil {
@@ -301,14 +302,14 @@ func (m *merger) severalTypes() error {
 // toFolder writes the merged export folder into the staging folder and renames it into place.
 func (m *merger) toFolder(ctx context.Context, out *outDir, runs string) (*Result, error) {
 	out.maxFile = m.o.MaxFile
-	err := m.sort.each(ctx, func(g []entry) error {
-		typ, id := splitKey(g[0].key)
+	err := m.sort.each(ctx, func(e *entry) error {
+		typ, id := splitKey(e.key)
 		var err error
-		if g[0].kind == kindDelete {
+		if e.kind == kindDelete {
 			err = out.deletion(typ, id)
 			m.res.Deleted++
 		} else {
-			err = out.resource(typ, g[0].body)
+			err = out.resource(typ, e.body)
 			m.res.Written++
 		}
 		if n := m.res.Written + m.res.Deleted; n&0xfff == 0 {

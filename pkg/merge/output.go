@@ -149,14 +149,39 @@ type outFile struct {
 	h hash.Hash
 }
 
-type hashWriter struct {
-	w io.Writer
-	h hash.Hash
+// fileWriter writes an output file, hashing it and starting its writeback every writebackEvery bytes.
+type fileWriter struct {
+	f               *os.File
+	h               hash.Hash
+	written, synced int64
 }
 
-func (hw hashWriter) Write(p []byte) (int, error) {
-	hw.h.Write(p)
-	return hw.w.Write(p)
+// writebackEvery is how many bytes are written to an output file between two starts of writeback.
+const writebackEvery = 8 << 20
+
+// Write hashes a large p in another goroutine while the write(2) copies it, as the two cost about
+// the same; the buffer stays untouched until both are done.
+func (fw *fileWriter) Write(p []byte) (int, error) {
+	var hashed chan struct{}
+	if len(p) >= 64<<10 {
+		hashed = make(chan struct{})
+		go func() {
+			fw.h.Write(p)
+			close(hashed)
+		}()
+	} else {
+		fw.h.Write(p)
+	}
+	n, err := fw.f.Write(p)
+	if hashed != nil {
+		<-hashed
+	}
+	fw.written += int64(n)
+	if fw.written-fw.synced >= writebackEvery {
+		startWriteback(fw.f, fw.synced, fw.written-fw.synced)
+		fw.synced = fw.written
+	}
+	return n, err
 }
 
 // open starts the next file of a type.
@@ -174,7 +199,7 @@ func (d *outDir) open(t exportdir.ItemType, resourceType string) (*outFile, erro
 		return nil, err
 	}
 	of := &outFile{itemType: t, resourceType: resourceType, ordinal: ord, rel: rel, f: f, h: sha256.New()}
-	of.w = bufio.NewWriterSize(hashWriter{f, of.h}, 256<<10)
+	of.w = bufio.NewWriterSize(&fileWriter{f: f, h: of.h}, 1<<20)
 	return of, nil
 }
 

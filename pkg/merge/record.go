@@ -87,110 +87,151 @@ func splitKey(key []byte) (resourceType, id []byte) {
 	return key[:i], key[i+1:]
 }
 
-// Run files hold entries one after another, each as a uvarint length then that many bytes:
+// Run files hold entries one after another, each a fixed header then the key and the body:
 //
-//	flags (1 byte: kind | lastUpdated-present<<1) · uvarint slice · uvarint seq ·
-//	varint lastUpdated seconds · uvarint nanoseconds · uvarint key length · key · body
+//	uint32 key length · uint32 body length · uint32 slice · flags (1 byte: kind | lastUpdated-present<<1)
+//	· 3 zero bytes · uint64 seq · int64 lastUpdated seconds · int32 nanoseconds · 4 zero bytes
 //
-// The length prefix lets a reader skip nothing and trust nothing: a run is only ever read back by
-// the process that wrote it, but a short read still fails loudly instead of yielding half a resource.
-
-const flagLastUpdated = 1 << 1
+// all little-endian. The merge reads the key and the rules' fields straight from the header: it
+// never decodes varints nor parses a line again, and the lengths up front let a reader trust
+// nothing: a run is only ever read back by the process that wrote it, but a short read still fails
+// loudly instead of yielding half a resource.
+const (
+	entryHeader     = 40
+	flagLastUpdated = 1 << 1
+)
 
 // appendEntry appends the run encoding of e to dst.
 func appendEntry(dst []byte, e *entry) []byte {
-	var hdr [1 + 5*binary.MaxVarintLen64]byte
-	h := hdr[:0]
-	flags := byte(e.kind)
-	if e.lu.ok {
-		flags |= flagLastUpdated
-	}
-	h = append(h, flags)
-	h = binary.AppendUvarint(h, uint64(e.slice))
-	h = binary.AppendUvarint(h, e.seq)
-	h = binary.AppendVarint(h, e.lu.sec)
-	h = binary.AppendUvarint(h, uint64(e.lu.nsec))
-	h = binary.AppendUvarint(h, uint64(len(e.key)))
-	n := len(h) + len(e.key) + len(e.body)
-	dst = binary.AppendUvarint(dst, uint64(n))
-	dst = append(dst, h...)
+	var h [entryHeader]byte
+	putHeader(h[:], e.kind, e.slice, e.seq, e.lu, len(e.key), len(e.body))
+	dst = append(dst, h[:]...)
 	dst = append(dst, e.key...)
 	return append(dst, e.body...)
 }
 
+// putHeader writes an entry's fixed header into h (entryHeader bytes).
+func putHeader(h []byte, k kind, slice uint32, seq uint64, lu instant, klen, blen int) {
+	flags := byte(k)
+	if lu.ok {
+		flags |= flagLastUpdated
+	}
+	binary.LittleEndian.PutUint32(h[0:], uint32(klen))
+	binary.LittleEndian.PutUint32(h[4:], uint32(blen))
+	binary.LittleEndian.PutUint32(h[8:], slice)
+	h[12], h[13], h[14], h[15] = flags, 0, 0, 0
+	binary.LittleEndian.PutUint64(h[16:], seq)
+	binary.LittleEndian.PutUint64(h[24:], uint64(lu.sec))
+	binary.LittleEndian.PutUint32(h[32:], uint32(lu.nsec))
+	binary.LittleEndian.PutUint32(h[36:], 0)
+}
+
 var errCorruptRun = errors.New("corrupt run file")
 
-// decodeEntry fills e from one payload (without its length prefix). key and body alias p.
+// entryLen returns the encoded length of the entry whose header starts p, or an error when p is
+// shorter than a header or the header claims more than an entry may hold.
+func entryLen(p []byte) (int, error) {
+	if len(p) < entryHeader {
+		return 0, errCorruptRun
+	}
+	klen := uint64(binary.LittleEndian.Uint32(p[0:]))
+	blen := uint64(binary.LittleEndian.Uint32(p[4:]))
+	if klen+blen > maxEntry || p[12]&^(1|flagLastUpdated) != 0 {
+		return 0, errCorruptRun
+	}
+	return entryHeader + int(klen+blen), nil
+}
+
+// decodeEntry fills e from one encoded entry, which must be all of p. key and body alias p.
 func decodeEntry(p []byte, e *entry) error {
-	if len(p) < 1 {
+	n, err := entryLen(p)
+	if err != nil {
+		return err
+	}
+	if n != len(p) {
 		return errCorruptRun
 	}
-	flags := p[0]
-	p = p[1:]
+	klen := int(binary.LittleEndian.Uint32(p[0:]))
+	flags := p[12]
 	e.kind = kind(flags & 1)
-	e.lu.ok = flags&flagLastUpdated != 0
-	var vals [5]uint64
-	for i := range vals {
-		var n int
-		if i == 2 {
-			var v int64
-			v, n = binary.Varint(p)
-			vals[i] = uint64(v)
-		} else {
-			vals[i], n = binary.Uvarint(p)
-		}
-		if n <= 0 {
-			return errCorruptRun
-		}
-		p = p[n:]
-	}
-	if vals[4] > uint64(len(p)) {
-		return errCorruptRun
-	}
-	e.slice = uint32(vals[0])
-	e.seq = vals[1]
-	e.lu.sec = int64(vals[2])
-	e.lu.nsec = int32(vals[3])
-	e.key = p[:vals[4]]
-	e.body = p[vals[4]:]
+	e.slice = binary.LittleEndian.Uint32(p[8:])
+	e.seq = binary.LittleEndian.Uint64(p[16:])
+	e.lu = instant{sec: int64(binary.LittleEndian.Uint64(p[24:])), nsec: int32(binary.LittleEndian.Uint32(p[32:])),
+		ok: flags&flagLastUpdated != 0}
+	e.key = p[entryHeader : entryHeader+klen : entryHeader+klen]
+	e.body = p[entryHeader+klen:]
 	return nil
 }
 
-// runReader reads back the entries of one run file in order.
+// runReader reads back the entries of one run file in order, through a buffer it is given (so that
+// the merge's buffers come out of the sort's budget). An entry larger than the buffer gets a buffer
+// of its own, bounded by maxEntry.
 type runReader struct {
-	r   io.ByteReader
-	rd  io.Reader
-	buf []byte
-	cur entry
+	r        io.Reader
+	buf      []byte
+	pos, end int
+	eof      bool
+	cur      entry
 }
 
-func newRunReader(r interface {
-	io.Reader
-	io.ByteReader
-}) *runReader {
-	return &runReader{r: r, rd: r}
+func newRunReader(r io.Reader, buf []byte) *runReader {
+	if len(buf) < entryHeader {
+		buf = make([]byte, 4<<10)
+	}
+	return &runReader{r: r, buf: buf}
+}
+
+// fill makes at least n bytes available from rr.pos, moving what is left to the front and growing
+// the buffer when n exceeds it. It returns false at the end of the file with fewer than n bytes.
+func (rr *runReader) fill(n int) (bool, error) {
+	if rr.end-rr.pos >= n {
+		return true, nil
+	}
+	if n > len(rr.buf) {
+		b := make([]byte, n)
+		rr.end = copy(b, rr.buf[rr.pos:rr.end])
+		rr.buf, rr.pos = b, 0
+	} else if rr.pos > 0 {
+		rr.end = copy(rr.buf, rr.buf[rr.pos:rr.end])
+		rr.pos = 0
+	}
+	for rr.end < n && !rr.eof {
+		m, err := rr.r.Read(rr.buf[rr.end:])
+		rr.end += m
+		switch {
+		case errors.Is(err, io.EOF):
+			rr.eof = true
+		case err != nil:
+			return false, fmt.Errorf("reading run: %w", err)
+		}
+	}
+	return rr.end-rr.pos >= n, nil
 }
 
 // next reads the following entry into rr.cur, valid until the next call; io.EOF at the end.
 func (rr *runReader) next() error {
-	n, err := binary.ReadUvarint(rr.r)
+	ok, err := rr.fill(entryHeader)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
+		return err
+	}
+	if !ok {
+		if rr.end == rr.pos {
 			return io.EOF
 		}
-		return fmt.Errorf("reading run: %w", err)
+		return fmt.Errorf("reading run: %w", io.ErrUnexpectedEOF)
 	}
-	if n > uint64(maxEntry) {
-		return errCorruptRun
+	n, err := entryLen(rr.buf[rr.pos:rr.end])
+	if err != nil {
+		return err
 	}
-	if uint64(cap(rr.buf)) < n {
-		rr.buf = make([]byte, n)
+	if ok, err = rr.fill(n); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("reading run: %w", io.ErrUnexpectedEOF)
 	}
-	rr.buf = rr.buf[:n]
-	if _, err := io.ReadFull(rr.rd, rr.buf); err != nil {
-		return fmt.Errorf("reading run: %w", err)
-	}
-	return decodeEntry(rr.buf, &rr.cur)
+	p := rr.buf[rr.pos : rr.pos+n : rr.pos+n]
+	rr.pos += n
+	return decodeEntry(p, &rr.cur)
 }
 
 // maxEntry bounds one encoded entry: a line is at most --max-line (itself capped below 2 GiB).

@@ -2,8 +2,11 @@ package merge
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -46,17 +49,17 @@ func runSort(t *testing.T, times []time.Time, ins []in, mem int64) (map[string]s
 	}
 	got := map[string]string{}
 	var last []byte
-	err := s.each(t.Context(), func(g []entry) error {
-		if last != nil && bytes.Compare(last, g[0].key) >= 0 {
-			t.Errorf("keys out of order: %q then %q", last, g[0].key)
+	err := s.each(t.Context(), func(e *entry) error {
+		if last != nil && bytes.Compare(last, e.key) >= 0 {
+			t.Errorf("keys out of order: %q then %q", last, e.key)
 		}
-		last = bytes.Clone(g[0].key)
-		typ, id := splitKey(g[0].key)
+		last = bytes.Clone(e.key)
+		typ, id := splitKey(e.key)
 		k := string(typ) + "/" + string(id)
-		if g[0].kind == kindDelete {
+		if e.kind == kindDelete {
 			got[k] = "DELETE"
 		} else {
-			got[k] = string(g[0].body)
+			got[k] = string(e.body)
 		}
 		return nil
 	})
@@ -239,7 +242,7 @@ func TestEntryRoundTrip(t *testing.T) {
 	for i := range es {
 		buf = appendEntry(buf, &es[i])
 	}
-	rr := newRunReader(bytes.NewReader(buf))
+	rr := newRunReader(bytes.NewReader(buf), make([]byte, entryHeader+8)) // smaller than the first entry: the reader grows it
 	for i, want := range es {
 		if err := rr.next(); err != nil {
 			t.Fatalf("next() #%d = %v", i, err)
@@ -260,7 +263,7 @@ func TestEntryRoundTrip(t *testing.T) {
 
 func FuzzDecodeEntry(f *testing.F) {
 	e := entry{kind: kindResource, slice: 1, seq: 2, lu: instant{sec: 3, ok: true}, key: []byte("A\x00b"), body: []byte("{}")}
-	f.Add(appendEntry(nil, &e)[1:])
+	f.Add(appendEntry(nil, &e))
 	f.Add([]byte{})
 	f.Add([]byte{3, 0xff})
 	f.Fuzz(func(t *testing.T, p []byte) {
@@ -269,12 +272,80 @@ func FuzzDecodeEntry(f *testing.F) {
 			return
 		}
 		e.kind &= 1
-		rr := newRunReader(bytes.NewReader(appendEntry(nil, &e)))
+		rr := newRunReader(bytes.NewReader(appendEntry(nil, &e)), nil)
 		if err := rr.next(); err != nil {
 			t.Fatalf("decodeEntry(%q) gave %+v, which does not read back: %v", p, e, err)
 		}
 		if !bytes.Equal(rr.cur.key, e.key) || !bytes.Equal(rr.cur.body, e.body) || rr.cur.lu != e.lu || rr.cur.seq != e.seq {
 			t.Fatalf("decodeEntry(%q) = %+v, read back as %+v", p, e, rr.cur)
+		}
+	})
+}
+
+// TestSpillOversized mixes entries larger than a whole arena (each written as a run of its own, and
+// read back through a run buffer smaller than it) with small ones, and checks the reference.
+func TestSpillOversized(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	times := []time.Time{ts("2024-01-01T00:00:00Z"), ts("2024-01-02T00:00:00Z")}
+	var ins []in
+	for i := range 300 {
+		x := in{slice: rng.IntN(len(times)), key: fmt.Sprintf("Patient/%d", rng.IntN(100))}
+		size := rng.IntN(200)
+		if i%25 == 0 {
+			size = 3 * minArena
+		}
+		x.tag = fmt.Sprintf(`{"n":%d,"pad":%q}`, i, strings.Repeat("y", size))
+		x.lu = fmt.Sprintf("2023-01-%02dT00:00:00Z", 1+rng.IntN(5))
+		ins = append(ins, x)
+	}
+	got, s := runSort(t, times, ins, 1<<10)
+	if s.nextRun < 12 {
+		t.Errorf("1 KiB budget: %d runs, want one per oversized entry at least", s.nextRun)
+	}
+	if diff := cmp.Diff(reference(times, ins), got); diff != "" {
+		t.Errorf("merge with oversized entries differs from the reference (-want +got):\n%s", diff)
+	}
+}
+
+// TestSorterErrors checks that a failing spill (its folder gone) and a failing consumer both end
+// the sort with their error, with the spilling and merging goroutines stopped.
+func TestSorterErrors(t *testing.T) {
+	entries := func(s *sorter) error {
+		for i := range 2000 {
+			e := entry{seq: uint64(i), key: makeKey(nil, "Patient", fmt.Sprint(i%700)), body: []byte(strings.Repeat("z", 100))}
+			if err := s.add(t.Context(), &e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	t.Run("spill", func(t *testing.T) {
+		s := newSorter(newRules([]time.Time{ts("2024-01-01T00:00:00Z")}), 32<<10, filepath.Join(t.TempDir(), "gone"))
+		defer s.close()
+		err := entries(s)
+		if err == nil {
+			err = s.each(t.Context(), func(*entry) error { return nil })
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("sort into a missing folder = %v, want an error wrapping fs.ErrNotExist", err)
+		}
+	})
+	t.Run("consumer", func(t *testing.T) {
+		s := newSorter(newRules([]time.Time{ts("2024-01-01T00:00:00Z")}), 32<<10, t.TempDir())
+		defer s.close()
+		if err := entries(s); err != nil {
+			t.Fatal(err)
+		}
+		stop := errors.New("stop")
+		n := 0
+		err := s.each(t.Context(), func(*entry) error {
+			if n++; n == 10 {
+				return stop
+			}
+			return nil
+		})
+		if !errors.Is(err, stop) || n != 10 {
+			t.Errorf("each after its fn failed at the 10th key = %v after %d calls, want the fn's error after 10", err, n)
 		}
 	})
 }
