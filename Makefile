@@ -35,14 +35,12 @@ lint:
 	@if command -v staticcheck >/dev/null; then staticcheck -tags failpoint ./...; else echo "staticcheck not installed (.ci/run installs the pinned version); skipped"; fi
 	$(MAKE) man
 
-# Functions outside tests above cyclomatic complexity 25 (issue 13's limit), with gocyclo pinned.
-# A report only, not yet a gate: the tree does not pass it, so CI does not run it.
+# No function outside tests above cyclomatic complexity 25, with gocyclo pinned; CI runs it.
 GOCYCLO := github.com/fzipp/gocyclo/cmd/gocyclo@v0.6.0
 cyclo:
 	@mkdir -p $(BIN)
 	@GOBIN=$(CURDIR)/$(BIN) $(GO) install $(GOCYCLO)
-	@# gocyclo exits 1 when it lists a function: that is the report, not a failure.
-	@$(BIN)/gocyclo -over 25 $$(git ls-files '*.go' | grep -v '_test\.go$$'); [ $$? -le 1 ]
+	@$(BIN)/gocyclo -over 25 $$(git ls-files '*.go' | grep -v '_test\.go$$') && echo "cyclomatic complexity: ok"
 
 # Man pages are hand-written man(7); groff lints them (warnings are errors).
 man:
