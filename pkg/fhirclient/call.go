@@ -51,7 +51,8 @@ type try struct {
 type failure struct {
 	err    error          // as the caller sees it: a *StatusError, a transport error after "GET url:", the consumer's error
 	cause  error          // what a *GiveUpError wraps: err without the request in front
-	reason string         // cause's text, for RetryEvent and GiveUpError
+	reason string         // for RetryEvent: the status line, or the cause's text
+	detail string         // for GiveUpError: the status with the server's explanation, when it gave one
 	resp   *http.Response // a retryable answer not yet made a *StatusError (body unread)
 	wait   time.Duration  // Retry-After, when hasRA
 	hasRA  bool
@@ -210,7 +211,7 @@ func (k *call) answer(ctx context.Context, tr *try, resp *http.Response) (*http.
 	ra, hasRA := RetryAfter(resp.Header, k.c.now())
 	switch {
 	case retryStatus(k.req.Route, status, hasRA):
-		return nil, &failure{resp: resp, reason: resp.Status, wait: ra, hasRA: hasRA, busy: busy(status, hasRA)}, nil
+		return nil, &failure{resp: resp, reason: statusLine(status, resp.Status), wait: ra, hasRA: hasRA, busy: busy(status, hasRA)}, nil
 	case status < 400 || k.raw:
 		return resp, nil, nil
 	}
@@ -287,7 +288,9 @@ func (k *call) report(tr *try, f *failure) {
 		return
 	}
 	se := k.statusError(tr, f.resp)
-	f.err, f.cause, f.reason, f.resp = se, se, se.detail(), nil
+	// The retry line keeps to the status line, as it always has; the server's explanation is in
+	// f.err for callers and in the give-up error.
+	f.err, f.cause, f.detail, f.resp = se, se, se.detail(), nil
 }
 
 // giveUp ends a call whose attempts or budget ran out on failure f: a *GiveUpError, or for raw
@@ -300,7 +303,7 @@ func (k *call) giveUp(tr *try, f *failure, note string) (*http.Response, error) 
 	if k.req.Progress != nil {
 		note = " in a row without progress" + note
 	}
-	err := &GiveUpError{method: k.method, url: tr.shown, attempts: k.attempt(), note: note, detail: f.reason, err: f.cause}
+	err := &GiveUpError{method: k.method, url: tr.shown, attempts: k.attempt(), note: note, detail: cmp.Or(f.detail, f.reason), err: f.cause}
 	k.settle(f.err)
 	return nil, err
 }
