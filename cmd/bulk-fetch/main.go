@@ -73,7 +73,7 @@ func fetchFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"},
 			Usage: "copy this export's events from the export log `FILE` of bulk-kickoff and bulk-poll into DIR/log.ndjson"},
 		tool.MaxLineFlag(),
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress; print only errors and warnings on stderr"},
+		tool.QuietFlag(),
 	}
 }
 

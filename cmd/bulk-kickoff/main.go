@@ -48,7 +48,7 @@ func newApp(d tool.Deps) *cli.App {
 
 func kickoffFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the status URL to `FILE` (atomically) instead of stdout"},
+		tool.OutputFlag("the status URL"),
 		&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "resource `TYPE`s to export (repeatable; comma lists ok)"},
 		&cli.BoolFlag{Name: "allow-unknown-types", Usage: "send --type and --type-filter types that FHIR R4 and R5 do not define (custom types)"},
 		&cli.StringFlag{Name: "since", Usage: "only resources changed after `TIME` (a FHIR date or dateTime; sent as an instant)"},
@@ -64,7 +64,7 @@ func kickoffFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "post", Usage: "POST a FHIR Parameters body instead of a GET"},
 		&cli.DurationFlag{Name: "wait", Value: time.Hour, Usage: "keep retrying 429 (another export running) and 503 for up to `DURATION`"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append the kickoff event to the export log `FILE` (log.ndjson format)"},
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors and warnings on stderr"},
+		tool.QuietFlag(),
 	}
 }
 

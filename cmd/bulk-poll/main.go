@@ -47,14 +47,14 @@ func newApp(d tool.Deps) *cli.App {
 
 func pollFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `FILE` (atomically, when complete) instead of stdout"},
+		tool.OutputFlag("the manifest, when complete,"),
 		&cli.BoolFlag{Name: "merge", Usage: "print one merged manifest at the end instead of each page as it arrives"},
 		&cli.BoolFlag{Name: "cancel", Usage: "DELETE the export on the server instead of polling (202 or 404 both succeed)"},
 		&cli.DurationFlag{Name: "max-wait", Value: bulk.DefaultMaxWait, Usage: "longest single wait between polls and retries, whatever Retry-After says (`DURATION`)"},
 		&cli.DurationFlag{Name: "timeout", Value: bulk.DefaultTimeout, Usage: "give up when the export is not complete after `DURATION`"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append status events to the export log `FILE` (log.ndjson format)"},
 		&cli.BoolFlag{Name: "log-progress", Usage: "also log a status_progress event for every 202"},
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors and warnings on stderr"},
+		tool.QuietFlag(),
 	}
 }
 

@@ -60,7 +60,7 @@ Examples:
 			tool.MaxLineFlag(),
 			&cli.StringFlag{Name: "memory-limit", EnvVars: []string{"BULK_MEMORY_LIMIT"}, Usage: "keep the database's memory within `SIZE` (such as 512MiB), spilling the rest to disk (default: the smaller of 2GiB and a quarter of RAM)"},
 			&cli.PathFlag{Name: "temp-dir", Usage: "spill to a folder in `DIR` (default: beside the database); it is removed afterwards"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary on stderr (warnings still shown)"},
+			tool.QuietFlag(),
 			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
 		}, tool.ServerFlags()),
 		Action: run,

@@ -80,7 +80,7 @@ func inlineFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "strict", Usage: "exit 1 when an attachment failed (the others are still inlined)"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append download_complete and download_error events to the export log `FILE`"},
 		tool.MaxLineFlag(),
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only failures and errors on stderr"},
+		tool.QuietFlag(),
 	}
 }
 

@@ -44,7 +44,7 @@ Examples:
 			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --dir; $TMPDIR with --dir -)"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `ID` of sources without a log (default: none, a system or Patient-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "transactionTime of sources without a log (`TIME`: a date, or an RFC 3339 time with a zone)"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary on stderr (warnings still shown)"},
+			tool.QuietFlag(),
 		},
 		Action: run,
 	}

@@ -63,3 +63,15 @@ func Flags(lists ...[]cli.Flag) []cli.Flag {
 	}
 	return all
 }
+
+// QuietFlag is --quiet, one meaning in every tool (Status): no progress and no summary lines;
+// warnings and errors are still printed.
+func QuietFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary on stderr (warnings and errors still shown)"}
+}
+
+// OutputFlag is -o/--output for a tool whose result is one file: written atomically, stdout when
+// absent. what says what the file holds ("the status URL").
+func OutputFlag(what string) cli.Flag {
+	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write " + what + " to `FILE` (atomically) instead of stdout"}
+}
