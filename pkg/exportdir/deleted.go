@@ -24,15 +24,9 @@ func Deletions(bundleLine []byte) []Deletion {
 		if r.Method != "DELETE" {
 			continue
 		}
-		if t, id, ok := strings.Cut(r.URL, "/"); ok && isTypeName(t) && isID(id) {
+		if t, id, ok := strings.Cut(r.URL, "/"); ok && isTypeName(t) && fhirjson.ServerID(id) {
 			ds = append(ds, Deletion{t, id})
 		}
 	}
 	return ds
-}
-
-// isID accepts FHIR ids leniently (servers exceed the 64-character limit) but nothing that would
-// make "Type/id" a path, query or fragment.
-func isID(s string) bool {
-	return s != "" && !strings.ContainsAny(s, "/?#%:& \t\r\n")
 }

@@ -3,6 +3,7 @@ package exportdir
 import (
 	"testing"
 
+	"github.com/bulkpipe/bulkpipe/pkg/fhirjson"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -56,7 +57,7 @@ func FuzzDeletions(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/1/x"}},{"request":null}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, d := range Deletions(b) {
-			if !isTypeName(d.ResourceType) || !isID(d.ID) {
+			if !isTypeName(d.ResourceType) || !fhirjson.ServerID(d.ID) {
 				t.Fatalf("Deletions(%q) = %+v: not a Type/id", b, d)
 			}
 		}

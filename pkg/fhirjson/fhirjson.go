@@ -6,6 +6,9 @@ package fhirjson
 import (
 	"bytes"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -62,6 +65,27 @@ func skipSpace(b []byte, i int) int {
 func ID(res []byte) string {
 	return str(gjson.GetBytes(res, "id"))
 }
+
+// ServerID reports whether s can be a resource id as real servers send them, which is wider
+// than FHIR's [A-Za-z0-9\-\.]{1,64}: Epic's ids run past 64 characters and some servers use
+// non-ASCII letters, and dropping such a resource would lose data. It refuses what would make
+// "Type/id" a different path, query or fragment, or no text: "/", "?", "#", "%" (an id is read
+// decoded), control characters, spaces and invalid UTF-8, and anything over MaxIDLength.
+func ServerID(s string) bool {
+	if s == "" || len(s) > MaxIDLength || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || unicode.IsControl(r) || unicode.IsSpace(r) || strings.ContainsRune("/?#%", r) {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxIDLength bounds ServerID: sixteen times FHIR's limit, far above any server seen (Epic's
+// ids are about 100 characters), yet short enough that a runaway value is not taken for an id.
+const MaxIDLength = 1024
 
 // Key returns "Type/id", the identity duplicates collapse on (DESIGN.md §6, §7), or "" when either
 // part is missing, so a resource without an id is never taken for another one.

@@ -2,8 +2,10 @@ package fhirjson
 
 import (
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/tidwall/gjson"
@@ -160,6 +162,54 @@ func FuzzAttachments(f *testing.F) {
 					t.Fatalf("Attachments(%q): %s = %s, slice = %s", res, a.Path, raw, res[a.Start:a.End])
 				}
 			}
+		}
+	})
+}
+
+func TestServerID(t *testing.T) {
+	long := strings.Repeat("a", MaxIDLength)
+	for _, tt := range []struct {
+		id   string
+		want bool
+	}{
+		{"123", true},
+		{"A-b.9", true},
+		{"eWz7" + strings.Repeat("Qx3v9LmP0a", 11), true}, // Epic: over FHIR's 64 characters
+		{"pâtiënt-日本-e\u0301", true},
+		{"a:b&c", true},
+		{long, true},
+		{long + "a", false},
+		{"", false},
+		{"a/b", false},
+		{"a?b", false},
+		{"a#b", false},
+		{"a%2F", false},
+		{"a b", false},
+		{"a\x00", false},
+		{"a\u0085", false}, // NEL: a control character and a line end to some readers
+		{"a\u2028", false}, // LINE SEPARATOR
+		{"a\xff", false},
+	} {
+		if got := ServerID(tt.id); got != tt.want {
+			t.Errorf("ServerID(%q) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+}
+
+// FuzzServerID: an accepted id is UTF-8 text that stays one path segment, whatever the bytes.
+func FuzzServerID(f *testing.F) {
+	for _, s := range []string{"123", "a/b", "pâtiënt", "a\x00", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if !ServerID(id) {
+			return
+		}
+		if !utf8.ValidString(id) || strings.ContainsAny(id, "/?#% \t\r\n") || len(id) > MaxIDLength {
+			t.Errorf("ServerID(%q) = true", id)
+		}
+		if u, err := url.Parse("Medication/" + url.PathEscape(id)); err != nil || u.Path != "Medication/"+id {
+			t.Errorf("ServerID(%q) = true, but it does not round-trip as a path segment: %v %v", id, u, err)
 		}
 	})
 }

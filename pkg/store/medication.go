@@ -41,25 +41,10 @@ func MedicationID(ref string) string {
 		segs = segs[:n-2]
 	}
 	n := len(segs)
-	if n < 2 || segs[n-2] != "Medication" || !isFHIRID(segs[n-1]) {
+	if n < 2 || segs[n-2] != "Medication" || !fhirjson.ServerID(segs[n-1]) {
 		return ""
 	}
 	return segs[n-1]
-}
-
-// isFHIRID reports a FHIR id ([A-Za-z0-9\-\.]{1,64}): a reference whose decoded path ends in
-// anything else (a NUL, a space) names no resource we could download.
-func isFHIRID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func (st *Stats) noteMedication(rec record) {
