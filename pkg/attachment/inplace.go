@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -208,7 +209,7 @@ func resolve(dir, path string) (file, error) {
 }
 
 // rewrite rewrites the files of one folder. An export folder (one with .bulkpipe/) is locked
-// against bulk-fetch and other ndjson-inline runs, and its state.json follows each rewrite.
+// against bulk-fetch and other ndjson-inline runs, and its state (journal) follows each rewrite.
 func (g *folder) rewrite(ctx context.Context, o *InPlaceOptions) (Stats, error) {
 	var total Stats
 	fr := &folderRewrite{o: o, dir: g.dir}
@@ -218,16 +219,28 @@ func (g *folder) rewrite(ctx context.Context, o *InPlaceOptions) (Stats, error) 
 			return total, err
 		}
 		defer unlock()
-		if fr.state, err = exportdir.ReadState(g.dir); err != nil {
+		// A journal, as bulk-fetch keeps: recording a rewritten file appends its line rather than
+		// rewriting state.json, which for 50,000 files would write O(n²) bytes.
+		if fr.journal, err = exportdir.OpenStateJournal(g.dir); err != nil {
 			return total, err
 		}
 		g.removeStale()
 	}
+	total, err := fr.all(ctx, g.files)
+	if fr.journal != nil {
+		err = errors.Join(err, fr.journal.Close())
+	}
+	return total, err
+}
+
+// all rewrites files in order, stopping at the first error.
+func (fr *folderRewrite) all(ctx context.Context, files []file) (Stats, error) {
+	var total Stats
 	var err error
-	if fr.in, fr.canFetch, err = o.Inliner(g.dir); err != nil {
+	if fr.in, fr.canFetch, err = fr.o.Inliner(fr.dir); err != nil {
 		return total, err
 	}
-	for _, f := range g.files {
+	for _, f := range files {
 		st, err := fr.file(ctx, f)
 		total.Add(st)
 		if err != nil {
@@ -255,7 +268,7 @@ type folderRewrite struct {
 	dir      string
 	in       *Inliner
 	canFetch bool
-	state    *exportdir.State
+	journal  *exportdir.StateJournal
 }
 
 // file rewrites one file and records it in the folder's state.
@@ -303,10 +316,10 @@ func (fr *folderRewrite) needsWork(ctx context.Context, path string) (bool, erro
 
 // record updates the file's entry in the folder's state.json, when it has one.
 func (fr *folderRewrite) record(f file, rw *Rewrite) error {
-	if fr.state == nil {
+	if fr.journal == nil {
 		return nil
 	}
-	fs, ok := fr.state.File(f.rel)
+	fs, ok := fr.journal.File(f.rel)
 	if !ok {
 		return nil
 	}
@@ -315,8 +328,7 @@ func (fr *folderRewrite) record(f file, rw *Rewrite) error {
 		return err
 	}
 	if updated != fs {
-		fr.state.Put(updated)
-		if err := exportdir.WriteState(fr.dir, fr.state); err != nil {
+		if err := fr.journal.Put(updated); err != nil {
 			return err
 		}
 		failpoint.Hit(FailAfterState)

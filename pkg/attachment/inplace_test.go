@@ -4,9 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -130,5 +133,61 @@ func TestInPlaceRecordsRenamedFile(t *testing.T) {
 		if fs, _ := state.File("DocumentReference.000.ndjson"); fs.Inlined != tt.recorded || fs.Size == int64(len(tt.content)) != tt.recorded {
 			t.Errorf("InPlace(%q): state entry = %+v, want recorded %v", tt.content, fs, tt.recorded)
 		}
+	}
+}
+
+// TestInPlaceStateCostPerFile: recording the rewrites of many files appends to the folder's
+// journal; state.json is rewritten a logarithmic number of times (compactions), not once per
+// file, which over 50,000 files wrote O(n²) bytes.
+func TestInPlaceStateCostPerFile(t *testing.T) {
+	srv := newServer(t, fhirtest.Options{Patients: 1})
+	const n = 300
+	files := map[string]string{}
+	for i := range n {
+		files[fmt.Sprintf("DocumentReference.%03d.ndjson", i)] = docRef(strconv.Itoa(i), `{"contentType":"text/plain","url":"Binary/hello-world"}`) + "\n"
+	}
+	dir := exportFolder(t, files)
+	statePath := filepath.Join(dir, exportdir.MetaDir, "state.json")
+	last, err := os.Stat(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrites := 0
+	o := &InPlaceOptions{
+		Paths: []string{dir},
+		Inliner: func(string) (*Inliner, bool, error) {
+			in, _ := newInliner(t, newClient(t, srv.URL(), nil), nil)
+			return in, true, nil
+		},
+		OnFile: func(string, Stats, bool) {
+			// atomicfile renames a new file into place: a rewrite is a new inode.
+			if fi, err := os.Stat(statePath); err == nil && !os.SameFile(fi, last) {
+				rewrites++
+				last = fi
+			}
+		},
+	}
+	st, err := InPlace(t.Context(), o)
+	if err != nil || st.Inlined != n {
+		t.Fatalf("InPlace = %+v, %v; want %d attachments inlined", st, err, n)
+	}
+	if limit := 2 * bits.Len(n); rewrites > limit {
+		t.Errorf("state.json rewritten %d times while recording %d files, want at most %d", rewrites, n, limit)
+	}
+	state, err := exportdir.ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inlined := 0
+	for _, fs := range state.Files {
+		if fs.Inlined {
+			inlined++
+		}
+	}
+	if inlined != n {
+		t.Errorf("state.json after the run records %d files inlined, want %d", inlined, n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, exportdir.MetaDir, "state.journal")); !os.IsNotExist(err) {
+		t.Errorf("state.journal after the run: %v, want it folded into state.json", err)
 	}
 }
