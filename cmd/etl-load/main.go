@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+	"github.com/bulkpipe/bulkpipe/pkg/lake"
 	"github.com/bulkpipe/bulkpipe/pkg/load"
 	"github.com/bulkpipe/bulkpipe/pkg/resourcetype"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
@@ -43,6 +44,7 @@ Examples:
    etl-load --memory-limit 512MiB --temp-dir /scratch export/
                                             a small machine: spill to a roomy disk
    etl-load --format ndjson --dir cumulus-out/ export/
+   etl-load --lake lake/ export/            append to a Parquet lake (--print-ddl duckdb: its views)
    etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
                                             also download missing Medications, inline notes`,
 		HideHelpCommand: true,
@@ -62,7 +64,7 @@ Examples:
 			&cli.PathFlag{Name: "temp-dir", Usage: "spill to a folder in `DIR` (default: beside the database); it is removed afterwards"},
 			tool.QuietFlag(),
 			&cli.BoolFlag{Name: "summary", Usage: "after loading, print each table's row count and the complete and incomplete encounters on stdout (TAB-separated)"},
-		}, tool.ServerFlags()),
+		}, lakeFlags(), tool.ServerFlags()),
 		Action: run,
 	}
 }
@@ -72,12 +74,21 @@ type config struct {
 	db, format, out string
 	memoryLimit     int64
 	tempDir         string
+	lake            *lake.Lake // --lake
+	ddl             string     // --print-ddl
 	status          *tool.Status
 	opts            load.Options
 }
 
 func run(c *cli.Context) error {
+	if err := lakeUsage(c); err != nil {
+		return err
+	}
 	cfg, err := parseConfig(c)
+	if err != nil {
+		return err
+	}
+	printOnly, err := lakeConfig(c, cfg)
 	if err != nil {
 		return err
 	}
@@ -103,15 +114,22 @@ func run(c *cli.Context) error {
 	p := &progress{status: cfg.status}
 	o.Start, o.Progress, o.Done = p.start, p.update, p.done
 	start := time.Now()
-	res, err := load.Run(c.Context, o)
+	var res *load.Result
+	if cfg.lake != nil {
+		res, err = lakeRun(c, cfg, printOnly)
+	} else {
+		res, err = load.Run(c.Context, o)
+	}
 	if _, ok := errors.AsType[*load.OptionsError](err); ok {
 		return tool.UsageErrorf("%v", err)
 	}
-	if err != nil {
+	if err != nil || printOnly {
 		return err
 	}
 	into := cfg.db
-	if cfg.format != "duckdb" {
+	if cfg.lake != nil {
+		into = "the lake " + cfg.lake.Root()
+	} else if cfg.format != "duckdb" {
 		into = fmt.Sprintf("%s, a %s snapshot in %s", cfg.db, cfg.format, cfg.out)
 	}
 	if took := time.Since(start).Round(time.Millisecond); res.Folders > 0 {
@@ -149,7 +167,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		if cfg.out != "" {
 			return nil, tool.UsageErrorf("--dir needs --format parquet or ndjson")
 		}
-		if len(o.Dirs) == 0 {
+		if len(o.Dirs) == 0 && (c.String("lake") == "" || c.String("print-ddl") == "") {
 			return nil, tool.UsageErrorf("no export folder given (usage: etl-load DIR...)")
 		}
 	case "parquet", "ndjson":

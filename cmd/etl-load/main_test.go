@@ -3,6 +3,7 @@ package main
 import (
 	"compress/gzip"
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 func TestScript(t *testing.T) {
 	p := fhirscript.ScriptParams("testdata/script", *update) // .fhirserver/ starts a test server
 	for name, cmd := range map[string]func(*testscript.TestScript, bool, []string){
-		"exits": exits, "dbq": dbq, "dbdump": dbdump, "gz": gz, "chop": chop} {
+		"exits": exits, "dbq": dbq, "lakeq": lakeq, "dbdump": dbdump, "gz": gz, "chop": chop} {
 		p.Cmds[name] = cmd
 	}
 	testscript.Run(t, p)
@@ -72,9 +73,14 @@ func openDB(ts *testscript.TestScript, path string) *duckdb.DB {
 	return d
 }
 
-func printRows(ts *testscript.TestScript, d *duckdb.DB, q string) {
+// querier is a connection or a database.
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func printRows(ts *testscript.TestScript, d querier, q string) {
 	out := ts.Stdout() // even when no row is printed: clears the previous command's stdout
-	rows, err := d.Conn().QueryContext(context.Background(), q)
+	rows, err := d.QueryContext(context.Background(), q)
 	if err != nil {
 		ts.Fatalf("%s: %v", q, err)
 	}
@@ -116,7 +122,24 @@ func dbq(ts *testscript.TestScript, neg bool, args []string) {
 	d := openDB(ts, args[0])
 	defer d.Close()
 	// DuckDB resolves paths against the test's directory, not $WORK: queries say $WORK.
-	printRows(ts, d, strings.ReplaceAll(args[1], "$WORK", ts.Getenv("WORK")))
+	printRows(ts, d.Conn(), strings.ReplaceAll(args[1], "$WORK", ts.Getenv("WORK")))
+}
+
+// lakeq runs the DDL in a file (etl-load --print-ddl's) in a new in-memory DuckDB, as an analyst's
+// own DuckDB would, and prints the rows of a query.
+func lakeq(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: lakeq DDLFILE SQL")
+	}
+	d, err := sql.Open("duckdb", "")
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	defer d.Close()
+	if _, err := d.ExecContext(context.Background(), ts.ReadFile(args[0])); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
+	}
+	printRows(ts, d, args[1])
 }
 
 func dbdump(ts *testscript.TestScript, neg bool, args []string) {
@@ -149,7 +172,7 @@ func dbdump(ts *testscript.TestScript, neg bool, args []string) {
 			cols += " REPLACE (resource::VARCHAR AS resource)" // the bytes, not a decoded map
 		}
 		fmt.Fprintf(ts.Stdout(), "== %s\n", tb)
-		printRows(ts, d, `SELECT `+cols+` FROM "`+tb+`" ORDER BY ALL`)
+		printRows(ts, d.Conn(), `SELECT `+cols+` FROM "`+tb+`" ORDER BY ALL`)
 	}
 }
 

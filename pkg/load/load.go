@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+	"github.com/bulkpipe/bulkpipe/pkg/lake"
 	"github.com/bulkpipe/bulkpipe/pkg/ndjson"
 	"github.com/bulkpipe/bulkpipe/pkg/store"
 	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
@@ -38,6 +39,13 @@ type Options struct {
 	// are inlined on the way in (the files are not changed). Like Open it is called once every
 	// folder is checked, so that a folder's error comes before a client's.
 	FHIR func() (*fhirclient.Client, error)
+
+	// Lake, when set, receives each folder as one append-only load instead of a database:
+	// OpenStaging opens the database a folder is staged in (at path, removed afterwards), and
+	// Committed hears of each load once it is visible. Open, Format and Summary are not used.
+	Lake        *lake.Lake
+	OpenStaging func(ctx context.Context, path string) (*duckdb.DB, error)
+	Committed   func(dir string, c *lake.Commit)
 
 	// Summary, when set, receives every table's row count after the load (the snapshot
 	// written), and then every group's incomplete encounters are explained, not only the
@@ -99,6 +107,9 @@ func Run(ctx context.Context, o *Options) (*Result, error) {
 		if rem, err = newRemote(o); err != nil {
 			return nil, err
 		}
+	}
+	if o.Lake != nil {
+		return o.runLake(ctx, srcs, rem)
 	}
 	db, err := o.Open(ctx)
 	if err != nil {

@@ -54,6 +54,13 @@ var schema = []string{
 		source_file VARCHAR,
 		PRIMARY KEY (table_name, id, export_group, export_time))`,
 	createTable("encounter"),
+	CompletionViews[0], CompletionViews[1], CompletionViews[2],
+}
+
+// CompletionViews are the views of the completion rule over etl__completion,
+// etl__completion_encounters and encounter, in creation order. The lake's DuckDB views create
+// them over its own relations of those names, so the rule has one text.
+var CompletionViews = []string{
 	encounterCompletionView,
 	`CREATE OR REPLACE VIEW complete_encounter AS
 	SELECT e.* FROM encounter AS e

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/bulkpipe/bulkpipe/pkg/lake"
+	"github.com/bulkpipe/bulkpipe/pkg/load"
+	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
+	"github.com/bulkpipe/bulkpipe/pkg/tool"
+)
+
+// lakeFlags are the flags of the Parquet lake.
+func lakeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "lake", Usage: "append each folder to the Parquet lake in `DIR` (created if missing) instead of a database"},
+		&cli.StringFlag{Name: "print-ddl", Usage: "print the SQL that defines the lake's tables as views, for `ENGINE`: duckdb (with --lake)"},
+	}
+}
+
+// lakeUsage checks the lake flags against each other and the database's, before anything else.
+func lakeUsage(c *cli.Context) error {
+	root, engine := c.String("lake"), c.String("print-ddl")
+	if root == "" {
+		if engine != "" {
+			return tool.UsageErrorf("--print-ddl needs --lake DIR")
+		}
+		return nil
+	}
+	if c.IsSet("format") || c.IsSet("dir") || c.IsSet("summary") {
+		return tool.UsageErrorf("--lake writes the lake only: --format, --dir and --summary are for a database")
+	}
+	switch engine {
+	case "", "duckdb":
+		return nil
+	default:
+		return tool.UsageErrorf("--print-ddl %q: want duckdb", engine)
+	}
+}
+
+// lakeConfig sets o up for --lake, and reports whether the command only prints the DDL.
+func lakeConfig(c *cli.Context, cfg *config) (printOnly bool, err error) {
+	root, engine := c.String("lake"), c.String("print-ddl")
+	if root == "" {
+		return false, nil
+	}
+	l, err := lake.Open(root)
+	if err != nil {
+		if _, ok := err.(*lake.UnsupportedError); ok {
+			return false, tool.UsageErrorf("--lake %v", err)
+		}
+		return false, err
+	}
+	o := &cfg.opts
+	o.Lake = l
+	o.OpenStaging = func(ctx context.Context, path string) (*duckdb.DB, error) {
+		return duckdb.OpenWith(ctx, path, duckdb.Options{MemoryLimit: cfg.memoryLimit, TempDir: cfg.tempDir})
+	}
+	o.Committed = func(dir string, cm *lake.Commit) {
+		cfg.status.Print("%s: committed as load %d (%s) of %s", dir, cm.Seq, cm.Load, l.Root())
+	}
+	cfg.lake = l
+	cfg.ddl = engine
+	return engine != "" && len(o.Dirs) == 0, nil
+}
+
+// printDDL prints the lake's DDL for cfg.ddl, one statement a line group, each ended by ";".
+func printDDL(c *cli.Context, cfg *config) error {
+	stmts, err := cfg.lake.DuckDB()
+	if err != nil {
+		return fmt.Errorf("read the lake %s: %w", cfg.lake.Root(), err)
+	}
+	_, err = fmt.Fprintln(c.App.Writer, strings.Join(stmts, ";\n")+";")
+	return err
+}
+
+// lakeRun is run's path for --lake.
+func lakeRun(c *cli.Context, cfg *config, printOnly bool) (*load.Result, error) {
+	if printOnly {
+		return nil, printDDL(c, cfg)
+	}
+	res, err := load.Run(c.Context, &cfg.opts)
+	if err != nil || cfg.ddl == "" {
+		return res, err
+	}
+	return res, printDDL(c, cfg)
+}

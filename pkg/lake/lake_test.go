@@ -1,0 +1,188 @@
+package lake
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2" // database/sql driver "duckdb", for the reader
+
+	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
+)
+
+// staging opens a database with etl-load's schema and one patient row per id.
+func staging(t *testing.T, ids ...string) *duckdb.DB {
+	t.Helper()
+	db, err := duckdb.Open(t.Context(), filepath.Join(t.TempDir(), "staging.duckdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx := t.Context()
+	if _, err := db.Conn().ExecContext(ctx, `CREATE TABLE patient (id VARCHAR, resource JSON, export_group VARCHAR, export_time TIMESTAMPTZ, source_file VARCHAR)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := db.Conn().ExecContext(ctx, `INSERT INTO patient VALUES ($1, $2, 'g', TIMESTAMPTZ '2024-05-01 00:00:00+00', 'Patient.000.ndjson')`,
+			id, `{"resourceType":"Patient","id":"`+id+`"}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
+}
+
+// viewIDs runs the lake's DuckDB views in a new in-memory database and returns the ids of a view.
+func viewIDs(t *testing.T, l *Lake, view string) []string {
+	t.Helper()
+	stmts, err := l.DuckDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A reader of its own, as an analyst's: DuckDB alone, not etl-load's schema.
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), strings.Join(stmts, ";\n")); err != nil {
+		t.Fatalf("the lake's DDL: %v", err)
+	}
+	rows, err := db.QueryContext(t.Context(), `SELECT id FROM "`+view+`" ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// TestColumnsMatchSchema: the lake's columns of each bookkeeping table and of a resource table
+// are those of etl-load's DuckDB schema, names and types in order.
+func TestColumnsMatchSchema(t *testing.T) {
+	db := staging(t)
+	for _, table := range []string{"patient", "etl__completion", "etl__completion_encounters", "etl__deleted"} {
+		rows, err := db.Conn().QueryContext(t.Context(), `SELECT column_name, data_type FROM information_schema.columns
+			WHERE table_name = $1 ORDER BY ordinal_position`, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var name, typ string
+			if err := rows.Scan(&name, &typ); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, name+" "+strings.ReplaceAll(typ, "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"))
+		}
+		rows.Close()
+		var want []string
+		for _, c := range schemaOf(table) {
+			want = append(want, c.name+" "+c.duck)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: the database has %q, the lake %q", table, got, want)
+		}
+	}
+}
+
+// TestUncommittedLoadIsInvisible: files of a load without its commit record are not read, and
+// the commit makes them visible.
+func TestUncommittedLoadIsInvisible(t *testing.T) {
+	l, err := Open(filepath.Join(t.TempDir(), "lake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(t.Context(), Folder{Conn: staging(t, "a", "b").Conn(), Source: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	// A load killed before its commit: its files are there, its record is not.
+	if _, err := l.writeTable(t.Context(), staging(t, "c").Conn(), "patient", newLoadID(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if got := viewIDs(t, l, "patient"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("patient = %q, want the committed load's a, b only", got)
+	}
+	if _, err := l.Append(t.Context(), Folder{Conn: staging(t, "c").Conn(), Source: "two"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := viewIDs(t, l, "patient"); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("patient after the rerun = %q, want a, b, c", got)
+	}
+}
+
+// TestConcurrentCommitsTakeDistinctNumbers: writers that commit at once each get their own
+// sequence number, and no record is overwritten.
+func TestConcurrentCommitsTakeDistinctNumbers(t *testing.T) {
+	l, err := Open(filepath.Join(t.TempDir(), "lake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	dbs := make([]*duckdb.DB, n)
+	for i := range dbs {
+		dbs[i] = staging(t, string(rune('a'+i)))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = l.Append(context.Background(), Folder{Conn: dbs[i].Conn(), Source: string(rune('a' + i))})
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	commits, err := l.Commits()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	loads := map[string]bool{}
+	for _, c := range commits {
+		seqs = append(seqs, c.Seq)
+		loads[c.Load] = true
+	}
+	if !slices.Equal(seqs, []int64{1, 2, 3, 4, 5, 6}) || len(loads) != n {
+		t.Errorf("commits = %v over %d loads, want 1…%d, one per load", seqs, len(loads), n)
+	}
+	if got := viewIDs(t, l, "patient"); len(got) != n {
+		t.Errorf("patient = %q, want every writer's row", got)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(l.Root(), CommitsDir, ".tmp-*")); len(tmp) > 0 {
+		t.Errorf("temporary commit records left: %q", tmp)
+	}
+}
+
+// TestOpenRefusesURLs: a lake location with a scheme is refused rather than made a folder
+// named after it.
+func TestOpenRefusesURLs(t *testing.T) {
+	for _, loc := range []string{"s3://bucket/prefix", "gs://b/p", "https://x/y"} {
+		_, err := Open(loc)
+		if _, ok := err.(*UnsupportedError); !ok {
+			t.Errorf("Open(%q) = %v, want an *UnsupportedError", loc, err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "a://b")
+	if _, err := Open(dir); err != nil {
+		t.Errorf("Open(%q), a local path holding ://: %v", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CommitsDir)); err != nil {
+		t.Errorf("no commits folder in %s: %v", dir, err)
+	}
+}
