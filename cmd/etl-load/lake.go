@@ -17,7 +17,9 @@ import (
 func lakeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "lake", Usage: "append each folder to the Parquet lake in `DIR` (created if missing) instead of a database"},
-		&cli.StringFlag{Name: "print-ddl", Usage: "print the SQL that defines the lake's tables as views, for `ENGINE`: duckdb (with --lake)"},
+		&cli.StringFlag{Name: "print-ddl", Usage: "print the SQL that defines the lake's tables as views, for `ENGINE`: duckdb, athena or trino (with --lake)"},
+		&cli.StringFlag{Name: "lake-url", Usage: "with --print-ddl athena or trino: the `URL` the engine reads the lake at (such as s3://bucket/prefix, where DIR is synced)"},
+		&cli.StringFlag{Name: "ddl-schema", Value: "default", Usage: "with --print-ddl trino: the `SCHEMA` the tables are created in"},
 	}
 }
 
@@ -34,10 +36,18 @@ func lakeUsage(c *cli.Context) error {
 		return tool.UsageErrorf("--lake writes the lake only: --format, --dir and --summary are for a database")
 	}
 	switch engine {
-	case "", "duckdb":
+	case "", lake.EngineDuckDB:
+		if c.IsSet("lake-url") {
+			return tool.UsageErrorf("--lake-url is for --print-ddl athena or trino: DuckDB reads the lake in DIR")
+		}
+		return nil
+	case lake.EngineAthena, lake.EngineTrino:
+		if c.String("lake-url") == "" {
+			return tool.UsageErrorf("--print-ddl %s needs --lake-url URL: where %s reads the lake (such as s3://bucket/prefix)", engine, engine)
+		}
 		return nil
 	default:
-		return tool.UsageErrorf("--print-ddl %q: want duckdb", engine)
+		return tool.UsageErrorf("--print-ddl %q: want %s", engine, strings.Join(lake.Engines, ", "))
 	}
 }
 
@@ -69,7 +79,17 @@ func lakeConfig(c *cli.Context, cfg *config) (printOnly bool, err error) {
 
 // printDDL prints the lake's DDL for cfg.ddl, one statement a line group, each ended by ";".
 func printDDL(c *cli.Context, cfg *config) error {
-	stmts, err := cfg.lake.DuckDB()
+	var stmts []string
+	var err error
+	d := lake.Distributed{Location: c.String("lake-url"), Schema: c.String("ddl-schema")}
+	switch cfg.ddl {
+	case lake.EngineAthena:
+		stmts, err = cfg.lake.Athena(d)
+	case lake.EngineTrino:
+		stmts, err = cfg.lake.Trino(d)
+	default:
+		stmts, err = cfg.lake.DuckDB()
+	}
 	if err != nil {
 		return fmt.Errorf("read the lake %s: %w", cfg.lake.Root(), err)
 	}

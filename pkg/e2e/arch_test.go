@@ -45,7 +45,7 @@ var layers = map[string][]string{
 	"pkg/store/duckdb": {"pkg/failpoint", "pkg/store"},
 	"pkg/fetch":        {"pkg/atomicfile", "pkg/bulk", "pkg/exportdir", "pkg/failpoint", "pkg/fhirclient", "pkg/fhirjson", "pkg/ndjson"},
 	"pkg/merge":        {"pkg/atomicfile", "pkg/bulk", "pkg/exportdir", "pkg/failpoint", "pkg/fhirjson", "pkg/fhirtime", "pkg/ndjson"},
-	"pkg/lake":         {"pkg/failpoint", "pkg/store/duckdb"},
+	"pkg/lake":         {"pkg/failpoint", "pkg/store", "pkg/store/duckdb"},
 	"pkg/load":         {"pkg/attachment", "pkg/bulk", "pkg/exportdir", "pkg/fhirclient", "pkg/lake", "pkg/ndjson", "pkg/resourcetype", "pkg/store", "pkg/store/duckdb"},
 
 	// What every main shares: flags, exit codes, and the one place that wires credentials to a client.

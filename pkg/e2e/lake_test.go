@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -79,7 +80,51 @@ func TestLakeReadsAsTables(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("lake views differ from the tables (-tables +lake):\n%s", diff)
 	}
+
+	// The views printed for Trino and Athena, run by DuckDB over the same files: what they share
+	// with every engine is standard SQL, and DuckDB has Trino's functions but array_join.
+	for _, engine := range []string{"trino", "athena"} {
+		out := mustRun(t, nil, "", "etl-load", "--lake", lake, "--print-ddl", engine, "--lake-url", "s3://bucket/lake").Stdout
+		got := lakeSnapshot(t, ":memory:", emulateDistributed(t, lake, out))
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s views differ from the tables (-tables +lake):\n%s", engine, diff)
+		}
+	}
 }
+
+// emulateDistributed turns the DDL printed for Trino or Athena into DuckDB's: each external table
+// over a table's files becomes a view over the same Parquet files (the load partition read from
+// the path, as those engines do), the commit records a view over their JSON, partition syncing is
+// dropped, and the views are kept as printed.
+func emulateDistributed(t *testing.T, lake, ddl string) string {
+	t.Helper()
+	stmts := []string{`CREATE MACRO array_join(l, sep) AS array_to_string(l, sep)`,
+		`CREATE VIEW etl__commits AS SELECT seq, "load" FROM read_json('` + lake + `/etl__commits/*.json', format = 'newline_delimited', columns = {seq: 'BIGINT', load: 'VARCHAR'})`}
+	views := 0
+	for _, st := range strings.Split(strings.TrimSpace(ddl), ";\n") {
+		st = strings.TrimSuffix(st, ";")
+		switch {
+		case strings.HasPrefix(st, "CREATE OR REPLACE VIEW"):
+			stmts = append(stmts, st)
+			views++
+		case strings.Contains(st, `files__`) && strings.HasPrefix(st, "CREATE"):
+			table := filesTable.FindStringSubmatch(st)[1]
+			glob := filepath.Join(lake, table, "load=*", "*.parquet")
+			if files, _ := filepath.Glob(glob); len(files) == 0 {
+				stmts = append(stmts, `CREATE VIEW "files__`+table+`" AS SELECT * FROM (SELECT NULL::VARCHAR AS "load") WHERE false`)
+				continue
+			}
+			stmts = append(stmts, `CREATE VIEW "files__`+table+`" AS SELECT * FROM read_parquet('`+glob+`', hive_partitioning = true, hive_types = {'load': VARCHAR})`)
+		}
+	}
+	if views < 10 {
+		t.Fatalf("%d views in the DDL:\n%s", views, ddl)
+	}
+	return strings.Join(stmts, ";\n")
+}
+
+// filesTable finds the table an external table's DDL is over.
+var filesTable = regexp.MustCompile("files__([a-z0-9_]+)")
 
 // lakeSnapshot reads every resource table and the bookkeeping of a database, after running ddl
 // (the lake's views) in it, as sorted lines per relation. source_file is left out: the lake
@@ -130,7 +175,7 @@ func lakeSnapshot(t *testing.T, path, ddl string) map[string][]string {
 	}
 	snap := map[string][]string{}
 	for _, tb := range lines(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'
-		AND table_name NOT LIKE 'etl\_\_%' ESCAPE '\' AND table_name NOT LIKE 'lake\_\_%' ESCAPE '\'
+		AND table_name NOT LIKE 'etl\_\_%' ESCAPE '\' AND table_name NOT LIKE 'lake\_\_%' ESCAPE '\' AND table_name NOT LIKE 'files\_\_%' ESCAPE '\'
 		AND table_name NOT IN ('complete_encounter', 'incomplete_encounter')`) {
 		if rows := lines(`SELECT id, resource::VARCHAR, export_group, export_time FROM "` + tb + `"`); len(rows) > 0 {
 			snap["table "+tb] = rows

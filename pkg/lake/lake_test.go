@@ -186,3 +186,54 @@ func TestOpenRefusesURLs(t *testing.T) {
 		t.Errorf("no commits folder in %s: %v", dir, err)
 	}
 }
+
+// TestDistributedDDL: the Athena and Trino DDL registers every table's files at the lake's URL
+// with its load partition, syncs the partitions, and defines a view per table; each statement's
+// quotes and parentheses balance. (pkg/e2e runs the views themselves over a real lake.)
+func TestDistributedDDL(t *testing.T) {
+	l, err := Open(filepath.Join(t.TempDir(), "lake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(t.Context(), Folder{Conn: staging(t, "a").Conn(), Source: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	d := Distributed{Location: "s3://bucket/site lake/", Schema: "cumulus"}
+	athena, err := l.Athena(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trino, err := l.Trino(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for engine, stmts := range map[string][]string{"athena": athena, "trino": trino} {
+		all := strings.Join(stmts, ";\n")
+		for _, want := range []string{
+			"s3://bucket/site lake/patient/'", "s3://bucket/site lake/etl__commits/'", "s3://bucket/site lake/etl__deleted/'",
+			`CREATE OR REPLACE VIEW "patient" AS`, `CREATE OR REPLACE VIEW "etl__completion" AS`,
+			"CREATE OR REPLACE VIEW complete_encounter AS", "CREATE OR REPLACE VIEW incomplete_encounter AS",
+		} {
+			if !strings.Contains(all, want) {
+				t.Errorf("%s DDL lacks %q", engine, want)
+			}
+		}
+		for _, st := range stmts {
+			if strings.Count(st, "(") != strings.Count(st, ")") || strings.Count(st, "'")%2 != 0 || strings.Count(st, `"`)%2 != 0 || strings.Count(st, "`")%2 != 0 {
+				t.Errorf("%s: unbalanced statement:\n%s", engine, st)
+			}
+			if strings.Contains(st, ";") || strings.Contains(st, "QUALIFY") {
+				t.Errorf("%s: a statement holds ';' or DuckDB's QUALIFY:\n%s", engine, st)
+			}
+		}
+	}
+	if !slices.Contains(athena, "MSCK REPAIR TABLE `files__patient`") {
+		t.Errorf("athena DDL does not load patient's partitions")
+	}
+	if !slices.Contains(trino, "CALL system.sync_partition_metadata('cumulus', 'files__patient', 'FULL')") {
+		t.Errorf("trino DDL does not sync patient's partitions")
+	}
+	if _, err := l.Athena(Distributed{}); err == nil {
+		t.Errorf("Athena without a location: no error")
+	}
+}
