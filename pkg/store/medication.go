@@ -47,10 +47,14 @@ func MedicationID(ref string) string {
 	return segs[n-1]
 }
 
-// isFHIRID reports a FHIR id ([A-Za-z0-9\-\.]{1,64}): a reference whose decoded path ends in
+// maxID bounds an id: FHIR R4 says 64 characters, but Epic's ids are longer and a Medication
+// they name must still be fetched, so the bound only keeps a runaway value out.
+const maxID = 1024
+
+// isFHIRID reports a FHIR id ([A-Za-z0-9\-\.]{1,maxID}): a reference whose decoded path ends in
 // anything else (a NUL, a space) names no resource we could download.
 func isFHIRID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
+	if len(s) == 0 || len(s) > maxID {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

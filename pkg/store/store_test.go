@@ -366,7 +366,9 @@ func TestMedicationID(t *testing.T) {
 		"Medication":                         "",
 		"https://x/fhir/Medication?code=123": "",
 		"https://x/fhir/Medication/a%2Fb":    "",
-		"":                                   "",
+		// Epic's ids pass FHIR R4's 64 characters; they must not be lost.
+		"Medication/" + strings.Repeat("eA1.", 20): strings.Repeat("eA1.", 20),
+		"": "",
 	} {
 		if got := MedicationID(ref); got != want {
 			t.Errorf("MedicationID(%q) = %q, want %q", ref, got, want)
