@@ -30,6 +30,7 @@ const maxAssertionLife = 5*time.Minute + 5*time.Second
 // token is an issued access token.
 type token struct {
 	expires time.Time
+	client  string          // the SMART client it was issued to
 	all     bool            // system/*.read or equivalent
 	types   map[string]bool // readable types
 	scope   string
@@ -176,7 +177,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "no system/ read scope in "+f.Get("scope"))
 		return
 	}
-	tok.expires = now.Add(s.opts.TokenTTL)
+	tok.expires, tok.client = now.Add(s.opts.TokenTTL), s.opts.ClientID
 	value := rand.Text()
 	s.mu.Lock()
 	s.tokens[value] = tok
