@@ -113,7 +113,7 @@ func run(c *cli.Context, d tool.Deps) error {
 		}
 	}
 	if kerr != nil {
-		return kerr
+		return refused(kerr, pk)
 	}
 	reportStart(st, pk, res)
 	// The record lets bulk-poll and bulk-fetch find the FHIR base and token endpoint from the

@@ -71,6 +71,8 @@ func (s *Server) statusHandler(id string) http.HandlerFunc {
 		case http.MethodDelete:
 			s.mu.Lock()
 			delete(s.jobs, id)
+			// A deleted request no longer counts against the vendor's request window.
+			delete(s.lastKickoff, windowKey(j.client, j.req.Group))
 			s.mu.Unlock()
 			writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "export "+id+" deleted")
 			return

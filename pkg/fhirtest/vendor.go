@@ -168,10 +168,10 @@ func clientOf(tok *token) string {
 }
 
 // admit applies the vendor's limits on exports per client (under s.mu): the request window of
-// one kickoff per client and Group, and one export at a time. It returns the refusal's text, or
-// "" and records the kickoff.
+// one kickoff per client and Group (lifted by DELETE), and one export at a time. It returns the
+// refusal's text, or "" and records the kickoff.
 func (s *Server) admit(client string, req *exportRequest) string {
-	key := client + "\x00" + req.Group
+	key := windowKey(client, req.Group)
 	now := s.now()
 	if last, ok := s.lastKickoff[key]; ok && s.opts.RequestWindow > 0 && now.Sub(last) < s.opts.RequestWindow {
 		return EpicTooRecently
@@ -194,6 +194,9 @@ func (s *Server) admit(client string, req *exportRequest) string {
 	}
 	return ""
 }
+
+// windowKey keys Server.lastKickoff: a client and a Group.
+func windowKey(client, group string) string { return client + "\x00" + group }
 
 // refuse answers a kickoff the vendor's limits do not allow. The status is 429 with no
 // Retry-After: waiting a little does not help, and a client must not retry for hours.

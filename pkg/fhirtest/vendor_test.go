@@ -69,20 +69,29 @@ func TestEpicIgnoresFilters(t *testing.T) {
 }
 
 // TestEpicRequestWindow: a second kickoff for the same Group within the window is refused with
-// Epic's text, whatever became of the first; another Group is not; the window passes.
+// Epic's text, another Group is not; past the window the undeleted export still blocks the
+// Group; a DELETE lifts both.
 func TestEpicRequestWindow(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
 	s := start(t, Options{Vendor: VendorEpic, RequestWindow: time.Hour, Now: clock.now})
 	status := kickoff(t, s, "/Group/g1/$export", nil, nil)
-	do(t, "DELETE", status, nil, nil)
-	resp, body := do(t, "GET", s.URL()+"/Group/g1/$export", kickoffHeader(), nil)
-	if resp.StatusCode != http.StatusTooManyRequests || gjson.GetBytes(body, "issue.0.diagnostics").Str != EpicTooRecently ||
-		resp.Header.Get("Retry-After") != "" {
-		t.Errorf("second kickoff within the window = %s %s (Retry-After %q), want 429 %q and no Retry-After",
-			resp.Status, body, resp.Header.Get("Retry-After"), EpicTooRecently)
+	refused := func(want string) {
+		t.Helper()
+		resp, body := do(t, "GET", s.URL()+"/Group/g1/$export", kickoffHeader(), nil)
+		if resp.StatusCode != http.StatusTooManyRequests || gjson.GetBytes(body, "issue.0.diagnostics").Str != want ||
+			resp.Header.Get("Retry-After") != "" {
+			t.Errorf("kickoff = %s %s (Retry-After %q), want 429 %q and no Retry-After",
+				resp.Status, body, resp.Header.Get("Retry-After"), want)
+		}
 	}
+	refused(EpicTooRecently)
 	kickoff(t, s, "/Group/empty/$export", nil, nil)
 	clock.add(time.Hour)
+	refused(EpicInProgress)
+	do(t, "DELETE", status, nil, nil)
+	status = kickoff(t, s, "/Group/g1/$export", nil, nil)
+	refused(EpicTooRecently)
+	do(t, "DELETE", status, nil, nil)
 	kickoff(t, s, "/Group/g1/$export", nil, nil)
 }
 
