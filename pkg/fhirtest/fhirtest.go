@@ -145,10 +145,12 @@ type Server struct {
 	rates    map[string]*rateState // Options.RateLimit: per route and client
 	// lastKickoff is each client and Group's last kickoff, for Options.RequestWindow.
 	lastKickoff map[string]time.Time
-	closed      bool
-	done        chan struct{}
-	wg          sync.WaitGroup
-	sleep       func(ctx context.Context, d time.Duration) error // slow faults; tests replace it (under mu)
+	// registered are the clients registered at /auth/register (VendorSMART), by client id.
+	registered map[string][]jose.JSONWebKey
+	closed     bool
+	done       chan struct{}
+	wg         sync.WaitGroup
+	sleep      func(ctx context.Context, d time.Duration) error // slow faults; tests replace it (under mu)
 }
 
 // NewServer checks opts, prepares the data set and starts listening; the server serves until Close.
@@ -158,7 +160,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, now: opts.Now, jobs: map[string]*job{}, tokens: map[string]token{},
 		jtis: map[string]time.Time{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{}),
-		rates: map[string]*rateState{}, lastKickoff: map[string]time.Time{}, prof: profileOf(opts.Vendor, opts.EpicParams),
+		rates: map[string]*rateState{}, lastKickoff: map[string]time.Time{}, registered: map[string][]jose.JSONWebKey{}, prof: profileOf(opts.Vendor, opts.EpicParams),
 		rng: rand.New(rand.NewPCG(uint64(opts.Seed), 0x62756c6b)), sleep: sleepCtx}
 	for _, f := range opts.Faults {
 		s.faults = append(s.faults, newFaultState(f))
@@ -388,6 +390,7 @@ const (
 	routeMedication = "medication"
 	routeGroup      = "group"
 	routeOverride   = "override"
+	routeRegister   = "register"
 	routeUnknown    = "unknown"
 )
 
@@ -425,6 +428,10 @@ func (s *Server) mainRoute(rel string) (string, http.HandlerFunc) {
 		return routeSMART, s.handleSMARTConfig
 	case "/auth/token":
 		return RouteToken, s.handleToken
+	case "/auth/register":
+		if s.opts.Vendor == VendorSMART && s.opts.Auth == AuthSMART {
+			return routeRegister, s.handleRegister
+		}
 	case "/$export":
 		return RouteKickoff, s.kickoffHandler(levelSystem, "")
 	case "/Patient/$export":

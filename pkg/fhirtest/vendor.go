@@ -1,6 +1,7 @@
 package fhirtest
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -8,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // Vendors of Options.Vendor: habits of real servers, each taken from the vendor's documentation
@@ -326,4 +330,57 @@ func (o *Options) checkVendor() error {
 		return fmt.Errorf("request window, rate limit and rate limit block must be >= 0")
 	}
 	return nil
+}
+
+// clientKeys returns the client an assertion claims to come from (its unverified iss) and that
+// client's keys: Options.ClientID's, or those registered at /auth/register. An unknown issuer
+// gets Options.ClientID and its keys, so that the claims check names the client expected.
+func (s *Server) clientKeys(tok *jwt.JSONWebToken) (string, []jose.JSONWebKey) {
+	var claims jwt.Claims
+	if tok.UnsafeClaimsWithoutVerification(&claims) == nil && claims.Issuer != s.opts.ClientID {
+		s.mu.Lock()
+		keys, ok := s.registered[claims.Issuer]
+		s.mu.Unlock()
+		if ok {
+			return claims.Issuer, keys
+		}
+	}
+	return s.opts.ClientID, s.keys
+}
+
+// maxRegistered bounds the clients /auth/register keeps.
+const maxRegistered = 1000
+
+// handleRegister registers a client by its public JWKS, as the SMART reference server's
+// /auth/register does: a form with jwks (the key set as JSON) answers the new client id as
+// text. jwks_url, which the reference server fetches, is refused: this server fetches nothing.
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeOutcome(w, http.StatusMethodNotAllowed, "not-supported", "/auth/register takes POST")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "read form: "+err.Error())
+		return
+	}
+	if r.PostForm.Get("jwks") == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "give the client's public keys as jwks (a JWKS); jwks_url is not supported here")
+		return
+	}
+	keys, err := parsePublicKeys([][]byte{[]byte(r.PostForm.Get("jwks"))})
+	if err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "jwks: "+err.Error())
+		return
+	}
+	id := "client-" + strings.ToLower(rand.Text()[:16])
+	s.mu.Lock()
+	if len(s.registered) >= maxRegistered {
+		s.mu.Unlock()
+		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "too many registered clients")
+		return
+	}
+	s.registered[id] = keys
+	s.mu.Unlock()
+	writeBody(w, http.StatusOK, "text/plain; charset=utf-8", []byte(id))
 }
