@@ -42,14 +42,15 @@ func newName() string { return strings.ToLower(rand.Text()[:20]) + ".ndjson" }
 // vendor's limits on exports per client refuse it (the refusal's text).
 func (s *Server) startJob(req *exportRequest, client string) (id, refusal string) {
 	j := &job{id: strings.ToLower(rand.Text()[:16]), client: client, req: req, txTime: s.now().UTC(), links: map[string]link{}}
+	// The build starts first, so that a job is never seen without one; a refused kickoff's build
+	// stays in the cache for the next identical request.
+	j.build = s.builds.get(s, req)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if refusal := s.admit(client, req); refusal != "" {
-		s.mu.Unlock()
 		return "", refusal
 	}
 	s.jobs[j.id] = j
-	s.mu.Unlock()
-	j.build = s.builds.get(s, req)
 	return j.id, ""
 }
 
