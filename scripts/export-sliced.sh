@@ -19,7 +19,9 @@
 #   MISSING=0        no remainder slice (TYPE?category:missing=true), for servers that reject :missing;
 #                    resources without a category are then NOT exported: see the note below
 #   PARALLEL=0       run the slices one after another (Epic allows one export per client and Group
-#                    at a time; bulk-kickoff --wait retries its 429 meanwhile, but only so long)
+#                    at a time: bulk-kickoff stops at its refusal, and bulk-fetch deletes each
+#                    slice's export once downloaded, so the next slice may start; a request window
+#                    configured on the server refuses even that: see docs/servers.md)
 #   ASSUME_COMPLETE=1  tell etl-load that the slices hold the whole Group (--assume-complete TYPE):
 #                    only when CATEGORIES lists every category code the server uses
 #   LOAD=0           stop after the merge

@@ -28,8 +28,10 @@ the first line of stdin; without it, --fhir-url is used.
 
 The request is a GET, with repeated values joined in one comma list (some servers reject
 repeated parameters); --post, or any --patient, sends a FHIR Parameters body instead. A kickoff
-is not idempotent: it is retried only after 429 (another export still running; see --wait),
-503 with Retry-After, or a failure before the request was sent.
+is not idempotent: it is retried only after 429 (see --wait), 503 with Retry-After, or a
+failure before the request was sent. A refusal because of the client's earlier exports (Epic:
+"The Client requested this Group too recently", one export at a time) is not retried: the
+error line says what to do.
 
 Examples:
    bulk-kickoff https://ehr.example/fhir/Group/abc --type Patient,Condition --since 2024-01-01
@@ -62,7 +64,7 @@ func kickoffFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "lenient", Usage: "send Prefer: handling=lenient (ignore unsupported parameters instead of failing)"},
 		&cli.StringSliceFlag{Name: "param", Usage: "any other kickoff parameter, `NAME=VALUE` (repeatable; never split on commas)"},
 		&cli.BoolFlag{Name: "post", Usage: "POST a FHIR Parameters body instead of a GET"},
-		&cli.DurationFlag{Name: "wait", Value: time.Hour, Usage: "keep retrying 429 (another export running) and 503 for up to `DURATION`"},
+		&cli.DurationFlag{Name: "wait", Value: time.Hour, Usage: "keep retrying 429 and 503 (not a refusal because of earlier exports) for up to `DURATION`"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append the kickoff event to the export log `FILE` (log.ndjson format)"},
 		tool.QuietFlag(),
 	}
@@ -113,7 +115,7 @@ func run(c *cli.Context, d tool.Deps) error {
 		}
 	}
 	if kerr != nil {
-		return kerr
+		return refused(kerr, pk)
 	}
 	reportStart(st, pk, res)
 	// The record lets bulk-poll and bulk-fetch find the FHIR base and token endpoint from the

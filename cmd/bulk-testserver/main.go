@@ -31,7 +31,8 @@ EXAMPLES
   curl -si -H 'Accept: application/fhir+json' -H 'Prefer: respond-async' \
     "$base/Group/all/\$export"
   bulk-testserver --auth smart --client-id demo --public-key public.jwks --token-ttl 500ms
-  bulk-testserver --polls 5 --retry-after 2s --fault 503:1@status --fault reset@file*3`
+  bulk-testserver --polls 5 --retry-after 2s --fault 503:1@status --fault reset@file*3
+  bulk-testserver --vendor epic --request-window 10m --retry-after 0`
 
 func newApp() *cli.App {
 	var flags []cli.Flag
@@ -89,6 +90,9 @@ func run(c *cli.Context) error {
 	}
 	stderr := c.App.ErrWriter
 	fmt.Fprintf(stderr, "bulk-testserver: serving %s (auth %s, profile %s)\n", srv.URL(), opts.Auth, opts.Profile)
+	if opts.Vendor != "" {
+		fmt.Fprintf(stderr, "bulk-testserver: imitating %s\n", opts.Vendor)
+	}
 	if u := srv.FilesURL(); u != "" {
 		fmt.Fprintf(stderr, "bulk-testserver: files origin %s\n", u)
 	}

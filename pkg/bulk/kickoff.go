@@ -462,9 +462,22 @@ func (pk *PreparedKickoff) Send(ctx context.Context, c *fhirclient.Client) (*Kic
 	if idle <= 0 {
 		idle = kickoffIdle
 	}
+	// A refusal because of the client's earlier exports (Epic's request window, one export at a
+	// time) comes as a 429 that the retry loop would repeat until Wait runs out: Settle sees each
+	// answer, and the cause cancels the wait before the next try.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	settle := func(err error) {
+		if r := refusal(err); r != nil {
+			stop(r)
+		}
+	}
 	resp, err := c.Do(ctx, &fhirclient.Request{Method: pk.Method, URL: pk.URL, Header: pk.Header.Clone(),
-		Body: pk.Body, Route: fhirclient.RouteKickoff, Budget: pk.Wait, IdleTimeout: idle})
+		Body: pk.Body, Route: fhirclient.RouteKickoff, Budget: pk.Wait, IdleTimeout: idle, Settle: settle})
 	if err != nil {
+		if r, ok := errors.AsType[*RefusedError](context.Cause(ctx)); ok {
+			return nil, r
+		}
 		if errors.Is(err, fhirclient.ErrMaybeSent) {
 			return nil, fmt.Errorf("%w: %w; check the server before kicking off again", err, ErrMaybeExported)
 		}

@@ -118,3 +118,41 @@ func realDir(dir string) error {
 	}
 	return nil
 }
+
+// maxRecordsScanned bounds LatestRecord's reading of a records folder that grew very large.
+const maxRecordsScanned = 10000
+
+// LatestRecord returns the newest record in dir of an export of Group group at the FHIR base
+// base, or nil when there is none: the export a server refusing a new kickoff of that Group
+// (Epic's one export per client and Group) most likely means. Unreadable records are skipped.
+func LatestRecord(dir, base, group string) *Record {
+	if realDir(dir) != nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var latest *Record
+	for i, e := range entries {
+		if i >= maxRecordsScanned {
+			break
+		}
+		if filepath.Ext(e.Name()) != ".json" || !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		var r Record
+		if err != nil || len(b) > maxRecord || json.Unmarshal(b, &r) != nil || r.FHIRBase != base {
+			continue
+		}
+		t, _, err := ParseExportURL(r.ExportURL)
+		if err != nil || t.Level != LevelGroup || t.Group != group {
+			continue
+		}
+		if latest == nil || r.Created > latest.Created {
+			latest = &r
+		}
+	}
+	return latest
+}

@@ -262,6 +262,10 @@ func (k *call) retry(ctx context.Context, tr *try, f *failure) (*http.Response, 
 	}
 	k.report(tr, f)
 	k.settle(f.err)
+	if err := ctx.Err(); err != nil {
+		// Settle ended the call (or the caller stopped): no retry to announce.
+		return nil, fmt.Errorf("%s %s: not retrying after %s: %w", k.method, tr.shown, f.reason, err)
+	}
 	k.retried(RetryEvent{Method: k.method, URL: tr.shown, Route: req.Route, Attempt: k.attempt(), Wait: wait, Reason: f.reason, Err: f.err})
 	if err := k.c.sleep(ctx, wait); err != nil {
 		return nil, fmt.Errorf("%s %s: waiting to retry after %s: %w", k.method, tr.shown, f.reason, err)

@@ -429,6 +429,20 @@ func TestCancelWhileWaiting(t *testing.T) {
 	}
 }
 
+// TestSettleStops: a Settle hook that cancels the call's context (bulk's kickoff, on a refusal
+// that waiting does not cure) ends it at once: no retry is announced, nothing more is sent.
+func TestSettleStops(t *testing.T) {
+	srv, hits := serve(t, status(429, ""))
+	ctx, cancel := context.WithCancel(t.Context())
+	var retries int
+	c, _ := newTestClient(t, srv.URL+"/fhir", Options{OnRetry: func(RetryEvent) { retries++ }})
+	_, err := c.Do(ctx, &Request{URL: "$export", Route: RouteKickoff, Budget: time.Hour,
+		Settle: func(error) { cancel() }})
+	if !errors.Is(err, context.Canceled) || retries != 0 || len(hits.Requests()) != 1 {
+		t.Errorf("Do with a Settle that cancels = %v after %d requests and %d retries announced, want context.Canceled, 1, 0", err, len(hits.Requests()), retries)
+	}
+}
+
 func TestCancelledContextNotRetried(t *testing.T) {
 	srv, rec := serve(t, respond("{}"))
 	ctx, cancel := context.WithCancel(t.Context())

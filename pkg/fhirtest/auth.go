@@ -30,6 +30,7 @@ const maxAssertionLife = 5*time.Minute + 5*time.Second
 // token is an issued access token.
 type token struct {
 	expires time.Time
+	client  string          // the SMART client it was issued to
 	all     bool            // system/*.read or equivalent
 	types   map[string]bool // readable types
 	scope   string
@@ -155,12 +156,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	case f.Get("scope") == "":
 		oauthError(w, http.StatusBadRequest, "invalid_request", "scope is missing")
 		return
-	case f.Get("client_id") != "" && f.Get("client_id") != s.opts.ClientID:
-		oauthError(w, http.StatusBadRequest, "invalid_client", "client_id is not the registered client")
-		return
 	}
 	now := s.now()
-	if err := s.verifyAssertion(f.Get("client_assertion"), now); err != nil {
+	client, err := s.verifyAssertion(f.Get("client_assertion"), now)
+	switch {
+	case err == nil && f.Get("client_id") != "" && f.Get("client_id") != client:
+		oauthError(w, http.StatusBadRequest, "invalid_client", "client_id is not the registered client")
+		return
+	case err != nil:
 		oauthError(w, http.StatusBadRequest, "invalid_client", err.Error())
 		return
 	}
@@ -176,7 +179,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "no system/ read scope in "+f.Get("scope"))
 		return
 	}
-	tok.expires = now.Add(s.opts.TokenTTL)
+	tok.expires, tok.client = now.Add(s.opts.TokenTTL), client
 	value := rand.Text()
 	s.mu.Lock()
 	s.tokens[value] = tok
@@ -191,17 +194,19 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// verifyAssertion checks the client-assertion JWT: signature by a registered key, iss = sub =
-// client id, aud = this token URL, exp in the future and at most five minutes away, jti new.
-func (s *Server) verifyAssertion(assertion string, now time.Time) error {
+// verifyAssertion checks the client-assertion JWT: signature by a key of its client (the one of
+// Options.ClientID, or one registered at /auth/register), iss = sub = client id, aud = this token
+// URL, exp in the future and at most five minutes away, jti new. It returns the client id.
+func (s *Server) verifyAssertion(assertion string, now time.Time) (string, error) {
 	tok, err := jwt.ParseSigned(assertion, assertionAlgs)
 	if err != nil {
-		return fmt.Errorf("client_assertion: %w", err)
+		return "", fmt.Errorf("client_assertion: %w", err)
 	}
+	client, keys := s.clientKeys(tok)
 	kid := tok.Headers[0].KeyID
-	cands := slices.DeleteFunc(slices.Clone(s.keys), func(k jose.JSONWebKey) bool { return kid != "" && k.KeyID != kid })
+	cands := slices.DeleteFunc(slices.Clone(keys), func(k jose.JSONWebKey) bool { return kid != "" && k.KeyID != kid })
 	if len(cands) == 0 {
-		cands = s.keys // a kid we do not know: try every key, as lenient servers do
+		cands = keys // a kid we do not know: try every key, as lenient servers do
 	}
 	var claims jwt.Claims
 	verified := false
@@ -212,30 +217,30 @@ func (s *Server) verifyAssertion(assertion string, now time.Time) error {
 		}
 	}
 	if !verified {
-		return fmt.Errorf("client_assertion: signature not verified by any registered key (kid %q, alg %s)", kid, tok.Headers[0].Algorithm)
+		return "", fmt.Errorf("client_assertion: signature not verified by any registered key (kid %q, alg %s)", kid, tok.Headers[0].Algorithm)
 	}
-	err = claims.ValidateWithLeeway(jwt.Expected{Issuer: s.opts.ClientID, Subject: s.opts.ClientID,
+	err = claims.ValidateWithLeeway(jwt.Expected{Issuer: client, Subject: client,
 		AnyAudience: jwt.Audience{s.tokenURL()}, Time: now}, 5*time.Second)
 	switch {
 	case err != nil:
-		return fmt.Errorf("client_assertion claims (want iss = sub = %q, aud = %q): %w", s.opts.ClientID, s.tokenURL(), err)
+		return "", fmt.Errorf("client_assertion claims (want iss = sub = %q, aud = %q): %w", client, s.tokenURL(), err)
 	case claims.Expiry == nil:
-		return errors.New("client_assertion: exp is missing")
+		return "", errors.New("client_assertion: exp is missing")
 	case !claims.Expiry.Time().After(now):
-		return errors.New("client_assertion: expired")
+		return "", errors.New("client_assertion: expired")
 	case claims.Expiry.Time().After(now.Add(maxAssertionLife)):
-		return errors.New("client_assertion: exp is more than five minutes ahead")
+		return "", errors.New("client_assertion: exp is more than five minutes ahead")
 	case claims.ID == "":
-		return errors.New("client_assertion: jti is missing")
+		return "", errors.New("client_assertion: jti is missing")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	maps.DeleteFunc(s.jtis, func(_ string, exp time.Time) bool { return exp.Before(now) })
 	if _, ok := s.jtis[claims.ID]; ok {
-		return errors.New("client_assertion: jti was already used")
+		return "", errors.New("client_assertion: jti was already used")
 	}
 	s.jtis[claims.ID] = claims.Expiry.Time()
-	return nil
+	return client, nil
 }
 
 // grant reads the requested scopes and keeps the system-level read grants: v1 "system/T.read"

@@ -321,3 +321,40 @@ func TestStrictScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestRegister: the SMART reference server's /auth/register takes a client's JWKS and answers a
+// new client id, whose assertions then get tokens; the configured client still works.
+func TestRegister(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	s := smartServer(t, clock, Options{Vendor: VendorSMART})
+	other, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &other.PublicKey, KeyID: "other-1", Algorithm: "ES384", Use: "sig"}}})
+	form := url.Values{"jwks": {string(set)}}
+	resp, body := do(t, "POST", s.URL()+"/auth/register", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
+	id := string(body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(id, "client-") {
+		t.Fatalf("register = %s %s, want 200 and a client id", resp.Status, body)
+	}
+	c := claims(s, clock.now(), rand.Text())
+	c.Issuer, c.Subject = id, id
+	status, body := tokenRequest(t, s, sign(t, other, jose.ES384, "other-1", c), "system/Patient.read")
+	if status != 200 {
+		t.Errorf("token for the registered client = %d %s, want 200", status, body)
+	}
+	// The registered client's key does not sign for the configured client, nor the reverse.
+	c = claims(s, clock.now(), rand.Text())
+	if status, body := tokenRequest(t, s, sign(t, other, jose.ES384, "other-1", c), "system/Patient.read"); status != 400 {
+		t.Errorf("client-1 signed by the registered key = %d %s, want 400", status, body)
+	}
+	c.ID, c.Issuer, c.Subject = rand.Text(), id, id
+	if status, body := tokenRequest(t, s, sign(t, testKeys(t).rsa, jose.RS384, "rsa-1", c), "system/Patient.read"); status != 400 {
+		t.Errorf("registered client signed by client-1's key = %d %s, want 400", status, body)
+	}
+	accessToken(t, s, clock.now(), "system/Patient.read")
+	if resp, _ := do(t, "POST", s.URL()+"/auth/register", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte("jwks_url=http://x/jwks")); resp.StatusCode != 400 {
+		t.Errorf("register with jwks_url = %s, want 400", resp.Status)
+	}
+	if resp, _ := do(t, "POST", start(t, Options{Vendor: VendorSMART}).URL()+"/auth/register", nil, nil); resp.StatusCode != 404 {
+		t.Errorf("register without SMART auth = %s, want 404", resp.Status)
+	}
+}

@@ -26,6 +26,7 @@ const (
 	FaultB64Size      = "b64-size"          // attachment size = length of the base64 text, not of the bytes
 	FaultNoLastUpd    = "no-lastupdated"    // meta.lastUpdated dropped (Epic habit)
 	FaultErrorCount   = "error-count"       // an error item carries a failed output file's count
+	FaultFailJob      = "fail-job"          // the export job fails: its status URL answers 500 (HAPI's answer with --vendor hapi)
 )
 
 // Routes a fault can be limited to with @ROUTE. Binary covers Binary reads on both origins.
@@ -47,7 +48,7 @@ var transportKinds = []string{Fault500, Fault503, Fault429, FaultReset, FaultTru
 
 // dataKinds change what an export contains; their default is "every export" because they imitate
 // a server's lasting habit, not a hiccup.
-var dataKinds = []string{FaultDupLines, FaultNoFinalNL, FaultIgnoreFilter, FaultB64Size, FaultNoLastUpd, FaultErrorCount}
+var dataKinds = []string{FaultDupLines, FaultNoFinalNL, FaultIgnoreFilter, FaultB64Size, FaultNoLastUpd, FaultErrorCount, FaultFailJob}
 
 // FaultKinds lists every fault kind, transport kinds first.
 func FaultKinds() []string { return slices.Concat(transportKinds, dataKinds) }
@@ -118,6 +119,8 @@ const FaultGrammar = `FAULTS (--fault KIND[:ARG][@ROUTE][*COUNT|%RATE], repeatab
   --fault no-lastupdated       meta.lastUpdated is dropped from every resource
   --fault error-count          the error file reports a failed output file, and its manifest
                                item keeps that file's count (a reference server's habit)
+  --fault fail-job             the export job fails: its status URL answers 500 with an
+                               OperationOutcome
 `
 
 // ParseFault reads KIND[:ARG][@ROUTE][*COUNT|%RATE] (see FaultGrammar).

@@ -450,7 +450,7 @@ func TestFaultErrorCount(t *testing.T) {
 func TestFaultsOnHelp(t *testing.T) {
 	// Every kind has a test above and an example in FaultGrammar; this keeps the list honest.
 	want := []string{"500", "503", "429", "reset", "truncate", "stall", "slow", "401", "expire-links",
-		"dup-lines", "no-final-newline", "ignore-typefilter", "b64-size", "no-lastupdated", "error-count"}
+		"dup-lines", "no-final-newline", "ignore-typefilter", "b64-size", "no-lastupdated", "error-count", "fail-job"}
 	if d := cmp.Diff(want, FaultKinds()); d != "" {
 		t.Errorf("FaultKinds() (-want +got):\n%s", d)
 	}
@@ -466,6 +466,18 @@ func TestFaultsOnHelp(t *testing.T) {
 		name := "testfault" + strings.ReplaceAll(k, "-", "")
 		if !bytes.Contains(lower, []byte("func "+name+"(")) {
 			t.Errorf("no test function %s for fault kind %s", name, k)
+		}
+	}
+}
+
+// TestFaultFailJob: a failed job's status URL answers 500 with an OperationOutcome, on every poll.
+func TestFaultFailJob(t *testing.T) {
+	s := start(t, Options{Faults: []Fault{{Kind: FaultFailJob}}})
+	status := kickoff(t, s, "/$export", nil, nil)
+	for range 2 {
+		resp, body := do(t, "GET", status, nil, nil)
+		if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(gjson.GetBytes(body, "issue.0.diagnostics").Str, "failed") {
+			t.Errorf("GET %s = %s %s, want 500 saying the export failed", status, resp.Status, body)
 		}
 	}
 }

@@ -91,6 +91,16 @@ type Options struct {
 
 	Faults []Fault
 
+	// Vendor imitates a real server (VendorEpic, VendorOracle, VendorSMART, VendorHAPI; "" = the
+	// spec). Epic's ids are longer than 64 characters and its files need the token under SMART
+	// auth; the SMART reference server refuses scopes of types it lacks (StrictScopes) under
+	// SMART auth. The flags' vendor defaults (VendorDefaults) are not applied here.
+	Vendor        string
+	EpicParams    string        // with VendorEpic: _since and _typeFilter ParamsSupported ("" too), ParamsRejected or ParamsIgnored
+	RequestWindow time.Duration // a second kickoff for the same client and Group within it is refused (0 = none)
+	RateLimit     int           // kickoff and status requests a minute per client before a 429 (0 = no limit)
+	RateBlock     time.Duration // how long a client over RateLimit is refused (0 = 5 minutes)
+
 	// Override answers a path under BasePath (such as "/status/job1") with a fixed response:
 	// either a body (200; JSON gets application/json) or a raw HTTP response starting "HTTP/1.1 ".
 	// fhirscript.ScriptParams fills it from a txtar's .fhirserver/ folder.
@@ -122,6 +132,7 @@ type Server struct {
 	filesSrv  *http.Server
 	keys      []jose.JSONWebKey
 	builds    *buildCache
+	prof      profile
 
 	mu       sync.Mutex
 	faults   []*faultState
@@ -131,10 +142,15 @@ type Server struct {
 	tokens   map[string]token
 	jtis     map[string]time.Time
 	conns    map[net.Conn]struct{} // hijacked by a stall fault
-	closed   bool
-	done     chan struct{}
-	wg       sync.WaitGroup
-	sleep    func(ctx context.Context, d time.Duration) error // slow faults; tests replace it (under mu)
+	rates    map[string]*rateState // Options.RateLimit: per route and client
+	// lastKickoff is each client and Group's last kickoff, for Options.RequestWindow.
+	lastKickoff map[string]time.Time
+	// registered are the clients registered at /auth/register (VendorSMART), by client id.
+	registered map[string][]jose.JSONWebKey
+	closed     bool
+	done       chan struct{}
+	wg         sync.WaitGroup
+	sleep      func(ctx context.Context, d time.Duration) error // slow faults; tests replace it (under mu)
 }
 
 // NewServer checks opts, prepares the data set and starts listening; the server serves until Close.
@@ -144,6 +160,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, now: opts.Now, jobs: map[string]*job{}, tokens: map[string]token{},
 		jtis: map[string]time.Time{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{}),
+		rates: map[string]*rateState{}, lastKickoff: map[string]time.Time{}, registered: map[string][]jose.JSONWebKey{}, prof: profileOf(opts.Vendor, opts.EpicParams),
 		rng: rand.New(rand.NewPCG(uint64(opts.Seed), 0x62756c6b)), sleep: sleepCtx}
 	for _, f := range opts.Faults {
 		s.faults = append(s.faults, newFaultState(f))
@@ -161,7 +178,8 @@ func NewServer(opts Options) (*Server, error) {
 	case opts.DataDir != "":
 		s.data, err = fromDir(opts.DataDir)
 	default:
-		s.data = fromStream(synth.NewStream(synth.Options{Patients: opts.Patients, Seed: opts.Seed}), s.dir)
+		s.data = fromStream(synth.NewStream(synth.Options{Patients: opts.Patients, Seed: opts.Seed,
+			LongIDs: opts.Vendor == VendorEpic}), s.dir)
 	}
 	if err != nil {
 		os.RemoveAll(s.dir)
@@ -239,6 +257,13 @@ func (o *Options) setDefaults() error {
 	o.BasePath = "/" + strings.Trim(cmp.Or(o.BasePath, DefaultBasePath), "/")
 	o.Auth = cmp.Or(o.Auth, AuthNone)
 	o.Profile = cmp.Or(o.Profile, ProfileV3)
+	if o.RateLimit > 0 && o.RateBlock == 0 {
+		o.RateBlock = 5 * time.Minute
+	}
+	if o.Auth == AuthSMART {
+		o.RequiresToken = o.RequiresToken || o.Vendor == VendorEpic
+		o.StrictScopes = o.StrictScopes || o.Vendor == VendorSMART
+	}
 	return o.check()
 }
 
@@ -261,6 +286,9 @@ func (o *Options) check() error {
 		return errors.New("page size, polls, retry-after and file lines must be >= 0")
 	case o.FilesRejectAuth && !o.FilesOrigin:
 		return errors.New("files-reject-auth needs files-origin")
+	}
+	if err := o.checkVendor(); err != nil {
+		return err
 	}
 	for _, f := range o.Faults {
 		if err := f.check(); err != nil {
@@ -362,6 +390,7 @@ const (
 	routeMedication = "medication"
 	routeGroup      = "group"
 	routeOverride   = "override"
+	routeRegister   = "register"
 	routeUnknown    = "unknown"
 )
 
@@ -399,10 +428,18 @@ func (s *Server) mainRoute(rel string) (string, http.HandlerFunc) {
 		return routeSMART, s.handleSMARTConfig
 	case "/auth/token":
 		return RouteToken, s.handleToken
+	case "/auth/register":
+		if s.opts.Vendor == VendorSMART && s.opts.Auth == AuthSMART {
+			return routeRegister, s.handleRegister
+		}
 	case "/$export":
 		return RouteKickoff, s.kickoffHandler(levelSystem, "")
 	case "/Patient/$export":
 		return RouteKickoff, s.kickoffHandler(levelPatient, "")
+	case "/$export-poll-status":
+		if s.prof.hapi {
+			return RouteStatus, s.hapiPollStatus
+		}
 	}
 	return s.resourceRoute(seg)
 }
@@ -462,6 +499,9 @@ func (s *Server) serveFiles(w http.ResponseWriter, r *http.Request) {
 // serve runs the faults that fire on this request, then checks the token, then the handler.
 // main is false on the files origin, which checks no token (presigned storage).
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, main bool, h http.HandlerFunc) {
+	if main && s.rateLimited(w, r, route) {
+		return
+	}
 	delay, f := s.pick(route, r)
 	if delay > 0 {
 		s.mu.Lock()

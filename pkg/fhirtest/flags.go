@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,11 @@ func Flags() []FlagSpec {
 		{Name: "retry-after", Default: "1s", Usage: "Retry-After `DURATION` of those 202s (0: fast mode)"},
 		{Name: "profile", Default: ProfileV3, Usage: "Bulk Data IG `VERSION` of the manifest: v2, v3 or v4"},
 		{Name: "file-lines", Default: strconv.Itoa(DefaultFileLines), Usage: "continue a type's output in a new file after `N` lines"},
+		{Name: "vendor", Usage: "imitate a real server's habits: `NAME` epic, oracle, smart or hapi (see docs/servers.md; default: the spec)"},
+		{Name: "epic-params", Default: ParamsSupported, Usage: "with --vendor epic, how _since and _typeFilter are treated, as by older Epic versions: `MODE` supported, rejected or ignored"},
+		{Name: "request-window", Default: "0s", Usage: "refuse a second kickoff for the same client and Group within `DURATION` (epic default 24h; 0: no window)"},
+		{Name: "rate-limit", Default: "0", Usage: "answer 429 after `N` kickoff or status requests a minute from one client (smart default 60; 0: no limit)"},
+		{Name: "rate-limit-block", Default: "5m", Usage: "how long a client over --rate-limit is refused (`DURATION`)"},
 		{Name: "fault", Repeatable: true, Usage: "inject a fault `SPEC` KIND[:ARG][@ROUTE][*COUNT|%RATE] (repeatable; see FAULTS)"},
 	}
 }
@@ -63,6 +69,7 @@ type FlagValues interface {
 	String(name string) string
 	Bool(name string) bool
 	StringSlice(name string) []string
+	IsSet(name string) bool
 }
 
 // flagSetValues reads the values of a flag.FlagSet that ParseFlags filled.
@@ -70,11 +77,13 @@ type flagSetValues struct {
 	str   map[string]*string
 	bools map[string]*bool
 	reps  map[string]*repeated
+	set   map[string]bool
 }
 
 func (v flagSetValues) String(name string) string        { return *v.str[name] }
 func (v flagSetValues) Bool(name string) bool            { return *v.bools[name] }
 func (v flagSetValues) StringSlice(name string) []string { return *v.reps[name] }
+func (v flagSetValues) IsSet(name string) bool           { return v.set[name] }
 
 // ParseFlags reads server flags (--name=value or --name value) into Options, as OptionsFrom
 // does.
@@ -101,13 +110,16 @@ func ParseFlags(args []string, dir string) (Options, error) {
 	if fs.NArg() > 0 {
 		return Options{}, fmt.Errorf("unexpected argument %q (the server takes only flags)", fs.Arg(0))
 	}
-	return OptionsFrom(flagSetValues{str, bools, reps}, dir)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return OptionsFrom(flagSetValues{str, bools, reps, set}, dir)
 }
 
 // OptionsFrom turns the values of the server's flags into Options. Relative paths (--data,
 // --public-key, a --client-id file) are resolved against dir ("" = the working directory).
 // Errors name the flag and say what was expected.
 func OptionsFrom(v FlagValues, dir string) (Options, error) {
+	v = vendorValues{v, VendorDefaults(v.String("vendor"))}
 	fr := &flagReader{v: v, dir: dir}
 	o := Options{
 		Addr:            v.String("addr"),
@@ -127,6 +139,11 @@ func OptionsFrom(v FlagValues, dir string) (Options, error) {
 		RetryAfter:      fr.dur("retry-after"),
 		Profile:         v.String("profile"),
 		FileLines:       fr.num("file-lines"),
+		Vendor:          v.String("vendor"),
+		EpicParams:      v.String("epic-params"),
+		RequestWindow:   fr.dur("request-window"),
+		RateLimit:       fr.num("rate-limit"),
+		RateBlock:       fr.dur("rate-limit-block"),
 	}
 	seed, err := strconv.ParseInt(v.String("seed"), 10, 64)
 	if err != nil {
@@ -144,6 +161,19 @@ func OptionsFrom(v FlagValues, dir string) (Options, error) {
 		return Options{}, fr.errs[0] // one line: the first problem
 	}
 	return o, nil
+}
+
+// vendorValues gives a vendor's defaults (VendorDefaults) to the flags the user did not set.
+type vendorValues struct {
+	FlagValues
+	defaults map[string]string
+}
+
+func (v vendorValues) String(name string) string {
+	if d, ok := v.defaults[name]; ok && !v.IsSet(name) {
+		return d
+	}
+	return v.FlagValues.String(name)
 }
 
 // flagReader reads flag values, collecting a problem per bad value.
@@ -194,6 +224,12 @@ func (fr *flagReader) checkValues(o *Options) {
 	if o.Profile != ProfileV2 && o.Profile != ProfileV3 && o.Profile != ProfileV4 {
 		fr.bad("profile", "want v2, v3 or v4")
 	}
+	if o.Vendor != "" && !slices.Contains(Vendors, o.Vendor) {
+		fr.bad("vendor", "want epic, oracle, smart or hapi")
+	}
+	if o.EpicParams != ParamsSupported && o.EpicParams != ParamsRejected && o.EpicParams != ParamsIgnored {
+		fr.bad("epic-params", "want supported, rejected or ignored")
+	}
 }
 
 // readFiles reads what flags name by path: the client id's file, public keys, and parses faults.
@@ -235,6 +271,8 @@ func checkCombination(o *Options) error {
 		return errors.New("--client-id and --public-key need --auth smart")
 	case o.FilesRejectAuth && !o.FilesOrigin:
 		return errors.New("--files-reject-auth needs --files-origin")
+	case o.EpicParams != ParamsSupported && o.Vendor != VendorEpic:
+		return errors.New("--epic-params needs --vendor epic")
 	}
 	return nil
 }

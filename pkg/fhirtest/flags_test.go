@@ -19,7 +19,7 @@ func TestParseFlags(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "client-id.txt"), []byte("from-file\n"), 0o644)
 	got, err := ParseFlags(nil, "")
 	want := Options{Addr: DefaultAddr, BasePath: "/fhir", Patients: DefaultPatients, Auth: "none", TokenTTL: 5 * time.Minute,
-		Polls: 2, RetryAfter: time.Second, Profile: "v3", FileLines: DefaultFileLines}
+		Polls: 2, RetryAfter: time.Second, Profile: "v3", FileLines: DefaultFileLines, EpicParams: ParamsSupported, RateBlock: 5 * time.Minute}
 	if d := cmp.Diff(want, got, cmpopts.IgnoreFields(Options{}, "Now")); err != nil || d != "" {
 		t.Errorf("ParseFlags(nil) = %v (-want +got):\n%s", err, d)
 	}
@@ -30,7 +30,7 @@ func TestParseFlags(t *testing.T) {
 	want = Options{Addr: "127.0.0.1:8080", BasePath: "/r4", Patients: 3, Seed: -9, DataDir: filepath.Join(dir, "in"),
 		Auth: "smart", ClientID: "from-file", PublicKeys: [][]byte{[]byte(`{"keys":[]}`), {}}, TokenTTL: 1500 * time.Millisecond,
 		RequiresToken: true, StrictScopes: true, FilesOrigin: true, FilesRejectAuth: true, Gzip: true, PageSize: 2, Profile: "v4", FileLines: 7,
-		Faults: []Fault{{Kind: "500", Route: "status", Count: 2}, {Kind: "b64-size"}}}
+		Faults: []Fault{{Kind: "500", Route: "status", Count: 2}, {Kind: "b64-size"}}, EpicParams: ParamsSupported, RateBlock: 5 * time.Minute}
 	if d := cmp.Diff(want, got, cmpopts.IgnoreFields(Options{}, "Now"), cmpopts.EquateEmpty()); err != nil || d != "" {
 		t.Errorf("ParseFlags(every flag) = %v (-want +got):\n%s", err, d)
 	}
@@ -49,6 +49,9 @@ func TestParseFlags(t *testing.T) {
 		{"--files-reject-auth", "--files-reject-auth needs --files-origin"},
 		{"--strict-scopes", "--strict-scopes needs --auth smart"},
 		{"extra", `unexpected argument "extra"`},
+		{"--vendor cerner", "--vendor cerner: want epic, oracle, smart or hapi"},
+		{"--epic-params rejected", "--epic-params needs --vendor epic"},
+		{"--rate-limit -1", "--rate-limit -1: want a whole number >= 0"},
 	} {
 		_, err := ParseFlags(strings.Fields(tt.args), dir)
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {

@@ -17,6 +17,7 @@ import (
 // job is one export: a kickoff's request, its build, and the links handed out for its files.
 type job struct {
 	id        string
+	client    string // who kicked it off (SMART client id; "" without auth)
 	req       *exportRequest
 	txTime    time.Time // transactionTime: the kickoff instant
 	build     *build
@@ -37,14 +38,20 @@ type link struct {
 // newName is an opaque file name: clients must take names from the manifest, never derive them.
 func newName() string { return strings.ToLower(rand.Text()[:20]) + ".ndjson" }
 
-// startJob registers an export and starts (or reuses) the build of its files.
-func (s *Server) startJob(req *exportRequest) string {
-	j := &job{id: strings.ToLower(rand.Text()[:16]), req: req, txTime: s.now().UTC(), links: map[string]link{}}
+// startJob registers an export and starts (or reuses) the build of its files, unless the
+// vendor's limits on exports per client refuse it (the refusal's text).
+func (s *Server) startJob(req *exportRequest, client string) (id, refusal string) {
+	j := &job{id: strings.ToLower(rand.Text()[:16]), client: client, req: req, txTime: s.now().UTC(), links: map[string]link{}}
+	// The build starts first, so that a job is never seen without one; a refused kickoff's build
+	// stays in the cache for the next identical request.
 	j.build = s.builds.get(s, req)
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if refusal := s.admit(client, req); refusal != "" {
+		return "", refusal
+	}
 	s.jobs[j.id] = j
-	s.mu.Unlock()
-	return j.id
+	return j.id, ""
 }
 
 // buildWait bounds how long a status request waits for files still being written before it
@@ -65,6 +72,8 @@ func (s *Server) statusHandler(id string) http.HandlerFunc {
 		case http.MethodDelete:
 			s.mu.Lock()
 			delete(s.jobs, id)
+			// A deleted request no longer counts against the vendor's request window.
+			delete(s.lastKickoff, windowKey(j.client, j.req.Group))
 			s.mu.Unlock()
 			writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "export "+id+" deleted")
 			return
@@ -88,7 +97,7 @@ func (s *Server) statusHandler(id string) http.HandlerFunc {
 			j.polls++
 			n := j.polls
 			s.mu.Unlock()
-			s.progress(w, "step "+strconv.Itoa(n)+" of "+strconv.Itoa(s.opts.Polls))
+			s.progress(w, s.progressText("step "+strconv.Itoa(n)+" of "+strconv.Itoa(s.opts.Polls), j))
 			return
 		}
 		s.mu.Unlock()
@@ -104,7 +113,11 @@ func (s *Server) statusHandler(id string) http.HandlerFunc {
 			return
 		}
 		if j.build.err != nil {
-			writeOutcome(w, http.StatusInternalServerError, "exception", "export failed: "+j.build.err.Error())
+			s.failJob(w, j.build.err.Error())
+			return
+		}
+		if _, failed := j.req.fault(FaultFailJob); failed {
+			s.failJob(w, "Bulk export job failed: the server gave up on it (simulated by --fault fail-job)")
 			return
 		}
 		s.manifest(w, j, page)
@@ -238,11 +251,13 @@ func (s *Server) manifestBody(j *job, m manifestItems, links []manifestLink) any
 		Link                []manifestLink `json:"link,omitempty"`
 	}
 	tx := j.txTime.Format("2006-01-02T15:04:05.000Z07:00")
+	// HAPI's manifest says requiresAccessToken: true whatever its security.
+	requires := s.opts.RequiresToken || s.prof.hapi
 	if s.opts.Profile == ProfileV4 {
-		return manifestV4{TransactionTime: tx, RequiresAccessToken: s.opts.RequiresToken,
+		return manifestV4{TransactionTime: tx, RequiresAccessToken: requires,
 			Output: m.out, Deleted: m.del, Outcome: m.errs, Link: links}
 	}
-	return manifestV3{TransactionTime: tx, Request: j.req.URL, RequiresAccessToken: s.opts.RequiresToken,
+	return manifestV3{TransactionTime: tx, Request: j.req.URL, RequiresAccessToken: requires,
 		Output: m.out, Deleted: m.del, Error: m.errs, Link: links}
 }
 

@@ -79,6 +79,9 @@ func (s *Server) kickoffHandler(lv level, group string) http.HandlerFunc {
 			writeOutcome(w, http.StatusBadRequest, "invalid", "kickoff needs Prefer: respond-async")
 			return
 		}
+		if !s.vendorLevel(w, lv) {
+			return
+		}
 		if lv == levelGroup {
 			if _, ok := s.data.groups[group]; !ok {
 				writeOutcome(w, http.StatusNotFound, "not-found", "Group/"+group+" is not known to this server")
@@ -90,7 +93,9 @@ func (s *Server) kickoffHandler(lv level, group string) http.HandlerFunc {
 			writeOutcome(w, http.StatusBadRequest, "invalid", err.Error())
 			return
 		}
-		if tok := tokenOf(r); tok != nil {
+		tok := tokenOf(r)
+		s.vendorTypes(req, lv, tok)
+		if tok != nil {
 			types := req.Types
 			if types == nil {
 				types = s.data.types
@@ -102,9 +107,13 @@ func (s *Server) kickoffHandler(lv level, group string) http.HandlerFunc {
 				}
 			}
 		}
-		id := s.startJob(req)
-		w.Header().Set("Content-Location", s.URL()+"/status/"+id)
-		writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "export started: poll "+s.URL()+"/status/"+id)
+		id, refusal := s.startJob(req, clientOf(tok))
+		if refusal != "" {
+			refuse(w, refusal)
+			return
+		}
+		w.Header().Set("Content-Location", s.statusURL(id))
+		writeOutcomeSeverity(w, http.StatusAccepted, "information", "informational", "export started: poll "+s.statusURL(id))
 	}
 }
 
@@ -148,6 +157,9 @@ func (s *Server) parseKickoff(r *http.Request, lv level, group string, lenient b
 		lv: lv, post: r.Method == http.MethodPost}
 	params, err := kickoffParamsOf(r)
 	if err != nil {
+		return nil, err
+	}
+	if params, err = s.vendorParams(params, kp.post, lenient); err != nil {
 		return nil, err
 	}
 	for _, p := range params {

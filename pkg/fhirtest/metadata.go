@@ -1,6 +1,7 @@
 package fhirtest
 
 import (
+	"cmp"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -100,6 +101,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		}
 		resources[i] = m
 	}
+	s.capability(rest, resources)
 	type software struct {
 		Name        string `json:"name"`
 		Version     string `json:"version"`
@@ -125,7 +127,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		ResourceType:   "CapabilityStatement",
 		Status:         "active",
 		Date:           releaseDate,
-		Publisher:      "bulkpipe",
+		Publisher:      cmp.Or(s.prof.publisher, "bulkpipe"),
 		Kind:           "instance",
 		Instantiates:   []string{"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"},
 		Software:       software{SoftwareName, version(), releaseDate},

@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 )
 
 // rng draws everything from a PCG source through integer arithmetic only. PCG's output is fixed
@@ -145,4 +146,37 @@ func makeID(key uint64, t, p, ord int) string {
 	default: // Cerner-like number
 		return strconv.FormatUint(10_000_000+(in&(1<<56-1)), 10)
 	}
+}
+
+// LongIDLength is the length of every id of a data set made with Options.LongIDs: past the 64
+// characters FHIR R4 allows, as Epic's ids are.
+const LongIDLength = 80
+
+// idOf is makeID, lengthened to LongIDLength when long is set.
+func idOf(key uint64, long bool, t, p, ord int) string {
+	id := makeID(key, t, p, ord)
+	if !long {
+		return id
+	}
+	// "." cannot occur in a short id, so shorten finds where the padding starts; the padding is a
+	// function of the id, so the long id stays one-to-one.
+	b := make([]byte, 0, LongIDLength)
+	b = append(append(b, id...), '.')
+	x := mix64(key ^ uint64(len(id)))
+	for i := 0; i < len(id); i++ {
+		x = mix64(x ^ uint64(id[i]))
+	}
+	for len(b) < LongIDLength {
+		b = append(b, base62[x%62])
+		x = x/62 ^ mix64(x)
+	}
+	return string(b)
+}
+
+// shorten is the id a long id was made from.
+func shorten(id string) string {
+	if i := strings.IndexByte(id, '.'); i >= 0 {
+		return id[:i]
+	}
+	return id
 }

@@ -56,6 +56,7 @@ func (s *shard) keep(b []byte) []byte {
 // be generated in parallel and patient i is the same whatever the number of patients.
 type gen struct {
 	key     uint64
+	long    bool // Options.LongIDs
 	r       *rng
 	p       int
 	ords    [numTypes]int
@@ -107,7 +108,7 @@ type condFact struct {
 }
 
 func (g *gen) id(t int) string {
-	id := makeID(g.key, t, g.p, g.ords[t])
+	id := idOf(g.key, g.long, t, g.p, g.ords[t])
 	g.ords[t]++
 	return id
 }
@@ -119,7 +120,7 @@ func (g *gen) emit(t int) {
 }
 
 func (g *gen) binary(contentType string, data []byte) string {
-	id := makeID(g.key, tBinary, g.p, g.binOrd)
+	id := idOf(g.key, g.long, tBinary, g.p, g.binOrd)
 	g.binOrd++
 	g.sh.bins = append(g.sh.bins, binEntry{id, Binary{ContentType: contentType, Data: data}})
 	return id
@@ -216,7 +217,7 @@ func (g *gen) run() {
 
 func (g *gen) facts() {
 	r, pt := g.r, &g.pt
-	pt.id = makeID(g.key, tPatient, g.p, 0)
+	pt.id = idOf(g.key, g.long, tPatient, g.p, 0)
 	g.ords[tPatient] = 1
 	if r.percent(50) {
 		pt.gender, pt.given = "female", pick(r, givenFemale)

@@ -13,6 +13,7 @@ import (
 type Stream struct {
 	n      int
 	key    uint64
+	long   bool // Options.LongIDs
 	obsPer int
 	medIDs []string
 	meds   map[string][]byte
@@ -23,8 +24,8 @@ type Stream struct {
 // only to learn which resource types the data set holds (all of them after a few patients).
 func NewStream(opts Options) *Stream {
 	s := &Stream{n: patientCount(opts), key: datasetKey(opts), obsPer: observationsPer(opts),
-		meds: map[string][]byte{}}
-	s.medIDs = medicationCatalog(s.key, s.meds)
+		meds: map[string][]byte{}, long: opts.LongIDs}
+	s.medIDs = medicationCatalog(s.key, s.long, s.meds)
 	s.types = s.presentTypes()
 	return s
 }
@@ -66,7 +67,7 @@ func (s *Stream) presentTypes() []string {
 // patient generates patient p's record into a shard of its own.
 func (s *Stream) patient(p int) *shard {
 	sh := &shard{}
-	g := &gen{key: s.key, medIDs: s.medIDs, obsPer: s.obsPer, sh: sh}
+	g := &gen{key: s.key, long: s.long, medIDs: s.medIDs, obsPer: s.obsPer, sh: sh}
 	g.reset(p)
 	g.run()
 	return sh
@@ -82,7 +83,7 @@ func (s *Stream) Types() []string { return s.types }
 func (s *Stream) Medications() map[string][]byte { return s.meds }
 
 // Groups are Dataset.Groups.
-func (s *Stream) Groups() map[string][]string { return groups(s.key, s.n) }
+func (s *Stream) Groups() map[string][]string { return groups(s.key, s.long, s.n) }
 
 // Batch holds the resources of consecutive patients, in the order Generate gives them.
 type Batch struct{ sh *shard }
@@ -147,7 +148,7 @@ func (s *Stream) Each(workers int, fn func(*Batch) error) error {
 // batch generates patients lo to hi-1 into one shard.
 func (s *Stream) batch(lo, hi int) *shard {
 	sh := &shard{}
-	g := &gen{key: s.key, medIDs: s.medIDs, obsPer: s.obsPer, sh: sh}
+	g := &gen{key: s.key, long: s.long, medIDs: s.medIDs, obsPer: s.obsPer, sh: sh}
 	for p := lo; p < hi; p++ {
 		g.reset(p)
 		g.run()
@@ -160,7 +161,7 @@ func (s *Stream) batch(lo, hi int) *shard {
 func (s *Stream) Binary(id string) (Binary, bool) {
 	p := 0
 	if id != HelloWorldBinaryID {
-		t, pp, ok := parseID(s.key, id)
+		t, pp, ok := parseID(s.key, s.long, id)
 		if !ok || t != tBinary {
 			return Binary{}, false
 		}
@@ -178,7 +179,11 @@ func (s *Stream) Binary(id string) (Binary, bool) {
 }
 
 // parseID inverts makeID: it returns the type and patient of an id made with key.
-func parseID(key uint64, id string) (t, p int, ok bool) {
+func parseID(key uint64, long bool, id string) (t, p int, ok bool) {
+	full := id
+	if long {
+		id = shorten(id)
+	}
 	var in uint64
 	if x, ok := idBits(id); ok {
 		in = unmix64(x) ^ key
@@ -189,7 +194,7 @@ func parseID(key uint64, id string) (t, p int, ok bool) {
 		return 0, 0, false
 	}
 	t, p, ord := int(in>>56), int(in>>28&(maxPatients-1)), int(in&(maxOrdinal-1))
-	if t > tBinary || makeID(key, t, p, ord) != id {
+	if t > tBinary || idOf(key, long, t, p, ord) != full {
 		return 0, 0, false
 	}
 	return t, p, true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"maps"
+	"regexp"
 	"slices"
 	"testing"
 )
@@ -106,7 +107,7 @@ func TestParseID(t *testing.T) {
 	for _, c := range [][3]int{{tBinary, 0, 0}, {tBinary, 12345, 99}, {tPatient, 3, 0}, {tObservation, 1 << 20, 1 << 27}} {
 		for ord := c[2]; ord < c[2]+40; ord++ { // ids of every style
 			id := makeID(key, c[0], c[1], ord)
-			typ, p, ok := parseID(key, id)
+			typ, p, ok := parseID(key, false, id)
 			if c[0] == tBinary && (!ok || typ != c[0] || p != c[1]) {
 				t.Errorf("parseID(%q) = %d, %d, %v, want %d, %d, true", id, typ, p, ok, c[0], c[1])
 			}
@@ -125,7 +126,7 @@ func FuzzParseID(f *testing.F) {
 	f.Add("e0000000000z")
 	f.Add("10000000")
 	f.Fuzz(func(t *testing.T, id string) {
-		typ, p, ok := parseID(key, id)
+		typ, p, ok := parseID(key, false, id)
 		if !ok {
 			return
 		}
@@ -137,4 +138,50 @@ func FuzzParseID(f *testing.F) {
 			t.Errorf("parseID(%q) patient %d out of range", id, p)
 		}
 	})
+}
+
+// TestLongIDs: with LongIDs every id passes FHIR R4's 64 characters, references carry the same
+// long ids, and Binary still finds an attachment by its long id (the id stays invertible).
+func TestLongIDs(t *testing.T) {
+	opts := Options{Patients: 2, Seed: 3, LongIDs: true}
+	d := Generate(opts)
+	idRE := regexp.MustCompile(`"id":"([^"]*)"`)
+	n := 0
+	for typ, lines := range d.Resources {
+		for _, line := range lines {
+			m := idRE.FindSubmatch(line)
+			if m == nil || len(m[1]) != LongIDLength {
+				t.Errorf("%s: first id %q, want %d characters", typ, m, LongIDLength)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no resources")
+	}
+	for id := range d.Medications {
+		if len(id) <= 64 {
+			t.Errorf("Medication id %q: %d characters, want > 64", id, len(id))
+		}
+	}
+	for _, ids := range d.Groups {
+		for _, id := range ids {
+			if len(id) != LongIDLength {
+				t.Errorf("Group member %q: %d characters, want %d", id, len(id), LongIDLength)
+			}
+		}
+	}
+	s := NewStream(opts)
+	for id, want := range d.Binaries {
+		if id == HelloWorldBinaryID {
+			continue
+		}
+		got, ok := s.Binary(id)
+		if !ok || !bytes.Equal(got.Data, want.Data) {
+			t.Errorf("Binary(%q) = _, %v, want the attachment", id, ok)
+		}
+		if _, ok := s.Binary(shorten(id)); ok {
+			t.Errorf("Binary(%q) found an attachment by the short id in a long-id data set", shorten(id))
+		}
+	}
 }

@@ -38,6 +38,10 @@ type Options struct {
 	// ObservationsPerPatient is the average; each patient gets 50–150 % of it. Zero means
 	// DefaultObservationsPerPatient; values above 2^20 are capped.
 	ObservationsPerPatient int
+
+	// LongIDs makes every id longer than FHIR R4's 64 characters (LongIDLength), as Epic's are:
+	// tools must keep them whole.
+	LongIDs bool
 }
 
 // Dataset is a generated data set. Patient i's resources do not depend on Patients, so a larger
@@ -77,7 +81,7 @@ func generate(opts Options, workers int) *Dataset {
 		Binaries:    make(map[string]Binary),
 		Medications: make(map[string][]byte),
 	}
-	medIDs := medicationCatalog(key, d.Medications)
+	medIDs := medicationCatalog(key, opts.LongIDs, d.Medications)
 
 	// Contiguous patient ranges per worker keep the merge a concatenation in patient order.
 	workers = max(1, min(workers, n/16))
@@ -86,7 +90,7 @@ func generate(opts Options, workers int) *Dataset {
 	for w := range shards {
 		lo, hi := n*w/workers, n*(w+1)/workers
 		wg.Go(func() {
-			g := &gen{key: key, medIDs: medIDs, obsPer: perPatient, sh: &shards[w]}
+			g := &gen{key: key, long: opts.LongIDs, medIDs: medIDs, obsPer: perPatient, sh: &shards[w]}
 			for p := lo; p < hi; p++ {
 				g.reset(p)
 				g.run()
@@ -116,15 +120,15 @@ func generate(opts Options, workers int) *Dataset {
 		}
 	}
 
-	d.Groups = groups(key, n)
+	d.Groups = groups(key, opts.LongIDs, n)
 	return d
 }
 
 // groups returns the Groups of a data set of n patients.
-func groups(key uint64, n int) map[string][]string {
+func groups(key uint64, long bool, n int) map[string][]string {
 	ids := make([]string, n)
 	for p := range ids {
-		ids[p] = makeID(key, tPatient, p, 0)
+		ids[p] = idOf(key, long, tPatient, p, 0)
 	}
 	var cohortA []string
 	for p := 0; p < n; p += 2 {
@@ -135,7 +139,7 @@ func groups(key uint64, n int) map[string][]string {
 }
 
 func (g *gen) reset(p int) {
-	*g = gen{key: g.key, medIDs: g.medIDs, obsPer: g.obsPer, sh: g.sh, w: g.w, scratch: g.scratch}
+	*g = gen{key: g.key, long: g.long, medIDs: g.medIDs, obsPer: g.obsPer, sh: g.sh, w: g.w, scratch: g.scratch}
 	if g.w.b == nil {
 		g.w.b = g.sh.next()
 	}
@@ -147,11 +151,11 @@ func (g *gen) reset(p int) {
 // medicationCatalog writes the Medication catalog into m and returns its ids by catalog index.
 // Medications live outside the export on purpose: a MedicationRequest's medicationReference must
 // then be fetched from Medication/{id}, as on servers that do not export Medication.
-func medicationCatalog(key uint64, m map[string][]byte) []string {
-	g := &gen{key: key, sh: &shard{}, r: newRNG(key, maxPatients)}
+func medicationCatalog(key uint64, long bool, m map[string][]byte) []string {
+	g := &gen{key: key, long: long, sh: &shard{}, r: newRNG(key, maxPatients)}
 	ids := make([]string, len(meds))
 	for i, md := range meds {
-		ids[i] = makeID(key, tMedication, 0, i)
+		ids[i] = idOf(key, long, tMedication, 0, i)
 		w := &g.w
 		w.raw(`{"resourceType":"Medication","id":"`)
 		w.raw(ids[i])
