@@ -207,11 +207,11 @@ func (c *Capabilities) Resolve(ctx context.Context, read func(ctx context.Contex
 
 // OperationDefinition is what Resolve takes from a server's own definition of $export.
 type OperationDefinition struct {
-	Code             string   // the operation's name (export)
-	System, Type     bool     // invocable at the system, and at the type level
-	Instance         bool     // invocable on an instance
-	Resource         []string // the types it applies to
-	Params           []string // input parameters, in their order, each once
+	Code         string   // the operation's name (export)
+	System, Type bool     // invocable at the system, and at the type level
+	Instance     bool     // invocable on an instance
+	Resource     []string // the types it applies to
+	Params       []string // input parameters, in their order, each once
 }
 
 // level is the level a definition allows: the system, else Group on an instance, else Patient
