@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 )
 
 // ExportOperation is one $export operation a server's CapabilityStatement declares.
@@ -165,6 +167,14 @@ func definitionID(canon string) string {
 	return id
 }
 
+// ServerCapabilities reads the export operations of a server's CapabilityStatement and the
+// server's own OperationDefinitions they name, each once, through c: what a kickoff is checked
+// against (Check).
+func ServerCapabilities(ctx context.Context, c *fhirclient.Client, statement []byte) (*Capabilities, error) {
+	caps := ReadCapabilities(statement)
+	return caps, caps.Resolve(ctx, c.OperationDefinition)
+}
+
 // Resolve reads the server-specific OperationDefinitions the statement names, through read
 // (which GETs [base]/OperationDefinition/ID: a definition is only ever read from the server
 // itself, never from wherever its URL points), and takes their parameters and levels. A
@@ -190,7 +200,11 @@ func (c *Capabilities) Resolve(ctx context.Context, read func(ctx context.Contex
 				d, err = ParseOperationDefinition(b)
 			}
 			if err != nil {
-				c.Notes = append(c.Notes, fmt.Sprintf("the definition of the server's %s export (%s) could not be read: %v", levelName(op.Level), op.Definition, err))
+				what := "export"
+				if op.Level != "" {
+					what = levelName(op.Level) + " export"
+				}
+				c.Notes = append(c.Notes, fmt.Sprintf("the definition of the server's %s (%s) could not be read: %v", what, op.Definition, err))
 			}
 			defs[op.defID] = d
 		}
