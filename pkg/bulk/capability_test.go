@@ -300,3 +300,84 @@ func FuzzParseOperationDefinition(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTypeFilter(t *testing.T) {
+	tests := []struct {
+		in    string
+		want  *TypeFilter
+		error string
+	}{
+		{"Observation?category=laboratory%2Cvital-signs&status=final", &TypeFilter{Type: "Observation",
+			Query: "category=laboratory,vital-signs&status=final",
+			Params: []FilterParam{{Name: "category", Values: []string{"laboratory", "vital-signs"}},
+				{Name: "status", Values: []string{"final"}}}}, ""},
+		{"Observation?category:missing=true", &TypeFilter{Type: "Observation", Query: "category:missing=true",
+			Params: []FilterParam{{Name: "category", Modifier: "missing", Values: []string{"true"}}}}, ""},
+		{`Observation?code=a\,b,c\|d|e`, &TypeFilter{Type: "Observation", Query: `code=a\,b,c\|d|e`,
+			Params: []FilterParam{{Name: "code", Values: []string{"a,b", `c\|d|e`}}}}, ""},
+		{"Patient?", &TypeFilter{Type: "Patient"}, ""},
+		{"Observation", nil, "want Type?query"},
+		{"observation?x=1", nil, "not a resource type"},
+		{"Observation?x=%zz", nil, "bad escape"},
+		{"Observation?:missing=true", nil, "without a name"},
+	}
+	for _, tt := range tests {
+		got, err := ParseTypeFilter(tt.in)
+		if tt.error != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.error) {
+				t.Errorf("ParseTypeFilter(%q) = %+v, %v; want an error containing %q", tt.in, got, err, tt.error)
+			}
+			continue
+		}
+		if d := cmp.Diff(tt.want, got); err != nil || d != "" {
+			t.Errorf("ParseTypeFilter(%q): %v (-want +got):\n%s", tt.in, err, d)
+		}
+	}
+}
+
+func TestSplitToken(t *testing.T) {
+	tests := []struct {
+		in, system, code string
+		hasSystem        bool
+	}{
+		{"laboratory", "", "laboratory", false},
+		{"http://loinc.org|2345-7", "http://loinc.org", "2345-7", true},
+		{"|x", "", "x", true},
+		{"http://s|", "http://s", "", true},
+		{`a\|b|c`, "a|b", "c", true},
+		{`a\|b`, "", "a|b", false},
+	}
+	for _, tt := range tests {
+		s, c, h := SplitToken(tt.in)
+		if s != tt.system || c != tt.code || h != tt.hasSystem {
+			t.Errorf("SplitToken(%q) = %q, %q, %v; want %q, %q, %v", tt.in, s, c, h, tt.system, tt.code, tt.hasSystem)
+		}
+	}
+}
+
+func FuzzParseTypeFilter(f *testing.F) {
+	for _, s := range []string{"Observation?category=laboratory%2Cvital-signs&status=final", "Observation?category:missing=true",
+		`Observation?code=a\,b,c\|d|e`, "Patient?", "x", "Observation?a=%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tf, err := ParseTypeFilter(s)
+		if err != nil {
+			return
+		}
+		if !validTypeName(tf.Type) {
+			t.Fatalf("ParseTypeFilter(%q): type %q", s, tf.Type)
+		}
+		for _, p := range tf.Params {
+			if p.Name == "" || len(p.Values) == 0 {
+				t.Fatalf("ParseTypeFilter(%q): parameter %+v without a name or a value", s, p)
+			}
+			for _, v := range p.Values {
+				SplitToken(v)
+			}
+		}
+		if len(tf.Params) > 0 && tf.Query == "" {
+			t.Fatalf("ParseTypeFilter(%q): %d parameters shown as nothing", s, len(tf.Params))
+		}
+	})
+}
