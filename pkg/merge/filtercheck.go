@@ -35,12 +35,17 @@ type FilterMismatch struct {
 	Example string // the id of one of them
 }
 
-func (f *FilterMismatch) String() string {
-	return fmt.Sprintf("slice %s: %d of %d %s resources do not match its filter %s (e.g. %s/%s): "+
-		"the server ignored _typeFilter (or read it otherwise); the merge keeps one copy of each resource, "+
-		"so the merged folder holds every %s the slices hold, but slicing gains nothing on this server: "+
-		"export %s once without --type-filter",
-		f.Slice, f.Outside, f.Total, f.Type, f.Filter, f.Type, f.Example, f.Type, f.Type)
+func (f *FilterMismatch) String() string { return f.text(false) }
+
+// text is the report of the mismatch; merged adds what the merge made of the slice.
+func (f *FilterMismatch) text(merged bool) string {
+	msg := fmt.Sprintf("slice %s: %d of %d %s resources do not match its filter %s (e.g. %s/%s): "+
+		"the server ignored _typeFilter (or read it otherwise); ", f.Slice, f.Outside, f.Total, f.Type, f.Filter, f.Type, f.Example)
+	if merged {
+		msg += "the merge keeps one copy of each resource, so the merged folder holds every " + f.Type +
+			" the slices hold, but "
+	}
+	return msg + "slicing gains nothing on this server: export " + f.Type + " once without --type-filter"
 }
 
 // filterChecks reads the _typeFilter of a slice's logged kickoff into one check per filtered

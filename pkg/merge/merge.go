@@ -154,7 +154,7 @@ func (m *merger) readAll(ctx context.Context) error {
 	}
 	for _, src := range m.srcs {
 		for _, mm := range src.mismatches() {
-			m.o.Warn(mm.String())
+			m.o.Warn(mm.text(true))
 			m.res.FilterMismatches = append(m.res.FilterMismatches, mm)
 		}
 	}
