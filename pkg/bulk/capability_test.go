@@ -373,7 +373,9 @@ func FuzzParseTypeFilter(f *testing.F) {
 				t.Fatalf("ParseTypeFilter(%q): parameter %+v without a name or a value", s, p)
 			}
 			for _, v := range p.Values {
-				SplitToken(v)
+				if system, code, has := SplitToken(v); !has && system != "" {
+					t.Fatalf("SplitToken(%q) = %q, %q: a system without a bar", v, system, code)
+				}
 			}
 		}
 		if len(tf.Params) > 0 && tf.Query == "" {
