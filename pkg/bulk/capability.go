@@ -112,7 +112,7 @@ func (c *Capabilities) add(on string, op gjson.Result) {
 		e.atSystem = true
 	}
 	if igID != "" {
-		e.Params = igParams(igID, version)
+		e.Params = igParams(e.Level, version)
 	} else if id := definitionID(canon); id != "" {
 		e.defID = id
 	}
@@ -134,8 +134,10 @@ func levelOf(igID, name string) Level {
 	return ""
 }
 
-// igParams are the parameters of the IG's OperationDefinition id at version ("" = current).
-func igParams(id, version string) []string {
+// igParams are the parameters of the IG's OperationDefinitions at version ("" = current) for
+// an export at level: by where the server lists it, since some list the IG's system-level
+// definition under Patient.
+func igParams(level Level, version string) []string {
 	var ps []string
 	switch {
 	case strings.HasPrefix(version, "0.") || strings.HasPrefix(version, "1."):
@@ -145,7 +147,7 @@ func igParams(id, version string) []string {
 	default:
 		ps = igParamsSTU3
 	}
-	if id == "export" {
+	if level == LevelSystem {
 		ps = slices.DeleteFunc(slices.Clone(ps), func(p string) bool { return p == ParamPatient })
 	}
 	return slices.Clone(ps)
@@ -345,7 +347,7 @@ type Undeclared struct {
 
 // Check compares a prepared kickoff with what the server declares. It refuses (an
 // *UnsupportedLevelError) a kickoff at a level the server declares no export for, when every
-// export it declares has a known level; and it lists the parameters sent that the server's
+// export it declares has a known level and none is system-level; and it lists the parameters sent that the server's
 // export at that level does not declare, when all of them declare their parameters. A statement
 // that declares no export, or exports whose parameters are unknown, gets neither.
 func (c *Capabilities) Check(pk *PreparedKickoff) ([]Undeclared, error) {
@@ -369,7 +371,10 @@ func (c *Capabilities) Check(pk *PreparedKickoff) ([]Undeclared, error) {
 		}
 	}
 	if len(here) == 0 {
-		if len(declared) > 0 {
+		// Many servers list only the IG's system-level export at rest.operation to say "bulk
+		// export here", and serve Group exports too: only a statement that names levels other
+		// than the system's, and not the one asked for, is taken at its word.
+		if len(declared) > 0 && !slices.Contains(declared, LevelSystem) {
 			return nil, &UnsupportedLevelError{Base: pk.Base, Level: pk.Level, Declared: declared}
 		}
 		return nil, nil

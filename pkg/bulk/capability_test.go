@@ -76,6 +76,9 @@ func TestReadCapabilities(t *testing.T) {
 		{"DSTU2 reference", capDSTU2, []ExportOperation{
 			{Level: LevelGroup, Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export", Params: stu3},
 		}},
+		{"the IG's system definition listed under Patient is Patient-level, with patient", `{"rest":[{"resource":[{"type":"Patient",
+			"operation":[{"name":"export","definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}]}]}]}`,
+			[]ExportOperation{{Level: LevelPatient, Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export", Params: stu3}}},
 		{"export on another type is ignored", `{"rest":[{"resource":[{"type":"Observation","operation":[{"name":"export"}]}]}]}`, nil},
 	}
 	for _, tt := range tests {
@@ -199,6 +202,12 @@ func TestCheck(t *testing.T) {
 		{"group only, STU1: _elements and _until undeclared", capGroupOnly, prep(base+"/Group/g",
 			KickoffRequest{Types: []string{"Patient"}, Elements: []string{"id"}, Until: "2024-01-01"}), []string{"_until", "_elements"}, ""},
 		{"group only, STU1: _typeFilter declared", capGroupOnly, prep(base+"/Group/g", filter), nil, ""},
+		{"only the system-level export declared: a Group export is not refused", `{"resourceType":"CapabilityStatement","rest":[{"operation":[
+			{"name":"export","definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}]}]}`,
+			prep(base+"/Group/g", KickoffRequest{}), nil, ""},
+		{"Patient and Group declared: system export refused", `{"resourceType":"CapabilityStatement","rest":[{"resource":[
+			{"type":"Patient","operation":[{"name":"export"}]},{"type":"Group","operation":[{"name":"export"}]}]}]}`,
+			prep(base, KickoffRequest{}), nil, "declares only Patient-level and Group-level export"},
 		{"an export of unknown level: no refusal", capUnknown, prep(base+"/Patient", KickoffRequest{}), nil, ""},
 		{"vendor, unresolved: a Group export is not refused", capVendor, prep(base+"/Group/g", KickoffRequest{}), nil, ""},
 		{"vendor, unresolved: parameters unknown", capVendor, prep(base+"/Group/g", filter), nil, ""},
