@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -391,4 +395,42 @@ func FuzzParseTypeFilter(f *testing.F) {
 			t.Fatalf("ParseTypeFilter(%q): %d parameters shown as nothing", s, len(tf.Params))
 		}
 	})
+}
+
+// TestServerCapabilities: through a real client against an httptest server, each definition the
+// statement names is read once, from [base]/OperationDefinition/ID, whatever host its URL names.
+func TestServerCapabilities(t *testing.T) {
+	var mu sync.Mutex
+	asked := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked[r.URL.Path]++
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/fhir/OperationDefinition/group-x":
+			io.WriteString(w, opDef(false, false, true, "Group", "_type", "_since"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	statement := `{"resourceType":"CapabilityStatement","rest":[{"resource":[
+		{"type":"Group","operation":[{"name":"export","definition":"https://elsewhere.example/OperationDefinition/group-x"}]},
+		{"type":"Patient","operation":[{"name":"export","definition":"https://elsewhere.example/OperationDefinition/group-x|2"}]}]}]}`
+	caps, err := ServerCapabilities(t.Context(), newClient(t, srv.URL+"/fhir"), []byte(statement))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"/fhir/OperationDefinition/group-x": 1}; !cmp.Equal(asked, want) {
+		t.Errorf("requests %v, want %v", asked, want)
+	}
+	for _, op := range caps.Operations {
+		if !slices.Equal(op.Params, []string{"_type", "_since"}) {
+			t.Errorf("%s export: params %q, want the definition's", op.Level, op.Params)
+		}
+	}
+	pk, _ := KickoffRequest{URL: srv.URL + "/fhir/Group/g", Types: []string{"Patient"}, Until: "2024"}.Prepare()
+	if u, err := caps.Check(pk); err != nil || len(u) != 1 || u[0].Param != "_until" {
+		t.Errorf("Check = %+v, %v; want _until undeclared", u, err)
+	}
 }
