@@ -35,20 +35,9 @@ func checkCapabilities(ctx context.Context, st *tool.Status, client *fhirclient.
 	}
 	for _, u := range undeclared {
 		st.Warn("%s is not among the parameters this server declares for %s export (%s): it may refuse it, or ignore it%s",
-			u.Param, levelName(u.Level), declaredBy(u.Definitions), ignoredHint(u.Param))
+			u.Param, u.Level.Name(), declaredBy(u.Definitions), ignoredHint(u.Param))
 	}
 	return nil
-}
-
-// levelName names an export level in a warning.
-func levelName(l bulk.Level) string {
-	switch l {
-	case bulk.LevelPatient:
-		return "Patient-level"
-	case bulk.LevelGroup:
-		return "Group-level"
-	}
-	return "system-level"
 }
 
 // declaredBy says where the server's parameter list comes from.

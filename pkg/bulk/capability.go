@@ -204,7 +204,7 @@ func (c *Capabilities) Resolve(ctx context.Context, read func(ctx context.Contex
 			if err != nil {
 				what := "export"
 				if op.Level != "" {
-					what = levelName(op.Level) + " export"
+					what = op.Level.Name() + " export"
 				}
 				c.Notes = append(c.Notes, fmt.Sprintf("the definition of the server's %s (%s) could not be read: %v", what, op.Definition, err))
 			}
@@ -297,8 +297,8 @@ func appendStrings(dst []string, r gjson.Result) []string {
 	return dst
 }
 
-// levelName is how messages name a level.
-func levelName(l Level) string {
+// Name is how messages name a level: "system-level", "Patient-level", "Group-level".
+func (l Level) Name() string {
 	switch l {
 	case LevelSystem:
 		return "system-level"
@@ -322,10 +322,10 @@ type UnsupportedLevelError struct {
 func (e *UnsupportedLevelError) Error() string {
 	names := make([]string, len(e.Declared))
 	for i, l := range e.Declared {
-		names[i] = levelName(l)
+		names[i] = l.Name()
 	}
 	msg := fmt.Sprintf("%s declares only %s export in its CapabilityStatement: a %s export would be refused",
-		e.Base, strings.Join(names, " and "), levelName(e.Level))
+		e.Base, strings.Join(names, " and "), e.Level.Name())
 	switch {
 	case slices.Contains(e.Declared, LevelGroup):
 		msg += "; export a Group instead (" + e.Base + "/Group/ID)"
