@@ -21,7 +21,8 @@
 #   PARALLEL=0       run the slices one after another (Epic allows one export per client and Group
 #                    at a time: bulk-kickoff stops at its refusal, and bulk-fetch deletes each
 #                    slice's export once downloaded, so the next slice may start; a request window
-#                    configured on the server refuses even that: see docs/servers.md)
+#                    configured on the server refuses even that: see docs/servers.md);
+#                    each slice is then checked against its filter before the next one starts
 #   ASSUME_COMPLETE=1  tell etl-load that the slices hold the whole Group (--assume-complete TYPE):
 #                    only when CATEGORIES lists every category code the server uses
 #   LOAD=0           stop after the merge
@@ -34,6 +35,12 @@
 # this script stops there. Without :missing there is no filter for "no category": either rerun
 # with MISSING=0 and accept that Observations without a category are left out (and do not set
 # ASSUME_COMPLETE), or export the type once unsliced instead.
+#
+# Some servers silently ignore _typeFilter: each slice then holds every resource of TYPE, and
+# slicing only multiplies the work. bulk-kickoff warns when the server does not declare
+# _typeFilter; ndjson-merge reports each slice holding resources its filter excludes (the merge is
+# still complete: copies collapse); with PARALLEL=0 this script checks each slice as it finishes
+# (ndjson-merge --check-filters) and stops before exporting the next: export TYPE unsliced then.
 #
 # The tools are taken from PATH, else from bin/ of this checkout (make build).
 set -eu
@@ -166,9 +173,16 @@ for name in $names; do
 	filters="$filters $filter"
 	echo "$0: exporting slice $name ($filter)" >&2
 	start "$name" "$filter"
-	if [ "$parallel" != 1 ] && ! finish; then
-		echo "$0: fix the cause and rerun the same command to resume" >&2
-		exit 1
+	if [ "$parallel" != 1 ]; then
+		if ! finish; then
+			echo "$0: fix the cause and rerun the same command to resume" >&2
+			exit 1
+		fi
+		if ! ndjson-merge --check-filters --quiet "$work/slices/$name"; then
+			echo "$0: stopped after slice $name (see above): a server that ignores _typeFilter puts every $type" \
+				"in every slice; export $type once unsliced instead: bulk-kickoff '$group_url' --type $type | bulk-poll | bulk-fetch --dir DIR" >&2
+			exit 1
+		fi
 	fi
 done
 if ! finish; then

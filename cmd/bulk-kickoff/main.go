@@ -64,6 +64,7 @@ func kickoffFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "lenient", Usage: "send Prefer: handling=lenient (ignore unsupported parameters instead of failing)"},
 		&cli.StringSliceFlag{Name: "param", Usage: "any other kickoff parameter, `NAME=VALUE` (repeatable; never split on commas)"},
 		&cli.BoolFlag{Name: "post", Usage: "POST a FHIR Parameters body instead of a GET"},
+		&cli.BoolFlag{Name: "ignore-capabilities", Usage: "send the kickoff whatever the server's CapabilityStatement declares (no check of its export levels and parameters)"},
 		&cli.DurationFlag{Name: "wait", Value: time.Hour, Usage: "keep retrying 429 and 503 (not a refusal because of earlier exports) for up to `DURATION`"},
 		&cli.StringFlag{Name: "log", EnvVars: []string{"BULK_LOG"}, Usage: "append the kickoff event to the export log `FILE` (log.ndjson format)"},
 		tool.QuietFlag(),
@@ -106,6 +107,11 @@ func run(c *cli.Context, d tool.Deps) error {
 	capa, err := metadata(ctx, st, client)
 	if err != nil {
 		return err
+	}
+	if !c.Bool("ignore-capabilities") {
+		if err := checkCapabilities(ctx, st, client, capa, pk); err != nil {
+			return err
+		}
 	}
 	st.Line("%s %s", pk.Method, fhirclient.Redact(pk.URL))
 	res, kerr := pk.Send(ctx, client)

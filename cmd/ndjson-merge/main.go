@@ -44,6 +44,7 @@ Examples:
 			&cli.StringFlag{Name: "tmp", Usage: "put sorted runs in `DIR` (default: beside --dir; $TMPDIR with --dir -)"},
 			&cli.StringFlag{Name: "export-group", Usage: "Group `ID` of sources without a log (default: none, a system or Patient-level export)"},
 			&cli.StringFlag{Name: "export-timestamp", Usage: "transactionTime of sources without a log (`TIME`: a date, or an RFC 3339 time with a zone)"},
+			&cli.BoolFlag{Name: "check-filters", Usage: "merge nothing: check each slice against the _typeFilter its log records, exit 1 when one holds resources its filter excludes"},
 			tool.QuietFlag(),
 		},
 		Action: run,
@@ -69,6 +70,9 @@ func run(c *cli.Context) error {
 	}
 	if len(o.Sources) == 0 {
 		return tool.UsageErrorf("no sources: give export folders or NDJSON files (- for stdin) and --dir DIR")
+	}
+	if c.Bool("check-filters") {
+		return checkFilters(c, st, o)
 	}
 	if o.Out == "" {
 		return tool.UsageErrorf("--dir is required: a folder for the merged export, or - for NDJSON on stdout")
@@ -120,6 +124,28 @@ func run(c *cli.Context) error {
 	st.Summary("%d resources read, %d written (%s), %d deletions kept, %d errors kept, %s, in %s",
 		res.Read, res.Written, strings.Join(res.Types, ", "), res.Deleted, res.Errors, into,
 		o.Now().Sub(started).Round(time.Millisecond))
+	return nil
+}
+
+// checkFilters is --check-filters: each slice that holds resources its _typeFilter excludes is
+// one line, and the run fails, so that a script can stop slicing on a server that ignores the
+// filter before it exports the next slice.
+func checkFilters(c *cli.Context, st *tool.Status, o *merge.Options) error {
+	var err error
+	if o.MaxLine, err = tool.MaxLine(c); err != nil {
+		return err
+	}
+	mm, err := merge.CheckFilters(c.Context, o)
+	if err != nil {
+		return err
+	}
+	for _, m := range mm {
+		st.Print("%s", m.String())
+	}
+	if len(mm) > 0 {
+		return fmt.Errorf("%d of %d slices hold resources their _typeFilter excludes", len(mm), len(o.Sources))
+	}
+	st.Summary("%d slices checked: each holds only what its _typeFilter selects (as far as it can be checked here)", len(o.Sources))
 	return nil
 }
 

@@ -10,6 +10,9 @@
 //     allowPartialManifests: pages linked by link next), handing each manifest page to a
 //     callback as it arrives. It prints nothing: progress goes through PollOptions.Progress.
 //   - Cancel DELETEs an export.
+//   - ReadCapabilities reads the export operations a CapabilityStatement declares (their level,
+//     and their parameters from the IG's definitions or the server's own, Resolve), and Check
+//     tells a kickoff the server would refuse or whose parameters it does not declare.
 //   - NormalizeTime and EscapeTypeFilter prepare _since/_until and _typeFilter values.
 //
 // Nothing here prints, logs or exits; tools render progress and errors.

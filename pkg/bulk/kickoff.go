@@ -206,6 +206,9 @@ type PreparedKickoff struct {
 
 	Wait, ReadTimeout time.Duration // from the KickoffRequest
 
+	// ParamNames are the names of the parameters sent, in their order (Capabilities.Check).
+	ParamNames []string
+
 	// Parameters is what the kickoff event of the log records as requestParameters (DESIGN.md §4):
 	// each parameter's values as one comma list (as a GET sends them), patient replaced by
 	// _patientCount, allowPartialManifests as a boolean.
@@ -268,6 +271,9 @@ func (r KickoffRequest) Prepare() (*PreparedKickoff, error) {
 	}
 	pk := &PreparedKickoff{Target: *t, Header: http.Header{}, Parameters: ps.logged(),
 		Wait: r.Wait, ReadTimeout: r.ReadTimeout}
+	for _, p := range ps {
+		pk.ParamNames = append(pk.ParamNames, p.name)
+	}
 	pk.Header.Set("Accept", "application/fhir+json")
 	// Separate header lines, respond-async first: some servers compare the first Prefer value
 	// with "respond-async" verbatim.

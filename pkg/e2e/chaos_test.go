@@ -203,7 +203,8 @@ func chaosCases(long bool, seeds []int64) []*chaosCase {
 	fault("no-final-newline", false, "no-final-newline").shape = shapeNoFinalNL
 	fault("b64-size", false, "b64-size").shape = shapeB64Size
 	fault("no-lastupdated", false, "no-lastupdated").shape = shapeNoLastUpdate
-	fault("ignore-typefilter", false, "ignore-typefilter").shape = shapeNoTypeFilter
+	c = fault("ignore-typefilter", false, "ignore-typefilter")
+	c.shape, c.evidence["ndjson-merge"] = shapeNoTypeFilter, `do not match its filter`
 
 	// Server profiles and habits that are not faults but change the conversation.
 	c = fault("partial-manifests", false)

@@ -50,10 +50,10 @@ func TestBadInputRefusedScope(t *testing.T) {
 	}
 
 	// Each attachment reports the refusal; the token endpoint is asked once, not once per
-	// attachment.
+	// attachment. The scope is SMART v2's: the server's smart-configuration lists permission-v2.
 	before := tokenRequests(srv)
 	r = run(t, env, "", "ndjson-inline", "-q", "--in-place", dir)
-	if n := tokenRequests(srv) - before; !strings.Contains(r.Stderr, "(refused: system/Binary.read); give --scope") || n != 1 {
+	if n := tokenRequests(srv) - before; !strings.Contains(r.Stderr, "(refused: system/Binary.rs); give --scope") || n != 1 {
 		t.Errorf("ndjson-inline against a server without Binary: exit %d, %d token requests (want 1), stderr:\n%s\nwant the refused scope and --scope named",
 			r.Code, n, r.Stderr)
 	}

@@ -240,3 +240,37 @@ func TestMetadataWithoutCredentials(t *testing.T) {
 			len(reqs), reqs[0].Header.Get("Authorization"), reqs[len(reqs)-1].Header.Get("Authorization"))
 	}
 }
+
+// TestOperationDefinition: a server's own export definition is read from the FHIR base, as the
+// CapabilityStatement is (public, credentials only after a 401), and must be one.
+func TestOperationDefinition(t *testing.T) {
+	const def = `{"resourceType":"OperationDefinition","code":"export"}`
+	srv, rec := serve(t, status(http.StatusUnauthorized, ""), respond(def))
+	c, _ := newTestClient(t, srv.URL+"/fhir", Options{Credentials: &fakeCreds{static: true}})
+	got, err := c.OperationDefinition(t.Context(), "group export")
+	if err != nil || string(got) != def {
+		t.Fatalf("OperationDefinition = %q, %v; want the definition", got, err)
+	}
+	reqs := rec.Requests()
+	if len(reqs) != 2 || reqs[1].Path != "/fhir/OperationDefinition/group export" ||
+		reqs[0].Header.Get("Authorization") != "" || reqs[1].Header.Get("Authorization") == "" ||
+		reqs[1].Header.Get("Accept") != "application/fhir+json" {
+		t.Errorf("OperationDefinition sent %d requests (last %s, Accept %q); want one without, then one with credentials, to the escaped id",
+			len(reqs), reqs[len(reqs)-1].Path, reqs[len(reqs)-1].Header.Get("Accept"))
+	}
+
+	for _, tt := range []struct {
+		step http.HandlerFunc
+		want string
+	}{
+		{respond(`{"resourceType":"CapabilityStatement"}`), `expected an OperationDefinition, got "CapabilityStatement"`},
+		{respond(`<html>`), `expected an OperationDefinition, got ""`},
+		{status(404, ""), "/fhir/OperationDefinition/x: 404 Not Found"},
+	} {
+		srv, _ := serve(t, tt.step)
+		c, _ := newTestClient(t, srv.URL+"/fhir", Options{})
+		if _, err := c.OperationDefinition(t.Context(), "x"); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("OperationDefinition = %v, want an error containing %q", err, tt.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -35,9 +36,40 @@ func containsFold(s, sub string) bool {
 // without credentials, so a run never gets a token only for it; only a server that answers
 // that with 401 or 403 is asked again with them.
 func (c *Client) Metadata(ctx context.Context) (*Capability, error) {
+	b, shown, err := c.conformance(ctx, "metadata", "CapabilityStatement")
+	if err != nil {
+		return nil, err
+	}
+	capa, err := parseCapability(b)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", shown, err)
+	}
+	c.epic.Store(capa.Epic())
+	return capa, nil
+}
+
+// OperationDefinition GETs [base]/OperationDefinition/ID, the definition a CapabilityStatement
+// names for an operation the server defines itself (a vendor's $export with its own parameter
+// list), and returns it as read: pkg/bulk knows what to take from it. It is asked for as
+// Metadata asks, without credentials first.
+func (c *Client) OperationDefinition(ctx context.Context, id string) ([]byte, error) {
+	b, shown, err := c.conformance(ctx, "OperationDefinition/"+url.PathEscape(id), "OperationDefinition")
+	if err != nil {
+		return nil, err
+	}
+	if rt := jsonString(json.RawMessage(resourceTypeOf(b))); rt != "OperationDefinition" {
+		return nil, fmt.Errorf("GET %s: expected an OperationDefinition, got %q", shown, rt)
+	}
+	return b, nil
+}
+
+// conformance GETs a conformance resource (public by FHIR's rules) at path below the base:
+// without credentials, then once with them if the server answers 401 or 403. It returns the
+// body, bounded by maxCapability, and the URL for messages.
+func (c *Client) conformance(ctx context.Context, path, what string) ([]byte, string, error) {
 	req := &Request{
 		Method: http.MethodGet,
-		URL:    "metadata",
+		URL:    path,
 		Header: http.Header{"Accept": {"application/fhir+json"}},
 		Route:  RouteMetadata,
 		Auth:   AuthNever,
@@ -49,23 +81,27 @@ func (c *Client) Metadata(ctx context.Context) (*Capability, error) {
 		resp, err = c.Do(ctx, req)
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer resp.Body.Close()
 	shown := Redact(resp.Request.URL.String())
 	b, err := readAtMost(resp.Body, maxCapability+1)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: reading the CapabilityStatement: %w", shown, err)
+		return nil, shown, fmt.Errorf("GET %s: reading the %s: %w", shown, what, err)
 	}
 	if len(b) > maxCapability {
-		return nil, fmt.Errorf("GET %s: CapabilityStatement larger than %d MiB", shown, maxCapability>>20)
+		return nil, shown, fmt.Errorf("GET %s: %s larger than %d MiB", shown, what, maxCapability>>20)
 	}
-	capa, err := parseCapability(b)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", shown, err)
+	return b, shown, nil
+}
+
+// resourceTypeOf is the raw resourceType member of a JSON object, or nil.
+func resourceTypeOf(b []byte) json.RawMessage {
+	var raw struct{ ResourceType json.RawMessage }
+	if json.Unmarshal(b, &raw) != nil {
+		return nil
 	}
-	c.epic.Store(capa.Epic())
-	return capa, nil
+	return raw.ResourceType
 }
 
 // parseCapability reads the fields of Capability, tolerating wrong JSON types in them.

@@ -464,6 +464,8 @@ func (s *Server) resourceRoute(seg []string) (string, http.HandlerFunc) {
 		return routeMedication, s.medicationHandler(seg[1])
 	case "Group":
 		return routeGroup, s.groupHandler(seg[1])
+	case "OperationDefinition":
+		return routeMetadata, s.operationDefinitionHandler(seg[1])
 	}
 	return routeUnknown, nil
 }

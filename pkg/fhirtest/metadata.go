@@ -76,8 +76,10 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 				"interaction": []any{map[string]any{"code": "read"}}})
 		}
 	}
+	// The server's own definitions, not the IG's: they list exactly the parameters it knows
+	// (kickoffParams), which no version of the IG's does.
 	export := func(def string) map[string]any {
-		return map[string]any{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/" + def}
+		return map[string]any{"name": "export", "definition": s.URL() + "/OperationDefinition/bulkpipe-" + def}
 	}
 	rest := map[string]any{"mode": "server", "resource": resources,
 		"operation": []any{export("export")}}
@@ -136,6 +138,50 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		Format:         []string{"json"},
 		Rest:           []any{rest},
 	})
+}
+
+// operationDefinitionHandler answers [base]/OperationDefinition/bulkpipe-{export,
+// patient-export,group-export}: the definitions the CapabilityStatement names, each a
+// restriction of the IG's (base) to the parameters this server knows.
+func (s *Server) operationDefinitionHandler(id string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		def, ok := strings.CutPrefix(id, "bulkpipe-")
+		lv := map[string]level{"export": levelSystem, "patient-export": levelPatient, "group-export": levelGroup}
+		l, known := lv[def]
+		if !ok || !known {
+			writeOutcome(w, http.StatusNotFound, "not-found", "OperationDefinition/"+id+" is not known to this server")
+			return
+		}
+		var params []any
+		for _, p := range kickoffParams {
+			if p == "patient" && l == levelSystem {
+				continue // Patient and Group level only
+			}
+			params = append(params, map[string]any{"name": p, "use": "in", "min": 0, "max": "*", "type": "string"})
+		}
+		params = append(params, map[string]any{"name": "return", "use": "out", "min": 0, "max": "1", "type": "Binary"})
+		od := map[string]any{
+			"resourceType": "OperationDefinition",
+			"id":           id,
+			"url":          s.URL() + "/OperationDefinition/" + id,
+			"name":         "BulkpipeTestServer" + strings.ReplaceAll(def, "-", ""),
+			"status":       "active",
+			"kind":         "operation",
+			"code":         "export",
+			"base":         "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/" + def,
+			"system":       l == levelSystem,
+			"type":         l == levelPatient,
+			"instance":     l == levelGroup,
+			"parameter":    params,
+		}
+		switch l {
+		case levelPatient:
+			od["resource"] = []string{"Patient"}
+		case levelGroup:
+			od["resource"] = []string{"Group"}
+		}
+		writeJSON(w, http.StatusOK, "application/fhir+json", od)
+	}
 }
 
 // handleSMARTConfig answers /.well-known/smart-configuration (SMART App Launch 2.x §2.1), which

@@ -169,9 +169,17 @@ func TestServerSlicesEqualUnsliced(t *testing.T) {
 		srcs = append(srcs, p)
 	}
 	out := filepath.Join(dir, "merged")
-	o, _ := testOptions(t, out, srcs...)
-	if _, err := Run(t.Context(), o); err != nil {
+	o, warnings := testOptions(t, out, srcs...)
+	res, err := Run(t.Context(), o)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The server applied every filter, as the local check reads them: nothing to report.
+	if len(res.FilterMismatches) > 0 || len(*warnings) > 0 {
+		t.Errorf("merge of slices the server filtered: mismatches %v, warnings %q; want none", res.FilterMismatches, *warnings)
+	}
+	if mm, err := CheckFilters(t.Context(), o); err != nil || len(mm) > 0 {
+		t.Errorf("CheckFilters(slices the server filtered) = %v, %v; want none", mm, err)
 	}
 	want := byID(t, full)
 	if len(want) == 0 {
@@ -291,4 +299,64 @@ func get(t *testing.T, u, accept string) ([]byte, int) {
 		t.Fatal(err)
 	}
 	return b, resp.StatusCode
+}
+
+// TestServerIgnoredTypeFilter: the test server's ignore-typefilter fault returns every
+// Observation to each slice; the merge reports each slice (and still gives the unsliced result),
+// and CheckFilters finds the same without merging.
+func TestServerIgnoredTypeFilter(t *testing.T) {
+	srv, err := fhirtest.NewServer(fhirtest.Options{Patients: 10, Seed: 3,
+		Faults: []fhirtest.Fault{{Kind: fhirtest.FaultIgnoreFilter}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full")
+	export(t, srv.URL(), synth.GroupAll, "", full)
+	want := byID(t, full)
+	lab := 0
+	for _, r := range want {
+		if strings.Contains(gjson.Get(r, "category.#.coding.#.code").Raw, `"laboratory"`) {
+			lab++
+		}
+	}
+	if lab == 0 || lab == len(want) {
+		t.Fatalf("the data set has %d laboratory Observations of %d: the test proves nothing", lab, len(want))
+	}
+	var srcs []string
+	for _, c := range []string{"laboratory", "vital-signs", ""} {
+		p := filepath.Join(dir, "obs-"+c)
+		export(t, srv.URL(), synth.GroupAll, categoryFilter(c), p)
+		srcs = append(srcs, p)
+	}
+	out := filepath.Join(dir, "merged")
+	o, warnings := testOptions(t, out, srcs...)
+	res, err := Run(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, byID(t, out)); diff != "" {
+		t.Errorf("merged slices differ from the unsliced export (-want +got):\n%s", diff)
+	}
+	if len(res.FilterMismatches) != 3 || len(*warnings) != 3 {
+		t.Fatalf("merge: mismatches %v, warnings %q; want one per slice", res.FilterMismatches, *warnings)
+	}
+	got := res.FilterMismatches[0]
+	if got.Slice != srcs[0] || got.Type != "Observation" || got.Filter != "category=laboratory" ||
+		got.Total != int64(len(want)) || got.Outside != int64(len(want)-lab) {
+		t.Errorf("laboratory slice: %+v, want %d of %d Observations outside category=laboratory", got, len(want)-lab, len(want))
+	}
+	wantMsg := fmt.Sprintf("slice %s: %d of %d Observation resources do not match its filter category=laboratory (e.g. Observation/",
+		srcs[0], len(want)-lab, len(want))
+	if !strings.HasPrefix((*warnings)[0], wantMsg) || !strings.Contains((*warnings)[0], "the server ignored _typeFilter") {
+		t.Errorf("warning = %q, want it to start %q", (*warnings)[0], wantMsg)
+	}
+	if f := res.FilterMismatches[2].Filter; f != "category:missing=true" {
+		t.Errorf("remainder slice filter = %q, want category:missing=true", f)
+	}
+	mm, err := CheckFilters(t.Context(), o)
+	if err != nil || !cmp.Equal(mm, res.FilterMismatches) {
+		t.Errorf("CheckFilters = %v, %v; want what the merge found, %v", mm, err, res.FilterMismatches)
+	}
 }

@@ -50,6 +50,9 @@ type Result struct {
 	Read, Written, Deleted, Errors int64
 	Types                          []string // resource types written, sorted
 	Files                          int      // files in the merged folder
+	// FilterMismatches are the slices holding resources their _typeFilter excludes (each also
+	// reported through Warn): the merge is still right, since copies collapse.
+	FilterMismatches []FilterMismatch
 }
 
 // OptionsError is a merge asked for in a way that cannot work (stdin twice, a source without a
@@ -149,6 +152,12 @@ func (m *merger) readAll(ctx context.Context) error {
 			}
 		}
 	}
+	for _, src := range m.srcs {
+		for _, mm := range src.mismatches() {
+			m.o.Warn(mm.text(true))
+			m.res.FilterMismatches = append(m.res.FilterMismatches, mm)
+		}
+	}
 	m.report("merging", m.counter, m.read)
 	return nil
 }
@@ -209,6 +218,9 @@ func (m *merger) addResource(ctx context.Context, src *source, where func() stri
 		if e.lu, ok = parseInstant(lu); !ok {
 			m.warnOnce("lastUpdated", fmt.Sprintf("%s: meta.lastUpdated %q is not an instant: treated as missing (oldest); further such values are not reported", where(), lu))
 		}
+	}
+	if fc := src.checks[typ]; fc != nil {
+		fc.see(line, id)
 	}
 	m.key = makeKey(m.key, typ, id)
 	e.key = m.key

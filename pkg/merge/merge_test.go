@@ -124,11 +124,20 @@ func readTree(t testing.TB, dir string) map[string]string {
 // lines joins resource lines as a file holds them.
 func lines(ls ...string) string { return strings.Join(ls, "\n") + "\n" }
 
+// obs is an Observation; a tag starting "lab" or "vit" gives it the category its slice's filter
+// selects (laboratory, vital-signs), as a server that applies _typeFilter would send.
 func obs(id, lu, tag string) string {
-	if lu == "" {
-		return fmt.Sprintf(`{"resourceType":"Observation","id":%q,"tag":%q}`, id, tag)
+	cat := ""
+	switch {
+	case strings.HasPrefix(tag, "lab"):
+		cat = `,"category":[{"coding":[{"code":"laboratory"}]}]`
+	case strings.HasPrefix(tag, "vit"):
+		cat = `,"category":[{"coding":[{"code":"vital-signs"}]}]`
 	}
-	return fmt.Sprintf(`{"resourceType":"Observation","id":%q,"meta":{"lastUpdated":%q},"tag":%q}`, id, lu, tag)
+	if lu == "" {
+		return fmt.Sprintf(`{"resourceType":"Observation","id":%q,"tag":%q%s}`, id, tag, cat)
+	}
+	return fmt.Sprintf(`{"resourceType":"Observation","id":%q,"meta":{"lastUpdated":%q},"tag":%q%s}`, id, lu, tag, cat)
 }
 
 func deleteBundle(keys ...string) string {

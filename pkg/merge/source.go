@@ -17,12 +17,13 @@ import (
 // --export-group and --export-timestamp (DESIGN.md §6).
 type source struct {
 	arg    string
-	index  int               // argument position: the tie-break after the slice time
-	files  []exportdir.File  // for a file argument, one output file
-	stdin  bool              // "-"
-	export *exportdir.Export // from the folder's log; nil without one
-	group  string            // Group id, "" for a system- or Patient-level export
-	time   time.Time         // the slice's transactionTime
+	index  int                     // argument position: the tie-break after the slice time
+	files  []exportdir.File        // for a file argument, one output file
+	stdin  bool                    // "-"
+	export *exportdir.Export       // from the folder's log; nil without one
+	group  string                  // Group id, "" for a system- or Patient-level export
+	time   time.Time               // the slice's transactionTime
+	checks map[string]*filterCheck // per resource type its _typeFilter restricts (from the log)
 }
 
 // name is how messages refer to the source.
@@ -99,6 +100,7 @@ func (s *source) openFolder() error {
 	if err != nil {
 		return fmt.Errorf("source %s: %w", s.arg, err)
 	}
+	s.checks = filterChecks(s.export)
 	return nil
 }
 

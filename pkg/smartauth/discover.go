@@ -47,7 +47,7 @@ func ClientID(value string) (string, error) {
 type Discovery struct {
 	TokenEndpoint   string   // absolute URL
 	ScopesSupported []string // as advertised; may be empty
-	V2              bool     // the server speaks only SMART v2 scopes (system/T.rs), not v1 (.read)
+	V2              bool     // ask for SMART v2 scopes (system/T.rs) rather than v1 (.read): see wantV2
 }
 
 // Discover GETs {fhirBase}/.well-known/smart-configuration (SMART App Launch §2.1) and returns
@@ -106,14 +106,19 @@ func parseDiscovery(body []byte, req *http.Request, rawURL string) (*Discovery, 
 	return &Discovery{
 		TokenEndpoint:   tok.String(),
 		ScopesSupported: doc.ScopesSupported,
-		V2:              onlyV2(doc.ScopesSupported, doc.Capabilities),
+		V2:              wantV2(doc.ScopesSupported, doc.Capabilities),
 	}, nil
 }
 
-// onlyV2 reports whether a server accepts SMART v2 scopes but not v1 ones. A server that lists
-// both kinds (most do, for compatibility) gets v1 scopes, which every server version accepts.
-// Without resource scopes in scopes_supported, the permission-v1/v2 capabilities decide.
-func onlyV2(scopes, capabilities []string) bool {
+// wantV2 reports whether to ask for SMART v2 scopes: when the server advertises the
+// permission-v2 capability (SMART App Launch 2.x §2.1), even beside permission-v1, since v2 is
+// what such a server documents and v1 scopes are only its compatibility path. A server that
+// forgets the capability but lists only v2 resource scopes in scopes_supported gets v2 too: v1
+// scopes would be refused there. Anything else gets v1, which every server version accepts.
+func wantV2(scopes, capabilities []string) bool {
+	if slices.Contains(capabilities, "permission-v2") {
+		return true
+	}
 	var v1, v2 bool
 	for _, s := range scopes {
 		switch scopeVersion(s) {
@@ -123,10 +128,7 @@ func onlyV2(scopes, capabilities []string) bool {
 			v2 = true
 		}
 	}
-	if v1 || v2 {
-		return v2 && !v1
-	}
-	return slices.Contains(capabilities, "permission-v2") && !slices.Contains(capabilities, "permission-v1")
+	return v2 && !v1
 }
 
 // scopeVersion classifies a resource scope "context/Type.perm[?query]": 1 for read/write/*,
