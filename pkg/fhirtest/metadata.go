@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -154,8 +155,8 @@ func (s *Server) operationDefinitionHandler(id string) http.HandlerFunc {
 		}
 		var params []any
 		for _, p := range kickoffParams {
-			if p == "patient" && l == levelSystem {
-				continue // Patient and Group level only
+			if p == "patient" && l == levelSystem || slices.Contains(s.UnsupportedParams(), p) {
+				continue // Patient and Group level only; or a vendor's profile lacks it
 			}
 			params = append(params, map[string]any{"name": p, "use": "in", "min": 0, "max": "*", "type": "string"})
 		}
