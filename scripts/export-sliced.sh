@@ -175,7 +175,7 @@ for name in $names; do
 	start "$name" "$filter"
 	if [ "$parallel" != 1 ]; then
 		if ! finish; then
-			echo "$0: fix the cause and rerun the same command to resume" >&2
+			echo "$0: finished slices are kept; once the cause above is dealt with (a refusal says what to do), rerun the same command to resume" >&2
 			exit 1
 		fi
 		if ! ndjson-merge --check-filters --quiet "$work/slices/$name"; then
@@ -186,7 +186,7 @@ for name in $names; do
 	fi
 done
 if ! finish; then
-	echo "$0: rerun the same command to resume the failed slices (finished ones are kept)" >&2
+	echo "$0: finished slices are kept; once each failed slice's cause above is dealt with (a refusal says what to do), rerun the same command to resume" >&2
 	exit 1
 fi
 
