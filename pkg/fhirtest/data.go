@@ -391,10 +391,17 @@ func (ds *dataset) current() (*dataset, error) {
 	return l.snap, l.err
 }
 
-// exportTypes are the resource types an export may hold, in output order.
+// exportTypes are the resource types an export may hold, in output order: with a --data
+// folder, also those whose every resource was deleted, so that exports _since report it.
 func (ds *dataset) exportTypes() []string {
 	cur, _ := ds.current()
-	return cur.types
+	types := cur.types
+	for _, t := range cur.tombstones {
+		if !slices.Contains(types, t.typ) {
+			types = append(slices.Clip(types), t.typ)
+		}
+	}
+	return types
 }
 
 // members returns the Patient ids of a Group, as exports see it.

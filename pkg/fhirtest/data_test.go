@@ -136,6 +136,17 @@ func TestDataDirLive(t *testing.T) {
 	if _, m5 := export(t, s, "/$export", q); len(m5.Deleted) != 0 {
 		t.Errorf("export _until before the deletions: deleted = %+v, want none", m5.Deleted)
 	}
+
+	// The last Condition deleted: its type is still exported, so the deletion is reported.
+	f.write("Condition.ndjson", res("Condition", "c1", "p1", t0))
+	_, m6 := export(t, s, "/$export", url.Values{"_type": {"Condition"}})
+	tx6, _ := time.Parse(time.RFC3339Nano, m6.TransactionTime)
+	f.write("Condition.ndjson")
+	f.write(TombstoneFile, tomb("Condition", "c1", time.Now()))
+	got, m7 := export(t, s, "/$export", url.Values{"_type": {"Condition"}, "_since": {tx6.Format(time.RFC3339Nano)}})
+	if len(got) != 0 || !cmp.Equal(deletedKeys(t, m7), []string{"Condition/c1"}) {
+		t.Errorf("export _since, after the last Condition was deleted: output %v, deleted %v; want none and Condition/c1", got, deletedKeys(t, m7))
+	}
 }
 
 // TestDataDirTransactionTime: the folder is read after the export's transactionTime, so a

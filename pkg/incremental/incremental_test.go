@@ -130,6 +130,8 @@ func TestFromRows(t *testing.T) {
 		{Table: "observation", Group: "cohort", ExportTime: t1, ExportURL: g},
 		{Table: "patient", Group: "", ExportTime: t2.Add(time.Hour), ExportURL: "http://s/fhir/$export"},
 		{Table: "encounter", Group: "", ExportTime: t1, ExportURL: "http://s/fhir/Patient/$export"},
+		// Loaded with --export-group renamed: the row's Group is what counts.
+		{Table: "patient", Group: "renamed", ExportTime: t1, ExportURL: "http://s/fhir/Group/original/$export"},
 	}
 	group := func(types ...string) Want { return Want{Level: bulk.LevelGroup, Group: "cohort", Types: types} }
 	tests := []struct {
@@ -141,10 +143,11 @@ func TestFromRows(t *testing.T) {
 	}{
 		{"latest of the same export", group("Patient", "Condition"), t2, `the transactionTime of the latest complete export in DB (same Group "cohort", types Patient,Condition, ` + g + "?_since=x)", false},
 		{"the earliest of the types' latest", group("Patient", "Observation"), t1, "the earliest of the latest complete exports in DB of each type (same Group \"cohort\": Patient 2026-12-02T02:00:00Z, Observation 2026-12-01T02:00:00Z)", false},
+		{"--export-group", Want{Level: bulk.LevelGroup, Group: "renamed", Types: []string{"Patient"}}, t1, `same Group "renamed"`, false},
 		{"system level", Want{Level: bulk.LevelSystem, Types: []string{"Patient"}}, t2.Add(time.Hour), "same system level", false},
 		{"Patient level is not system level", Want{Level: bulk.LevelPatient, Types: []string{"Patient"}}, time.Time{}, "no complete export of Patient for Patient level", true},
 		{"a type never exported", group("Patient", "Procedure"), time.Time{}, "no complete export of Procedure for Group \"cohort\"; export them in full first", true},
-		{"another Group only", Want{Level: bulk.LevelGroup, Group: "nope", Types: []string{"Patient"}}, time.Time{}, `(it has exports of Group "cohort", Patient level, system level)`, true},
+		{"another Group only", Want{Level: bulk.LevelGroup, Group: "nope", Types: []string{"Patient"}}, time.Time{}, `(it has exports of Group "cohort", Group "renamed", Patient level, system level)`, true},
 		{"every type", Want{Level: bulk.LevelGroup, Group: "cohort"}, time.Time{}, "name the types with --type (complete there: Condition,Observation,Patient)", true},
 	}
 	for _, tt := range tests {

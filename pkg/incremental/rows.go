@@ -87,8 +87,9 @@ func reasonOf(db string, want Want, used []store.CompletionRow) string {
 		db, scopeText(want), strings.Join(parts, ", "))
 }
 
-// sameScope reports whether a row is of want's level and Group. Rows whose load did not know the
-// kickoff URL tell only the Group, and "" stands for both system and Patient level.
+// sameScope reports whether a row is of want's level and Group. The Group is the row's own (what
+// etl-load recorded, --export-group included); its kickoff URL tells the level, which "" leaves
+// open between system and Patient level. Rows whose load did not know the URL tell the Group only.
 func sameScope(r store.CompletionRow, want Want) bool {
 	if r.Group != want.Group {
 		return false
@@ -96,8 +97,8 @@ func sameScope(r store.CompletionRow, want Want) bool {
 	if r.ExportURL == "" {
 		return true
 	}
-	level, group := scopeOf(r.ExportURL)
-	return level == want.Level && group == want.Group
+	level, _ := scopeOf(r.ExportURL)
+	return level == want.Level
 }
 
 func scopeOfRow(r store.CompletionRow) string {
@@ -107,7 +108,8 @@ func scopeOfRow(r store.CompletionRow) string {
 		}
 		return scopeName(bulk.LevelGroup, r.Group)
 	}
-	return scopeName(scopeOf(r.ExportURL))
+	level, _ := scopeOf(r.ExportURL)
+	return scopeName(level, r.Group)
 }
 
 // typeName is the resource type a table holds ("medicationrequest" → "MedicationRequest").
