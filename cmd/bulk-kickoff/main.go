@@ -36,6 +36,8 @@ Examples:
    bulk-kickoff https://ehr.example/fhir/Group/abc --type Patient,Condition --since 2024-01-01
    bulk-kickoff "$BULK_FHIR_URL/Group/abc" \
        --type-filter 'Observation?category=laboratory,vital-signs' | bulk-poll > manifest.ndjson
+   bulk-kickoff "$BULK_FHIR_URL/Group/abc" --type Patient,Condition \
+       --since auto --since-from bulkpipe.duckdb      # what changed since the last load
    bulk-kickoff https://ehr.example/fhir/Patient --patient 123 --patient 456 \
        --log log.ndjson -o status-url.txt
    bulk-kickoff 'https://ehr.example/fhir/$export?_type=Patient&_elements=id' \

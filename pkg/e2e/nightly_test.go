@@ -179,6 +179,16 @@ func TestNightlyE2E(t *testing.T) {
 		t.Errorf("kickoffs = %d, want 3", got)
 	}
 
+	// A type the database never had complete: refused, saying what to do, and nothing is left
+	// to resume.
+	r = sh(t, work, nil, "sh '"+script+"' '"+srv.URL()+"/Group/cohort' site.duckdb exports --type "+types+",Encounter")
+	if r.Code != 1 || !strings.Contains(r.Stderr, `bulk-kickoff: --since auto: site.duckdb holds no export to follow: no complete export of Encounter for Group "cohort"; export them in full first`) {
+		t.Errorf("nightly.sh with a new type: exit %d, want 1 naming the type and a full export\n%s", r.Code, r.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(work, "exports", "current")); err == nil {
+		t.Errorf("a refused kickoff left exports/current behind: the next run would resume nothing")
+	}
+
 	// One full export of the final data into a new database.
 	nightly("full.duckdb", "full")
 	tables := []string{"patient", "condition", "observation"}
