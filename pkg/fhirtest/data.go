@@ -513,25 +513,27 @@ func (ds *dataset) readTombstones(path string) error {
 }
 
 // remember takes from the previous read of the folder the compartments of deleted resources
-// whose lines are gone now, as a server remembers what it deleted.
+// whose lines are gone now, as a server remembers what it deleted. One pass over prev.
 func (ds *dataset) remember(prev *dataset) {
+	unknown := map[string]*tombstone{} // Type/id → a tombstone whose compartment is not known
 	for i := range ds.tombstones {
-		t := &ds.tombstones[i]
-		if t.known {
-			continue
+		if t := &ds.tombstones[i]; !t.known {
+			unknown[t.typ+"/"+t.id] = t
 		}
-		for _, r := range prev.res[t.typ] {
-			if r.id == t.id {
+	}
+	if len(unknown) == 0 {
+		return
+	}
+	for typ, rs := range prev.res {
+		for _, r := range rs {
+			if t := unknown[typ+"/"+r.id]; t != nil {
 				t.patient, t.known = r.patient, true
-				break
 			}
 		}
-		if !t.known {
-			for _, p := range prev.tombstones {
-				if p.known && p.typ == t.typ && p.id == t.id {
-					t.patient, t.known = p.patient, true
-				}
-			}
+	}
+	for _, p := range prev.tombstones {
+		if t := unknown[p.typ+"/"+p.id]; t != nil && !t.known && p.known {
+			t.patient, t.known = p.patient, true
 		}
 	}
 }
