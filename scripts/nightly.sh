@@ -106,6 +106,8 @@ if [ "$rc" -ne 0 ] && [ ! -e "$dir.status" ] && [ ! -e "$dir/.bulkpipe/state.jso
 	# Nothing was started (bulk-kickoff refused, or the server did): nothing to resume.
 	rm -f "$current"
 	rm -rf "$dir" "$dir.log.ndjson"
+	echo "$prog: no export was started (exit $rc); the message above says why" >&2
+	exit "$rc"
 fi
 if [ "$rc" -ne 0 ]; then
 	echo "$prog: the export failed (exit $rc); run the same command again to resume it" >&2
