@@ -16,6 +16,7 @@ import (
 	"github.com/bulkpipe/bulkpipe/pkg/bulk"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
+	"github.com/bulkpipe/bulkpipe/pkg/incremental"
 	"github.com/bulkpipe/bulkpipe/pkg/tool"
 )
 
@@ -37,6 +38,8 @@ Examples:
    bulk-kickoff https://ehr.example/fhir/Group/abc --type Patient,Condition --since 2024-01-01
    bulk-kickoff "$BULK_FHIR_URL/Group/abc" \
        --type-filter 'Observation?category=laboratory,vital-signs' | bulk-poll > manifest.ndjson
+   bulk-kickoff "$BULK_FHIR_URL/Group/abc" --type Patient,Condition \
+       --since auto --since-from bulkpipe.duckdb      # what changed since the last load
    bulk-kickoff https://ehr.example/fhir/Patient --patient 123 --patient 456 \
        --log log.ndjson -o status-url.txt
    bulk-kickoff 'https://ehr.example/fhir/$export?_type=Patient&_elements=id' \
@@ -53,7 +56,8 @@ func kickoffFlags() []cli.Flag {
 		tool.OutputFlag("the status URL"),
 		&cli.StringSliceFlag{Name: "type", Aliases: []string{"t"}, Usage: "resource `TYPE`s to export (repeatable; comma lists ok)"},
 		&cli.BoolFlag{Name: "allow-unknown-types", Usage: "send --type and --type-filter types that FHIR R4 and R5 do not define (custom types)"},
-		&cli.StringFlag{Name: "since", Usage: "only resources changed after `TIME` (a FHIR date or dateTime; sent as an instant)"},
+		&cli.StringFlag{Name: "since", Usage: "only resources changed after `TIME` (a FHIR date or dateTime; sent as an instant), or auto (see --since-from)"},
+		&cli.StringFlag{Name: "since-from", Usage: "with --since auto: the earlier export to follow, an export `FOLDER` or etl-load's DATABASE (its transactionTime becomes _since)"},
 		&cli.StringFlag{Name: "until", Usage: "only resources changed before `TIME` (a FHIR date or dateTime; sent as an instant)"},
 		&cli.StringSliceFlag{Name: "elements", Usage: "only these `ELEMENTS` of each resource (repeatable; comma lists ok)"},
 		&cli.StringSliceFlag{Name: "type-filter", Usage: "a FHIR search `QUERY` such as 'Observation?category=laboratory' (repeatable; never split on commas)"},
@@ -78,6 +82,9 @@ func run(c *cli.Context, d tool.Deps) error {
 	st := d.Status(c)
 	req, err := kickoffRequest(c, d)
 	if err != nil {
+		return err
+	}
+	if err := chooseSince(c, st, &req); err != nil {
 		return err
 	}
 	pk, err := prepare(st, req)
@@ -121,7 +128,7 @@ func run(c *cli.Context, d tool.Deps) error {
 		}
 	}
 	if kerr != nil {
-		return refused(kerr, pk)
+		return refused(incremental.ExplainSince(kerr, req.Since), pk)
 	}
 	reportStart(st, pk, res)
 	// The record lets bulk-poll and bulk-fetch find the FHIR base and token endpoint from the
@@ -159,7 +166,9 @@ func kickoffRequest(c *cli.Context, d tool.Deps) (bulk.KickoffRequest, error) {
 		name string
 		dst  *string
 	}{{"since", &req.Since}, {"until", &req.Until}} {
-		if v := c.String(f.name); v != "" {
+		if v := c.String(f.name); f.name == "since" && v == sinceAuto {
+			*f.dst = v // chooseSince replaces it
+		} else if v != "" {
 			if *f.dst, err = bulk.NormalizeTime(v); err != nil {
 				return req, tool.UsageErrorf("--%s: %v", f.name, err)
 			}

@@ -63,7 +63,8 @@ func newBuildCache(dir string) *buildCache { return &buildCache{dir: dir, m: map
 
 // get returns the build of req, starting it in the background the first time.
 func (c *buildCache) get(s *Server, req *exportRequest) *build {
-	key := req.key()
+	// A --data folder that changed since the last kickoff is read again: another export.
+	key := req.key() + s.data.refresh()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if b, ok := c.m[key]; ok {
@@ -101,7 +102,7 @@ func (s *Server) write(req *exportRequest, dir string) ([]*exportFile, error) {
 		return nil, err
 	}
 	// Output follows the data set's type order; requested types it lacks export nothing.
-	types := s.data.types
+	types := s.data.exportTypes()
 	if req.Types != nil {
 		types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return !slices.Contains(req.Types, t) })
 	}
@@ -196,7 +197,8 @@ func (e *exportRun) selects(typ string, r *resource) bool {
 	if r.hasUpd && e.req.Since != nil && r.updated < e.since {
 		// Changed before _since: a few of these are reported deleted, deterministically
 		// (never a Patient, whose other resources would be left dangling).
-		if len(e.deleted[typ]) < 2 && typ != "Patient" {
+		// A --data folder reports the deletions its tombstones record instead (finish).
+		if len(e.deleted[typ]) < 2 && typ != "Patient" && e.s.data.live == nil {
 			e.deleted[typ] = append(e.deleted[typ], typ+"/"+r.id)
 		}
 		return false
@@ -235,6 +237,9 @@ func (e *exportRun) finish(types []string) ([]*exportFile, error) {
 		}
 		files = append(files, e.out[typ].files...)
 		deleted = append(deleted, e.deleted[typ]...)
+	}
+	if e.req.Since != nil {
+		deleted = append(deleted, e.s.data.deletedSince(types, e.since, e.until, e.scope)...)
 	}
 	if len(deleted) > 0 {
 		f, err := e.single(itemDeleted, "Bundle", deletionBundle(deleted))
@@ -289,7 +294,7 @@ func (s *Server) scope(req *exportRequest) map[string]bool {
 		}
 	case levelGroup.String():
 		set = map[string]bool{}
-		for _, id := range s.data.groups[req.Group] {
+		for _, id := range s.data.members(req.Group) {
 			set[id] = true
 		}
 	}

@@ -32,7 +32,7 @@ func Flags() []FlagSpec {
 		{Name: "base-path", Default: DefaultBasePath, Usage: "`PATH` of the FHIR base URL"},
 		{Name: "patients", Default: strconv.Itoa(DefaultPatients), Usage: "generate `N` synthetic patients (about 145 KB each: 7000 make about 1 GB)"},
 		{Name: "seed", Default: "0", Usage: "`SEED` of the generated data and of fault rates"},
-		{Name: "data", Usage: "serve the NDJSON files of `DIR` (Patient.ndjson, 1.Patient.ndjson, Patient.000.ndjson.gz) instead"},
+		{Name: "data", Usage: "serve the NDJSON files of `DIR` (Patient.ndjson, 1.Patient.ndjson, Patient.000.ndjson.gz; deletions in DIR/deleted.ndjson) instead, read again at a kickoff when they changed"},
 		{Name: "auth", Default: AuthNone, Usage: "`MODE`: none, or smart (SMART Backend Services)"},
 		{Name: "client-id", Usage: "registered SMART client `ID` (a value, or a file holding it)"},
 		{Name: "public-key", Repeatable: true, Usage: "the client's public key `FILE` (JWKS or PEM; repeatable)"},

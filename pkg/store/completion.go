@@ -251,3 +251,19 @@ func tableSet(types []string) []string {
 // ExcludedString is how etl__completion and etl__completion_encounters record excluded tables:
 // a comma-separated, sorted list of table names, or "" for none.
 func ExcludedString(tables []string) string { return strings.Join(tableSet(tables), ",") }
+
+// PlanCompletion is what a load of a folder would record in etl__completion, without excluded
+// or vouched-for tables: the rule of DESIGN.md §7 applied to the export e whose output files
+// hold the resource types present. bulk-kickoff --since auto reads an export folder with it, so
+// that a folder counts as complete for the same tables, at the same time, as once loaded.
+func PlanCompletion(e Export, present []string) (Completion, error) {
+	return planCompletion(e, present, nil, nil, resourcetype.Known)
+}
+
+// CompletionRow is one row of etl__completion, as a reader of a store sees it.
+type CompletionRow struct {
+	Table      string
+	Group      string
+	ExportTime time.Time
+	ExportURL  string // "" when the load did not know it
+}
