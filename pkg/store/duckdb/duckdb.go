@@ -40,12 +40,13 @@ var schema = []string{
 		etl_version VARCHAR,
 		etl_time TIMESTAMPTZ,
 		excluded_resources VARCHAR)`,
+	// No PRIMARY KEY: its index (an ART, a row per encounter and group, kept forever) would grow
+	// with every export outside memory_limit; completion keeps the pairs unique instead.
 	`CREATE TABLE IF NOT EXISTS etl__completion_encounters (
 		encounter_id VARCHAR NOT NULL,
 		group_name VARCHAR NOT NULL,
 		export_time TIMESTAMPTZ NOT NULL,
-		excluded_resources VARCHAR,
-		PRIMARY KEY (encounter_id, group_name))`,
+		excluded_resources VARCHAR)`,
 	`CREATE TABLE IF NOT EXISTS etl__deleted (
 		table_name VARCHAR NOT NULL,
 		id VARCHAR NOT NULL,
@@ -601,9 +602,12 @@ func (b *batch) completion(ctx context.Context, p store.Plan) error {
 		}
 	}
 	if _, ok := b.stages["encounter"]; ok {
+		// An anti-join, which spills, rather than ON CONFLICT, which needs the index: a
+		// database made before the key was dropped still has it, and nothing conflicts.
 		q := `INSERT INTO etl__completion_encounters
-		SELECT DISTINCT id, $1, $2, NULLIF($3, '') FROM temp.main.stage_encounter
-		ON CONFLICT DO NOTHING`
+		SELECT s.id, $1, $2, NULLIF($3, '') FROM (SELECT DISTINCT id FROM temp.main.stage_encounter) AS s
+		ANTI JOIN (SELECT encounter_id FROM etl__completion_encounters WHERE group_name = $1) AS e
+			ON e.encounter_id = s.id`
 		if err := b.d.exec(ctx, q, p.Group, p.CompletionTime, p.Excluded); err != nil {
 			return fmt.Errorf("record encounters: %w", err)
 		}
