@@ -25,7 +25,9 @@ const rowsPerFile = 200_000
 func (d *DB) ExportParquet(ctx context.Context, out string) error {
 	return d.export(ctx, out, func(ctx context.Context, table, dir string) error {
 		path := filepath.Join(dir, table+".parquet")
-		q := `COPY (SELECT * FROM ` + ident(table) + ` ORDER BY ` + orderBy(table) + `) TO '` + strings.ReplaceAll(path, "'", "''") + `' (FORMAT parquet)`
+		// DuckDB's Parquet writer builds each row group outside memory_limit; 122,880 rows
+		// (its default) of Observations are 160 MB, which failed under a 256 MiB limit.
+		q := `COPY (SELECT * FROM ` + ident(table) + ` ORDER BY ` + orderBy(table) + `) TO '` + strings.ReplaceAll(path, "'", "''") + `' (FORMAT parquet, ROW_GROUP_SIZE 16384)`
 		if _, err := d.conn.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
@@ -47,10 +49,22 @@ func (d *DB) ExportNDJSON(ctx context.Context, out string) error {
 }
 
 // export runs write for every table into out/.<table>.tmp, then swaps it with out/<table>.
-func (d *DB) export(ctx context.Context, out string, write func(ctx context.Context, table, dir string) error) error {
+//
+// It runs on one thread: sorting a table of resources by id, each of DuckDB's threads pins
+// blocks of its own, and on two a 1 GB database's Observations failed to sort under a 256 MiB
+// limit (on one it peaked at 351 MiB).
+func (d *DB) export(ctx context.Context, out string, write func(ctx context.Context, table, dir string) error) (err error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	if err := d.exec(ctx, `SET threads = 1`); err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := d.exec(context.WithoutCancel(ctx), `RESET threads`); err == nil {
+			err = rerr
+		}
+	}()
 	tables, err := d.Tables(ctx)
 	if err != nil {
 		return err
@@ -137,27 +151,54 @@ func (nf *ndjsonFiles) close() error {
 	return errors.Join(err, f.Close())
 }
 
+// snapshotPage is how many resources one query of writeResources returns. The driver
+// materializes a query's whole result outside memory_limit (a 1 GB database's Observations
+// peaked at 857 MiB under a 256 MiB limit), so a table is read a page at a time.
+const snapshotPage = 2048
+
+// writeResources writes a table's resources in id order: sorted once into a temporary table
+// (which spills), whose row ids are then that order, and read back a page at a time.
 func (d *DB) writeResources(ctx context.Context, table, dir string) error {
-	rows, err := d.conn.QueryContext(ctx, `SELECT resource::VARCHAR FROM `+ident(table)+` ORDER BY id`)
-	if err != nil {
+	sorted := ident("snapshot_" + table)
+	if err := d.exec(ctx, `CREATE OR REPLACE TEMP TABLE `+sorted+` AS
+		SELECT resource::VARCHAR AS resource FROM `+ident(table)+` ORDER BY id`); err != nil {
 		return err
 	}
-	defer rows.Close()
+	defer d.exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS temp.main.`+sorted)
 	nf := &ndjsonFiles{dir: dir, table: table}
 	defer nf.close()
+	for start := int64(0); ; start += snapshotPage {
+		n, err := d.writePage(ctx, nf, `temp.main.`+sorted, start)
+		if err != nil {
+			return err
+		}
+		if n < snapshotPage {
+			return nf.finish()
+		}
+	}
+}
+
+// writePage writes the resources of sorted's rows start to start+snapshotPage-1, and says how
+// many there were.
+func (d *DB) writePage(ctx context.Context, nf *ndjsonFiles, sorted string, start int64) (int, error) {
+	rows, err := d.conn.QueryContext(ctx, `SELECT resource FROM `+sorted+`
+		WHERE rowid >= $1 AND rowid < $2 ORDER BY rowid`, start, start+snapshotPage)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
 	for rows.Next() {
 		var res string
 		if err := rows.Scan(&res); err != nil {
-			return err
+			return n, err
 		}
 		if err := nf.line([]byte(res)); err != nil {
-			return err
+			return n, err
 		}
+		n++
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	return nf.finish()
+	return n, rows.Err()
 }
 
 // writeRows writes each row as a JSON object with the table's columns in order; times become

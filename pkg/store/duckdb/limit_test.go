@@ -29,7 +29,7 @@ func TestLoadUnderSmallLimit(t *testing.T) {
 		return s
 	}
 	count := func(d *DB) []string {
-		return query(t, d, `SELECT count(*), count(DISTINCT id), sum(length(resource::VARCHAR)), max(export_time) FROM observation`)
+		return query(t, d, `SELECT count(*), count(DISTINCT id), sum(hash(id, resource::VARCHAR, source_file)), max(export_time) FROM observation`)
 	}
 	big := openWith(t, filepath.Join(t.TempDir(), "big.duckdb"), Options{MemoryLimit: 1 << 30})
 	mustLoad(t, big, src("2024-02-01T00:00:00Z"))
@@ -67,5 +67,44 @@ func TestOldTablesWithPrimaryKey(t *testing.T) {
 	want := []string{"p1|3|2024-02-01T00:00:00Z", "p2|NULL|2024-01-01T00:00:00Z"}
 	if !slices.Equal(got, want) {
 		t.Errorf("patient = %v, want %v", got, want)
+	}
+}
+
+// TestCompletionEncountersWithoutKey: etl__completion_encounters keeps the first export time of
+// each encounter per group without a PRIMARY KEY (an index that grows with every export, outside
+// the memory limit), and a database made when it had one loads the same.
+func TestCompletionEncountersWithoutKey(t *testing.T) {
+	for _, oldKey := range []bool{false, true} {
+		d := openDB(t)
+		if oldKey {
+			if err := d.exec(t.Context(), `DROP TABLE etl__completion_encounters`); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.exec(t.Context(), `CREATE TABLE etl__completion_encounters (encounter_id VARCHAR NOT NULL,
+				group_name VARCHAR NOT NULL, export_time TIMESTAMPTZ NOT NULL, excluded_resources VARCHAR,
+				PRIMARY KEY (encounter_id, group_name))`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		enc := func(group, when string, ids ...string) store.Source {
+			var lines string
+			for _, id := range ids {
+				lines += res("Encounter", id)
+			}
+			return folder(group, when, nil, "Encounter.000.ndjson", lines)
+		}
+		mustLoad(t, d, enc("g", "2024-01-01T00:00:00Z", "e1", "e2", "e1"))
+		mustLoad(t, d, enc("g", "2024-02-01T00:00:00Z", "e1", "e3"))
+		mustLoad(t, d, enc("h", "2024-02-01T00:00:00Z", "e1"))
+		mustLoad(t, d, enc("g", "2024-01-01T00:00:00Z", "e2")) // a reload adds nothing
+		got := query(t, d, `SELECT encounter_id, group_name, export_time FROM etl__completion_encounters ORDER BY ALL`)
+		want := []string{"e1|g|2024-01-01T00:00:00Z", "e1|h|2024-02-01T00:00:00Z", "e2|g|2024-01-01T00:00:00Z", "e3|g|2024-02-01T00:00:00Z"}
+		if !slices.Equal(got, want) {
+			t.Errorf("old key %v: etl__completion_encounters = %v, want %v", oldKey, got, want)
+		}
+		keys := query(t, d, `SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'etl__completion_encounters' AND constraint_type = 'PRIMARY KEY'`)
+		if want := map[bool]string{false: "0", true: "1"}[oldKey]; !slices.Equal(keys, []string{want}) {
+			t.Errorf("old key %v: primary keys on etl__completion_encounters = %v, want %s", oldKey, keys, want)
+		}
 	}
 }
