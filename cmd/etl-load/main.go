@@ -44,7 +44,7 @@ Examples:
    etl-load --memory-limit 512MiB --temp-dir /scratch export/
                                             a small machine: spill to a roomy disk
    etl-load --format ndjson --dir cumulus-out/ export/
-   etl-load --lake lake/ export/            append to a Parquet lake (--print-ddl duckdb: its views)
+   etl-load --lake lake/ export/            append to a Parquet lake (--print-ddl: its views)
    etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
                                             also download missing Medications, inline notes`,
 		HideHelpCommand: true,
