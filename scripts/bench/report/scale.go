@@ -192,22 +192,28 @@ func metVerdict(ok bool) string {
 func loadTargets(recs []Record) []string {
 	var fresh []Record
 	var inc *Record
-	var out []string
+	var out, failed []string
 	for _, s := range steps(recs) {
 		t, b := pair(recs, s)
 		if t == nil || b == nil {
 			continue
 		}
-		if strings.Contains(s, incLabel) {
+		switch {
+		case strings.Contains(s, incLabel):
 			inc = t
-		} else if t.Exit == 0 {
+		case t.Exit == 0:
 			fresh = append(fresh, *t)
+		default:
+			failed = append(failed, s)
 		}
 		out = append(out, speedTarget(s, t, b), rssTarget(s, t, loadRSSSlack))
 	}
 	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Bytes < fresh[j].Bytes })
 	var head []string
-	if len(fresh) >= 2 {
+	if len(failed) > 0 {
+		head = append(head, fmt.Sprintf("etl-load s/GB at the largest size ≤ %.2f × s/GB at the smallest: **not measured** (etl-load failed: %s)",
+			trendMax, strings.Join(failed, ", ")))
+	} else if len(fresh) >= 2 {
 		small, large := fresh[0], fresh[len(fresh)-1]
 		ratio := secPerGB(large) / secPerGB(small)
 		head = append(head, fmt.Sprintf("etl-load s/GB at %.3g GB ≤ %.2f × s/GB at %.3g GB: %.1f vs %.1f s/GB, %.2f× — %s",
