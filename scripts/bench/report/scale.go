@@ -289,9 +289,10 @@ func printPlain(w io.Writer, head []string, rows [][]string) {
 func partSettings(part string, get func(string) string) string {
 	switch part {
 	case "fetch":
-		return fmt.Sprintf("- Fetch: a manifest of %s one-line files (bulk-testserver --patients %s --file-lines 1, %s MB in all), "+
-			"downloaded by bulk-fetch --parallel %s under ulimit -n %s and by xargs -P %s curl on the same URLs, each into a new folder.\n",
-			get("export_files"), get("patients"), mb(get("export_bytes")), get("parallel"), get("nofile"), get("parallel"))
+		return fmt.Sprintf("- Fetch: a manifest of %s one-line files (bulk-testserver --patients %s --file-lines 1), "+
+			"downloaded by bulk-fetch --parallel %s and by xargs -P %s curl (100 URLs per curl) on the same URLs, each under "+
+			"ulimit -n %s into a new folder.\n",
+			get("export_files"), get("patients"), get("parallel"), get("parallel"), get("nofile"))
 	case "load":
 		return fmt.Sprintf("- Load: for each of SCALE_SIZES=%q GB an export from bulk-testserver (about 7000 patients per GB, files of at most "+
 			"100000 lines) into a new DuckDB file, then a new export of the smallest size onto the largest one's database; "+
