@@ -171,12 +171,17 @@ export_gb() {
 # $work/etl.duckdb (new ones unless they exist), both with the same memory limit.
 load_pair() {
 	say "load: $1, sqlload then etl-load, memory limit $mem..."
-	measure "$1" sqlload limit "$3" -limit "$mem" \
+	# A failure (such as DuckDB's out of memory) is a result: its first line goes in the table.
+	# shellcheck disable=SC2094 # report reads the error file only after the command has ended
+	measure "$1" sqlload limit "$3" -limit "$mem" -error-file "$work/load.err" \
 		-show "\$WORK/bin/sqlload -memory-limit $mem -db \$WORK/sql.duckdb \$WORK/${2##*/}" -- \
-		"$work/bin/sqlload" -memory-limit "$mem" -db "$work/sql.duckdb" "$2" || true
-	measure "$1" etl-load tool "$3" -limit "$mem" \
+		"$work/bin/sqlload" -memory-limit "$mem" -db "$work/sql.duckdb" "$2" 2>"$work/load.err" || true
+	cat "$work/load.err" >&2
+	# shellcheck disable=SC2094
+	measure "$1" etl-load tool "$3" -limit "$mem" -error-file "$work/load.err" \
 		-show "bin/etl-load --quiet --memory-limit $mem --db \$WORK/etl.duckdb \$WORK/${2##*/}" -- \
-		"$bin/etl-load" --quiet --memory-limit "$mem" --db "$work/etl.duckdb" "$2" || true
+		"$bin/etl-load" --quiet --memory-limit "$mem" --db "$work/etl.duckdb" "$2" 2>"$work/load.err" || true
+	cat "$work/load.err" >&2
 	du -k "$work/sql.duckdb" "$work/etl.duckdb" >&2 || true
 }
 
@@ -228,14 +233,18 @@ part_merge() {
 		bytes=$(cat "$@" | wc -c | tr -d ' ') # also warms the page cache
 		prep="${prep:+$prep; }$gb GB: generated in $(($(date +%s) - t0)) s"
 		say "merge: $gb GB, sort -u then ndjson-merge, $merge_mem..."
-		measure "merge $gb GB" 'sort -u' limit "$bytes" -limit "$merge_mem" \
+		# shellcheck disable=SC2094 # report reads the error file only after the command has ended
+		measure "merge $gb GB" 'sort -u' limit "$bytes" -limit "$merge_mem" -error-file "$work/merge.err" \
 			-show "LC_ALL=C sort -u -S $sortmem -T \$WORK/tmp -o \$WORK/sorted.ndjson \$WORK/slices/*/Observation.*.ndjson" -- \
-			env LC_ALL=C sort -u -S "$sortmem" -T "$work/tmp" -o "$work/sorted.ndjson" "$@" || true
+			env LC_ALL=C sort -u -S "$sortmem" -T "$work/tmp" -o "$work/sorted.ndjson" "$@" 2>"$work/merge.err" || true
+		cat "$work/merge.err" >&2
 		rm -f "$work/sorted.ndjson"
 		rm -rf "$work/tmp" && mkdir -p "$work/tmp"
-		measure "merge $gb GB" ndjson-merge tool "$bytes" -limit "$merge_mem" \
+		# shellcheck disable=SC2094
+		measure "merge $gb GB" ndjson-merge tool "$bytes" -limit "$merge_mem" -error-file "$work/merge.err" \
 			-show "bin/ndjson-merge \$WORK/slices/* --dir \$WORK/merged --mem $merge_mem --quiet" -- \
-			"$bin/ndjson-merge" "$work"/slices/* --dir "$work/merged" --mem "$merge_mem" --quiet || true
+			"$bin/ndjson-merge" "$work"/slices/* --dir "$work/merged" --mem "$merge_mem" --quiet 2>"$work/merge.err" || true
+		cat "$work/merge.err" >&2
 		rm -rf "$work/merged" "$work/slices"
 	done
 	setmeta prep_merge "$prep"

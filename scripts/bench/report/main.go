@@ -108,6 +108,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&r.Show, "show", "", "the command as the report should print it (default: the command run)")
 	fs.StringVar(&r.Limit, "limit", "", "the memory limit given to the command (reported beside its peak RSS)")
 	noteFile := fs.String("note-file", "", "read the note from the last line of this file after the run")
+	errFile := fs.String("error-file", "", "if the command fails, read the note from the first line of this file (its stderr)")
 	fs.Parse(args)
 	if *out == "" || r.Step == "" || r.Name == "" || fs.NArg() == 0 {
 		return errors.New("run: -o, -step, -name and a command are required")
@@ -131,6 +132,13 @@ func runCmd(args []string) error {
 		if b, rerr := os.ReadFile(*noteFile); rerr == nil {
 			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 			r.Note = strings.TrimSpace(lines[len(lines)-1])
+		}
+	}
+	if *errFile != "" && r.Exit != 0 {
+		// The first line: DuckDB's errors go on with lines of advice after it.
+		if b, rerr := os.ReadFile(*errFile); rerr == nil {
+			first, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+			r.Note = strings.TrimSpace(first)
 		}
 	}
 	line, jerr := json.Marshal(r)

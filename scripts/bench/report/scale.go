@@ -160,6 +160,10 @@ func steps(recs []Record) []string {
 // speedTarget compares the tool with its baseline on the same bytes: their speed ratio is the
 // baseline's wall time over the tool's.
 func speedTarget(step string, t, b *Record) string {
+	if t.Exit == 0 && b.Exit != 0 {
+		return fmt.Sprintf("%s: %s ≥ %.1f× %s's speed: **%s failed** (exit %d after %.1f s) where %s finished in %.1f s",
+			step, t.Name, speedMin, b.Name, b.Name, b.Exit, b.Wall, t.Name, t.Wall)
+	}
 	if t.Exit != 0 || b.Exit != 0 {
 		return fmt.Sprintf("%s: %s ≥ %.1f× %s's speed: **not measured** (exit %d and %d)", step, t.Name, speedMin, b.Name, t.Exit, b.Exit)
 	}
@@ -207,6 +211,13 @@ func loadTargets(recs []Record) []string {
 			failed = append(failed, s)
 		}
 		out = append(out, speedTarget(s, t, b), rssTarget(s, t, loadRSSSlack))
+		if _, onto, ok := strings.Cut(s, incLabel); ok {
+			// The baseline's database holds the larger load only if that load succeeded.
+			if _, lb := pair(recs, "load "+onto); lb != nil && lb.Exit != 0 {
+				out = append(out, fmt.Sprintf("%s: %s's database was empty, not %s: its %s load had failed, so its time here is not an incremental load's",
+					s, b.Name, onto, onto))
+			}
+		}
 	}
 	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Bytes < fresh[j].Bytes })
 	var head []string
@@ -331,6 +342,15 @@ func scaleMarkdown(part string, recs []Record, rows [][]string, targets []string
 	b.WriteString("\nTargets (issue 14):\n\n")
 	for _, t := range targets {
 		b.WriteString("- " + t + "\n")
+	}
+	var notes []string
+	for _, r := range recs {
+		if r.Note != "" && r.Exit != 0 {
+			notes = append(notes, fmt.Sprintf("- %s, %s (exit %d): `%s`\n", r.Step, r.Name, r.Exit, r.Note))
+		}
+	}
+	if len(notes) > 0 {
+		b.WriteString("\nErrors:\n\n" + strings.Join(notes, ""))
 	}
 	b.WriteString("\nCommands (`$WORK` is the run's temporary folder):\n\n```\n")
 	for _, r := range recs {

@@ -174,3 +174,45 @@ func TestScaleRewritesOnlyItsPart(t *testing.T) {
 		t.Errorf("scale -part load left the old load block:\n%s", got)
 	}
 }
+
+// A baseline that fails where the tool finishes is said so, and an incremental load onto the
+// baseline's failed load is flagged as not incremental for it.
+func TestLoadTargetsBaselineFailed(t *testing.T) {
+	recs := loadRecs(16, 190, 20, 1<<20)
+	recs[2].Exit = 1 // sqlload at 10 GB: out of memory
+	joined := strings.Join(loadTargets(recs), "\n")
+	for _, want := range []string{
+		"load 10 GB: etl-load ≥ 1.0× sqlload's speed: **sqlload failed** (exit 1 after 200.0 s) where etl-load finished in 190.0 s",
+		"load 1 GB onto 10 GB: sqlload's database was empty, not 10 GB",
+		"etl-load s/GB at 10 GB ≤ 1.25 × s/GB at 1 GB: 19.0 vs 16.0 s/GB, 1.19× — met",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("loadTargets with sqlload failed at 10 GB lacks %q:\n%s", want, joined)
+		}
+	}
+	if strings.Contains(joined, "load 1 GB: sqlload's database was empty") {
+		t.Errorf("loadTargets flagged a load into a new database:\n%s", joined)
+	}
+}
+
+func TestRunErrorFileNote(t *testing.T) {
+	dir := t.TempDir()
+	results, errFile := filepath.Join(dir, "r.jsonl"), filepath.Join(dir, "err")
+	for _, tc := range []struct {
+		name, script string
+		wantNote     string
+	}{
+		{"failure: first line", `printf 'Out of Memory Error: 2.0 GiB used\n\nPossible solutions:\n' >"$1"; exit 1`, "Out of Memory Error: 2.0 GiB used"},
+		{"success: no note", `printf 'a warning\n' >"$1"`, ""},
+	} {
+		os.Remove(results)
+		runCmd([]string{"-o", results, "-step", "s", "-name", tc.name, "-error-file", errFile, "--", "sh", "-c", tc.script, "sh", errFile})
+		recs, err := readRecords(results)
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("%s: readRecords = %v, %v; want one record", tc.name, recs, err)
+		}
+		if recs[0].Note != tc.wantNote {
+			t.Errorf("%s: note = %q, want %q", tc.name, recs[0].Note, tc.wantNote)
+		}
+	}
+}
