@@ -334,6 +334,11 @@ func scaleMarkdown(part string, recs []Record, rows [][]string, targets []string
 	if n := meta["prep_"+part]; n != "" {
 		fmt.Fprintf(&b, "- Preparation (not timed in the table): %s.\n", n)
 	}
+	if n := meta["incomplete_"+part]; n != "" {
+		// Written by hand into the meta file when a run had to be cut short and rendered from
+		// the results it had.
+		fmt.Fprintf(&b, "- **Incomplete run**: %s.\n", n)
+	}
 	b.WriteString("\n| " + strings.Join(scaleHeader, " | ") + " |\n|---|---|")
 	b.WriteString(strings.Repeat("---:|", 5) + "---|---:|---|\n")
 	for _, r := range rows {
