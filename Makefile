@@ -4,7 +4,7 @@ PREFIX  ?= /usr/local
 BIN     := bin
 TOOLS   := bulk-kickoff bulk-poll bulk-fetch ndjson-inline ndjson-merge etl-load bulk-testserver
 
-.PHONY: all build test test-short lint cyclo man install demo e2e bench chaos fuzz clean
+.PHONY: all build test test-short lint cyclo man install demo e2e bench bench-scale chaos fuzz clean
 .DELETE_ON_ERROR:
 
 all: build
@@ -58,6 +58,13 @@ demo: build
 # Each tool side by side with its physical limit, in one run (BENCH_SIZE_MB=200 for a quick one).
 bench:
 	sh scripts/bench/run.sh
+
+# The tools at production scale beside their baselines at the same memory (not in CI; about an
+# hour at full size): 50,000 files under ulimit -n 256, loads of 1, 3 and 10 GB and 1 GB onto
+# 10 GB, merges of 1 and 10 GB. Knobs: SCALE_PARTS, SCALE_FILES, SCALE_SIZES, SCALE_MEM,
+# SCALE_MERGE_SIZES, SCALE_MERGE_MEM (docs/benchmarks.md, "Scale").
+bench-scale:
+	sh scripts/bench/scale.sh
 
 # The whole chaos matrix (docs/reliability.md): every fault kind, a seeded random mix (SEED=N
 # replays one), kill -9 at every failpoint then a rerun.

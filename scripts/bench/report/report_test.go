@@ -20,7 +20,7 @@ func TestReplaceBlock(t *testing.T) {
 		{"no markers", "# hand-written\n", "", true},
 		{"end before begin", endMark + "\n" + beginMark + "\n", "", true},
 	} {
-		got, err := replaceBlock(tc.doc, "NEW\n")
+		got, err := replaceBlock(tc.doc, benchMarks, "NEW\n")
 		if (err != nil) != tc.fails {
 			t.Errorf("%s: replaceBlock error = %v, want failure %v", tc.name, err, tc.fails)
 			continue
@@ -36,14 +36,14 @@ func TestRewriteBlockLeavesUnmarkedFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("mine\n"), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if err := rewriteBlock(path, "x\n"); err == nil {
+	if err := rewriteBlock(path, benchMarks, "x\n"); err == nil {
 		t.Errorf("rewriteBlock(unmarked file) = nil, want an error")
 	}
 	if b, _ := os.ReadFile(path); string(b) != "mine\n" {
 		t.Errorf("unmarked file became %q, want it unchanged", b)
 	}
 	created := filepath.Join(t.TempDir(), "new.md")
-	if err := rewriteBlock(created, "x\n"); err != nil {
+	if err := rewriteBlock(created, benchMarks, "x\n"); err != nil {
 		t.Fatalf("rewriteBlock(missing file) = %v", err)
 	}
 	if b, _ := os.ReadFile(created); !strings.Contains(string(b), beginMark+"\nx\n"+endMark) {
@@ -103,7 +103,7 @@ func FuzzReplaceBlock(f *testing.F) {
 	f.Add("no markers")
 	f.Add(endMark + beginMark)
 	f.Fuzz(func(t *testing.T, doc string) {
-		got, err := replaceBlock(doc, "NEW\n")
+		got, err := replaceBlock(doc, benchMarks, "NEW\n")
 		if err != nil {
 			return
 		}
