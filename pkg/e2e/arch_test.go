@@ -70,8 +70,9 @@ var testOnly = []string{"pkg/fhirtest", "pkg/fhirtest/fhirscript", "pkg/fhirtest
 var viaTool = []string{"pkg/smartauth"}
 
 // benchAllowed are the packages the benchmark programs under scripts/bench may use: they
-// generate data sets and read export folders, as the tools' users would.
-var benchAllowed = []string{"pkg/exportdir", "pkg/fhirjson", "pkg/fhirtest/synth"}
+// generate data sets and read export folders, as the tools' users would, and read the sizes
+// given to the tools (--memory-limit, --mem) with the tools' own parser (pkg/tool's ParseSize).
+var benchAllowed = []string{"pkg/exportdir", "pkg/fhirjson", "pkg/fhirtest/synth", "pkg/tool"}
 
 // allowed reports why pkg may not import dep, or "" when it may. test says the import is in a
 // _test.go file: tests may use any library, the test-only helpers included, but never pkg/e2e.
