@@ -96,7 +96,14 @@ if [ -s "$current" ]; then
 	dir=$(cat "$current")
 	echo "$prog: resuming $dir" >&2
 else
-	dir=$work/export-$(date -u +%Y%m%dT%H%M%SZ)
+	# Two runs within one second (a retry after a quick refusal, a test) get distinct folders.
+	base=$work/export-$(date -u +%Y%m%dT%H%M%SZ)
+	dir=$base
+	i=1
+	while [ -e "$dir" ] || [ -e "$dir.log.ndjson" ] || [ -e "$dir.status" ]; do
+		i=$((i + 1))
+		dir=$base-$i
+	done
 	printf '%s\n' "$dir" >"$current.tmp"
 	mv "$current.tmp" "$current"
 fi
