@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/failpoint"
+	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
 )
 
 // Failpoints of a load (tests kill the process there with BULKPIPE_CRASH).
@@ -38,9 +39,9 @@ type Commit struct {
 }
 
 // Folder is what a load appends: one export folder's rows, loaded alone into a database of its
-// own (Conn), so that its tables hold the folder's contribution and nothing else.
+// own (DB), so that its tables hold the folder's contribution and nothing else.
 type Folder struct {
-	Conn   *sql.Conn
+	DB     *duckdb.DB
 	Source string
 	Group  string
 	Time   time.Time
@@ -58,12 +59,12 @@ func (l *Lake) Append(ctx context.Context, f Folder) (*Commit, error) {
 		now = f.Now
 	}
 	c := &Commit{Load: newLoadID(now()), Source: f.Source, ExportGroup: f.Group, ExportTime: f.Time.UTC(), Rows: map[string]int64{}}
-	tables, err := baseTables(ctx, f.Conn)
+	tables, err := f.DB.Tables(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, t := range tables {
-		n, err := l.writeTable(ctx, f.Conn, t, c.Load)
+		n, err := l.writeTable(ctx, f.DB.Conn(), t, c.Load)
 		if err != nil {
 			return nil, fmt.Errorf("write %s to the lake: %w", t, err)
 		}
@@ -86,26 +87,6 @@ func newLoadID(at time.Time) string {
 	var b [8]byte
 	rand.Read(b[:])
 	return at.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
-}
-
-// baseTables lists the tables of the staging database.
-func baseTables(ctx context.Context, conn *sql.Conn) ([]string, error) {
-	rows, err := conn.QueryContext(ctx, `SELECT table_name FROM information_schema.tables
-		WHERE table_schema = 'main' AND table_type = 'BASE TABLE' AND table_catalog = current_database()
-		ORDER BY table_name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
 }
 
 // partFileSize is the size DuckDB starts a new Parquet file at: large enough for engines'

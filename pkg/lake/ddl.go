@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
+	"github.com/bulkpipe/bulkpipe/pkg/store"
 )
 
 // The rules each view applies are etl-load's (its DuckDB merge and deletes):
@@ -69,7 +69,7 @@ func (l *Lake) DuckDB() ([]string, error) {
 			stmts = append(stmts, duckView(t))
 		}
 	}
-	return append(stmts, duckdb.CompletionViews...), nil
+	return append(stmts, store.CompletionViews(store.DuckDBSQL)...), nil
 }
 
 // duckRaw defines rawView(table) over the table's Parquet files joined to the commits, or as an

@@ -76,7 +76,7 @@ func (l *Lake) distributed(d Distributed, create func(table, location string) st
 			stmts = append(stmts, distributedView(t))
 		}
 	}
-	return append(stmts, trinoCompletionViews()...), nil
+	return append(stmts, store.CompletionViews(store.TrinoSQL)...), nil
 }
 
 // distributedView is the view named as etl-load's table: the resource stays text (query it with
@@ -123,51 +123,3 @@ func trinoTable(table, location string) string {
 
 // dq quotes an identifier the standard way (Trino, Athena's views, DuckDB).
 func dq(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
-
-// trinoCompletionViews are the completion views of the DuckDB schema written with Trino's
-// functions (array_agg, split, contains, array_join for DuckDB's list functions); the rule, step
-// by step, is the same (see the DuckDB backend's etl__encounter_completion).
-func trinoCompletionViews() []string {
-	linked := make([]string, len(store.LinkedTables))
-	for i, t := range store.LinkedTables {
-		linked[i] = "(" + quote(t) + ")"
-	}
-	return []string{
-		`CREATE OR REPLACE VIEW etl__encounter_completion AS
-WITH linked(table_name) AS (VALUES ` + strings.Join(linked, ", ") + `),
-tracked AS (
-	SELECT encounter_id, min(export_time) AS earliest,
-		array_distinct(flatten(array_agg(split(coalesce(excluded_resources, ''), ',')))) AS excluded
-	FROM etl__completion_encounters
-	GROUP BY encounter_id),
-latest AS (
-	SELECT group_name, table_name, max(export_time) AS export_time
-	FROM etl__completion WHERE table_name IN (SELECT table_name FROM linked)
-	GROUP BY group_name, table_name),
-satisfied AS (
-	SELECT ece.encounter_id, c.table_name
-	FROM etl__completion_encounters AS ece
-	JOIN tracked AS t ON t.encounter_id = ece.encounter_id
-	JOIN latest AS c ON c.group_name = ece.group_name AND c.export_time >= t.earliest
-	UNION
-	SELECT t.encounter_id, l.table_name
-	FROM tracked AS t JOIN linked AS l ON contains(t.excluded, l.table_name)),
-missing AS (
-	SELECT t.encounter_id, l.table_name FROM tracked AS t CROSS JOIN linked AS l
-	EXCEPT
-	SELECT encounter_id, table_name FROM satisfied),
-missing_list AS (
-	SELECT encounter_id, array_join(array_agg(table_name ORDER BY table_name), ',') AS missing_tables
-	FROM missing GROUP BY encounter_id)
-SELECT t.encounter_id, t.earliest AS export_time, m.missing_tables IS NULL AS is_complete, m.missing_tables
-FROM tracked AS t LEFT JOIN missing_list AS m ON m.encounter_id = t.encounter_id`,
-		`CREATE OR REPLACE VIEW complete_encounter AS
-SELECT e.* FROM encounter AS e
-WHERE NOT EXISTS (SELECT 1 FROM etl__encounter_completion AS c
-	WHERE c.encounter_id = e.id AND NOT c.is_complete)`,
-		`CREATE OR REPLACE VIEW incomplete_encounter AS
-SELECT e.* FROM encounter AS e
-JOIN etl__encounter_completion AS c ON c.encounter_id = e.id
-WHERE NOT c.is_complete`,
-	}
-}

@@ -105,7 +105,7 @@ func TestUncommittedLoadIsInvisible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Append(t.Context(), Folder{Conn: staging(t, "a", "b").Conn(), Source: "one"}); err != nil {
+	if _, err := l.Append(t.Context(), Folder{DB: staging(t, "a", "b"), Source: "one"}); err != nil {
 		t.Fatal(err)
 	}
 	// A load killed before its commit: its files are there, its record is not.
@@ -115,7 +115,7 @@ func TestUncommittedLoadIsInvisible(t *testing.T) {
 	if got := viewIDs(t, l, "patient"); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("patient = %q, want the committed load's a, b only", got)
 	}
-	if _, err := l.Append(t.Context(), Folder{Conn: staging(t, "c").Conn(), Source: "two"}); err != nil {
+	if _, err := l.Append(t.Context(), Folder{DB: staging(t, "c"), Source: "two"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := viewIDs(t, l, "patient"); !slices.Equal(got, []string{"a", "b", "c"}) {
@@ -139,7 +139,7 @@ func TestConcurrentCommitsTakeDistinctNumbers(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, errs[i] = l.Append(context.Background(), Folder{Conn: dbs[i].Conn(), Source: string(rune('a' + i))})
+			_, errs[i] = l.Append(context.Background(), Folder{DB: dbs[i], Source: string(rune('a' + i))})
 		})
 	}
 	wg.Wait()
@@ -195,7 +195,7 @@ func TestDistributedDDL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Append(t.Context(), Folder{Conn: staging(t, "a").Conn(), Source: "one"}); err != nil {
+	if _, err := l.Append(t.Context(), Folder{DB: staging(t, "a"), Source: "one"}); err != nil {
 		t.Fatal(err)
 	}
 	d := Distributed{Location: "s3://bucket/site lake/", Schema: "cumulus"}

@@ -57,7 +57,7 @@ func (o *Options) lakeFolder(ctx context.Context, staging string, src store.Sour
 	if err != nil {
 		return st, err
 	}
-	c, err := o.Lake.Append(ctx, lake.Folder{Conn: db.Conn(), Source: src.Dir, Group: src.Export.Group, Time: src.Export.Time, Now: o.Now})
+	c, err := o.Lake.Append(ctx, lake.Folder{DB: db, Source: src.Dir, Group: src.Export.Group, Time: src.Export.Time, Now: o.Now})
 	if err != nil {
 		return st, fmt.Errorf("append %s to the lake %s: %w", src.Dir, o.Lake.Root(), err)
 	}

@@ -55,68 +55,11 @@ var schema = []string{
 		source_file VARCHAR,
 		PRIMARY KEY (table_name, id, export_group, export_time))`,
 	createTable("encounter"),
-	CompletionViews[0], CompletionViews[1], CompletionViews[2],
+	completionViews[0], completionViews[1], completionViews[2],
 }
 
-// CompletionViews are the views of the completion rule over etl__completion,
-// etl__completion_encounters and encounter, in creation order. The lake's DuckDB views create
-// them over its own relations of those names, so the rule has one text.
-var CompletionViews = []string{
-	encounterCompletionView,
-	`CREATE OR REPLACE VIEW complete_encounter AS
-	SELECT e.* FROM encounter AS e
-	WHERE NOT EXISTS (SELECT 1 FROM etl__encounter_completion AS c
-		WHERE c.encounter_id = e.id AND NOT c.is_complete)`,
-	`CREATE OR REPLACE VIEW incomplete_encounter AS
-	SELECT e.* FROM encounter AS e
-	JOIN etl__encounter_completion AS c ON c.encounter_id = e.id
-	WHERE NOT c.is_complete`,
-}
-
-// encounterCompletionView is Cumulus Library's completion rule ("Encounters first"), one row per
-// tracked encounter: its earliest export time over all its groups, and the linked tables that
-// lack a completion row in one of its groups at or after that time (instants compared as
-// instants: TIMESTAMPTZ). A table listed in excluded_resources of the encounter's rows is not
-// waited for: the site said it never exports it. Untracked encounters have no row here and count
-// as complete. etl__completion is a growing history, so it is first reduced to the latest time
-// per group and table (a row at or after the encounter's time exists iff the latest one is),
-// which keeps the join to a few rows per encounter.
-var encounterCompletionView = `CREATE OR REPLACE VIEW etl__encounter_completion AS
-WITH linked(table_name) AS (VALUES ` + linkedValues() + `),
-tracked AS (
-	SELECT encounter_id, min(export_time) AS earliest,
-		list_distinct(flatten(list(string_split(coalesce(excluded_resources, ''), ',')))) AS excluded
-	FROM etl__completion_encounters
-	GROUP BY encounter_id),
-latest AS (
-	SELECT group_name, table_name, max(export_time) AS export_time
-	FROM etl__completion WHERE table_name IN (SELECT table_name FROM linked)
-	GROUP BY group_name, table_name),
-satisfied AS (
-	SELECT ece.encounter_id, c.table_name
-	FROM etl__completion_encounters AS ece
-	JOIN tracked AS t ON t.encounter_id = ece.encounter_id
-	JOIN latest AS c ON c.group_name = ece.group_name AND c.export_time >= t.earliest
-	UNION
-	SELECT t.encounter_id, l.table_name
-	FROM tracked AS t JOIN linked AS l ON list_contains(t.excluded, l.table_name)),
-missing AS (
-	SELECT t.encounter_id, l.table_name FROM tracked AS t CROSS JOIN linked AS l
-	EXCEPT
-	SELECT encounter_id, table_name FROM satisfied),
-missing_list AS (
-	SELECT encounter_id, string_agg(table_name, ',' ORDER BY table_name) AS missing_tables
-	FROM missing GROUP BY encounter_id)
-SELECT t.encounter_id, t.earliest AS export_time, m.missing_tables IS NULL AS is_complete, m.missing_tables
-FROM tracked AS t LEFT JOIN missing_list AS m ON m.encounter_id = t.encounter_id`
-
-func linkedValues() string {
-	var vs []string
-	for _, t := range store.LinkedTables {
-		vs = append(vs, "('"+t+"')")
-	}
-	return strings.Join(vs, ", ")
-}
+// completionViews are the completion rule's views in DuckDB's dialect.
+var completionViews = store.CompletionViews(store.DuckDBSQL)
 
 // createTable is the DDL of a resource table (DESIGN.md §7). The id has no PRIMARY KEY: DuckDB
 // keeps such an index (an ART) in memory whole, so a table could not outgrow the memory limit;
