@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -16,9 +17,9 @@ import (
 // lakeFlags are the flags of the Parquet lake.
 func lakeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "lake", Usage: "append each folder to the Parquet lake in `DIR` (created if missing) instead of a database"},
+		&cli.StringFlag{Name: "lake", Usage: "append each folder to the Parquet lake at `DIR` (a folder, created if missing, or s3://bucket/prefix) instead of a database"},
 		&cli.StringFlag{Name: "print-ddl", Usage: "print the SQL that defines the lake's tables as views, for `ENGINE`: duckdb, athena or trino (with --lake)"},
-		&cli.StringFlag{Name: "lake-url", Usage: "with --print-ddl athena or trino: the `URL` the engine reads the lake at (such as s3://bucket/prefix, where DIR is synced)"},
+		&cli.StringFlag{Name: "lake-url", Usage: "with --print-ddl athena or trino: the `URL` the engine reads the lake at (default: an s3:// --lake itself)"},
 		&cli.StringFlag{Name: "ddl-schema", Value: "default", Usage: "with --print-ddl trino: the `SCHEMA` the tables are created in"},
 	}
 }
@@ -42,7 +43,7 @@ func lakeUsage(c *cli.Context) error {
 		}
 		return nil
 	case lake.EngineAthena, lake.EngineTrino:
-		if c.String("lake-url") == "" {
+		if c.String("lake-url") == "" && !strings.HasPrefix(root, "s3://") {
 			return tool.UsageErrorf("--print-ddl %s needs --lake-url URL: where %s reads the lake (such as s3://bucket/prefix)", engine, engine)
 		}
 		return nil
@@ -57,12 +58,13 @@ func lakeConfig(c *cli.Context, cfg *config) (printOnly bool, err error) {
 	if root == "" {
 		return false, nil
 	}
-	l, err := lake.Open(root)
+	l, err := lake.Open(c.Context, root, lake.Options{Scratch: cfg.tempDir, Attempts: c.Int("retries") + 1})
 	if err != nil {
-		if _, ok := err.(*lake.UnsupportedError); ok {
+		var unsupported *lake.UnsupportedError
+		if errors.As(err, &unsupported) {
 			return false, tool.UsageErrorf("--lake %v", err)
 		}
-		return false, err
+		return false, fmt.Errorf("--lake %s: %w", root, err)
 	}
 	o := &cfg.opts
 	o.Lake = l
@@ -70,7 +72,7 @@ func lakeConfig(c *cli.Context, cfg *config) (printOnly bool, err error) {
 		return duckdb.OpenWith(ctx, path, duckdb.Options{MemoryLimit: cfg.memoryLimit, TempDir: cfg.tempDir})
 	}
 	o.Committed = func(dir string, cm *lake.Commit) {
-		cfg.status.Print("%s: committed as load %d (%s) of %s", dir, cm.Seq, cm.Load, l.Root())
+		cfg.status.Print("%s: committed as load %d (%s) of %s", dir, cm.Seq, cm.Load, l.Location())
 	}
 	cfg.lake = l
 	cfg.ddl = engine
@@ -82,16 +84,19 @@ func printDDL(c *cli.Context, cfg *config) error {
 	var stmts []string
 	var err error
 	d := lake.Distributed{Location: c.String("lake-url"), Schema: c.String("ddl-schema")}
+	if d.Location == "" {
+		d.Location = cfg.lake.Location() // an s3:// lake: the engines read it where it is
+	}
 	switch cfg.ddl {
 	case lake.EngineAthena:
-		stmts, err = cfg.lake.Athena(d)
+		stmts, err = cfg.lake.Athena(c.Context, d)
 	case lake.EngineTrino:
-		stmts, err = cfg.lake.Trino(d)
+		stmts, err = cfg.lake.Trino(c.Context, d)
 	default:
-		stmts, err = cfg.lake.DuckDB()
+		stmts, err = cfg.lake.DuckDB(c.Context)
 	}
 	if err != nil {
-		return fmt.Errorf("read the lake %s: %w", cfg.lake.Root(), err)
+		return fmt.Errorf("read the lake %s: %w", cfg.lake.Location(), err)
 	}
 	_, err = fmt.Fprintln(c.App.Writer, strings.Join(stmts, ";\n")+";")
 	return err

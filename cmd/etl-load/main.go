@@ -128,7 +128,7 @@ func run(c *cli.Context) error {
 	}
 	into := cfg.db
 	if cfg.lake != nil {
-		into = "the lake " + cfg.lake.Root()
+		into = "the lake " + cfg.lake.Location()
 	} else if cfg.format != "duckdb" {
 		into = fmt.Sprintf("%s, a %s snapshot in %s", cfg.db, cfg.format, cfg.out)
 	}

@@ -48,7 +48,7 @@ var layers = map[string][]string{
 	// bulk-kickoff --since auto: an earlier export, read as etl-load would load it (store's
 	// completion rule); the database itself is read by store/duckdb, wired in the main.
 	"pkg/incremental": {"pkg/bulk", "pkg/exportdir", "pkg/fhirclient", "pkg/resourcetype", "pkg/store"},
-	"pkg/lake":        {"pkg/failpoint", "pkg/store", "pkg/store/duckdb"},
+	"pkg/lake":        {"pkg/failpoint", "pkg/fhirclient", "pkg/store", "pkg/store/duckdb"},
 	"pkg/load":        {"pkg/attachment", "pkg/bulk", "pkg/exportdir", "pkg/fhirclient", "pkg/lake", "pkg/ndjson", "pkg/resourcetype", "pkg/store", "pkg/store/duckdb"},
 
 	// What every main shares: flags, exit codes, and the one place that wires credentials to a client.
@@ -58,12 +58,13 @@ var layers = map[string][]string{
 	"pkg/fhirtest":            {"pkg/fhirtest/synth"},
 	"pkg/fhirtest/fhirscript": {"pkg/failpoint", "pkg/fhirtest"},
 	"pkg/tool/tooltest":       {"pkg/tool"},
+	"pkg/lake/s3test":         nil, // starts a real S3-compatible server; the AWS SDK only
 	"pkg/e2e":                 nil,
 }
 
 // testOnly are packages that production code (cmd/ and pkg/, tests aside) never imports.
 // cmd/bulk-testserver is the one main allowed pkg/fhirtest: it is that server's command line.
-var testOnly = []string{"pkg/fhirtest", "pkg/fhirtest/fhirscript", "pkg/fhirtest/synth", "pkg/tool/tooltest", "pkg/e2e"}
+var testOnly = []string{"pkg/fhirtest", "pkg/fhirtest/fhirscript", "pkg/fhirtest/synth", "pkg/tool/tooltest", "pkg/lake/s3test", "pkg/e2e"}
 
 // viaTool are libraries whose only production importer is pkg/tool, so that every main gets
 // credentials the same way (tool.NewClient) and none wires SMART by hand.

@@ -179,12 +179,19 @@ func (c *Client) delay(route Route, n int, retryAfter time.Duration, hasRetryAft
 // rather than full jitter keeps a floor, so a struggling server is never hammered at once, while
 // the spread still keeps parallel downloads from retrying in lockstep.
 func (c *Client) backoff(n int, limit time.Duration) time.Duration {
+	return Backoff(n, limit, c.rand())
+}
+
+// Backoff is the wait before retry number n (1-based) of the project's retry rule, for clients
+// other than this one (the lake's S3 uploads): from 1 s, doubling per failure, capped at limit,
+// with equal jitter — r in [0, 1] picks the wait within [d/2, d).
+func Backoff(n int, limit time.Duration, r float64) time.Duration {
 	d := backoffBase << min(max(n, 1)-1, 30)
 	if d > limit || d <= 0 {
 		d = limit
 	}
 	half := d / 2
-	r := min(max(c.rand(), 0), 1)
+	r = min(max(r, 0), 1)
 	return half + time.Duration(r*float64(d-half))
 }
 

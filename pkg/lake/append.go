@@ -24,6 +24,7 @@ import (
 const (
 	FailBeforeCommit = "lake.before-commit" // every file written, no commit record yet
 	FailAfterCommit  = "lake.after-commit"  // committed, the staging database not yet removed
+	FailAfterUpload  = "lake.after-upload"  // one more file of the load in the lake (NAME:N: the Nth)
 )
 
 // Commit is the record that makes one load visible. Only Seq and Load are read back by the
@@ -48,11 +49,9 @@ type Folder struct {
 	Now    func() time.Time
 }
 
-// StagingDir is the lake's folder for the database a load stages a folder in: inside the lake
-// (on its disk) but outside every table's location, so no engine reads it.
-func (l *Lake) StagingDir() string { return filepath.Join(l.root, ".staging") }
-
-// Append writes every non-empty table of f.Conn as a new load, then commits it.
+// Append writes every non-empty table of f.DB as a new load, then commits it. The Parquet files
+// are written in the staging folder first, and moved (a local lake) or uploaded (S3) into the
+// load's partitions; the commit record goes last.
 func (l *Lake) Append(ctx context.Context, f Folder) (*Commit, error) {
 	now := time.Now
 	if f.Now != nil {
@@ -63,8 +62,13 @@ func (l *Lake) Append(ctx context.Context, f Folder) (*Commit, error) {
 	if err != nil {
 		return nil, err
 	}
+	out, err := l.outbox(c.Load)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(out)
 	for _, t := range tables {
-		n, err := l.writeTable(ctx, f.DB.Conn(), t, c.Load)
+		n, err := l.writeTable(ctx, f.DB.Conn(), t, c.Load, out)
 		if err != nil {
 			return nil, fmt.Errorf("write %s to the lake: %w", t, err)
 		}
@@ -74,11 +78,21 @@ func (l *Lake) Append(ctx context.Context, f Folder) (*Commit, error) {
 	}
 	failpoint.Hit(FailBeforeCommit)
 	c.CommittedAt = now().UTC()
-	if err := l.commit(c); err != nil {
+	if err := l.commit(ctx, c); err != nil {
 		return nil, err
 	}
 	failpoint.Hit(FailAfterCommit)
 	return c, nil
+}
+
+// outbox creates the staging folder's folder for one load's files, named by the process (so
+// that the next run removes it if this one is killed, as it does the staging database).
+func (l *Lake) outbox(load string) (string, error) {
+	dir := filepath.Join(l.scratch, strconv.Itoa(os.Getpid())+"-out-"+load)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create the lake's staging folder: %w", err)
+	}
+	return dir, nil
 }
 
 // newLoadID names a load: its start time, for people listing the folder, and 64 random bits, so
@@ -93,9 +107,9 @@ func newLoadID(at time.Time) string {
 // scans to be efficient, small enough to upload and to split work over.
 const partFileSize = "256MB"
 
-// writeTable writes one table's rows into the load's partition, in key order, and returns how
-// many. An empty table writes nothing.
-func (l *Lake) writeTable(ctx context.Context, conn *sql.Conn, table, load string) (int64, error) {
+// writeTable writes one table's rows, in key order, into Parquet files in out, moves them into
+// the load's partition, and returns how many rows. An empty table writes nothing.
+func (l *Lake) writeTable(ctx context.Context, conn *sql.Conn, table, load, out string) (int64, error) {
 	cols, order, ok := lakeColumns(table)
 	if !ok {
 		return 0, fmt.Errorf("%s: not a table of etl-load's", table)
@@ -107,54 +121,38 @@ func (l *Lake) writeTable(ctx context.Context, conn *sql.Conn, table, load strin
 	if n == 0 {
 		return 0, nil
 	}
-	dir := l.loadDir(table, load)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return 0, err
-	}
-	q := `COPY (SELECT ` + cols + ` FROM ` + ident(table) + ` ORDER BY ` + order + `) TO ` + quote(dir) +
+	return n, l.copyOut(ctx, conn, `SELECT `+cols+` FROM `+ident(table)+` ORDER BY `+order, partitionKey(table, load), filepath.Join(out, table))
+}
+
+// copyOut writes query's rows as Parquet files in the local folder dir, then puts each into the
+// lake under the partition key prefix.
+func (l *Lake) copyOut(ctx context.Context, conn *sql.Conn, query, prefix, dir string) error {
+	q := `COPY (` + query + `) TO ` + quote(dir) +
 		` (FORMAT parquet, COMPRESSION zstd, FILE_SIZE_BYTES '` + partFileSize + `', FILENAME_PATTERN 'part-{i}')`
 	if _, err := conn.ExecContext(ctx, q); err != nil {
-		return 0, err
+		return err
 	}
-	return n, syncTree(dir)
-}
-
-// syncTree makes the files of dir and dir itself durable, so that a commit never names a load
-// whose files a crash could still lose.
-func syncTree(dir string) error {
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range files {
+		if err := l.objs.put(ctx, prefix+e.Name(), filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
-		return syncPath(path)
-	})
-	if err != nil {
-		return err
+		failpoint.Hit(FailAfterUpload)
 	}
-	return syncPath(filepath.Dir(dir))
+	return nil
 }
 
-func syncPath(path string) error {
-	f, err := os.Open(path)
+// commit writes c's record under the next free sequence number. The record is created only if
+// no record has that number (a link in a folder, a conditional PUT in S3), so two writers that
+// pick the same number never overwrite each other's commit: the loser takes the next number.
+func (l *Lake) commit(ctx context.Context, c *Commit) error {
+	seq, err := l.lastSeq(ctx)
 	if err != nil {
 		return err
 	}
-	err = f.Sync()
-	return errors.Join(err, f.Close())
-}
-
-// commit writes c's record under the next free sequence number. The record is written whole
-// to a temporary name, then linked to its final one: a link, unlike a rename, fails when the
-// name is taken, so two writers that pick the same number never overwrite each other's commit
-// (the loser takes the next number).
-func (l *Lake) commit(c *Commit) error {
-	dir := filepath.Join(l.root, CommitsDir)
-	seq, err := l.lastSeq()
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, ".tmp-"+c.Load)
-	defer os.Remove(tmp)
 	for {
 		seq++
 		c.Seq = seq
@@ -162,17 +160,14 @@ func (l *Lake) commit(c *Commit) error {
 		if err != nil {
 			return err
 		}
-		if err := writeSynced(tmp, append(b, '\n')); err != nil {
-			return fmt.Errorf("write commit record: %w", err)
-		}
-		err = os.Link(tmp, filepath.Join(dir, commitName(seq)))
+		err = l.objs.create(ctx, keyOf(CommitsDir, commitName(seq)), append(b, '\n'))
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("commit load %s: %w", c.Load, err)
 		}
-		return syncPath(dir)
+		return nil
 	}
 }
 
@@ -181,23 +176,23 @@ func (l *Lake) commit(c *Commit) error {
 func commitName(seq int64) string { return fmt.Sprintf("%012d.json", seq) }
 
 // lastSeq is the highest committed sequence number, 0 for none.
-func (l *Lake) lastSeq() (int64, error) {
-	names, err := l.commitNames()
+func (l *Lake) lastSeq(ctx context.Context) (int64, error) {
+	names, err := l.commitNames(ctx)
 	if err != nil || len(names) == 0 {
 		return 0, err
 	}
 	return strconv.ParseInt(strings.TrimSuffix(names[len(names)-1], ".json"), 10, 64)
 }
 
-// commitNames lists the commit records, in sequence order.
-func (l *Lake) commitNames() ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(l.root, CommitsDir))
+// commitNames lists the commit records' names, in sequence order.
+func (l *Lake) commitNames(ctx context.Context) ([]string, error) {
+	keys, err := l.objs.list(ctx, CommitsDir+"/")
 	if err != nil {
 		return nil, err
 	}
 	var names []string
-	for _, e := range entries {
-		name := e.Name()
+	for _, k := range keys {
+		name := strings.TrimPrefix(k, CommitsDir+"/")
 		num, ok := strings.CutSuffix(name, ".json")
 		if _, err := strconv.ParseInt(num, 10, 64); !ok || err != nil || len(num) != 12 {
 			continue
@@ -209,36 +204,34 @@ func (l *Lake) commitNames() ([]string, error) {
 }
 
 // Commits reads the commit records, in sequence order.
-func (l *Lake) Commits() ([]Commit, error) {
-	names, err := l.commitNames()
+func (l *Lake) Commits(ctx context.Context) ([]Commit, error) {
+	names, err := l.commitNames(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Commit, 0, len(names))
 	for _, name := range names {
-		path := filepath.Join(l.root, CommitsDir, name)
-		b, err := os.ReadFile(path)
+		key := keyOf(CommitsDir, name)
+		b, err := l.objs.get(ctx, key)
 		if err != nil {
 			return nil, err
 		}
 		var c Commit
 		if err := json.Unmarshal(b, &c); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: %w", l.objs.url(key), err)
 		}
 		out = append(out, c)
 	}
 	return out, nil
 }
 
-func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+// syncPath makes a file's data, or a folder's entries, durable.
+func syncPath(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
+	err = f.Sync()
 	return errors.Join(err, f.Close())
 }
 

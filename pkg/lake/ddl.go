@@ -1,8 +1,8 @@
 package lake
 
 import (
+	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -34,13 +34,13 @@ var dedupe = map[string][]string{
 // DuckDB returns the statements that define, in a DuckDB database, a view per table of the lake
 // named as etl-load's tables (patient, observation, …, etl__completion, etl__deleted) and the
 // completion views (complete_encounter, incomplete_encounter), reading the lake's Parquet files
-// where they are. Run them again after a load that adds a table.
-func (l *Lake) DuckDB() ([]string, error) {
-	tables, err := l.Tables()
+// where they are (an s3:// lake through DuckDB's httpfs extension). Run them again after a load that adds a table.
+func (l *Lake) DuckDB(ctx context.Context) ([]string, error) {
+	tables, err := l.Tables(ctx)
 	if err != nil {
 		return nil, err
 	}
-	commits, err := l.commitNames()
+	commits, err := l.commitNames(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func (l *Lake) DuckDB() ([]string, error) {
 		stmts = append(stmts, `CREATE OR REPLACE VIEW etl__commits AS SELECT NULL::BIGINT AS seq, NULL::VARCHAR AS load WHERE false`)
 	} else {
 		stmts = append(stmts, `CREATE OR REPLACE VIEW etl__commits AS SELECT seq, load FROM read_json(`+
-			quote(filepath.Join(l.root, CommitsDir, "*.json"))+`, format = 'newline_delimited', columns = {seq: 'BIGINT', load: 'VARCHAR'})`)
+			quote(l.objs.url(keyOf(CommitsDir, "*.json")))+`, format = 'newline_delimited', columns = {seq: 'BIGINT', load: 'VARCHAR'})`)
 	}
 	// The completion views read these whether or not a load wrote them.
 	all := slices.Clone(tables)
@@ -88,7 +88,7 @@ func (l *Lake) duckRaw(table string, hasFiles bool) string {
 	if !hasFiles {
 		return head + `, NULL::BIGINT AS load_seq WHERE false`
 	}
-	glob := filepath.Join(l.tableDir(table), "load=*", "*.parquet")
+	glob := l.objs.url(keyOf(table, "load=*", "*.parquet"))
 	return head + `, c.seq AS load_seq FROM read_parquet(` + quote(glob) +
 		`, hive_partitioning = true, hive_types = {'load': VARCHAR}) AS t JOIN etl__commits AS c ON c.load = t.load`
 }

@@ -1,6 +1,7 @@
 package lake
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -27,18 +28,18 @@ type Distributed struct {
 // Athena returns the statements that register the lake in Athena: an external table per table's
 // files (partitioned by load), the commit records as a JSON table, the partitions, and the views
 // named as etl-load's tables. Rerun MSCK REPAIR TABLE (or all of it) after each load.
-func (l *Lake) Athena(d Distributed) ([]string, error) {
-	return l.distributed(d, athenaTable, func(t string) string { return "MSCK REPAIR TABLE `" + filesTable(t) + "`" })
+func (l *Lake) Athena(ctx context.Context, d Distributed) ([]string, error) {
+	return l.distributed(ctx, d, athenaTable, func(t string) string { return "MSCK REPAIR TABLE `" + filesTable(t) + "`" })
 }
 
 // Trino returns the same for Trino's Hive connector: tables with external_location, partitions
 // synced by system.sync_partition_metadata.
-func (l *Lake) Trino(d Distributed) ([]string, error) {
+func (l *Lake) Trino(ctx context.Context, d Distributed) ([]string, error) {
 	schema := d.Schema
 	if schema == "" {
 		schema = "default"
 	}
-	return l.distributed(d, trinoTable, func(t string) string {
+	return l.distributed(ctx, d, trinoTable, func(t string) string {
 		return "CALL system.sync_partition_metadata(" + quote(schema) + ", " + quote(filesTable(t)) + ", 'FULL')"
 	})
 }
@@ -46,12 +47,12 @@ func (l *Lake) Trino(d Distributed) ([]string, error) {
 // filesTable is the external table over one table's Parquet files, every load's.
 func filesTable(table string) string { return "files__" + table }
 
-func (l *Lake) distributed(d Distributed, create func(table, location string) string, sync func(table string) string) ([]string, error) {
+func (l *Lake) distributed(ctx context.Context, d Distributed, create func(table, location string) string, sync func(table string) string) ([]string, error) {
 	if d.Location == "" {
 		return nil, fmt.Errorf("the lake's location as the engine reads it (such as s3://bucket/prefix) is needed")
 	}
 	loc := strings.TrimSuffix(d.Location, "/")
-	tables, err := l.Tables()
+	tables, err := l.Tables(ctx)
 	if err != nil {
 		return nil, err
 	}

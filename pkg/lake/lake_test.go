@@ -13,6 +13,7 @@ import (
 
 	_ "github.com/duckdb/duckdb-go/v2" // database/sql driver "duckdb", for the reader
 
+	"github.com/bulkpipe/bulkpipe/pkg/lake/s3test"
 	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
 )
 
@@ -37,10 +38,57 @@ func staging(t *testing.T, ids ...string) *duckdb.DB {
 	return db
 }
 
+// backend is a kind of storage a lake can be in, for tests that run over each.
+type backend struct {
+	name string
+	open func(t *testing.T) *Lake
+}
+
+// backends are a local folder and a real S3-compatible server (a new bucket per test).
+var backends = []backend{
+	{"folder", func(t *testing.T) *Lake {
+		l, err := Open(t.Context(), filepath.Join(t.TempDir(), "lake"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}},
+	{"s3", func(t *testing.T) *Lake {
+		srv := s3test.Start(t)
+		srv.Setenv(t)
+		bucket := srv.Bucket(t, "lake")
+		l, err := Open(t.Context(), "s3://"+bucket+"/site/lake", Options{Scratch: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mirrors[l] = func(dir string) { srv.Mirror(t, bucket, "site/lake/", dir) }
+		return l
+	}},
+}
+
+// mirrors copies an S3 lake to a folder, for a reader without S3 (DuckDB without httpfs).
+var mirrors = map[*Lake]func(dir string){}
+
+// readable is l, or a local copy of it that DuckDB can read.
+func readable(t *testing.T, l *Lake) *Lake {
+	t.Helper()
+	mirror, ok := mirrors[l]
+	if !ok {
+		return l
+	}
+	dir := t.TempDir()
+	mirror(dir)
+	local, err := Open(t.Context(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return local
+}
+
 // viewIDs runs the lake's DuckDB views in a new in-memory database and returns the ids of a view.
 func viewIDs(t *testing.T, l *Lake, view string) []string {
 	t.Helper()
-	stmts, err := l.DuckDB()
+	stmts, err := readable(t, l).DuckDB(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,15 +149,17 @@ func TestColumnsMatchSchema(t *testing.T) {
 // TestUncommittedLoadIsInvisible: files of a load without its commit record are not read, and
 // the commit makes them visible.
 func TestUncommittedLoadIsInvisible(t *testing.T) {
-	l, err := Open(filepath.Join(t.TempDir(), "lake"))
-	if err != nil {
-		t.Fatal(err)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testUncommittedLoadIsInvisible(t, b.open(t)) })
 	}
+}
+
+func testUncommittedLoadIsInvisible(t *testing.T, l *Lake) {
 	if _, err := l.Append(t.Context(), Folder{DB: staging(t, "a", "b"), Source: "one"}); err != nil {
 		t.Fatal(err)
 	}
 	// A load killed before its commit: its files are there, its record is not.
-	if _, err := l.writeTable(t.Context(), staging(t, "c").Conn(), "patient", newLoadID(time.Now())); err != nil {
+	if _, err := l.writeTable(t.Context(), staging(t, "c").Conn(), "patient", newLoadID(time.Now()), t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	if got := viewIDs(t, l, "patient"); !slices.Equal(got, []string{"a", "b"}) {
@@ -126,10 +176,12 @@ func TestUncommittedLoadIsInvisible(t *testing.T) {
 // TestConcurrentCommitsTakeDistinctNumbers: writers that commit at once each get their own
 // sequence number, and no record is overwritten.
 func TestConcurrentCommitsTakeDistinctNumbers(t *testing.T) {
-	l, err := Open(filepath.Join(t.TempDir(), "lake"))
-	if err != nil {
-		t.Fatal(err)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testConcurrentCommits(t, b.open(t)) })
 	}
+}
+
+func testConcurrentCommits(t *testing.T, l *Lake) {
 	const n = 6
 	dbs := make([]*duckdb.DB, n)
 	for i := range dbs {
@@ -148,7 +200,7 @@ func TestConcurrentCommitsTakeDistinctNumbers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	commits, err := l.Commits()
+	commits, err := l.Commits(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,22 +216,22 @@ func TestConcurrentCommitsTakeDistinctNumbers(t *testing.T) {
 	if got := viewIDs(t, l, "patient"); len(got) != n {
 		t.Errorf("patient = %q, want every writer's row", got)
 	}
-	if tmp, _ := filepath.Glob(filepath.Join(l.Root(), CommitsDir, ".tmp-*")); len(tmp) > 0 {
+	if tmp, _ := filepath.Glob(filepath.Join(l.Location(), CommitsDir, ".tmp-*")); len(tmp) > 0 {
 		t.Errorf("temporary commit records left: %q", tmp)
 	}
 }
 
-// TestOpenRefusesURLs: a lake location with a scheme is refused rather than made a folder
-// named after it.
+// TestOpenRefusesURLs: a lake location with a scheme other than s3 is refused rather than made
+// a folder named after it.
 func TestOpenRefusesURLs(t *testing.T) {
-	for _, loc := range []string{"s3://bucket/prefix", "gs://b/p", "https://x/y"} {
-		_, err := Open(loc)
+	for _, loc := range []string{"gs://b/p", "https://x/y", "S3x://b"} {
+		_, err := Open(t.Context(), loc, Options{})
 		if _, ok := err.(*UnsupportedError); !ok {
 			t.Errorf("Open(%q) = %v, want an *UnsupportedError", loc, err)
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "a://b")
-	if _, err := Open(dir); err != nil {
+	if _, err := Open(t.Context(), dir, Options{}); err != nil {
 		t.Errorf("Open(%q), a local path holding ://: %v", dir, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, CommitsDir)); err != nil {
@@ -191,7 +243,7 @@ func TestOpenRefusesURLs(t *testing.T) {
 // with its load partition, syncs the partitions, and defines a view per table; each statement's
 // quotes and parentheses balance. (pkg/e2e runs the views themselves over a real lake.)
 func TestDistributedDDL(t *testing.T) {
-	l, err := Open(filepath.Join(t.TempDir(), "lake"))
+	l, err := Open(t.Context(), filepath.Join(t.TempDir(), "lake"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,11 +251,11 @@ func TestDistributedDDL(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Distributed{Location: "s3://bucket/site lake/", Schema: "cumulus"}
-	athena, err := l.Athena(d)
+	athena, err := l.Athena(t.Context(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	trino, err := l.Trino(d)
+	trino, err := l.Trino(t.Context(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +285,7 @@ func TestDistributedDDL(t *testing.T) {
 	if !slices.Contains(trino, "CALL system.sync_partition_metadata('cumulus', 'files__patient', 'FULL')") {
 		t.Errorf("trino DDL does not sync patient's partitions")
 	}
-	if _, err := l.Athena(Distributed{}); err == nil {
+	if _, err := l.Athena(t.Context(), Distributed{}); err == nil {
 		t.Errorf("Athena without a location: no error")
 	}
 }

@@ -59,7 +59,7 @@ func (o *Options) lakeFolder(ctx context.Context, staging string, src store.Sour
 	}
 	c, err := o.Lake.Append(ctx, lake.Folder{DB: db, Source: src.Dir, Group: src.Export.Group, Time: src.Export.Time, Now: o.Now})
 	if err != nil {
-		return st, fmt.Errorf("append %s to the lake %s: %w", src.Dir, o.Lake.Root(), err)
+		return st, fmt.Errorf("append %s to the lake %s: %w", src.Dir, o.Lake.Location(), err)
 	}
 	if o.Committed != nil {
 		o.Committed(src.Dir, c)
