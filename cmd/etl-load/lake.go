@@ -20,6 +20,7 @@ func lakeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "lake", Usage: "append each folder to the Parquet lake at `DIR` (a folder, created if missing, or s3://bucket/prefix) instead of a database"},
 		&cli.StringFlag{Name: "print-ddl", Usage: "print the SQL that defines the lake's tables as views, for `ENGINE`: duckdb, athena or trino (with --lake)"},
 		&cli.StringFlag{Name: "lake-url", Usage: "with --print-ddl athena or trino: the `URL` the engine reads the lake at (default: an s3:// --lake itself)"},
+		&cli.BoolFlag{Name: "compact", Usage: "with --lake, after the folders (if any): rewrite each table's current rows into one load, then remove the files it replaces and those of loads killed over a day ago"},
 		&cli.StringFlag{Name: "ddl-schema", Value: "default", Usage: "with --print-ddl trino: the `SCHEMA` the tables are created in"},
 	}
 }
@@ -30,6 +31,9 @@ func lakeUsage(c *cli.Context) error {
 	if root == "" {
 		if engine != "" {
 			return tool.UsageErrorf("--print-ddl needs --lake DIR")
+		}
+		if c.Bool("compact") {
+			return tool.UsageErrorf("--compact needs --lake DIR")
 		}
 		return nil
 	}
@@ -74,9 +78,24 @@ func lakeConfig(c *cli.Context, cfg *config) (printOnly bool, err error) {
 	o.Committed = func(dir string, cm *lake.Commit) {
 		cfg.status.Print("%s: committed as load %d (%s) of %s", dir, cm.Seq, cm.Load, l.Location())
 	}
+	o.Compact = c.Bool("compact")
+	o.Compacted = func(cp *lake.Compaction) {
+		if cp.Commit == nil && cp.Files == 0 {
+			cfg.status.Print("%s: already compact", l.Location())
+			return
+		}
+		msg := fmt.Sprintf("%s: removed %d files", l.Location(), cp.Files)
+		if cp.Commit != nil {
+			msg = fmt.Sprintf("%s: compacted %d loads into load %d (%s); removed %d files", l.Location(), cp.Replaced, cp.Commit.Seq, cp.Commit.Load, cp.Files)
+		}
+		if cp.Abandoned > 0 || cp.Uploads > 0 {
+			msg += fmt.Sprintf(", of which those of %d loads killed before their commit, and aborted %d unfinished uploads", cp.Abandoned, cp.Uploads)
+		}
+		cfg.status.Print("%s", msg)
+	}
 	cfg.lake = l
 	cfg.ddl = engine
-	return engine != "" && len(o.Dirs) == 0, nil
+	return engine != "" && len(o.Dirs) == 0 && !o.Compact, nil
 }
 
 // printDDL prints the lake's DDL for cfg.ddl, one statement a line group, each ended by ";".

@@ -45,6 +45,9 @@ Examples:
                                             a small machine: spill to a roomy disk
    etl-load --format ndjson --dir cumulus-out/ export/
    etl-load --lake lake/ export/            append to a Parquet lake (--print-ddl: its views)
+   etl-load --lake s3://bucket/lake export/ the same on S3, with the AWS SDK's credentials
+   etl-load --lake s3://bucket/lake --compact
+                                            one load per table; superseded files removed
    etl-load --fhir-url https://ehr.example/fhir --bearer-token tok.txt export/
                                             also download missing Medications, inline notes`,
 		HideHelpCommand: true,
@@ -123,8 +126,8 @@ func run(c *cli.Context) error {
 	if _, ok := errors.AsType[*load.OptionsError](err); ok {
 		return tool.UsageErrorf("%v", err)
 	}
-	if err != nil || printOnly {
-		return err
+	if err != nil || printOnly || cfg.lake != nil && res.Folders == 0 {
+		return err // a compaction alone said what it did
 	}
 	into := cfg.db
 	if cfg.lake != nil {
@@ -167,7 +170,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		if cfg.out != "" {
 			return nil, tool.UsageErrorf("--dir needs --format parquet or ndjson")
 		}
-		if len(o.Dirs) == 0 && (c.String("lake") == "" || c.String("print-ddl") == "") {
+		if len(o.Dirs) == 0 && (c.String("lake") == "" || c.String("print-ddl") == "" && !c.Bool("compact")) {
 			return nil, tool.UsageErrorf("no export folder given (usage: etl-load DIR...)")
 		}
 	case "parquet", "ndjson":

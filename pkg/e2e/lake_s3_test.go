@@ -74,6 +74,26 @@ func TestLakeOnS3(t *testing.T) {
 		t.Errorf("the S3 lake's views differ from the tables (-tables +lake):\n%s", diff)
 	}
 
+	// Compacted in the bucket: one load's files per table, the same rows.
+	if r := lakeRun(nil, "--compact"); r.Code != 0 || !strings.Contains(r.Stderr, "compacted 2 loads into load 3") {
+		t.Fatalf("--compact: exit %d: %s", r.Code, r.Stderr)
+	}
+	compacted := filepath.Join(work, "compacted")
+	gw.Mirror(t, bucket, "cumulus/lake/", compacted)
+	ddl = mustRun(t, nil, "", "etl-load", "--lake", compacted, "--print-ddl", "duckdb").Stdout
+	if diff := cmp.Diff(want, lakeSnapshot(t, ":memory:", ddl)); diff != "" {
+		t.Errorf("the compacted S3 lake's views differ from the tables (-tables +lake):\n%s", diff)
+	}
+	loads := map[string]bool{}
+	for _, k := range listKeys(t, gw, bucket, "cumulus/lake/") {
+		if _, part, ok := strings.Cut(k, "/load="); ok {
+			loads[strings.Split(part, "/")[0]] = true
+		}
+	}
+	if len(loads) != 2 {
+		t.Errorf("files of %d loads after compaction: want the compaction's and the killed load's (a day's grace)", len(loads))
+	}
+
 	// The DDL printed for the bucket itself names its objects, and Athena's defaults to it.
 	r := lakeRun(nil, "--print-ddl", "duckdb")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "read_parquet('"+url+"/patient/load=*/*.parquet'") {

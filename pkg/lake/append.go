@@ -121,28 +121,34 @@ func (l *Lake) writeTable(ctx context.Context, conn *sql.Conn, table, load, out 
 	if n == 0 {
 		return 0, nil
 	}
-	return n, l.copyOut(ctx, conn, `SELECT `+cols+` FROM `+ident(table)+` ORDER BY `+order, partitionKey(table, load), filepath.Join(out, table))
+	_, err := l.copyOut(ctx, conn, `SELECT `+cols+` FROM `+ident(table)+` ORDER BY `+order, partitionKey(table, load), filepath.Join(out, table))
+	return n, err
 }
 
-// copyOut writes query's rows as Parquet files in the local folder dir, then puts each into the
-// lake under the partition key prefix.
-func (l *Lake) copyOut(ctx context.Context, conn *sql.Conn, query, prefix, dir string) error {
+// copyOut writes query's rows as Parquet files in the local folder dir, puts each into the lake
+// under the partition key prefix, and returns how many rows. No rows put no file.
+func (l *Lake) copyOut(ctx context.Context, conn *sql.Conn, query, prefix, dir string) (int64, error) {
 	q := `COPY (` + query + `) TO ` + quote(dir) +
 		` (FORMAT parquet, COMPRESSION zstd, FILE_SIZE_BYTES '` + partFileSize + `', FILENAME_PATTERN 'part-{i}')`
-	if _, err := conn.ExecContext(ctx, q); err != nil {
-		return err
+	res, err := conn.ExecContext(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil || n == 0 {
+		return 0, errors.Join(err, os.RemoveAll(dir))
 	}
 	files, err := os.ReadDir(dir)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, e := range files {
 		if err := l.objs.put(ctx, prefix+e.Name(), filepath.Join(dir, e.Name())); err != nil {
-			return err
+			return 0, err
 		}
 		failpoint.Hit(FailAfterUpload)
 	}
-	return nil
+	return n, nil
 }
 
 // commit writes c's record under the next free sequence number. The record is created only if
@@ -156,19 +162,25 @@ func (l *Lake) commit(ctx context.Context, c *Commit) error {
 	for {
 		seq++
 		c.Seq = seq
-		b, err := json.Marshal(c)
-		if err != nil {
-			return err
-		}
-		err = l.objs.create(ctx, keyOf(CommitsDir, commitName(seq)), append(b, '\n'))
+		err := l.createCommit(ctx, c)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("commit load %s: %w", c.Load, err)
-		}
-		return nil
+		return err
 	}
+}
+
+// createCommit writes c's record as number c.Seq, or fails with fs.ErrExist if that is taken.
+func (l *Lake) createCommit(ctx context.Context, c *Commit) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	err = l.objs.create(ctx, keyOf(CommitsDir, commitName(c.Seq)), append(b, '\n'))
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("commit load %s: %w", c.Load, err)
+	}
+	return err
 }
 
 // commitName is a commit record's file name: the sequence number, zero-padded so that names sort

@@ -44,13 +44,20 @@ func (l *Lake) DuckDB(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var stmts []string
-	if len(commits) == 0 {
-		stmts = append(stmts, `CREATE OR REPLACE VIEW etl__commits AS SELECT NULL::BIGINT AS seq, NULL::VARCHAR AS load WHERE false`)
+	view := `CREATE OR REPLACE VIEW etl__commits AS SELECT NULL::BIGINT AS seq, NULL::VARCHAR AS load WHERE false`
+	if len(commits) > 0 {
+		view = `CREATE OR REPLACE VIEW etl__commits AS SELECT seq, load FROM read_json(` +
+			quote(l.objs.url(keyOf(CommitsDir, "*.json"))) + `, format = 'newline_delimited', columns = {seq: 'BIGINT', load: 'VARCHAR'})`
 	} else {
-		stmts = append(stmts, `CREATE OR REPLACE VIEW etl__commits AS SELECT seq, load FROM read_json(`+
-			quote(l.objs.url(keyOf(CommitsDir, "*.json")))+`, format = 'newline_delimited', columns = {seq: 'BIGINT', load: 'VARCHAR'})`)
+		tables = nil // no load is visible
 	}
+	return duckStatements(view, tables, func(table string) string { return l.objs.url(keyOf(table, "load=*", "*.parquet")) }), nil
+}
+
+// duckStatements are DuckDB's views given the view of the commits, the tables that have files,
+// and where each table's files are (a glob).
+func duckStatements(commitsView string, tables []string, glob func(table string) string) []string {
+	stmts := []string{commitsView}
 	// The completion views read these whether or not a load wrote them.
 	all := slices.Clone(tables)
 	for _, t := range []string{"encounter", "etl__completion", "etl__completion_encounters", "etl__deleted"} {
@@ -60,7 +67,11 @@ func (l *Lake) DuckDB(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(all)
 	for _, t := range all {
-		stmts = append(stmts, l.duckRaw(t, slices.Contains(tables, t) && len(commits) > 0))
+		files := ""
+		if slices.Contains(tables, t) {
+			files = glob(t)
+		}
+		stmts = append(stmts, duckRaw(t, files))
 	}
 	// etl__deleted first: the resource views read it.
 	stmts = append(stmts, duckView("etl__deleted"))
@@ -69,27 +80,26 @@ func (l *Lake) DuckDB(ctx context.Context) ([]string, error) {
 			stmts = append(stmts, duckView(t))
 		}
 	}
-	return append(stmts, store.CompletionViews(store.DuckDBSQL)...), nil
+	return append(stmts, store.CompletionViews(store.DuckDBSQL)...)
 }
 
-// duckRaw defines rawView(table) over the table's Parquet files joined to the commits, or as an
-// empty relation of the table's columns when it has no files.
-func (l *Lake) duckRaw(table string, hasFiles bool) string {
+// duckRaw defines rawView(table) over the table's Parquet files (the glob files) joined to the
+// commits, or as an empty relation of the table's columns when it has no files ("").
+func duckRaw(table, files string) string {
 	cols := schemaOf(table)
 	var sel []string
 	for _, c := range cols {
-		if hasFiles {
+		if files != "" {
 			sel = append(sel, "t."+ident(c.name))
 		} else {
 			sel = append(sel, "NULL::"+c.duck+" AS "+ident(c.name))
 		}
 	}
 	head := `CREATE OR REPLACE VIEW ` + ident(rawView(table)) + ` AS SELECT ` + strings.Join(sel, ", ")
-	if !hasFiles {
+	if files == "" {
 		return head + `, NULL::BIGINT AS load_seq WHERE false`
 	}
-	glob := l.objs.url(keyOf(table, "load=*", "*.parquet"))
-	return head + `, c.seq AS load_seq FROM read_parquet(` + quote(glob) +
+	return head + `, c.seq AS load_seq FROM read_parquet(` + quote(files) +
 		`, hive_partitioning = true, hive_types = {'load': VARCHAR}) AS t JOIN etl__commits AS c ON c.load = t.load`
 }
 

@@ -298,3 +298,29 @@ func (s *s3Objects) remove(ctx context.Context, keys []string) error {
 	}
 	return nil
 }
+
+// abortUploads aborts the multipart uploads under the lake's prefix started before a time: those
+// of loads killed mid-upload, whose parts S3 keeps, and bills, until aborted.
+func (s *s3Objects) abortUploads(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	in := &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: aws.String(s.prefix)}
+	for {
+		out, err := s.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return n, fmt.Errorf("list uploads under s3://%s/%s: %w", s.bucket, s.prefix, err)
+		}
+		for _, u := range out.Uploads {
+			if u.Initiated == nil || !u.Initiated.Before(before) {
+				continue
+			}
+			if _, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: u.Key, UploadId: u.UploadId}); err != nil {
+				return n, fmt.Errorf("abort upload of s3://%s/%s: %w", s.bucket, aws.ToString(u.Key), err)
+			}
+			n++
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return n, nil
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+	}
+}

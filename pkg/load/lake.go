@@ -38,15 +38,46 @@ func (o *Options) runLake(ctx context.Context, srcs []store.Source, rem *remote)
 	if rem != nil {
 		res.AttachmentsFailed = rem.failedAttachments()
 	}
+	if o.Compact {
+		if err := o.compactLake(ctx, staging); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
+}
+
+// compactLake compacts the lake, computing the tables' state in a staging database of its own,
+// within the same memory limit as a folder's load.
+func (o *Options) compactLake(ctx context.Context, staging string) error {
+	path := stagingPath(staging)
+	defer removeDB(path)
+	db, err := o.OpenStaging(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	c, err := o.Lake.Compact(ctx, lake.Compact{DB: db, Now: o.Now})
+	if err != nil {
+		return fmt.Errorf("compact the lake %s: %w", o.Lake.Location(), err)
+	}
+	if o.Compacted != nil {
+		o.Compacted(c)
+	}
+	return db.Close()
+}
+
+// stagingPath names a new staging database, by process (so that the next run can tell a dead
+// one's) and at random (so that one process's never meet).
+func stagingPath(staging string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return filepath.Join(staging, strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(b[:])+".duckdb")
 }
 
 // lakeFolder loads one folder into a new staging database, appends its tables to the lake,
 // and removes the database.
 func (o *Options) lakeFolder(ctx context.Context, staging string, src store.Source, rem *remote) (store.Stats, error) {
-	var b [6]byte
-	rand.Read(b[:])
-	path := filepath.Join(staging, strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(b[:])+".duckdb")
+	path := stagingPath(staging)
 	defer removeDB(path)
 	db, err := o.OpenStaging(ctx, path)
 	if err != nil {

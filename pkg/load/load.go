@@ -46,6 +46,10 @@ type Options struct {
 	Lake        *lake.Lake
 	OpenStaging func(ctx context.Context, path string) (*duckdb.DB, error)
 	Committed   func(dir string, c *lake.Commit)
+	// Compact, with Lake, compacts the lake after the folders (if any), and Compacted hears
+	// what that did.
+	Compact   bool
+	Compacted func(*lake.Compaction)
 
 	// Summary, when set, receives every table's row count after the load (the snapshot
 	// written), and then every group's incomplete encounters are explained, not only the
