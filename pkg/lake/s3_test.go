@@ -148,3 +148,42 @@ func TestS3RetriesTransientErrors(t *testing.T) {
 		t.Errorf("the 403 was answered %d times: want no retry", denied.faults)
 	}
 }
+
+// FuzzParseS3URL: a URL that parses names a bucket without slashes and a prefix that is empty or
+// a clean folder, and writing them back parses the same.
+func FuzzParseS3URL(f *testing.F) {
+	for _, s := range []string{"s3://b", "s3://b/p/q/", "s3://b//p", "s3:///", "s3://b/../x", "http://b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, u string) {
+		bucket, prefix, err := parseS3URL(u)
+		if err != nil {
+			return
+		}
+		if bucket == "" || strings.Contains(bucket, "/") || strings.HasPrefix(prefix, "/") || (prefix != "" && !strings.HasSuffix(prefix, "/")) {
+			t.Fatalf("parseS3URL(%q) = %q, %q", u, bucket, prefix)
+		}
+		b2, p2, err := parseS3URL("s3://" + bucket + "/" + prefix)
+		if err != nil || b2 != bucket || p2 != prefix {
+			t.Fatalf("%q → %q, %q → %q, %q, %v", u, bucket, prefix, b2, p2, err)
+		}
+	})
+}
+
+// FuzzSplitKey: a key read as a table file's is exactly the partition key of its table and load
+// plus a Parquet file name.
+func FuzzSplitKey(f *testing.F) {
+	for _, s := range []string{"patient/load=20240101T000000Z-ab/part-0.parquet", "etl__commits/000000000001.json", "a/load=/x.parquet", "a/b/load=x/y.parquet"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		table, load, ok := splitKey(key)
+		if !ok {
+			return
+		}
+		file := key[strings.LastIndex(key, "/")+1:]
+		if load == "" || partitionKey(table, load)+file != key || !strings.HasSuffix(file, ".parquet") {
+			t.Fatalf("splitKey(%q) = %q, %q", key, table, load)
+		}
+	})
+}
