@@ -220,7 +220,11 @@ func (o *Options) finish(ctx context.Context, db *duckdb.DB, srcs []store.Source
 	for i, src := range srcs {
 		groups[i] = src.Export.Group
 	}
-	gaps, err := db.Gaps(ctx)
+	asked := groups
+	if o.Summary != nil {
+		asked = nil
+	}
+	gaps, err := db.Gaps(ctx, asked...)
 	if err != nil {
 		return err
 	}

@@ -439,6 +439,56 @@ func (b *batch) Commit(ctx context.Context, p store.Plan) (err error) {
 // replace are deleted, and the picked rows whose id is then absent are inserted, which keeps ids
 // unique without an index. Joins are written as SEMI and ANTI joins: DuckDB plans a correlated
 // NOT EXISTS with filters as a "delim join", which holds its whole left side in memory.
+//
+// Without an index, finding the table's rows of the folder's ids means reading the table's id
+// column, the one part of a merge that grows with the database. It is read once: the rows found
+// (at most the folder's size) are kept with their row ids, which the delete and the insert use
+// instead of reading the column again. Each join hashes the folder's side.
+func (b *batch) merge(ctx context.Context, table string, p store.Plan) error {
+	t := ident(table)
+	stage := `temp.main.` + ident(stageName(table))
+	pick := `temp.main.` + ident("pick_"+table)
+	hit := `temp.main.` + ident("hit_"+table)
+	steps := []mergeStep{
+		{"pick the folder's rows", `CREATE TEMP TABLE ` + ident("pick_"+table) + ` AS
+		SELECT s.id, s.resource::JSON AS resource, s.source_file FROM ` + stage + ` AS s
+		SEMI JOIN (SELECT max(seq) AS seq FROM ` + stage + ` GROUP BY id) AS l ON l.seq = s.seq
+		ANTI JOIN (SELECT id FROM etl__deleted WHERE table_name = $1 AND export_time >= $2) AS d ON d.id = s.id`,
+			[]any{table, p.ExportTime}},
+		{"find the rows of the folder's ids", `CREATE TEMP TABLE ` + ident("hit_"+table) + ` AS
+		SELECT t.rowid AS row_id, t.id, t.export_time FROM ` + t + ` AS t
+		SEMI JOIN ` + pick + ` AS s ON s.id = t.id`, nil},
+		// Only ids: the usual case, a later export, compares no resources.
+		{"delete older rows", `DELETE FROM ` + t + `
+		WHERE rowid IN (SELECT row_id FROM ` + hit + ` WHERE export_time < $1)`, []any{p.ExportTime}},
+	}
+	if err := b.run(ctx, steps); err != nil {
+		return err
+	}
+	// Rows of the same export (a reload) are replaced only when they differ: the join of whole
+	// resources, over the whole table, runs only when the folder's ids found some.
+	var same bool
+	if err := b.d.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+hit+` WHERE export_time = $1)`, p.ExportTime).Scan(&same); err != nil {
+		return fmt.Errorf("look for rows of the same export: %w", err)
+	}
+	// The rows left in the way of the folder's are the newer ones, which the hits hold...
+	insert := mergeStep{"insert", `INSERT INTO ` + t + ` (id, resource, export_group, export_time, source_file)
+		SELECT s.id, s.resource, $1, $2, s.source_file FROM ` + pick + ` AS s
+		ANTI JOIN (SELECT id FROM ` + hit + ` WHERE export_time > $2) AS t ON t.id = s.id`, []any{p.Group, p.ExportTime}}
+	if same {
+		// ...and, on a reload, the unchanged rows of the same export.
+		steps = []mergeStep{{"delete changed rows", `DELETE FROM ` + t + ` AS t USING ` + pick + ` AS s
+		WHERE t.id = s.id AND t.export_time = $2
+			AND (s.resource::VARCHAR <> t.resource::VARCHAR OR t.export_group <> $1)`, []any{p.Group, p.ExportTime}}}
+		insert.q = `INSERT INTO ` + t + ` (id, resource, export_group, export_time, source_file)
+		SELECT s.id, s.resource, $1, $2, s.source_file FROM ` + pick + ` AS s
+		ANTI JOIN ` + t + ` AS t ON t.id = s.id`
+	} else {
+		steps = nil
+	}
+	return b.run(ctx, append(steps, insert, mergeStep{"drop", `DROP TABLE ` + pick, nil}, mergeStep{"drop", `DROP TABLE ` + hit, nil}))
+}
+
 // mergeStep is one statement of a merge, named for its error.
 type mergeStep struct {
 	name string
@@ -446,37 +496,8 @@ type mergeStep struct {
 	args []any
 }
 
-func (b *batch) merge(ctx context.Context, table string, p store.Plan) error {
-	t := ident(table)
-	stage := `temp.main.` + ident(stageName(table))
-	pick := `temp.main.` + ident("pick_"+table)
-	steps := []mergeStep{
-		{"pick the folder's rows", `CREATE TEMP TABLE ` + ident("pick_"+table) + ` AS
-		SELECT s.id, s.resource::JSON AS resource, s.source_file FROM ` + stage + ` AS s
-		SEMI JOIN (SELECT max(seq) AS seq FROM ` + stage + ` GROUP BY id) AS l ON l.seq = s.seq
-		ANTI JOIN (SELECT id FROM etl__deleted WHERE table_name = $1 AND export_time >= $2) AS d ON d.id = s.id`,
-			[]any{table, p.ExportTime}},
-		// Only ids: the usual case, a later export, compares no resources.
-		{"delete older rows", `DELETE FROM ` + t + ` AS t USING (SELECT id FROM ` + pick + `) AS s
-		WHERE t.id = s.id AND t.export_time < $1`, []any{p.ExportTime}},
-	}
-	// Rows of the same export (a reload) are replaced only when they differ; the check skips
-	// the join of whole resources when the table holds none.
-	var same bool
-	if err := b.d.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+t+` WHERE export_time = $1)`, p.ExportTime).Scan(&same); err != nil {
-		return fmt.Errorf("look for rows of the same export: %w", err)
-	}
-	if same {
-		steps = append(steps, mergeStep{"delete changed rows", `DELETE FROM ` + t + ` AS t USING ` + pick + ` AS s
-		WHERE t.id = s.id AND t.export_time = $2
-			AND (s.resource::VARCHAR <> t.resource::VARCHAR OR t.export_group <> $1)`, []any{p.Group, p.ExportTime}})
-	}
-	steps = append(steps, []mergeStep{
-		{"insert", `INSERT INTO ` + t + ` (id, resource, export_group, export_time, source_file)
-		SELECT s.id, s.resource, $1, $2, s.source_file FROM ` + pick + ` AS s
-		ANTI JOIN ` + t + ` AS t ON t.id = s.id`, []any{p.Group, p.ExportTime}},
-		{"drop", `DROP TABLE ` + pick, nil},
-	}...)
+// run executes steps in order.
+func (b *batch) run(ctx context.Context, steps []mergeStep) error {
 	for _, st := range steps {
 		if err := b.d.exec(ctx, st.q, st.args...); err != nil {
 			return fmt.Errorf("%s: %w", st.name, err)
@@ -604,8 +625,26 @@ type Gap struct {
 }
 
 // Gaps explains the incomplete_encounter view, per group and linked table, sorted: what a user
-// who sees "complete_encounter 0" needs to know next.
-func (d *DB) Gaps(ctx context.Context) ([]Gap, error) {
+// who sees "complete_encounter 0" needs to know next. With groups, only those groups' gaps are
+// returned.
+//
+// The view weighs every tracked encounter against every linked table, which takes seconds per
+// 100,000 encounters: after each load that would cost in proportion to the database, not to the
+// folder. So the groups are first tested cheaply (mayBeIncomplete) and the view is read only when
+// one of them may have an incomplete encounter.
+func (d *DB) Gaps(ctx context.Context, groups ...string) ([]Gap, error) {
+	suspect, err := d.mayBeIncomplete(ctx, groups)
+	if err != nil {
+		return nil, fmt.Errorf("explain incomplete encounters: %w", err)
+	}
+	if len(suspect) == 0 {
+		return nil, nil
+	}
+	return d.viewGaps(ctx, suspect)
+}
+
+// viewGaps reads the gaps of groups from the completion views.
+func (d *DB) viewGaps(ctx context.Context, groups []string) ([]Gap, error) {
 	q := `WITH waiting AS (
 		SELECT DISTINCT ece.group_name, m.table_name, c.encounter_id
 		FROM etl__encounter_completion AS c,
@@ -615,8 +654,9 @@ func (d *DB) Gaps(ctx context.Context) ([]Gap, error) {
 	exported AS (SELECT DISTINCT group_name, table_name FROM etl__completion)
 	SELECT w.group_name, w.table_name, count(*), x.table_name IS NOT NULL
 	FROM waiting AS w LEFT JOIN exported AS x USING (group_name, table_name)
+	WHERE list_contains($1::VARCHAR[], w.group_name)
 	GROUP BY ALL ORDER BY 1, 2`
-	rows, err := d.conn.QueryContext(ctx, q)
+	rows, err := d.conn.QueryContext(ctx, q, groups)
 	if err != nil {
 		return nil, fmt.Errorf("explain incomplete encounters: %w", err)
 	}
@@ -626,6 +666,46 @@ func (d *DB) Gaps(ctx context.Context) ([]Gap, error) {
 		var g Gap
 		if err := rows.Scan(&g.Group, &g.Table, &g.Encounters, &g.Exported); err != nil {
 			return nil, fmt.Errorf("explain incomplete encounters: %w", err)
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// mayBeIncomplete returns those of groups (every group when none is given) that may hold an
+// incomplete encounter, reading only etl__completion_encounters' group and time columns and
+// etl__completion. A group whose every linked table has a completion row at or after the latest
+// export time of the group's encounters holds none: each of its encounters has, in that group,
+// a row at or before that time, hence an earliest time no later than each table's completion.
+// Excluded tables are not considered, which can only make a group suspect, never clear one.
+func (d *DB) mayBeIncomplete(ctx context.Context, groups []string) ([]string, error) {
+	filter := `TRUE`
+	var args []any
+	if len(groups) > 0 {
+		filter, args = `list_contains($1::VARCHAR[], group_name)`, []any{groups}
+	}
+	q := `WITH enc AS (
+		SELECT group_name, max(export_time) AS latest FROM etl__completion_encounters
+		WHERE ` + filter + ` GROUP BY group_name),
+	done AS (
+		SELECT e.group_name, count(DISTINCT c.table_name) AS tables
+		FROM enc AS e JOIN etl__completion AS c
+			ON c.group_name = e.group_name AND c.export_time >= e.latest
+		WHERE c.table_name IN ('` + strings.Join(store.LinkedTables, "', '") + `')
+		GROUP BY e.group_name)
+	SELECT e.group_name FROM enc AS e LEFT JOIN done AS d USING (group_name)
+	WHERE coalesce(d.tables, 0) < ` + fmt.Sprint(len(store.LinkedTables)) + `
+	ORDER BY 1`
+	rows, err := d.conn.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			return nil, err
 		}
 		out = append(out, g)
 	}

@@ -443,6 +443,7 @@ func TestEncountersFirst(t *testing.T) {
 			if diff := cmp.Diff(tt.incomplete, got); diff != "" {
 				t.Errorf("incomplete_encounter (-want +got):\n%s", diff)
 			}
+			checkGaps(t, d)
 		})
 	}
 }
@@ -581,5 +582,47 @@ func TestGaps(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Gaps (-want +got):\n%s", diff)
+	}
+	checkGaps(t, d)
+	// Newer exports of every linked table complete g: only h's gaps remain, and the views are
+	// not read for g.
+	mustLoad(t, d, linked("g", "2024-03-01T00:00:00Z", nil))
+	if got, err := d.mayBeIncomplete(t.Context(), []string{"g", "h"}); err != nil || !slices.Equal(got, []string{"h"}) {
+		t.Errorf("mayBeIncomplete(g, h) = %v, %v, want [h]", got, err)
+	}
+	if got, err := d.Gaps(t.Context(), "g"); err != nil || got != nil {
+		t.Errorf("Gaps(g) = %v, %v, want none", got, err)
+	}
+	checkGaps(t, d)
+}
+
+// checkGaps checks that Gaps, which skips the views for groups it proves complete, agrees with
+// the views, for every group and for each group alone.
+func checkGaps(t *testing.T, d *DB) {
+	t.Helper()
+	groups := query(t, d, `SELECT DISTINCT group_name FROM etl__completion_encounters ORDER BY 1`)
+	want, err := d.viewGaps(t.Context(), groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Gaps(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Gaps() disagrees with the views (-views +Gaps):\n%s", diff)
+	}
+	for _, g := range append(groups, "no such group") {
+		want, err := d.viewGaps(t.Context(), []string{g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Gaps(t.Context(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Gaps(%q) disagrees with the views (-views +Gaps):\n%s", g, diff)
+		}
 	}
 }
