@@ -150,19 +150,7 @@ func runCmd(args []string) error {
 	r.Sys = cmd.ProcessState.SystemTime().Seconds()
 	r.RSS = maxRSS(cmd.ProcessState)
 	r.Load1 = load1()
-	if *noteFile != "" {
-		if b, rerr := os.ReadFile(*noteFile); rerr == nil {
-			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-			r.Note = strings.TrimSpace(lines[len(lines)-1])
-		}
-	}
-	if *errFile != "" && r.Exit != 0 {
-		// The first line: DuckDB's errors go on with lines of advice after it.
-		if b, rerr := os.ReadFile(*errFile); rerr == nil {
-			first, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-			r.Note = strings.TrimSpace(first)
-		}
-	}
+	readNote(&r, *noteFile, *errFile)
 	line, jerr := json.Marshal(r)
 	if jerr != nil {
 		return jerr
@@ -179,6 +167,24 @@ func runCmd(args []string) error {
 		return ferr
 	}
 	return err // the command's exit status becomes ours
+}
+
+// readNote sets r's note from the last line of noteFile, or, when the command failed, from the
+// first line of errFile (its stderr); an empty name or a missing file leaves it.
+func readNote(r *Record, noteFile, errFile string) {
+	if noteFile != "" {
+		if b, err := os.ReadFile(noteFile); err == nil {
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			r.Note = strings.TrimSpace(lines[len(lines)-1])
+		}
+	}
+	if errFile != "" && r.Exit != 0 {
+		// The first line: DuckDB's errors go on with lines of advice after it.
+		if b, err := os.ReadFile(errFile); err == nil {
+			first, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+			r.Note = strings.TrimSpace(first)
+		}
+	}
 }
 
 // dirBytes is the size of the regular files under dir: 0 when dir does not exist yet.
