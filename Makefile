@@ -68,9 +68,10 @@ bench:
 	sh scripts/bench/run.sh
 
 # The tools at production scale beside their baselines at the same memory (not in CI; about an
-# hour at full size): 50,000 files under ulimit -n 256, loads of 1, 3 and 10 GB and 1 GB onto
-# 10 GB, merges of 1 and 10 GB. Knobs: SCALE_PARTS, SCALE_FILES, SCALE_SIZES, SCALE_MEM,
-# SCALE_MERGE_SIZES, SCALE_MERGE_MEM (docs/benchmarks.md, "Scale").
+# hour and a half at full size): 50,000 files under ulimit -n 256, loads of 1, 3 and 10 GB and
+# 1 GB onto 10 GB, merges of 1 and 10 GB, 1 GB appended to an empty lake and onto a 10 GB one.
+# Knobs: SCALE_PARTS, SCALE_FILES, SCALE_SIZES, SCALE_MEM, SCALE_MERGE_SIZES, SCALE_MERGE_MEM,
+# SCALE_LAKE_BASE_GB, SCALE_LAKE_GB, SCALE_LAKE_ROUNDS (docs/benchmarks.md, "Scale").
 bench-scale:
 	sh scripts/bench/scale.sh
 

@@ -462,17 +462,23 @@ func (p *pipeline) run() {
 	}
 }
 
-// export runs bulk-kickoff, bulk-poll and bulk-fetch for one export, each step writing its
-// result to a file (-o, --dir) as scripts/export-sliced.sh does.
+// export runs one export of the pipeline: the Group's, or a slice of its Observations.
 func (p *pipeline) export(e chaosExport) {
-	logf := p.path(e.name + ".log.ndjson")
-	status, manifest := p.path(e.name+".status"), p.path(e.name+".manifest")
-	args := []string{"--log", logf, "-o", status}
+	var kickoff []string
 	if e.filter != "" {
-		args = append(args, "--type", "Observation", "--type-filter", e.filter)
+		kickoff = []string{"--type", "Observation", "--type-filter", e.filter}
 	}
-	args = slices.Concat(args, p.c.kickoff, []string{p.srv.base + "/Group/all"})
-	p.step("kickoff:"+e.name, "bulk-kickoff", p.env, args...)
+	p.exportGroup(e.name, "all", kickoff...)
+}
+
+// exportGroup runs bulk-kickoff (with the kickoff flags), bulk-poll and bulk-fetch for one
+// export of a Group into the folder name, each step writing its result to a file (-o, --dir) as
+// scripts/export-sliced.sh does.
+func (p *pipeline) exportGroup(name, group string, kickoff ...string) {
+	logf := p.path(name + ".log.ndjson")
+	status, manifest := p.path(name+".status"), p.path(name+".manifest")
+	args := slices.Concat([]string{"--log", logf, "-o", status}, kickoff, p.c.kickoff, []string{p.srv.base + "/Group/" + group})
+	p.step("kickoff:"+name, "bulk-kickoff", p.env, args...)
 	b, err := os.ReadFile(status)
 	if err != nil {
 		p.t.Fatal(err)
@@ -480,12 +486,12 @@ func (p *pipeline) export(e chaosExport) {
 	// Polls wait at least a second unless --max-wait is shorter (bulk-poll(1)); the case's own
 	// flags go to the Group export, which meets its status faults first.
 	poll := []string{"--max-wait", "100ms"}
-	if p.c.poll != nil && e.name == "main" {
+	if p.c.poll != nil && name == "main" {
 		poll = p.c.poll
 	}
-	p.step("poll:"+e.name, "bulk-poll", p.env, slices.Concat([]string{"--log", logf, "-o", manifest}, poll,
+	p.step("poll:"+name, "bulk-poll", p.env, slices.Concat([]string{"--log", logf, "-o", manifest}, poll,
 		[]string{strings.TrimSpace(string(b))})...)
-	p.step("fetch:"+e.name, "bulk-fetch", p.env, slices.Concat([]string{"--dir", p.path(e.name), "--log", logf,
+	p.step("fetch:"+name, "bulk-fetch", p.env, slices.Concat([]string{"--dir", p.path(name), "--log", logf,
 		"--stall-timeout", p.c.stall()}, p.c.fetch, []string{manifest})...)
 }
 
@@ -568,7 +574,7 @@ type crashState struct {
 // afterCrash checks what the kill left (nothing visible that a reader would take for a result)
 // and arms the check that follows the rerun (nothing done twice that was done before the kill).
 func (p *pipeline) afterCrash(tool string, args []string) {
-	t, cr, ref := p.t, p.c.crash, p.ref
+	t, cr := p.t, p.c.crash
 	st := crashState{mark: len(p.srv.requests())}
 	switch tool {
 	case "bulk-poll", "ndjson-merge":
@@ -628,36 +634,44 @@ func (p *pipeline) afterCrash(tool string, args []string) {
 			}
 		}
 	case "etl-load":
-		s := newSnapshot()
-		l := newLabeler(t, p.work, p.srv.origin(), "main", "merged")
-		norm := lineNormalizer(shapeExact, p.srv.origin(), nil)
-		dbSnapshot(t, s, p.path("bulkpipe.duckdb"), l, norm, true)
-		switch cr.db {
-		case "empty":
-			if ok, why := dbIsEmpty(s); !ok {
-				t.Errorf("killed at %s, before the first folder committed, the database holds %s; want nothing", cr.point, why)
-			}
-		case "main", "full":
-			want := ref.mainOnly
-			if cr.db == "full" {
-				want = ref.snapshot(t, shapeExact)
-			}
-			sub := newSnapshot()
-			for k, v := range want.sum {
-				if strings.HasPrefix(k, "db ") {
-					sub.sum[k], sub.detail[k] = v, want.detail[k]
-				}
-			}
-			gotDB := newSnapshot()
-			for k, v := range s.sum {
-				gotDB.sum[k], gotDB.detail[k] = v, s.detail[k]
-			}
-			if d := explain(sub, gotDB); d != "" {
-				t.Errorf("killed at %s, the database differs from %s folder(s) loaded alone:\n%s", cr.point, cr.db, d)
+		p.checkLoadCrash()
+	}
+}
+
+// checkLoadCrash checks the database an etl-load killed at its failpoint left: what the folders
+// committed before the kill, and nothing of the folder it was loading.
+func (p *pipeline) checkLoadCrash() {
+	t, cr, ref := p.t, p.c.crash, p.ref
+	t.Helper()
+	s := newSnapshot()
+	l := newLabeler(t, p.work, p.srv.origin(), "main", "merged")
+	norm := lineNormalizer(shapeExact, p.srv.origin(), nil)
+	dbSnapshot(t, s, p.path("bulkpipe.duckdb"), l, norm, true)
+	switch cr.db {
+	case "empty":
+		if ok, why := dbIsEmpty(s); !ok {
+			t.Errorf("killed at %s, before the first folder committed, the database holds %s; want nothing", cr.point, why)
+		}
+	case "main", "full":
+		want := ref.mainOnly
+		if cr.db == "full" {
+			want = ref.snapshot(t, shapeExact)
+		}
+		sub := newSnapshot()
+		for k, v := range want.sum {
+			if strings.HasPrefix(k, "db ") {
+				sub.sum[k], sub.detail[k] = v, want.detail[k]
 			}
 		}
-		p.note("database right after the kill: %s", cr.db)
+		gotDB := newSnapshot()
+		for k, v := range s.sum {
+			gotDB.sum[k], gotDB.detail[k] = v, s.detail[k]
+		}
+		if d := explain(sub, gotDB); d != "" {
+			t.Errorf("killed at %s, the database differs from %s folder(s) loaded alone:\n%s", cr.point, cr.db, d)
+		}
 	}
+	p.note("database right after the kill: %s", cr.db)
 }
 
 // manifestURLs maps each file's name in the export folder to its URL in the manifest lines,
@@ -720,15 +734,7 @@ func (p *pipeline) snapshot(t *testing.T, sh shape, untouched map[string]bool) *
 func (p *pipeline) check() {
 	t, c, ref := p.t, p.c, p.ref
 	t.Helper()
-	for tool, re := range c.evidence {
-		var got string
-		if b := p.stderr[tool]; b != nil {
-			got = b.String()
-		}
-		if !regexp.MustCompile(re).MatchString(got) {
-			t.Errorf("the fault never showed: %s's stderr does not match %q:\n%s", tool, re, got)
-		}
-	}
+	p.checkEvidence()
 	for _, tool := range slices.Sorted(maps.Keys(p.stderr)) {
 		out := p.stderr[tool].String()
 		if n := strings.Count(out, "retrying") + strings.Count(out, "trying again"); n > 0 {
@@ -772,6 +778,21 @@ func (p *pipeline) check() {
 	if left := leftovers(p.work); len(left) > 0 {
 		t.Errorf("left behind: %s", strings.Join(left, ", "))
 		p.note("left behind: %s", strings.Join(left, ", "))
+	}
+}
+
+// checkEvidence checks that each fault of the case showed in the stderr of the tool that met it:
+// otherwise the case would prove nothing.
+func (p *pipeline) checkEvidence() {
+	p.t.Helper()
+	for tool, re := range p.c.evidence {
+		var got string
+		if b := p.stderr[tool]; b != nil {
+			got = b.String()
+		}
+		if !regexp.MustCompile(re).MatchString(got) {
+			p.t.Errorf("the fault never showed: %s's stderr does not match %q:\n%s", tool, re, got)
+		}
 	}
 }
 

@@ -11,28 +11,39 @@
 #          sqlload -memory-limit SCALE_MEM and etl-load --memory-limit SCALE_MEM into new
 #          databases; then a new export of the smallest size onto the largest size's databases
 #   merge  for each of SCALE_MERGE_SIZES GB: LC_ALL=C sort -u -S MEM vs ndjson-merge --mem MEM
+#   lake   etl-load --lake --memory-limit SCALE_MEM: an export of SCALE_LAKE_BASE_GB into a new
+#          lake (the base), then one export of SCALE_LAKE_GB appended to a new lake and onto the
+#          base, in turn, SCALE_LAKE_ROUNDS times: wall time, bytes written (rusage), lake growth
+#          and peak RSS of each
 #
 # Environment:
-#   SCALE_PARTS        parts to run, default "fetch load merge"
+#   SCALE_PARTS        parts to run, default "fetch load merge lake"
 #   SCALE_FILES        files in the fetch manifest, default 50000
 #   SCALE_NOFILE       bulk-fetch's (and curl's) ulimit -n, default 256
 #   SCALE_SIZES        load sizes in GB (1e9 bytes, fractions allowed), default "1 3 10"
 #   SCALE_MEM          etl-load --memory-limit and sqlload -memory-limit, default 2GiB
 #   SCALE_MERGE_SIZES  merge input sizes in GB, default "1 10"
 #   SCALE_MERGE_MEM    ndjson-merge --mem and sort -S (the same bytes), default 256MiB
+#   SCALE_LAKE_BASE_GB the lake's first load in GB, default 10
+#   SCALE_LAKE_GB      the folder appended to an empty lake and onto that one, in GB, default 1
+#   SCALE_LAKE_ROUNDS  appends of that folder to each lake, in turn (the fastest counts), default 2
 #   SCALE_DOC          the report to rewrite (default docs/benchmarks.md; "-" for none)
 #   TMPDIR             where the temporary folder goes (removed at the end unless KEEP=1)
 # Needs go, curl, sort, GNU time (/usr/bin/time), pgrep and /proc. Disk: about 2.5 times the
-# largest size (an export folder and two databases), 3 times the largest merge size.
+# largest size (an export folder and two databases), 3 times the largest merge size, about 1.5
+# times the lake's base (its export folder, then its staging database beside the lake).
 set -eu
 
-parts=${SCALE_PARTS:-fetch load merge}
+parts=${SCALE_PARTS:-fetch load merge lake}
 files=${SCALE_FILES:-50000}
 nofile=${SCALE_NOFILE:-256}
 sizes=${SCALE_SIZES:-1 3 10}
 mem=${SCALE_MEM:-2GiB}
 merge_sizes=${SCALE_MERGE_SIZES:-1 10}
 merge_mem=${SCALE_MERGE_MEM:-256MiB}
+lake_base=${SCALE_LAKE_BASE_GB:-10}
+lake_gb=${SCALE_LAKE_GB:-1}
+lake_rounds=${SCALE_LAKE_ROUNDS:-2}
 parallel=5 # bulk-fetch's default --parallel; curl gets the same
 root=$(cd "$(dirname "$0")/../.." && pwd)
 doc=${SCALE_DOC:-$root/docs/benchmarks.md}
@@ -43,11 +54,17 @@ for tool in go curl sort pgrep /usr/bin/time; do
 		exit 1
 	}
 done
+case $lake_rounds in
+'' | *[!0-9]* | 0)
+	echo "scale.sh: SCALE_LAKE_ROUNDS must be a whole number of at least 1, got '$lake_rounds'" >&2
+	exit 2
+	;;
+esac
 for p in $parts; do
 	case $p in
-	fetch | load | merge) ;;
+	fetch | load | merge | lake) ;;
 	*)
-		echo "scale.sh: SCALE_PARTS: unknown part $p (want fetch, load or merge)" >&2
+		echo "scale.sh: SCALE_PARTS: unknown part $p (want fetch, load, merge or lake)" >&2
 		exit 2
 		;;
 	esac
@@ -157,7 +174,7 @@ start_server() {
 # export_gb GB DIR: a new export of about GB gigabytes, downloaded into DIR (not timed).
 export_gb() {
 	patients=$(awk -v gb="$1" 'BEGIN { p = int(gb * 7000 + 0.5); print (p < 1) ? 1 : p }')
-	say "load: fetching a $1 GB export (bulk-testserver --patients $patients) into $2..."
+	say "fetching a $1 GB export (bulk-testserver --patients $patients) into $2..."
 	t0=$(date +%s)
 	start_server "$patients" 100000
 	"$bin/bulk-kickoff" --quiet "$base" | "$bin/bulk-poll" --quiet --timeout 2h |
@@ -249,6 +266,49 @@ part_merge() {
 	done
 	setmeta prep_merge "$prep"
 	finish merge
+}
+
+# --- lake: the same folder appended to an empty lake and onto a large one ----------------------
+# lake_append STEP ROLE LAKE DIR BYTES: etl-load --lake of DIR onto LAKE, measured with the
+# bytes it wrote and the lake's growth.
+lake_append() {
+	say "lake: $1, etl-load --lake, memory limit $mem..."
+	# shellcheck disable=SC2094 # report reads the error file only after the command has ended
+	measure "$1" 'etl-load --lake' "$2" "$5" -limit "$mem" -grow "$3" -error-file "$work/lake.err" \
+		-show "bin/etl-load --quiet --memory-limit $mem --lake \$WORK/${3##*/} \$WORK/${4##*/}" -- \
+		"$bin/etl-load" --quiet --memory-limit "$mem" --lake "$3" "$4" 2>"$work/lake.err" || true
+	cat "$work/lake.err" >&2
+}
+
+part_lake() {
+	begin lake
+	setmeta lake_base_gb "$lake_base"
+	setmeta lake_gb "$lake_gb"
+	setmeta lake_rounds "$lake_rounds"
+	setmeta mem "$mem"
+	prep=
+	rm -rf "$work/export" "$work/increment" "$work/lake.base" "$work/lake.new"
+	export_gb "$lake_base" "$work/export"
+	lake_append "lake $lake_base GB (base)" base "$work/lake.base" "$work/export" "$(bytes_of "$work/export")"
+	rm -rf "$work/export"
+	# The next export: the same patients, a later transactionTime, as the load part's increment.
+	export_gb "$lake_gb" "$work/increment"
+	bytes=$(bytes_of "$work/increment")
+	# In turn, so that a change in the machine's load falls on both; each round onto a new empty
+	# lake, and onto the base as it grows by the rounds before (still mostly the base).
+	round=1
+	while [ "$round" -le "$lake_rounds" ]; do
+		rm -rf "$work/lake.new"
+		lake_append "lake $lake_gb GB, round $round" new "$work/lake.new" "$work/increment" "$bytes"
+		lake_append "lake $lake_gb GB onto $lake_base GB, round $round" onto "$work/lake.base" "$work/increment" "$bytes"
+		round=$((round + 1))
+	done
+	files=$(find "$work/lake.base" -name '*.parquet' | wc -l | tr -d ' ')
+	commits=$(find "$work/lake.base/etl__commits" -name '*.json' 2>/dev/null | wc -l | tr -d ' ')
+	prep="$prep; the base lake at the end: $files Parquet files, $commits commits"
+	rm -rf "$work/increment" "$work/lake.base" "$work/lake.new"
+	setmeta prep_lake "$prep"
+	finish lake
 }
 
 for p in $parts; do

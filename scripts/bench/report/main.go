@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"os"
 	"os/exec"
@@ -79,8 +80,13 @@ type Record struct {
 	Load1 float64 `json:"load1"`
 	// Load1Start is the 1-minute load average when the command started (make bench-scale).
 	Load1Start float64 `json:"load1Start,omitempty"`
-	FDs        int     `json:"fds,omitempty"`   // the most descriptors the command held (sampled)
-	Limit      string  `json:"limit,omitempty"` // the memory limit the command was given, such as 2GiB
+	FDs        int     `json:"fds,omitempty"` // the most descriptors the command held (sampled)
+	// Written is what the command wrote to storage (Linux: rusage ru_oublock × 512, the task I/O
+	// accounting's write_bytes less what it deleted before writeback); 0 where unknown.
+	Written int64 `json:"writtenBytes,omitempty"`
+	// Grown is how much the files under -grow DIR grew over the run (make bench-scale, lake).
+	Grown int64  `json:"grownBytes,omitempty"`
+	Limit string `json:"limit,omitempty"` // the memory limit the command was given, such as 2GiB
 	// Targets, from the tool's issue, printed beside the numbers (never asserted).
 	TargetRatio  float64 `json:"targetRatio,omitempty"`  // tool: speed ÷ the step's first limit's speed
 	TargetMBs    float64 `json:"targetMBs,omitempty"`    // tool: MB/s
@@ -97,7 +103,7 @@ func runCmd(args []string) error {
 	out := fs.String("o", "", "results file (appended)")
 	fs.StringVar(&r.Step, "step", "", "step")
 	fs.StringVar(&r.Name, "name", "", "contestant")
-	fs.StringVar(&r.Role, "role", "tool", "tool, limit or ref")
+	fs.StringVar(&r.Role, "role", "tool", "tool, limit or ref (bench-scale's lake part: base, new or onto)")
 	fs.Int64Var(&r.Bytes, "bytes", 0, "input bytes")
 	fs.Int64Var(&r.Items, "items", 0, "items processed (attachments)")
 	fs.StringVar(&r.Unit, "unit", "", "what -items counts")
@@ -109,6 +115,7 @@ func runCmd(args []string) error {
 	fs.StringVar(&r.Limit, "limit", "", "the memory limit given to the command (reported beside its peak RSS)")
 	noteFile := fs.String("note-file", "", "read the note from the last line of this file after the run")
 	errFile := fs.String("error-file", "", "if the command fails, read the note from the first line of this file (its stderr)")
+	grow := fs.String("grow", "", "record how much the files under this folder grow over the run")
 	fs.Parse(args)
 	if *out == "" || r.Step == "" || r.Name == "" || fs.NArg() == 0 {
 		return errors.New("run: -o, -step, -name and a command are required")
@@ -117,30 +124,33 @@ func runCmd(args []string) error {
 	cmd := exec.Command(fs.Arg(0), fs.Args()[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	r.Load1Start = load1()
+	var before int64
+	var err error
+	if *grow != "" {
+		if before, err = dirBytes(*grow); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	r.Wall = time.Since(start).Seconds()
 	if cmd.ProcessState == nil {
 		return err
 	}
+	if *grow != "" {
+		after, derr := dirBytes(*grow)
+		if derr != nil {
+			return derr
+		}
+		r.Grown = after - before
+	}
+	r.Written = written(cmd.ProcessState)
 	r.Exit = cmd.ProcessState.ExitCode()
 	r.User = cmd.ProcessState.UserTime().Seconds()
 	r.Sys = cmd.ProcessState.SystemTime().Seconds()
 	r.RSS = maxRSS(cmd.ProcessState)
 	r.Load1 = load1()
-	if *noteFile != "" {
-		if b, rerr := os.ReadFile(*noteFile); rerr == nil {
-			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-			r.Note = strings.TrimSpace(lines[len(lines)-1])
-		}
-	}
-	if *errFile != "" && r.Exit != 0 {
-		// The first line: DuckDB's errors go on with lines of advice after it.
-		if b, rerr := os.ReadFile(*errFile); rerr == nil {
-			first, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-			r.Note = strings.TrimSpace(first)
-		}
-	}
+	readNote(&r, *noteFile, *errFile)
 	line, jerr := json.Marshal(r)
 	if jerr != nil {
 		return jerr
@@ -157,6 +167,46 @@ func runCmd(args []string) error {
 		return ferr
 	}
 	return err // the command's exit status becomes ours
+}
+
+// readNote sets r's note from the last line of noteFile, or, when the command failed, from the
+// first line of errFile (its stderr); an empty name or a missing file leaves it.
+func readNote(r *Record, noteFile, errFile string) {
+	if noteFile != "" {
+		if b, err := os.ReadFile(noteFile); err == nil {
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			r.Note = strings.TrimSpace(lines[len(lines)-1])
+		}
+	}
+	if errFile != "" && r.Exit != 0 {
+		// The first line: DuckDB's errors go on with lines of advice after it.
+		if b, err := os.ReadFile(errFile); err == nil {
+			first, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+			r.Note = strings.TrimSpace(first)
+		}
+	}
+}
+
+// dirBytes is the size of the regular files under dir: 0 when dir does not exist yet.
+func dirBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	return n, err
 }
 
 // load1 is the 1-minute load average, or -1 where /proc/loadavg is missing.
