@@ -76,12 +76,12 @@ func lakeConfig(c *cli.Context, cfg *config) (printOnly bool, err error) {
 		return duckdb.OpenWith(ctx, path, duckdb.Options{MemoryLimit: cfg.memoryLimit, TempDir: cfg.tempDir})
 	}
 	o.Committed = func(dir string, cm *lake.Commit) {
-		cfg.status.Print("%s: committed as load %d (%s) of %s", dir, cm.Seq, cm.Load, l.Location())
+		cfg.status.Line("%s: committed as load %d (%s) of %s", dir, cm.Seq, cm.Load, l.Location())
 	}
 	o.Compact = c.Bool("compact")
 	o.Compacted = func(cp *lake.Compaction) {
 		if cp.Commit == nil && cp.Files == 0 {
-			cfg.status.Print("%s: already compact", l.Location())
+			cfg.status.Line("%s: already compact", l.Location())
 			return
 		}
 		msg := fmt.Sprintf("%s: removed %d files", l.Location(), cp.Files)
@@ -91,7 +91,7 @@ func lakeConfig(c *cli.Context, cfg *config) (printOnly bool, err error) {
 		if cp.Abandoned > 0 || cp.Uploads > 0 {
 			msg += fmt.Sprintf(", of which those of %d loads killed before their commit, and aborted %d unfinished uploads", cp.Abandoned, cp.Uploads)
 		}
-		cfg.status.Print("%s", msg)
+		cfg.status.Line("%s", msg)
 	}
 	cfg.lake = l
 	cfg.ddl = engine

@@ -75,7 +75,7 @@ func TestLakeOnS3(t *testing.T) {
 	}
 
 	// Compacted in the bucket: one load's files per table, the same rows.
-	if r := lakeRun(nil, "--compact"); r.Code != 0 || !strings.Contains(r.Stderr, "compacted 2 loads into load 3") {
+	if r := run(t, env, "", "etl-load", "--lake", url, "--temp-dir", scratch, "--compact"); r.Code != 0 || !strings.Contains(r.Stderr, "compacted 2 loads into load 3") {
 		t.Fatalf("--compact: exit %d: %s", r.Code, r.Stderr)
 	}
 	compacted := filepath.Join(work, "compacted")
