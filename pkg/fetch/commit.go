@@ -3,12 +3,19 @@ package fetch
 import (
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/bulkpipe/bulkpipe/pkg/atomicfile"
 	"github.com/bulkpipe/bulkpipe/pkg/exportdir"
 	"github.com/bulkpipe/bulkpipe/pkg/failpoint"
 	"github.com/bulkpipe/bulkpipe/pkg/fhirclient"
 )
+
+// groupWindow is how long the committer gathers files after the first of a group. The workers
+// do not wait for it, so it delays only reports; without it, groups were whatever finished during
+// the previous commit, about two tiny files, and tiny files took two syncs each rather than one
+// (a manifest of 5,339 one-line files: 11,365 syncs in all without, 7,555 with 10 ms).
+const groupWindow = 10 * time.Millisecond
 
 // maxGroup is the most files one commit records. It bounds what waits for the committer (the
 // queue holds as many), and keeps a group's journal line well within the journal's line cap.
@@ -27,9 +34,9 @@ type verifiedFile struct {
 // download; the committer syncs each folder that received files once for the group, appends one
 // synced journal line for the group, and only then reports the files (download_complete,
 // Callbacks.Done, Callbacks.Written). So a file is reported only once a crash can no longer lose
-// it, as when each file had its own syncs, but a thousand tiny files share a few dozen syncs
-// instead of taking three each. A group is whatever finished while the previous one was being
-// committed, so a lone large file waits for nothing.
+// it, as when each file had its own syncs, but the files of a group share the sync of their
+// folder and of the journal. A group is what finishes within groupWindow of its first file, or
+// maxGroup files.
 type committer struct {
 	e    *engine
 	in   chan verifiedFile
@@ -65,8 +72,11 @@ func (c *committer) run() {
 		}
 	}()
 	group := make([]verifiedFile, 0, maxGroup)
+	window := time.NewTimer(groupWindow)
+	window.Stop()
 	for v := range c.in {
 		group = append(group[:0], v)
+		window.Reset(groupWindow)
 	more:
 		for len(group) < maxGroup {
 			select {
@@ -75,10 +85,11 @@ func (c *committer) run() {
 					break more
 				}
 				group = append(group, v)
-			default:
+			case <-window.C:
 				break more
 			}
 		}
+		window.Stop()
 		c.commit(group)
 	}
 }
