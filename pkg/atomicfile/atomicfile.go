@@ -44,6 +44,16 @@ func (f *File) Path() string { return f.path }
 // and syncs the directory, so that after a crash the destination holds either the old or the
 // new contents.
 func (f *File) Commit() error {
+	if err := f.CommitNoDirSync(); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(f.path))
+}
+
+// CommitNoDirSync is Commit without the sync of the directory: the data is on stable storage
+// and the destination holds it, but a crash may still undo the rename until the caller syncs
+// the directory (Dir.Sync), which it can do once for many files (a group commit).
+func (f *File) CommitNoDirSync() error {
 	if f.done {
 		return errors.New("atomicfile: commit after commit or abort")
 	}
@@ -63,7 +73,7 @@ func (f *File) Commit() error {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", f.path, err)
 	}
-	return SyncDir(filepath.Dir(f.path))
+	return nil
 }
 
 // Abort discards the temporary file. It is a no-op after Commit, so it can always be deferred.
@@ -101,13 +111,37 @@ func Rename(oldpath, newpath string) error {
 // SyncDir makes a rename or create in dir durable. Directories that cannot be synced (some
 // network file systems answer EINVAL) are not an error: the rename itself already happened.
 func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := OpenDir(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) && !isUnsupported(err) {
-		return fmt.Errorf("sync %s: %w", dir, err)
+	return d.Sync()
+}
+
+// Dir is an open directory kept for syncing it again and again: a writer that renames many
+// files into one directory holds one descriptor for it instead of opening one per rename.
+type Dir struct {
+	f    *os.File
+	path string
+}
+
+// OpenDir opens dir for Sync.
+func OpenDir(dir string) (*Dir, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Dir{f: f, path: dir}, nil
+}
+
+// Sync makes every rename and create in the directory so far durable, as SyncDir does.
+func (d *Dir) Sync() error {
+	if err := d.f.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) && !isUnsupported(err) {
+		return fmt.Errorf("sync %s: %w", d.path, err)
 	}
 	return nil
 }
+
+// Close releases the directory's descriptor.
+func (d *Dir) Close() error { return d.f.Close() }

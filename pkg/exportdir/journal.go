@@ -45,15 +45,32 @@ const minCompact = 1024
 // in hex, plenty to tell the snapshots of one folder apart.
 func snapshotBase(b []byte) string {
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
+	return baseOfSum(sum[:])
 }
 
-// journalEntry is one line of the journal: a file recorded (Put) or forgotten (Drop), extending
-// the snapshot named Base.
+// baseOfSum is snapshotBase of the bytes whose SHA-256 is sum.
+func baseOfSum(sum []byte) string { return hex.EncodeToString(sum[:8]) }
+
+// journalEntry is one line of the journal: a file recorded (Put), files recorded together (Puts),
+// or a file forgotten (Drop), extending the snapshot named Base. A group of files shares one line
+// rather than taking one each because a crash can tear only the last write, and a write is a
+// line: lines of one write could be torn anywhere, the first as well as the last.
 type journalEntry struct {
-	Base string     `json:"base"`
-	Put  *FileState `json:"put,omitempty"`
-	Drop string     `json:"drop,omitempty"`
+	Base string      `json:"base"`
+	Put  *FileState  `json:"put,omitempty"`
+	Puts []FileState `json:"puts,omitempty"`
+	Drop string      `json:"drop,omitempty"`
+}
+
+// valid reports whether the entry does exactly one thing.
+func (e *journalEntry) valid() bool {
+	n := 0
+	for _, set := range []bool{e.Put != nil, len(e.Puts) > 0, e.Drop != ""} {
+		if set {
+			n++
+		}
+	}
+	return n == 1
 }
 
 // replay applies the journal of dir to s, which was just read from the snapshot. Lines of
@@ -89,9 +106,9 @@ func (s *State) replay(dir, base string) error {
 			return fmt.Errorf("read state %s: %w", path, err)
 		}
 		var e journalEntry
-		if err := json.Unmarshal(b, &e); err != nil || (e.Put == nil) == (e.Drop == "") {
+		if err := json.Unmarshal(b, &e); err != nil || !e.valid() {
 			if err == nil {
-				err = errors.New("want one of put and drop")
+				err = errors.New("want one of put, puts and drop")
 			}
 			return fmt.Errorf("read state %s:%d: %w", path, line, err)
 		}
@@ -99,15 +116,18 @@ func (s *State) replay(dir, base string) error {
 			continue
 		}
 		applied = true
-		switch {
-		case e.Put != nil:
-			if i, ok := index[e.Put.Name]; ok {
-				s.Files[i] = *e.Put
+		if e.Put != nil {
+			e.Puts = []FileState{*e.Put}
+		}
+		for _, f := range e.Puts {
+			if i, ok := index[f.Name]; ok {
+				s.Files[i] = f
 			} else {
-				index[e.Put.Name] = len(s.Files)
-				s.Files = append(s.Files, *e.Put)
+				index[f.Name] = len(s.Files)
+				s.Files = append(s.Files, f)
 			}
-		default:
+		}
+		if e.Drop != "" {
 			if i, ok := index[e.Drop]; ok {
 				s.Files[i].Name = "" // removed below, in one pass
 				delete(index, e.Drop)
@@ -185,13 +205,29 @@ func (j *StateJournal) File(name string) (FileState, bool) {
 // Put records f, replacing the entry of the same name, durably: when Put returns, a crash does
 // not lose it.
 func (j *StateJournal) Put(f FileState) error {
-	if i, ok := j.index[f.Name]; ok {
-		j.s.Files[i] = f
-	} else {
-		j.index[f.Name] = len(j.s.Files)
-		j.s.Files = append(j.s.Files, f)
+	return j.PutAll([]FileState{f})
+}
+
+// maxGroupLine is the longest line PutAll writes for a group of files: a larger group takes
+// several lines, each synced, so that no line a reader meets is longer than maxJournalLine.
+const maxGroupLine = maxJournalLine / 2
+
+// PutAll records files as Put does, with one synced write for all of them (a group commit): a
+// writer that verifies many small files shares one sync among those finished at about the same
+// time. When PutAll returns, a crash loses none of them; before, it may lose any of them.
+func (j *StateJournal) PutAll(files []FileState) error {
+	if len(files) == 0 {
+		return nil
 	}
-	if err := j.append(journalEntry{Put: &f}, true); err != nil {
+	for _, f := range files {
+		if i, ok := j.index[f.Name]; ok {
+			j.s.Files[i] = f
+		} else {
+			j.index[f.Name] = len(j.s.Files)
+			j.s.Files = append(j.s.Files, f)
+		}
+	}
+	if err := j.appendGroup(files); err != nil {
 		return err
 	}
 	// Compacting when the journal is as long as the snapshot doubles the snapshot between
@@ -199,6 +235,32 @@ func (j *StateJournal) Put(f FileState) error {
 	if j.lines >= max(j.min, j.snap) {
 		return j.Compact()
 	}
+	return nil
+}
+
+// appendGroup writes files as one synced line, or, when that line would be too long, each half
+// as one.
+func (j *StateJournal) appendGroup(files []FileState) error {
+	e := journalEntry{Puts: files}
+	if len(files) == 1 {
+		// The form of a single file that older readers know.
+		e = journalEntry{Put: &files[0]}
+	}
+	b, err := j.encode(e)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxGroupLine && len(files) > 1 {
+		half := len(files) / 2
+		if err := j.appendGroup(files[:half]); err != nil {
+			return err
+		}
+		return j.appendGroup(files[half:])
+	}
+	if err := j.write(b, true); err != nil {
+		return err
+	}
+	j.lines += len(files) - 1 // write counted the line as one entry
 	return nil
 }
 
@@ -257,10 +319,33 @@ func (j *StateJournal) Close() error {
 	return j.Compact()
 }
 
-// append writes one entry to the journal, opening it first. A journal that was on disk before
-// (a crashed run's, or one whose last write failed) is compacted away first: appending after
-// its torn last line would glue two entries into one damaged line.
+// append writes one entry to the journal.
 func (j *StateJournal) append(e journalEntry, sync bool) error {
+	b, err := j.encode(e)
+	if err != nil {
+		return err
+	}
+	return j.write(b, sync)
+}
+
+// encode is the line of an entry, opening the journal first, since an entry names the snapshot
+// that the journal extends, which opening it may change.
+func (j *StateJournal) encode(e journalEntry) ([]byte, error) {
+	if err := j.open(); err != nil {
+		return nil, err
+	}
+	e.Base = j.base
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("write state: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// open opens the journal for appending. A journal that was on disk before (a crashed run's, or
+// one whose last write failed) is compacted away first: appending after its torn last line
+// would glue two entries into one damaged line.
+func (j *StateJournal) open() error {
 	if j.f == nil {
 		if j.stale {
 			if err := j.Compact(); err != nil {
@@ -281,12 +366,12 @@ func (j *StateJournal) append(e journalEntry, sync bool) error {
 		}
 		j.f = f
 	}
-	e.Base = j.base
-	b, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	if _, err := j.f.Write(append(b, '\n')); err != nil {
+	return nil
+}
+
+// write appends one line (b ends with its newline) to the open journal, syncing it when asked.
+func (j *StateJournal) write(b []byte, sync bool) error {
+	if _, err := j.f.Write(b); err != nil {
 		j.broken()
 		return fmt.Errorf("write state: %w", err)
 	}

@@ -133,6 +133,69 @@ func TestStateJournalTornLine(t *testing.T) {
 	}
 }
 
+// TestStateJournalPutAll: a group of files is one synced line, so a crash in its write loses
+// the whole group and nothing before it, never a file in its middle; a group too long for one
+// line takes several, none longer than a reader accepts.
+func TestStateJournalPutAll(t *testing.T) {
+	group := func(from, n int) []FileState {
+		var fs []FileState
+		for i := from; i < from+n; i++ {
+			fs = append(fs, fileState(fmt.Sprintf("Patient.%03d.ndjson", i), int64(i)))
+		}
+		return fs
+	}
+	tests := []struct {
+		name      string
+		groups    [][]FileState
+		wantLines int
+	}{
+		{"one file, the form older readers know", [][]FileState{group(0, 1)}, 1},
+		{"groups, a line each", [][]FileState{group(0, 3), group(3, 1), group(4, 20)}, 3},
+		{"a group longer than a line", [][]FileState{group(0, 1000)}, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j := openJournal(t, dir)
+			var want []string
+			for _, g := range tt.groups {
+				if err := j.PutAll(g); err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range g {
+					want = append(want, f.Name)
+				}
+			}
+			whole, err := os.ReadFile(journalPath(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := bytes.SplitAfter(bytes.TrimSuffix(whole, []byte("\n")), []byte("\n"))
+			if len(lines) != tt.wantLines {
+				t.Errorf("PutAll of %d groups: %d journal lines, want %d", len(tt.groups), len(lines), tt.wantLines)
+			}
+			for i, l := range lines {
+				if len(l) > maxGroupLine {
+					t.Errorf("journal line %d: %d bytes, want ≤ %d", i+1, len(l), maxGroupLine)
+				}
+			}
+			if got := names(mustReadState(t, dir)); !cmp.Equal(got, want) {
+				t.Errorf("ReadState after PutAll = %v, want %v", got, want)
+			}
+			// The last line torn: every file of its group is lost, those before it are not.
+			last := lines[len(lines)-1]
+			lost := bytes.Count(last, []byte(`"name"`))
+			torn := whole[:len(whole)-len(last)+len(last)/2]
+			if err := os.WriteFile(journalPath(dir), torn, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if got := names(mustReadState(t, dir)); !cmp.Equal(got, want[:len(want)-lost], cmpopts.EquateEmpty()) {
+				t.Errorf("ReadState with the last line torn = %v, want %v", got, want[:len(want)-lost])
+			}
+		})
+	}
+}
+
 // TestStateJournalCompaction: the journal is folded into state.json when it is as long as the
 // snapshot, so the number of compactions grows with the logarithm of the file count and the bytes
 // written per file stay bounded (rewriting the state every N files would be O(n²/N) bytes).
@@ -239,11 +302,13 @@ func TestStateJournalCrashInCompaction(t *testing.T) {
 
 func TestReadStateJournalErrors(t *testing.T) {
 	for in, want := range map[string]string{
-		"{\"base\":\"e3b0c44298fc1c14\",\"put\":{\"name\":\"a\"}}\n{\n":                    "state.journal:2: unexpected end of JSON input",
-		"{\"base\":\"e3b0c44298fc1c14\"}\n":                                                "state.journal:1: want one of put and drop",
-		"{\"base\":\"e3b0c44298fc1c14\",\"drop\":\"a\",\"put\":{\"name\":\"a\"}}\n":        "state.journal:1: want one of put and drop",
-		strings.Repeat(" ", maxJournalLine+1) + "\n":                                       "state.journal:1: line longer than",
-		"{\"base\":\"e3b0c44298fc1c14\",\"put\":{\"name\":\"a\"}}\nnot json, and torn, ok": "",
+		"{\"base\":\"e3b0c44298fc1c14\",\"put\":{\"name\":\"a\"}}\n{\n":                          "state.journal:2: unexpected end of JSON input",
+		"{\"base\":\"e3b0c44298fc1c14\"}\n":                                                      "state.journal:1: want one of put, puts and drop",
+		"{\"base\":\"e3b0c44298fc1c14\",\"drop\":\"a\",\"put\":{\"name\":\"a\"}}\n":              "state.journal:1: want one of put, puts and drop",
+		"{\"base\":\"e3b0c44298fc1c14\",\"put\":{\"name\":\"a\"},\"puts\":[{\"name\":\"b\"}]}\n": "state.journal:1: want one of put, puts and drop",
+		"{\"base\":\"e3b0c44298fc1c14\",\"puts\":[{\"name\":\"a\"},{\"name\":\"b\"}]}\n":         "",
+		strings.Repeat(" ", maxJournalLine+1) + "\n":                                             "state.journal:1: line longer than",
+		"{\"base\":\"e3b0c44298fc1c14\",\"put\":{\"name\":\"a\"}}\nnot json, and torn, ok":       "",
 	} {
 		dir := t.TempDir()
 		writeFile(t, journalPath(dir), in)

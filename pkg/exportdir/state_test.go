@@ -1,6 +1,8 @@
 package exportdir
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -97,4 +99,38 @@ func TestLock(t *testing.T) {
 		t.Errorf("lock file = %q, want %q", got, want)
 	}
 	unlock()
+}
+
+// TestEncodeStateIsMarshalIndent: state.json written an entry at a time has the bytes
+// json.MarshalIndent gives, which earlier versions wrote and which snapshot bases hash. A field
+// added to State and not to encodeState shows here.
+func TestEncodeStateIsMarshalIndent(t *testing.T) {
+	full := FileState{Name: "error/OperationOutcome.001.ndjson.gz", ItemType: ItemError, ResourceType: "OperationOutcome",
+		Ordinal: 1, Size: 1 << 40, SHA256: strings.Repeat("0f", 32), Lines: 7, Inlined: true}
+	tests := []*State{
+		{Version: stateVersion},
+		{Version: stateVersion, ExportID: "urn:x", Files: []FileState{}},
+		{Version: stateVersion, ExportID: "https://x/status/1?a=1&b=<2>", TransactionTime: "2024-01-01T00:00:00Z",
+			Files: []FileState{fileState("Patient.000.ndjson", 3)}},
+		{Version: stateVersion, ExportID: "https://ehr.example/fhir/status/\u00e9\u2028", TransactionTime: "2024",
+			Files: []FileState{fileState("Patient.000.ndjson", 3), full, fileState("Patient.001.ndjson", 0)}},
+	}
+	for _, s := range tests {
+		c := *s
+		if c.Files == nil {
+			c.Files = []FileState{}
+		}
+		want, err := json.MarshalIndent(&c, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, '\n')
+		var got bytes.Buffer
+		if err := encodeState(&got, s); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(string(want), got.String()); diff != "" {
+			t.Errorf("encodeState(%d files) differs from MarshalIndent (-want +got):\n%s", len(s.Files), diff)
+		}
+	}
 }

@@ -35,36 +35,21 @@ const (
 // flight, so memory is parallel × (chunk + longest line), whatever the file sizes.
 const chunk = 256 << 10
 
-// fetch downloads one file and records the outcome.
+// fetch downloads one file and hands it to the committer, which records it; a failure is
+// reported here. A failure caused by the run's end (an interrupt) is not the file's.
 func (e *engine) fetch(ctx context.Context, f *file) {
-	rel := f.id.rel()
 	fs, size, err := e.download(ctx, f)
 	if err == nil {
-		e.mu.Lock()
-		err = e.putState(fs)
-		if err == nil {
-			e.downloaded++
-		}
-		e.mu.Unlock()
+		e.commit.add(verifiedFile{f: f, fs: fs, size: size})
+		return
 	}
-	if err == nil {
-		failpoint.Hit(FailAfterState)
-		u, _, _ := f.link()
-		err = e.logEvent(exportdir.EventDownloadComplete, exportdir.DownloadComplete{FileURL: fhirclient.Redact(u),
-			FileSize: size, ResourceCount: fs.Lines}, false)
-	}
-	if e.o.On.Done != nil {
-		e.o.On.Done(rel, err)
-	}
-	if err != nil {
-		if ctx.Err() == nil {
-			e.mu.Lock()
-			e.failed = append(e.failed, err)
-			e.mu.Unlock()
+	if ctx.Err() != nil {
+		if e.o.On.Done != nil {
+			e.o.On.Done(f.id.rel(), err)
 		}
 		return
 	}
-	e.written(filepath.Join(e.o.Dir, filepath.FromSlash(fs.Name)))
+	e.fail(f.id.rel(), err)
 }
 
 // download is one file's way from the server to its final name (DESIGN.md §3): NAME.part holds
@@ -86,6 +71,7 @@ func (e *engine) download(ctx context.Context, f *file) (exportdir.FileState, in
 	count, hasCount := f.countBound()
 	d := &dl{e: e, f: f, rel: rel, pf: pf, part: partPath,
 		v: newVerifier(partPath, f.id.rtype, count, hasCount, e.o.MaxLine)}
+	defer d.release()
 	if err := d.resumePoint(); err != nil {
 		return exportdir.FileState{}, 0, err
 	}
@@ -130,8 +116,12 @@ type dl struct {
 	part string
 	v    *verifier
 	side *sidecar // nil until a response started the .part
-	done bool     // the .part holds the whole file
-	buf  []byte
+	// saved says the sidecar on disk is side. A response's sidecar is written only when the
+	// .part is about to hold part of its body: a file that arrives whole in its first chunk,
+	// as small files do, never needs one, and skips its two syncs and its descriptors.
+	saved bool
+	done  bool // the .part holds the whole file
+	buf   []byte
 
 	// The try under way (see loop).
 	gen       int  // generation of the link it uses
@@ -173,7 +163,7 @@ func (d *dl) resumePoint() error {
 		d.e.warn(fmt.Sprintf("discarding the partial download: %v", err))
 		return d.restart()
 	}
-	d.side = side
+	d.side, d.saved = side, true
 	if side.Length >= 0 && d.v.size == side.Length {
 		// Whole already (killed before the rename): no request at all, if it verifies.
 		return d.whole()
@@ -218,17 +208,33 @@ func (d *dl) scanPart() error {
 	}
 }
 
+// buffer is the download's chunk buffer, taken from the engine's pool on first use and given
+// back by release: a manifest of tiny files would otherwise allocate (and clear, and collect)
+// a chunk per file.
 func (d *dl) buffer() []byte {
 	if d.buf == nil {
-		d.buf = make([]byte, chunk)
+		if b, ok := d.e.bufs.Get().(*[]byte); ok {
+			d.buf = *b
+		} else {
+			d.buf = make([]byte, chunk)
+		}
 	}
 	return d.buf
+}
+
+// release gives the buffer back; the download must not use it afterwards.
+func (d *dl) release() {
+	if d.buf != nil {
+		buf := d.buf
+		d.buf = nil
+		d.e.bufs.Put(&buf)
+	}
 }
 
 // restart empties the .part and forgets its sidecar.
 func (d *dl) restart() error {
 	d.v.reset()
-	d.side, d.done = nil, false
+	d.side, d.done, d.saved = nil, false, false
 	removeSidecar(d.e.o.Dir, d.rel)
 	if err := d.pf.Truncate(0); err != nil {
 		return fmt.Errorf("truncate %s: %w", d.part, err)
@@ -327,9 +333,9 @@ func (d *dl) resume(enc string, start, total int64, ranged bool) error {
 		return errRestarted
 	}
 	if total >= 0 && d.side.Length != total {
-		d.side.Length = total
-		if err := writeSidecar(d.e.o.Dir, d.rel, d.side); err != nil {
-			return localError{err}
+		d.side.Length, d.saved = total, false
+		if err := d.save(); err != nil {
+			return err
 		}
 	}
 	d.started()
@@ -366,9 +372,7 @@ func (d *dl) fresh(resp *http.Response, enc string) (io.Reader, error) {
 		}
 		r = br
 	}
-	if err := writeSidecar(d.e.o.Dir, d.rel, d.side); err != nil {
-		return nil, localError{err}
-	}
+	d.saved = false
 	d.started()
 	if d.side.Encoding == encIdentity {
 		return r, nil
@@ -378,6 +382,19 @@ func (d *dl) fresh(resp *http.Response, enc string) (io.Reader, error) {
 		return nil, fmt.Errorf("gzip: %w", err)
 	}
 	return zr, nil
+}
+
+// save writes the sidecar unless it is on disk already: the .part is about to hold bytes that a
+// later run could resume from.
+func (d *dl) save() error {
+	if d.saved {
+		return nil
+	}
+	if err := writeSidecar(d.e.o.Dir, d.rel, d.side); err != nil {
+		return localError{err}
+	}
+	d.saved = true
+	return nil
 }
 
 // started reports a response that starts filling the .part.
@@ -402,6 +419,13 @@ func (d *dl) copy(r io.Reader) error {
 	}
 	for {
 		n, rerr := fillFor(r, buf, every)
+		if n > 0 && rerr != io.EOF {
+			// More is to come (or the body was cut): a later run resumes after these bytes
+			// only with the sidecar.
+			if err := d.save(); err != nil {
+				return err
+			}
+		}
 		if n > 0 {
 			if _, err := d.pf.Write(buf[:n]); err != nil {
 				return localError{fmt.Errorf("write %s: %w", d.part, err)}
@@ -471,7 +495,8 @@ func (d *dl) finalize(ctx context.Context, final string) (exportdir.FileState, e
 	if e.o.PostVerify == nil && !e.o.Gzip {
 		d.pf.Close()
 		failpoint.Hit(FailBeforeRename)
-		if err := atomicfile.Rename(d.part, final); err != nil {
+		// The committer syncs the folder, once for the files renamed meanwhile.
+		if err := os.Rename(d.part, final); err != nil {
 			return fs, localError{err}
 		}
 		failpoint.Hit(FailAfterRename)
@@ -517,7 +542,7 @@ func (d *dl) finalize(ctx context.Context, final string) (exportdir.FileState, e
 	}
 	fs.Size, fs.SHA256 = cw.n, hex.EncodeToString(cw.h.Sum(nil))
 	failpoint.Hit(FailBeforeRename)
-	if err := out.Commit(); err != nil {
+	if err := out.CommitNoDirSync(); err != nil {
 		return fs, localError{err}
 	}
 	failpoint.Hit(FailAfterRename)

@@ -171,6 +171,8 @@ type engine struct {
 	exportID, statusURL, txTime, exportURL string
 	base                                   *url.URL // for relative file URLs
 	log                                    *exportdir.LogWriter
+	commit                                 *committer // records what the workers verified
+	bufs                                   sync.Pool  // chunk buffers: at most Parallel in use
 
 	mu sync.Mutex // guards what follows
 	// state is state.json and its journal: a verified file costs one synced line, not a
@@ -278,6 +280,10 @@ func (e *engine) run(ctx context.Context, pr *PageReader) (*Result, error) {
 	// below that, halving on a 429.
 	q := newQueue()
 	defer context.AfterFunc(ctx, q.abort)()
+	// The committer outlives the workers: what they verified is recorded even when the run
+	// is interrupted. Deferred calls run after wg.Wait on every return below.
+	e.commit = e.startCommitter()
+	defer e.commit.close()
 	var wg sync.WaitGroup
 	for range e.o.Parallel {
 		wg.Go(func() {
@@ -312,6 +318,7 @@ func (e *engine) run(ctx context.Context, pr *PageReader) (*Result, error) {
 	}
 	q.close()
 	wg.Wait()
+	e.commit.close()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -643,9 +650,18 @@ func safeRel(name string) bool {
 	return ok && ord >= 0
 }
 
-// putState records a verified file durably (one journal line); called with e.mu held. An entry
-// of the same identity under another name (the file was kept with --gzip before) is replaced.
+// putState records a verified file durably (one journal line); called with e.mu held.
 func (e *engine) putState(fs exportdir.FileState) error {
+	if err := e.claimName(fs); err != nil {
+		return err
+	}
+	return e.state.Put(fs)
+}
+
+// claimName makes fs's name the one its identity has, before fs is recorded: an entry of the
+// same identity under another name (the file was kept with --gzip before) is dropped. Called
+// with e.mu held.
+func (e *engine) claimName(fs exportdir.FileState) error {
 	id := identity{fs.ItemType, fs.ResourceType, fs.Ordinal}
 	if old, ok := e.byID[id]; ok && old != fs.Name {
 		if err := e.state.Drop(old); err != nil {
@@ -653,13 +669,23 @@ func (e *engine) putState(fs exportdir.FileState) error {
 		}
 	}
 	e.byID[id] = fs.Name
-	return e.state.Put(fs)
+	return nil
 }
 
 func (e *engine) warn(msg string) {
 	if e.o.On.Warn != nil {
 		e.o.On.Warn(msg)
 	}
+}
+
+// fail reports a file that could not be downloaded or recorded; Run's error names the first.
+func (e *engine) fail(rel string, err error) {
+	if e.o.On.Done != nil {
+		e.o.On.Done(rel, err)
+	}
+	e.mu.Lock()
+	e.failed = append(e.failed, err)
+	e.mu.Unlock()
 }
 
 func (e *engine) written(path string) {

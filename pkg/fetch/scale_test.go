@@ -31,13 +31,13 @@ const (
 	manyFiles    = 3000 // far more than the descriptor limit below
 	manyParallel = 5
 	manyNofile   = 64 // a file per manifest entry held open at once would hit this 47 times over
-	// manyPerWorker is what one download holds at most: its .part, its connection and, while a
-	// response starts, the temporary file of its resume record.
-	manyPerWorker = 3
-	// manySlack covers the rest of the run: log.ndjson, the lock, the state journal, a state
-	// compaction's temporary file, a file verified at its final name, and the reading of
-	// /proc/self/fd itself.
-	manySlack = 8
+	// manyPerWorker is what one download holds at most: its .part and its connection. A file
+	// that arrives in one chunk, as these do, never writes a resume record.
+	manyPerWorker = 2
+	// manySlack covers the rest of the run: log.ndjson, the lock, the state journal, the
+	// committer's handle of the folder, and a state compaction's temporary file and the sync of
+	// its folder.
+	manySlack = 6
 	// manyBytesPerFile bounds what the run writes per file, all bookkeeping included.
 	manyBytesPerFile = 4096
 )

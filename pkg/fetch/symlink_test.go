@@ -19,7 +19,10 @@ import (
 func TestFetchSymlinks(t *testing.T) {
 	const bundle = `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/9"}}]}` + "\n"
 	const oo = `{"resourceType":"OperationOutcome","issue":[{"severity":"warning","code":"informational","diagnostics":"fine"}]}` + "\n"
-	srv := newFileServer(t, map[string]string{"/f/p": patients, "/f/d": bundle, "/f/e": oo})
+	// The Patient file is longer than a chunk, so that its resume record is written (under
+	// .bulkpipe/parts): a file that arrives in one chunk needs none.
+	big := strings.Repeat(patients, chunk/len(patients)+1)
+	srv := newFileServer(t, map[string]string{"/f/p": big, "/f/d": bundle, "/f/e": oo})
 	c := newClient(t, srv.URL, fhirclient.Options{})
 	line := manifestLine(t, srv.URL+"/status/1", map[string]any{"output": items(srv.URL, "Patient", "/f/p"),
 		"deleted": items(srv.URL, "Bundle", "/f/d"), "error": items(srv.URL, "OperationOutcome", "/f/e")})
