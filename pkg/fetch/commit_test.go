@@ -26,11 +26,7 @@ func TestFetchReportsOnlyRecorded(t *testing.T) {
 		fmt.Fprintf(w, `{"resourceType":"Patient","id":%q}`+"\n", strings.TrimPrefix(r.URL.Path, "/f/"))
 	}))
 	t.Cleanup(srv.Close)
-	var kv []string
-	for i := range files {
-		kv = append(kv, "Patient", "/f/"+strconv.Itoa(i))
-	}
-	manifest := manifestLine(t, srv.URL+"/status/1", map[string]any{"output": items(srv.URL, kv...)})
+	manifest := tinyPatientManifest(t, srv.URL, files)
 	dir := t.TempDir()
 	c := newClient(t, srv.URL, fhirclient.Options{})
 	var mu sync.Mutex

@@ -194,11 +194,7 @@ func TestFetchRequestsLoggedWhenStarted(t *testing.T) {
 		fmt.Fprintf(w, `{"resourceType":"Patient","id":%q}`+"\n", strings.TrimPrefix(r.URL.Path, "/f/"))
 	}))
 	t.Cleanup(srv.Close)
-	var kv []string
-	for i := range files {
-		kv = append(kv, "Patient", "/f/"+strconv.Itoa(i))
-	}
-	manifest := manifestLine(t, srv.URL+"/status/1", map[string]any{"output": items(srv.URL, kv...)})
+	manifest := tinyPatientManifest(t, srv.URL, files)
 	dir := t.TempDir()
 	c := newClient(t, srv.URL, fhirclient.Options{})
 	done := make(chan error, 1)
@@ -226,4 +222,14 @@ func TestFetchRequestsLoggedWhenStarted(t *testing.T) {
 	if n := bytes.Count(log, []byte(`"eventId":"download_request"`)); n != files {
 		t.Errorf("after the run: %d download_request events, want %d", n, files)
 	}
+}
+
+// tinyPatientManifest is a manifest of files Patient files at URL/f/0, /f/1, …
+func tinyPatientManifest(t *testing.T, url string, files int) []byte {
+	t.Helper()
+	var kv []string
+	for i := range files {
+		kv = append(kv, "Patient", "/f/"+strconv.Itoa(i))
+	}
+	return manifestLine(t, url+"/status/1", map[string]any{"output": items(url, kv...)})
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -54,34 +53,9 @@ func stagingExport(t *testing.T, e exportAt) *duckdb.DB {
 // viewRows reads every row of the patient and etl__deleted views, as text.
 func viewRows(t *testing.T, l *Lake) []string {
 	t.Helper()
-	stmts, err := readable(t, l).DuckDB(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(t.Context(), strings.Join(stmts, ";\n")); err != nil {
-		t.Fatalf("the lake's DDL: %v", err)
-	}
-	rows, err := db.QueryContext(t.Context(), `
+	return queryViews(t, l, `
 		SELECT 'patient ' || id || ' ' || resource::VARCHAR || ' ' || export_time::VARCHAR FROM patient
 		UNION ALL SELECT 'deleted ' || id || ' ' || export_time::VARCHAR FROM etl__deleted ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
 }
 
 func appendAll(t *testing.T, l *Lake, exports ...exportAt) {

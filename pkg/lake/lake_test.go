@@ -88,6 +88,13 @@ func readable(t *testing.T, l *Lake) *Lake {
 // viewIDs runs the lake's DuckDB views in a new in-memory database and returns the ids of a view.
 func viewIDs(t *testing.T, l *Lake, view string) []string {
 	t.Helper()
+	return queryViews(t, l, `SELECT id FROM "`+view+`" ORDER BY id`)
+}
+
+// queryViews runs the lake's DuckDB views in a new in-memory database, then a query of one text
+// column, and returns its values.
+func queryViews(t *testing.T, l *Lake, query string) []string {
+	t.Helper()
 	stmts, err := readable(t, l).DuckDB(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -101,20 +108,20 @@ func viewIDs(t *testing.T, l *Lake, view string) []string {
 	if _, err := db.ExecContext(t.Context(), strings.Join(stmts, ";\n")); err != nil {
 		t.Fatalf("the lake's DDL: %v", err)
 	}
-	rows, err := db.QueryContext(t.Context(), `SELECT id FROM "`+view+`" ORDER BY id`)
+	rows, err := db.QueryContext(t.Context(), query)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var ids []string
+	var out []string
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var v string
+		if err := rows.Scan(&v); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, id)
+		out = append(out, v)
 	}
-	return ids
+	return out
 }
 
 // TestColumnsMatchSchema: the lake's columns of each bookkeeping table and of a resource table

@@ -196,20 +196,25 @@ func (d *DB) exec(ctx context.Context, q string, args ...any) error {
 
 // Tables lists the base tables of the database (resource tables and etl__ tables), sorted.
 func (d *DB) Tables(ctx context.Context) ([]string, error) {
-	rows, err := d.conn.QueryContext(ctx, `SELECT table_name FROM information_schema.tables
+	return d.column(ctx, `SELECT table_name FROM information_schema.tables
 		WHERE table_schema = 'main' AND table_type = 'BASE TABLE' AND table_catalog = current_database()
 		ORDER BY table_name`)
+}
+
+// column runs a query of one text column and returns its values.
+func (d *DB) column(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := d.conn.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
+		var v string
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		out = append(out, t)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -696,18 +701,5 @@ func (d *DB) mayBeIncomplete(ctx context.Context, groups []string) ([]string, er
 	SELECT e.group_name FROM enc AS e LEFT JOIN done AS d USING (group_name)
 	WHERE coalesce(d.tables, 0) < ` + fmt.Sprint(len(store.LinkedTables)) + `
 	ORDER BY 1`
-	rows, err := d.conn.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var g string
-		if err := rows.Scan(&g); err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return d.column(ctx, q, args...)
 }
