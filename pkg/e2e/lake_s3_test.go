@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulkpipe/bulkpipe/pkg/fhirtest"
@@ -51,14 +48,14 @@ func TestLakeOnS3(t *testing.T) {
 	if r := lakeRun([]string{"BULKPIPE_CRASH=lake.after-upload:2"}, since); r.Code != -1 { // killed by a signal
 		t.Fatalf("the crashed load: exit %d, want killed: %s", r.Code, r.Stderr)
 	}
-	keys := listKeys(t, gw, bucket, "cumulus/lake/")
+	keys := gw.Keys(t, bucket, "cumulus/lake/")
 	if got := countPrefix(keys, "cumulus/lake/etl__commits/"); got != 1 {
 		t.Fatalf("%d commit records after the crash, want the first load's only: %q", got, keys)
 	}
 	if r := lakeRun(nil, since); r.Code != 0 {
 		t.Fatalf("the rerun: exit %d: %s", r.Code, r.Stderr)
 	}
-	if got := countPrefix(listKeys(t, gw, bucket, "cumulus/lake/"), "cumulus/lake/etl__commits/"); got != 2 {
+	if got := countPrefix(gw.Keys(t, bucket, "cumulus/lake/"), "cumulus/lake/etl__commits/"); got != 2 {
 		t.Errorf("%d commit records after the rerun, want 2", got)
 	}
 
@@ -85,7 +82,7 @@ func TestLakeOnS3(t *testing.T) {
 		t.Errorf("the compacted S3 lake's views differ from the tables (-tables +lake):\n%s", diff)
 	}
 	loads := map[string]bool{}
-	for _, k := range listKeys(t, gw, bucket, "cumulus/lake/") {
+	for _, k := range gw.Keys(t, bucket, "cumulus/lake/") {
 		if _, part, ok := strings.Cut(k, "/load="); ok {
 			loads[strings.Split(part, "/")[0]] = true
 		}
@@ -130,22 +127,6 @@ func TestLakeOnS3Refusals(t *testing.T) {
 			}
 		})
 	}
-}
-
-func listKeys(t *testing.T, gw *s3test.Server, bucket, prefix string) []string {
-	t.Helper()
-	var keys []string
-	p := s3.NewListObjectsV2Paginator(gw.Client(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(prefix)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range page.Contents {
-			keys = append(keys, aws.ToString(o.Key))
-		}
-	}
-	return keys
 }
 
 func countPrefix(keys []string, prefix string) int {

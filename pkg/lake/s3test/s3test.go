@@ -167,31 +167,40 @@ func (s *Server) Mirror(t testing.TB, bucket, prefix, dir string) {
 	t.Helper()
 	ctx := context.Background()
 	c := s.Client()
-	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(prefix)})
+	for _, key := range s.Keys(t, bucket, prefix) {
+		out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(key, prefix)))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.ReadFrom(out.Body)
+		out.Body.Close()
+		if err := errors.Join(err, f.Close()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Keys lists every key under s3://bucket/prefix, as the store returns them (sorted).
+func (s *Server) Keys(t testing.TB, bucket, prefix string) []string {
+	t.Helper()
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(s.Client(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(prefix)})
 	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+		page, err := p.NextPage(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, o := range page.Contents {
-			rel := strings.TrimPrefix(aws.ToString(o.Key), prefix)
-			out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: o.Key})
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(dir, filepath.FromSlash(rel))
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			f, err := os.Create(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = f.ReadFrom(out.Body)
-			out.Body.Close()
-			if err := errors.Join(err, f.Close()); err != nil {
-				t.Fatal(err)
-			}
+			keys = append(keys, aws.ToString(o.Key))
 		}
 	}
+	return keys
 }
