@@ -63,5 +63,13 @@ func Parse(s string) (time.Time, error) {
 		t.Minute() != minute || t.Second() != sec {
 		return time.Time{}, fmt.Errorf("%q is not a valid date or time", s)
 	}
+	// FHIR's years run 0001 to 9999. An offset can carry an instant at either end over into
+	// year 0 or 10000 in UTC, which no FHIR time (and no RFC 3339 time) can write back.
+	if year == 0 {
+		return time.Time{}, fmt.Errorf("%q: year 0000 is not a FHIR year (0001 to 9999)", s)
+	}
+	if u := t.UTC().Year(); u < 1 || u > 9999 {
+		return time.Time{}, fmt.Errorf("%q is outside the years 0001 to 9999 in UTC", s)
+	}
 	return t, nil
 }

@@ -25,6 +25,8 @@ func TestParse(t *testing.T) {
 		{"2024-05-01T12:00:00.5Z", time.Date(2024, 5, 1, 12, 0, 0, 5e8, time.UTC)},
 		{"2024-05-01T12:00:00.1234567891Z", time.Date(2024, 5, 1, 12, 0, 0, 123456789, time.UTC)},
 		{"2024-01-01T00:30:00+01:00", time.Date(2023, 12, 31, 23, 30, 0, 0, time.UTC)},
+		{"0001", time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"9999-12-31T23:59:59Z", time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.in)
@@ -50,6 +52,11 @@ func TestParse(t *testing.T) {
 		{"2024-03-05T10:20", "a time needs a zone offset"},
 		{"2024-03-05T10:20:30", "a time needs a zone offset"},
 		{"2024-03-05 10:20:30.5", "a time needs a zone offset"},
+		{"0000", "year 0000 is not a FHIR year"},
+		{"0000-01-01T00:00:00-00:10", "year 0000 is not a FHIR year"},
+		// Found by FuzzParseTime: an offset carries these into year 0 or 10000 in UTC.
+		{"0001-01-01T00:00:00+00:10", "outside the years 0001 to 9999"},
+		{"9999-12-31T23:59:59-01:00", "outside the years 0001 to 9999"},
 	}
 	for _, tt := range bad {
 		if got, err := Parse(tt.in); err == nil || !strings.Contains(err.Error(), tt.msg) {
@@ -68,9 +75,12 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		// What Parse accepts, written back as an instant, reads back as the same instant.
-		again, err := Parse(got.Format(time.RFC3339Nano))
-		if err != nil || !again.Equal(got) {
-			t.Fatalf("Parse(%q) = %v; Parse(%q) = %v, %v", s, got, got.Format(time.RFC3339Nano), again, err)
+		// Written in its own zone or in UTC, as every tool writes it back.
+		for _, back := range []string{got.Format(time.RFC3339Nano), got.UTC().Format(time.RFC3339Nano)} {
+			again, err := Parse(back)
+			if err != nil || !again.Equal(got) {
+				t.Fatalf("Parse(%q) = %v; Parse(%q) = %v, %v", s, got, back, again, err)
+			}
 		}
 	})
 }
