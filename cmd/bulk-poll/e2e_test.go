@@ -30,8 +30,17 @@ import (
 )
 
 // clockDeps are the deps of a run on the fake clock.
+// clockDeps gives each answer 30 s, stallDeps (for the tests that stall the server) 200 ms: on a
+// loaded CI machine an honest answer can take longer than 200 ms, and the retry that would set
+// off adds a line to stderr that the exact-output tests do not expect.
 func clockDeps(c *fhirtest.Clock) tool.Deps {
-	return tool.Deps{Now: c.Now, Sleep: c.Sleep, ReadTimeout: 200 * time.Millisecond}
+	return tool.Deps{Now: c.Now, Sleep: c.Sleep, ReadTimeout: 30 * time.Second}
+}
+
+func stallDeps(c *fhirtest.Clock) tool.Deps {
+	d := clockDeps(c)
+	d.ReadTimeout = 200 * time.Millisecond
+	return d
 }
 
 func newServer(t *testing.T, opts fhirtest.Options) *fhirtest.Server {
@@ -130,9 +139,13 @@ func TestPollStatusFaults(t *testing.T) {
 				c = plainClient(t, srv.URL())
 				req.URL = srv.URL() + "/Group/all"
 			}
+			deps := clockDeps(clk)
+			if f.Kind == fhirtest.FaultStall {
+				deps = stallDeps(clk)
+			}
 			status := kickoff(t, c, req)
 			srv.AddFault(f)
-			code, got, stderr := runPoll(t, clockDeps(clk), "", status, "--fhir-url", srv.URL())
+			code, got, stderr := runPoll(t, deps, "", status, "--fhir-url", srv.URL())
 			if spec == "500@status*8" {
 				// More failures in a row than --retries allows: exit 1 saying what was tried.
 				if code != 1 || got != "" || !strings.Contains(stderr, "500 Internal Server Error") {

@@ -253,7 +253,8 @@ func TestFailuresLeftUntouched(t *testing.T) {
 	}{
 		{"404", "Binary/nope", nil, nil, 0, "404 Not Found: Binary/nope is not known", 404},
 		{"500 every time", "Binary/hello-world", []string{"500@binary*10"}, nil, 0, "500 Internal Server Error", 500},
-		{"body stalls every time", "Binary/hello-world", []string{"stall:2@binary*10"}, nil, 50 * time.Millisecond, "no data for 50ms", 0},
+		// 300 ms, not less: the headers must beat the stall timeout even on a loaded machine.
+		{"body stalls every time", "Binary/hello-world", []string{"stall:2@binary*10"}, nil, 300 * time.Millisecond, "no data for 300ms", 0},
 		{"headers later than the stall timeout", "Binary/hello-world", []string{"slow:400@binary*10"}, nil, 50 * time.Millisecond, "no response within 50ms", 0},
 		{"headers too slow", "Binary/hello-world", []string{"slow:400@binary*10"}, func(o *fhirclient.Options) {
 			o.HTTPClient = &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 40 * time.Millisecond}}
@@ -312,7 +313,7 @@ func TestRecovers(t *testing.T) {
 				t.Fatal(err)
 			}
 			srv := newServer(t, fhirtest.Options{Patients: 1, Faults: []fhirtest.Fault{f}})
-			in, _ := newInliner(t, newClient(t, srv.URL(), nil), func(o *Options) { o.StallTimeout = 100 * time.Millisecond })
+			in, _ := newInliner(t, newClient(t, srv.URL(), nil), func(o *Options) { o.StallTimeout = 500 * time.Millisecond })
 			got, st := inline(t, in, input)
 			if got != clean || st.Inlined != 1 {
 				t.Errorf("under %s: %s (%+v), want\n%s", spec, got, st, clean)
