@@ -124,7 +124,7 @@ func OpenWith(ctx context.Context, path string, o Options) (*DB, error) {
 	d.spill = spill
 	for _, q := range []string{
 		`SET temp_directory = '` + strings.ReplaceAll(spill, "'", "''") + `'`,
-		fmt.Sprintf(`SET memory_limit = '%dKiB'`, limit>>10),
+		fmt.Sprintf(`SET memory_limit = '%dKiB'`, bufferShare(limit)>>10),
 		// Memory DuckDB frees stays in its allocator's caches, outside memory_limit, until
 		// these thresholds (128 MiB after a task, 512 MiB after a bulk free, by default).
 		`SET allocator_flush_threshold = '32MiB'`,
