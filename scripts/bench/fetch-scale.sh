@@ -87,6 +87,13 @@ grep -o '"url":"[^"]*"' "$work/manifest.ndjson" | sed 's/^"url":"//; s/"$//' >"$
 nfiles=$(wc -l <"$work/urls" | tr -d ' ')
 echo "$nfiles files in the manifest; ulimit -n $nofile" >&2
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
+# Descriptors a command started from here inherits beyond stdio (a terminal multiplexer's or a CI
+# runner's leaked pipes): counted in each process sampled below, they are not the program's own.
+# ls holds one more, the /proc/self/fd it reads.
+inherited=$(($(sh -c 'exec ls /proc/self/fd' </dev/null 2>/dev/null | wc -l) - 4))
+if [ "$inherited" -lt 0 ]; then
+	inherited=0
+fi
 
 # run LABEL BULK-FETCH|curl: one download into a fresh folder, sampled while it runs.
 run() {
@@ -124,7 +131,7 @@ run() {
 			# For curl, the descriptors of xargs and of every curl it runs at the time.
 			for p in $pid $( [ "$bin" = curl ] && pgrep -P "$pid"); do
 				# shellcheck disable=SC2012 # descriptor names are numbers
-				n=$((n + $(ls "/proc/$p/fd" 2>/dev/null | wc -l)))
+				n=$((n + $(ls "/proc/$p/fd" 2>/dev/null | wc -l) - inherited))
 			done
 			if [ "$n" -gt "$fds" ]; then
 				fds=$n
