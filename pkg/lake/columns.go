@@ -6,43 +6,42 @@ import "strings"
 // type in Hive DDL (Athena, Trino's Hive connector, Spark).
 type column struct {
 	name, duck, hive string
-	key              bool // part of the order the files are written in
 }
 
 // resourceColumns are the columns of every resource table. The resource is written as text:
 // Parquet has no JSON type that every engine reads, and the DuckDB views cast it back.
 var resourceColumns = []column{
-	{"id", "VARCHAR", "string", true},
-	{"resource", "JSON", "string", false},
-	{"export_group", "VARCHAR", "string", false},
-	{"export_time", "TIMESTAMPTZ", "timestamp", false},
-	{"source_file", "VARCHAR", "string", false},
+	{"id", "VARCHAR", "string"},
+	{"resource", "JSON", "string"},
+	{"export_group", "VARCHAR", "string"},
+	{"export_time", "TIMESTAMPTZ", "timestamp"},
+	{"source_file", "VARCHAR", "string"},
 }
 
 // etlColumns are the columns of etl-load's bookkeeping tables, as its DuckDB schema defines
 // them (a test checks the two agree).
 var etlColumns = map[string][]column{
 	"etl__completion": {
-		{"table_name", "VARCHAR", "string", true},
-		{"group_name", "VARCHAR", "string", true},
-		{"export_time", "TIMESTAMPTZ", "timestamp", true},
-		{"export_url", "VARCHAR", "string", false},
-		{"etl_version", "VARCHAR", "string", false},
-		{"etl_time", "TIMESTAMPTZ", "timestamp", false},
-		{"excluded_resources", "VARCHAR", "string", false},
+		{"table_name", "VARCHAR", "string"},
+		{"group_name", "VARCHAR", "string"},
+		{"export_time", "TIMESTAMPTZ", "timestamp"},
+		{"export_url", "VARCHAR", "string"},
+		{"etl_version", "VARCHAR", "string"},
+		{"etl_time", "TIMESTAMPTZ", "timestamp"},
+		{"excluded_resources", "VARCHAR", "string"},
 	},
 	"etl__completion_encounters": {
-		{"encounter_id", "VARCHAR", "string", true},
-		{"group_name", "VARCHAR", "string", true},
-		{"export_time", "TIMESTAMPTZ", "timestamp", false},
-		{"excluded_resources", "VARCHAR", "string", false},
+		{"encounter_id", "VARCHAR", "string"},
+		{"group_name", "VARCHAR", "string"},
+		{"export_time", "TIMESTAMPTZ", "timestamp"},
+		{"excluded_resources", "VARCHAR", "string"},
 	},
 	"etl__deleted": {
-		{"table_name", "VARCHAR", "string", true},
-		{"id", "VARCHAR", "string", true},
-		{"export_group", "VARCHAR", "string", true},
-		{"export_time", "TIMESTAMPTZ", "timestamp", true},
-		{"source_file", "VARCHAR", "string", false},
+		{"table_name", "VARCHAR", "string"},
+		{"id", "VARCHAR", "string"},
+		{"export_group", "VARCHAR", "string"},
+		{"export_time", "TIMESTAMPTZ", "timestamp"},
+		{"source_file", "VARCHAR", "string"},
 	},
 }
 
@@ -57,24 +56,21 @@ func schemaOf(table string) []column {
 // isETLTable reports one of etl-load's bookkeeping tables.
 func isETLTable(table string) bool { return strings.HasPrefix(table, "etl__") }
 
-// lakeColumns returns the select list and the order a table's rows are written in, or false for
-// an etl__ table the lake does not know (a newer etl-load's).
-func lakeColumns(table string) (cols, order string, ok bool) {
+// lakeColumns returns the select list a table's rows are written with, or false for a table
+// that is not etl-load's.
+func lakeColumns(table string) (cols string, ok bool) {
 	if isETLTable(table) {
 		if _, known := etlColumns[table]; !known {
-			return "", "", false
+			return "", false
 		}
 	}
-	var sel, keys []string
+	var sel []string
 	for _, c := range schemaOf(table) {
 		if c.duck == "JSON" {
 			sel = append(sel, ident(c.name)+"::VARCHAR AS "+ident(c.name))
 		} else {
 			sel = append(sel, ident(c.name))
 		}
-		if c.key {
-			keys = append(keys, ident(c.name))
-		}
 	}
-	return strings.Join(sel, ", "), strings.Join(keys, ", "), true
+	return strings.Join(sel, ", "), true
 }

@@ -183,12 +183,12 @@ func (l *Lake) writeCompacted(ctx context.Context, db *duckdb.DB, commits []Comm
 	written := false
 	for _, t := range tables {
 		// The view's rules over the text as stored: the resource is copied, never re-serialized.
-		cols, order, _ := lakeColumns(t)
+		cols, _ := lakeColumns(t)
 		var names []string
 		for _, col := range schemaOf(t) {
 			names = append(names, ident(col.name))
 		}
-		query := `SELECT ` + cols + ` FROM (` + viewQuery(t, strings.Join(names, ", ")) + `) AS v ORDER BY ` + order
+		query := `SELECT ` + cols + ` FROM (` + viewQuery(t, strings.Join(names, ", ")) + `) AS v`
 		n, err := l.copyOut(ctx, conn, query, partitionKey(t, c.Load), filepath.Join(out, t))
 		if err != nil {
 			return nil, fmt.Errorf("compact %s: %w", t, err)

@@ -28,12 +28,14 @@ const MinMemoryLimit = 16 << 20
 
 // bufferShare is the part of a memory limit DuckDB's memory_limit gets. memory_limit bounds its
 // buffer manager only; the rest of the process (its allocator's caches, the row group being
-// compressed, the Parquet writer's row groups, the Go side) grows with the data: on a 10 GB folder
-// under a 2 GiB memory_limit the process peaked at 2.30 GiB loading into DuckDB and 2.41 GiB
-// appending to a lake, over the limit + 256 MiB promised. An eighth of the limit, at most
-// 256 MiB, is held back for it.
+// compressed, the Parquet writer's row groups, the Go side) grows with the data and the limit: on
+// a 10 GB folder under a 2 GiB memory_limit the process peaked at 2.30 GiB loading into DuckDB
+// and 2.41 GiB appending to a lake, over the limit + 256 MiB promised. A sixth of what the limit
+// has above 512 MiB, at most 256 MiB (so 2 GiB gives DuckDB 1.75), is held back for it. A limit
+// of 512 MiB or less is DuckDB's whole: there the 256 MiB slack covers the rest, and a load needs
+// every MiB of it (merging a 1 GB folder's DocumentReferences takes about 70 MiB).
 func bufferShare(limit int64) int64 {
-	return max(limit-min(limit/8, 256<<20), MinMemoryLimit)
+	return limit - min(max(limit-512<<20, 0)/6, 256<<20)
 }
 
 // maxDefaultMemoryLimit is the default limit on a large machine: enough for the hash joins and

@@ -28,7 +28,7 @@ func TestMemoryLimitApplied(t *testing.T) {
 		wantLimit string
 		wantSpill string
 	}{
-		{Options{MemoryLimit: 64 << 20}, "56.0 MiB", filepath.Join(dir, "a.duckdb.tmp")},
+		{Options{MemoryLimit: 64 << 20}, "64.0 MiB", filepath.Join(dir, "a.duckdb.tmp")},
 		{Options{MemoryLimit: 3 << 30, TempDir: tmp}, "2.7 GiB", tmp + "/b.duckdb."},
 	} {
 		name := "a.duckdb"
