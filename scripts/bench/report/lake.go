@@ -69,6 +69,13 @@ func lakeTargets(recs []Record) []string {
 	}
 	what := fmt.Sprintf("%s GB onto the %s GB lake", trimGB(gb(*onto)), baseGB(base))
 	switch {
+	case base == nil || base.Exit != 0:
+		// The "base" then holds no committed load: appending onto it is appending to an empty lake.
+		exit := -1
+		if base != nil {
+			exit = base.Exit
+		}
+		out = append(out, fmt.Sprintf("%s ≤ %.2f × onto an empty lake: **not measured** (the base load failed, exit %d: the lake held none of it)", what, lakeSameMax, exit))
 	case fresh.Exit != 0 || onto.Exit != 0:
 		out = append(out, fmt.Sprintf("%s ≤ %.2f × onto an empty lake: **not measured** (exit %d onto the base, %d onto an empty lake)", what, lakeSameMax, onto.Exit, fresh.Exit))
 	default:

@@ -57,6 +57,9 @@ func TestLakeTargetsFailedOrUnmeasured(t *testing.T) {
 	}{
 		{"a failed round is not hidden by a faster one", func(r []Record) { r[4].Exit = 1 },
 			"**not measured** (exit 1 onto the base, 0 onto an empty lake)"},
+		// Found by a 10 GB run: the base failed, and the appends "onto" it looked like a success.
+		{"a failed base", func(r []Record) { r[0].Exit = 1 },
+			"**not measured** (the base load failed, exit 1: the lake held none of it)"},
 		{"no rusage", func(r []Record) {
 			for i := range r {
 				r[i].Written = 0
