@@ -134,3 +134,26 @@ func humanBytes(n int64) string {
 	// DuckDB cuts to one decimal where Printf would round (1.75 GiB shows as 1.7 GiB).
 	return fmt.Sprintf("%.1f %s", math.Floor(f*10)/10, units[i])
 }
+
+// TestBufferShare: DuckDB gets a limit of 512 MiB or less whole, then all but a sixth of what is
+// above 512 MiB, holding back at most 256 MiB; more limit never gives DuckDB less.
+func TestBufferShare(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct{ limit, want int64 }{
+		{MinMemoryLimit, MinMemoryLimit},
+		{64 * mib, 64 * mib},
+		{512 * mib, 512 * mib},
+		{1024 * mib, 1024*mib - 512*mib/6},
+		{2048 * mib, 1792 * mib},
+		{8192 * mib, 7936 * mib},
+	} {
+		if got := bufferShare(tc.limit); got != tc.want {
+			t.Errorf("bufferShare(%d MiB) = %d, want %d", tc.limit/mib, got, tc.want)
+		}
+	}
+	for limit := int64(MinMemoryLimit); limit < 4<<30; limit += 7 * mib {
+		if a, b := bufferShare(limit), bufferShare(limit+7*mib); b < a || a > limit {
+			t.Fatalf("bufferShare(%d) = %d, bufferShare(%d) = %d: not increasing or above the limit", limit, a, limit+7*mib, b)
+		}
+	}
+}
