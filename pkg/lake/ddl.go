@@ -118,8 +118,11 @@ func duckView(table string) string {
 
 // viewQuery is the SELECT of a table's view with the select list sel: standard SQL that DuckDB,
 // Trino and Athena all run (row_number in a subquery; Trino has no QUALIFY).
-func viewQuery(table, sel string) string {
-	raw := ident(rawView(table))
+func viewQuery(table, sel string) string { return viewQueryOver(table, sel, ident(rawView(table))) }
+
+// viewQueryOver is viewQuery over the relation raw, which has the columns of rawView(table) that
+// sel and the rules name (id, export_time, load_seq, or the bookkeeping table's key).
+func viewQueryOver(table, sel, raw string) string {
 	if key, ok := dedupe[table]; ok {
 		return fmt.Sprintf(`SELECT %s FROM (SELECT r.*, row_number() OVER (PARTITION BY %s ORDER BY load_seq) AS rn FROM %s AS r) AS r WHERE rn = 1`,
 			sel, identList(key), raw)

@@ -108,20 +108,7 @@ func queryViews(t *testing.T, l *Lake, query string) []string {
 	if _, err := db.ExecContext(t.Context(), strings.Join(stmts, ";\n")); err != nil {
 		t.Fatalf("the lake's DDL: %v", err)
 	}
-	rows, err := db.QueryContext(t.Context(), query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, v)
-	}
-	return out
+	return columnText(t, db, query)
 }
 
 // TestColumnsMatchSchema: the lake's columns of each bookkeeping table and of a resource table
