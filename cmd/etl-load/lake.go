@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -39,6 +40,11 @@ func lakeUsage(c *cli.Context) error {
 	}
 	if c.IsSet("format") || c.IsSet("dir") || c.IsSet("summary") {
 		return tool.UsageErrorf("--lake writes the lake only: --format, --dir and --summary are for a database")
+	}
+	// --db beside --lake expects the folders in a database too, which they would not reach;
+	// BULK_DB is a site's default for its database loads, which a lake run may leave set.
+	if _, fromEnv := os.LookupEnv("BULK_DB"); c.IsSet("db") && !fromEnv {
+		return tool.UsageErrorf("--lake writes the lake only, no database: load the folders with --db and with --lake in two runs")
 	}
 	switch engine {
 	case "", lake.EngineDuckDB:
