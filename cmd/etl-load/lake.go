@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -41,6 +43,9 @@ func lakeUsage(c *cli.Context) error {
 	if c.IsSet("format") || c.IsSet("dir") || c.IsSet("summary") {
 		return tool.UsageErrorf("--lake writes the lake only: --format, --dir and --summary are for a database")
 	}
+	if err := lakeOutsideFolders(root, c.Args().Slice()); err != nil {
+		return err
+	}
 	// --db beside --lake expects the folders in a database too, which they would not reach;
 	// BULK_DB is a site's default for its database loads, which a lake run may leave set.
 	if _, fromEnv := os.LookupEnv("BULK_DB"); c.IsSet("db") && !fromEnv {
@@ -62,11 +67,44 @@ func lakeUsage(c *cli.Context) error {
 	}
 }
 
+// lakeOutsideFolders refuses a local lake that is one of the export folders loaded, or inside
+// one: its tables would be written into the export, which every later reader of the folder
+// (etl-load, ndjson-merge, ndjson-inline) would then find there.
+func lakeOutsideFolders(root string, dirs []string) error {
+	if strings.HasPrefix(root, "s3://") {
+		return nil
+	}
+	lakeAbs, err := filepath.Abs(root)
+	if err != nil {
+		return nil // the lake's own open says what is wrong with the path
+	}
+	for _, d := range dirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(abs, lakeAbs); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return tool.UsageErrorf("--lake %s is inside the export folder %s: the lake would be written into the export; put it elsewhere", root, d)
+		}
+	}
+	return nil
+}
+
 // lakeConfig sets o up for --lake, and reports whether the command only prints the DDL.
 func lakeConfig(c *cli.Context, cfg *config) (printOnly bool, err error) {
 	root, engine := c.String("lake"), c.String("print-ddl")
 	if root == "" {
 		return false, nil
+	}
+	onlyLake := len(cfg.opts.Dirs) == 0 // compaction or DDL alone: a mistyped path is not a new lake
+	if onlyLake && !strings.HasPrefix(root, "s3://") {
+		// Checked before the open, which would make the folder a lake.
+		if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("--lake %s: no such folder (a lake begins when a folder is loaded into it)", root)
+		}
+		if _, err := os.Stat(filepath.Join(root, lake.CommitsDir)); errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("--lake %s: not a lake: it has no %s folder (a lake begins when a folder is loaded into it)", root, lake.CommitsDir)
+		}
 	}
 	l, err := lake.Open(c.Context, root, lake.Options{Scratch: cfg.tempDir, Attempts: c.Int("retries") + 1})
 	if err != nil {
@@ -75,6 +113,15 @@ func lakeConfig(c *cli.Context, cfg *config) (printOnly bool, err error) {
 			return false, tool.UsageErrorf("--lake %v", err)
 		}
 		return false, fmt.Errorf("--lake %s: %w", root, err)
+	}
+	if onlyLake {
+		commits, err := l.Commits(c.Context)
+		if err != nil {
+			return false, fmt.Errorf("read the lake %s: %w", l.Location(), err)
+		}
+		if len(commits) == 0 {
+			return false, fmt.Errorf("--lake %s: no load was ever committed there (a lake begins when a folder is loaded into it)", root)
+		}
 	}
 	o := &cfg.opts
 	o.Lake = l
