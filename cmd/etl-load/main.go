@@ -126,6 +126,13 @@ func run(c *cli.Context) error {
 	if _, ok := errors.AsType[*load.OptionsError](err); ok {
 		return tool.UsageErrorf("%v", err)
 	}
+	if text, ok := duckdb.OutOfMemory(err); ok {
+		limit := cfg.memoryLimit
+		if limit == 0 {
+			limit = duckdb.DefaultMemoryLimit()
+		}
+		return fmt.Errorf("%s: rerun with a larger --memory-limit than %s", text, tool.FormatBytes(limit))
+	}
 	if err != nil || printOnly || cfg.lake != nil && res.Folders == 0 {
 		return err // a compaction alone said what it did
 	}

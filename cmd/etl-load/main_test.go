@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,10 +34,11 @@ func TestMain(m *testing.M) {
 //	dbdump [-nosource] DB    print every table (etl_time left out; -nosource leaves out source_file)
 //	gz FILE                  gzip FILE into FILE.gz and remove FILE
 //	chop FILE                remove FILE's final newline (txtar cannot express its absence)
+//	padded FILE N KIB        write N Patients of about KIB KiB each, too large for a txtar file
 func TestScript(t *testing.T) {
 	p := fhirscript.ScriptParams("testdata/script", *update) // .fhirserver/ starts a test server
 	for name, cmd := range map[string]func(*testscript.TestScript, bool, []string){
-		"exits": exits, "dbq": dbq, "lakeq": lakeq, "dbdump": dbdump, "gz": gz, "chop": chop} {
+		"exits": exits, "dbq": dbq, "lakeq": lakeq, "dbdump": dbdump, "gz": gz, "chop": chop, "padded": padded} {
 		p.Cmds[name] = cmd
 	}
 	testscript.Run(t, p)
@@ -205,4 +207,21 @@ func chop(ts *testscript.TestScript, neg bool, args []string) {
 	data, err := os.ReadFile(path)
 	ts.Check(err)
 	ts.Check(os.WriteFile(path, []byte(strings.TrimSuffix(string(data), "\n")), 0o644))
+}
+
+func padded(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: padded FILE N KIB")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	kib, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	path := ts.MkAbs(args[0])
+	ts.Check(os.MkdirAll(filepath.Dir(path), 0o755))
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `{"resourceType":"Patient","id":"big%d","text":{"status":"generated","div":"%s"}}`+"\n", i, strings.Repeat("x", kib<<10))
+	}
+	ts.Check(os.WriteFile(path, []byte(b.String()), 0o644))
 }

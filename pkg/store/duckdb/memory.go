@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
 )
 
 // Options bound what a database may use while it loads and exports.
@@ -125,4 +127,20 @@ func removeSpill(dir string) error {
 		return fmt.Errorf("remove spill folder: %w", err)
 	}
 	return nil
+}
+
+// OutOfMemory reports whether err is, or wraps, DuckDB's out of memory error: what a statement
+// needed did not fit in its memory_limit, even spilling. It returns err's text up to the end of
+// DuckDB's account of what did not fit, its first line: the lines of advice after it name SQL
+// settings (threads, memory_limit, temp_directory), not anything a user of the tools can set.
+func OutOfMemory(err error) (string, bool) {
+	e, ok := errors.AsType[*duckdb.Error](err)
+	if !ok || e.Type != duckdb.ErrorTypeOutOfMemory {
+		return "", false
+	}
+	text, _, _ := strings.Cut(err.Error(), "\n")
+	if advice := strings.Index(text, "Possible solutions:"); advice > 0 {
+		text = text[:advice]
+	}
+	return strings.TrimSpace(text), true
 }

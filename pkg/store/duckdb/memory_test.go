@@ -157,3 +157,34 @@ func TestBufferShare(t *testing.T) {
 		}
 	}
 }
+
+// TestOutOfMemory: DuckDB's own out of memory error is told by its type through any wrapping, and
+// its text keeps the account (what did not fit in how much) without DuckDB's SQL advice.
+func TestOutOfMemory(t *testing.T) {
+	d := openWith(t, filepath.Join(t.TempDir(), "db.duckdb"), Options{MemoryLimit: MinMemoryLimit})
+	// Sorting 64 MiB of distinct strings cannot fit in 16 MiB once spilling is refused.
+	_, err := d.Conn().ExecContext(t.Context(), `SET temp_directory = ''`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	err = d.Conn().QueryRowContext(t.Context(), `SELECT count(DISTINCT repeat(i::VARCHAR, 100)) FROM range(700000) AS r(i)`).Scan(&n)
+	if err == nil {
+		t.Fatalf("the query fit in %d MiB (%d rows): want out of memory", MinMemoryLimit>>20, n)
+	}
+	wrapped := fmt.Errorf("load big: merge patient: %w", err)
+	text, ok := OutOfMemory(wrapped)
+	if !ok {
+		t.Fatalf("OutOfMemory(%v) = false", wrapped)
+	}
+	if !strings.HasPrefix(text, "load big: merge patient: Out of Memory Error: ") || strings.Contains(text, "Possible solutions") || strings.Contains(text, "\n") {
+		t.Errorf("OutOfMemory's text = %q, want the wrapped account on one line without DuckDB's advice", text)
+	}
+
+	_, err = d.Conn().ExecContext(t.Context(), `SELECT * FROM no_such_table`)
+	for _, e := range []error{nil, err, fmt.Errorf("out of memory, said as text")} {
+		if _, ok := OutOfMemory(e); ok {
+			t.Errorf("OutOfMemory(%v) = true, want false", e)
+		}
+	}
+}
