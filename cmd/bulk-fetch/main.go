@@ -83,6 +83,10 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	parallel, lowered, err := parallelWithinLimit(c)
+	if err != nil {
+		return err
+	}
 	in, err := tool.Input(c, c.Args().First())
 	if err != nil {
 		return err
@@ -97,6 +101,9 @@ func run(c *cli.Context) error {
 		statusURL = first.Context.StatusURL
 	}
 	st := tool.NewStatus(c)
+	if lowered != "" {
+		st.Print("%s", lowered)
+	}
 	client, trusted, err := newClient(c, st, first, statusURL)
 	if err != nil {
 		return err
@@ -114,7 +121,7 @@ func run(c *cli.Context) error {
 	paths := &pathWriter{out: out}
 	opts := fetch.Options{
 		Dir: dir, Client: client, StatusURL: c.String("status-url"),
-		Parallel: c.Int("parallel"), StallTimeout: c.Duration("stall-timeout"), MaxLine: maxLine,
+		Parallel: parallel, StallTimeout: c.Duration("stall-timeout"), MaxLine: maxLine,
 		Verify: c.Bool("verify"), NewExport: c.Bool("new-export"), NoDelete: c.Bool("no-delete"),
 		Gzip: c.Bool("gzip"), LogFrom: c.String("log"), Version: tool.Version(), FHIRBase: trusted,
 		On: callbacks(st, paths),
@@ -201,6 +208,33 @@ func finish(st *tool.Status, res *fetch.Result, dir, statusURL string, fatal int
 		return fmt.Errorf("the server reported %d fatal or error issues in %s (above); the files it did export are in place", fatal, strings.TrimRight(dir, "/")+"/error/")
 	}
 	return nil
+}
+
+// parallelWithinLimit is --parallel, lowered to what the process's limit on open files allows
+// (with the line that says so), or an error when the limit leaves no room for one download:
+// beyond it, every connection fails with "too many open files" and is retried until it gives up.
+// A download holds its socket and its .part, and with --inline its attachments' connections.
+func parallelWithinLimit(c *cli.Context) (int, string, error) {
+	parallel := c.Int("parallel")
+	nofile, limited := tool.OpenFileLimit()
+	if !limited {
+		return parallel, "", nil
+	}
+	per, what := fetch.DescriptorsPerDownload, ""
+	if c.Bool("inline") {
+		per += c.Int("inline-parallel")
+		what = fmt.Sprintf(" with --inline-parallel %d", c.Int("inline-parallel"))
+	}
+	most := fetch.ParallelWithin(nofile, per)
+	if most < 1 {
+		return 0, "", fmt.Errorf("the limit on open files (ulimit -n) is %d: bulk-fetch%s needs at least %d (%d, and %d per parallel download); raise it",
+			nofile, what, fetch.FixedDescriptors+per, fetch.FixedDescriptors, per)
+	}
+	if parallel <= most {
+		return parallel, "", nil
+	}
+	return most, fmt.Sprintf("the limit on open files (ulimit -n %d) allows %d parallel downloads%s, not --parallel %d: downloading %d at once",
+		nofile, most, what, parallel, most), nil
 }
 
 // checkFlags refuses what no download could fix, before stdin is read, and returns --max-line.

@@ -28,6 +28,20 @@ const (
 	DefaultStallTimeout = 2 * time.Minute
 )
 
+// The descriptors a run holds: FixedDescriptors whatever its downloads (12 measured: stdio, the
+// runtime's poller, the manifest, the folder's lock, the log, the state journal, the folder it
+// syncs; the rest is room), and DescriptorsPerDownload for each download in flight, its socket
+// and its .part.
+const (
+	FixedDescriptors       = 16
+	DescriptorsPerDownload = 2
+)
+
+// ParallelWithin is the most downloads a run can keep in flight with at most nofile open
+// descriptors when each holds perDownload of them (DescriptorsPerDownload, and the connections
+// of its attachments while it inlines them); below 1, a run cannot work at all.
+func ParallelWithin(nofile, perDownload int) int { return (nofile - FixedDescriptors) / perDownload }
+
 // ErrOtherExport is wrapped by the error Run returns when DIR holds another export's files and
 // Options.NewExport is not set (DESIGN.md §3).
 var ErrOtherExport = errors.New("the folder holds another export")
