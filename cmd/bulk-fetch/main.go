@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -83,7 +84,8 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	parallel, lowered, err := parallelWithinLimit(c)
+	st := tool.NewStatus(c)
+	parallel, err := parallelWithinLimit(c, st)
 	if err != nil {
 		return err
 	}
@@ -96,14 +98,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	statusURL := c.String("status-url")
-	if statusURL == "" {
-		statusURL = first.Context.StatusURL
-	}
-	st := tool.NewStatus(c)
-	if lowered != "" {
-		st.Print("%s", lowered)
-	}
+	statusURL := cmp.Or(c.String("status-url"), first.Context.StatusURL)
 	client, trusted, err := newClient(c, st, first, statusURL)
 	if err != nil {
 		return err
@@ -211,14 +206,14 @@ func finish(st *tool.Status, res *fetch.Result, dir, statusURL string, fatal int
 }
 
 // parallelWithinLimit is --parallel, lowered to what the process's limit on open files allows
-// (with the line that says so), or an error when the limit leaves no room for one download:
+// (with a line on st that says so), or an error when the limit leaves no room for one download:
 // beyond it, every connection fails with "too many open files" and is retried until it gives up.
 // A download holds its socket and its .part, and with --inline its attachments' connections.
-func parallelWithinLimit(c *cli.Context) (int, string, error) {
+func parallelWithinLimit(c *cli.Context, st *tool.Status) (int, error) {
 	parallel := c.Int("parallel")
 	nofile, limited := tool.OpenFileLimit()
 	if !limited {
-		return parallel, "", nil
+		return parallel, nil
 	}
 	per, what := fetch.DescriptorsPerDownload, ""
 	if c.Bool("inline") {
@@ -227,14 +222,15 @@ func parallelWithinLimit(c *cli.Context) (int, string, error) {
 	}
 	most := fetch.ParallelWithin(nofile, per)
 	if most < 1 {
-		return 0, "", fmt.Errorf("the limit on open files (ulimit -n) is %d: bulk-fetch%s needs at least %d (%d, and %d per parallel download); raise it",
+		return 0, fmt.Errorf("the limit on open files (ulimit -n) is %d: bulk-fetch%s needs at least %d (%d, and %d per parallel download); raise it",
 			nofile, what, fetch.FixedDescriptors+per, fetch.FixedDescriptors, per)
 	}
-	if parallel <= most {
-		return parallel, "", nil
+	if parallel > most {
+		st.Print("the limit on open files (ulimit -n %d) allows %d parallel downloads%s, not --parallel %d: downloading %d at once",
+			nofile, most, what, parallel, most)
+		parallel = most
 	}
-	return most, fmt.Sprintf("the limit on open files (ulimit -n %d) allows %d parallel downloads%s, not --parallel %d: downloading %d at once",
-		nofile, most, what, parallel, most), nil
+	return parallel, nil
 }
 
 // checkFlags refuses what no download could fix, before stdin is read, and returns --max-line.

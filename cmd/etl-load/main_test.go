@@ -219,9 +219,13 @@ func padded(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	path := ts.MkAbs(args[0])
 	ts.Check(os.MkdirAll(filepath.Dir(path), 0o755))
-	var b strings.Builder
+	// Written a line at a time: the test process's memory is not the tools' to spend.
+	f, err := os.Create(path)
+	ts.Check(err)
+	div := strings.Repeat("x", kib<<10)
 	for i := range n {
-		fmt.Fprintf(&b, `{"resourceType":"Patient","id":"big%d","text":{"status":"generated","div":"%s"}}`+"\n", i, strings.Repeat("x", kib<<10))
+		_, err := fmt.Fprintf(f, `{"resourceType":"Patient","id":"big%d","text":{"status":"generated","div":"%s"}}`+"\n", i, div)
+		ts.Check(err)
 	}
-	ts.Check(os.WriteFile(path, []byte(b.String()), 0o644))
+	ts.Check(f.Close())
 }

@@ -11,10 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/bulkpipe/bulkpipe/pkg/store/duckdb"
+	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
 // memSlack is what this test lets etl-load use above --memory-limit: the Go side (a few chunks
@@ -25,10 +25,9 @@ const memSlack = 160 << 20
 
 // TestMemBound runs etl-load as a process on a folder several times --memory-limit, twice (the
 // second export replaces every row: the join of a whole table with a whole folder), and checks
-// that its peak RSS stays within the limit + memSlack. The folder holds more rows than one of
+// that its peak RSS (tooltest.PeakRSS) stays within the limit + memSlack. The folder holds more rows than one of
 // DuckDB's row groups (122,880) of resource-sized strings: writing such a row group is where
-// DuckDB's memory outside its limit grew (0.5 GiB above 256 MiB on a 1 GB folder). ru_maxrss is
-// in KiB on Linux.
+// DuckDB's memory outside its limit grew (0.5 GiB above 256 MiB on a 1 GB folder).
 func TestMemBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes and loads 160 MiB twice")
@@ -47,10 +46,10 @@ func TestMemBound(t *testing.T) {
 		cmd := exec.Command(tool, "--db", db, "--memory-limit", fmt.Sprint(limit), "--quiet",
 			"--export-group", "g", "--export-timestamp", when, filepath.Join(dir, "export"))
 		cmd.Env = append(os.Environ(), "BULK_MEMORY_LIMIT=")
-		if b, err := cmd.CombinedOutput(); err != nil {
+		b, rss, err := tooltest.PeakRSS(cmd)
+		if err != nil {
 			t.Fatalf("etl-load (%s): %v\n%s", when, err, b)
 		}
-		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
 		t.Logf("export of %s, --memory-limit %d MiB: peak RSS %d MiB", when, limit>>20, rss>>20)
 		if got, want := rss, int64(limit+memSlack); got > want {
 			t.Errorf("etl-load --memory-limit %d MiB (export of %s): peak RSS %d MiB, want at most %d MiB",

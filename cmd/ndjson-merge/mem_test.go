@@ -9,13 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/bulkpipe/bulkpipe/pkg/tool/tooltest"
 )
 
 // TestMemBound runs ndjson-merge as a process on input four times --mem and checks that its peak
-// RSS stays within --mem + 64 MiB (issue 14): the sort's buffers, the merge's buffers and the
-// garbage of parsing all fit the budget. ru_maxrss is in KiB on Linux.
+// RSS (tooltest.PeakRSS) stays within --mem + 64 MiB (issue 14): the sort's buffers, the merge's
+// buffers and the garbage of parsing all fit the budget.
 func TestMemBound(t *testing.T) {
 	const mem = 8 << 20
 	dir := t.TempDir()
@@ -52,11 +53,10 @@ func TestMemBound(t *testing.T) {
 	}
 	out := filepath.Join(dir, "merged")
 	args := append(srcs, "--dir", out, "--mem", fmt.Sprint(mem), "--export-timestamp", "2024-02-01T00:00:00Z", "--quiet")
-	cmd := exec.Command(tool, args...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ndjson-merge: %v\n%s", err, b)
+	output, rss, err := tooltest.PeakRSS(exec.Command(tool, args...))
+	if err != nil {
+		t.Fatalf("ndjson-merge: %v\n%s", err, output)
 	}
-	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
 	t.Logf("--mem %d MiB: peak RSS %d MiB", mem>>20, rss>>20)
 	if got, want := rss, int64(mem+64<<20); got > want {
 		t.Errorf("ndjson-merge --mem %d: peak RSS %d MiB, want at most %d MiB", mem, got>>20, want>>20)
