@@ -1,5 +1,5 @@
 // Package tooltest holds checks that every tool's tests share: that a man page documents each
-// flag (STYLE.md convention 15).
+// flag (STYLE.md convention 15), and a tool's own peak memory as a process (PeakRSS).
 package tooltest
 
 import (
