@@ -25,9 +25,9 @@ const memSlack = 160 << 20
 
 // TestMemBound runs etl-load as a process on a folder several times --memory-limit, twice (the
 // second export replaces every row: the join of a whole table with a whole folder), and checks
-// that its peak RSS (tooltest.PeakRSS) stays within the limit + memSlack. The folder holds more rows than one of
-// DuckDB's row groups (122,880) of resource-sized strings: writing such a row group is where
-// DuckDB's memory outside its limit grew (0.5 GiB above 256 MiB on a 1 GB folder).
+// that its peak RSS (tooltest.PeakRSS) stays within the limit + memSlack. The folder holds more
+// rows than one of DuckDB's row groups (122,880) of resource-sized strings: writing such a row
+// group is where DuckDB's memory outside its limit grew (0.5 GiB above 256 MiB on a 1 GB folder).
 func TestMemBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes and loads 160 MiB twice")

@@ -162,7 +162,8 @@ func TestBufferShare(t *testing.T) {
 // its text keeps the account (what did not fit in how much) without DuckDB's SQL advice.
 func TestOutOfMemory(t *testing.T) {
 	d := openWith(t, filepath.Join(t.TempDir(), "db.duckdb"), Options{MemoryLimit: MinMemoryLimit})
-	// Sorting 64 MiB of distinct strings cannot fit in 16 MiB once spilling is refused.
+	// 700,000 distinct strings of about 600 bytes cannot be counted in 16 MiB once spilling is
+	// refused.
 	_, err := d.Conn().ExecContext(t.Context(), `SET temp_directory = ''`)
 	if err != nil {
 		t.Fatal(err)
